@@ -1,0 +1,165 @@
+"""The model-repository contract shared by ``compress`` (writer) and the service (reader).
+
+A published version lives in ``<repo>/<model>/<version>/`` and is described by ``manifest.json``, which is
+written last. This module is pydantic-only so both sides can import it cheaply. The JSON Schema checked in at
+``model_repo/manifest.schema.json`` is generated from :class:`Manifest` and compared by a test.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+# Model names become directory names: keep them to a safe alphabet so no name can escape the repository.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+DType = Literal["FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]
+Task = Literal["ad_ctr", "chat_intent", "recommendation", "search_rank", "generic"]
+
+
+def _inside_version(path: str) -> str:
+    if not path or path.startswith("/") or "\\" in path or ".." in path.split("/"):
+        raise ValueError(f"file path {path!r} must be relative and inside the version folder")
+    return path
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One named input or output; ``-1`` marks a variable axis (the batch axis first)."""
+
+    name: str
+    dtype: DType
+    shape: list[int]
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, v: list[int]) -> list[int]:
+        if any(d < -1 or d == 0 for d in v):
+            raise ValueError(f"shape {v}: dims must be positive or -1 (variable)")
+        return v
+
+
+class Artifact(_Strict):
+    """A loadable model file of this version. TensorRT plans are only usable on the GPU/TRT they were built for."""
+
+    path: str
+    format: Literal["onnx", "tensorrt"]
+    precision: str = Field(description="e.g. fp32, int8-dynamic, int8-qdq, int8-emb+int8-qdq")
+    sha256: str
+    bytes: int
+    compute_capability: str | None = Field(default=None, description="TensorRT only, e.g. '9.0'")
+    tensorrt_version: str | None = Field(default=None, description="TensorRT only")
+
+    @model_validator(mode="after")
+    def _trt_keys(self) -> Artifact:
+        if self.format == "tensorrt" and not (self.compute_capability and self.tensorrt_version):
+            raise ValueError("a tensorrt artifact needs compute_capability and tensorrt_version")
+        return self
+
+    _relative = field_validator("path")(classmethod(lambda cls, v: _inside_version(v)))
+
+
+class AuxFile(_Strict):
+    """A non-model file the version needs (pre-processing state, tokenizer, reply index)."""
+
+    path: str
+    role: str
+    sha256: str
+    bytes: int
+
+    _relative = field_validator("path")(classmethod(lambda cls, v: _inside_version(v)))
+
+
+class Preprocessing(_Strict):
+    """How raw request fields become model inputs: ``kind`` names the code path (same as training)."""
+
+    kind: str = Field(description="e.g. 'ctr-v1' -> app.tasks.ctr.CtrFeaturizer")
+    path: str = Field(description="state file among aux_files")
+    code_version: str
+
+
+class Gate(_Strict):
+    passed: bool
+    rule: str
+    numbers: dict[str, float]
+    reason: str = ""
+
+
+class DataFile(_Strict):
+    path: str
+    sha256: str
+    rows: int | None = None
+
+
+class Lineage(_Strict):
+    parent_version: int | None = None
+    data_files: list[DataFile] = []
+    code_version: str
+    split: dict[str, Any] = {}
+
+
+class Serving(_Strict):
+    """Batching defaults for this version; the service may override them by settings."""
+
+    max_batch_rows: int = Field(default=512, ge=1)
+    max_queue_delay_us: int = Field(default=2000, ge=0)
+    queue_cap_rows: int = Field(default=8192, ge=1)
+    warmup_batch_sizes: list[int] = [1, 8, 64, 512]
+
+
+class Manifest(_Strict):
+    """Everything needed to verify, load, warm up and serve one immutable model version."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: int = Field(ge=1)
+    task: Task
+    created_at: datetime
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    artifacts: list[Artifact]
+    aux_files: list[AuxFile] = []
+    preprocessing: Preprocessing | None = None
+    metrics: dict[str, dict[str, float]] = Field(
+        description="{'candidate': {...}, 'fp32': {...}} task metrics on the same held-out rows"
+    )
+    latency: dict[str, float] = Field(default={}, description="ms per batch, keyed by batch size as string")
+    gate: Gate
+    recipe: dict[str, Any]
+    lineage: Lineage
+    serving: Serving = Serving()
+    candidate: str = Field(description="the compress candidate this version was built from")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not MODEL_NAME_RE.match(v):
+            raise ValueError(f"model name {v!r} must match {MODEL_NAME_RE.pattern}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_artifact(self) -> Manifest:
+        if not self.artifacts:
+            raise ValueError("a manifest needs at least one artifact")
+        return self
+
+    def artifact(self, fmt: str = "onnx") -> Artifact:
+        """The first artifact of ``fmt``; raises KeyError if none."""
+        for a in self.artifacts:
+            if a.format == fmt:
+                return a
+        raise KeyError(f"version {self.name}/{self.version} has no {fmt} artifact")
+
+    def aux(self, role: str) -> AuxFile:
+        for f in self.aux_files:
+            if f.role == role:
+                return f
+        raise KeyError(f"version {self.name}/{self.version} has no aux file with role {role!r}")

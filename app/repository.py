@@ -1,0 +1,114 @@
+"""Read side of the model repository: find models and versions, load and verify manifests.
+
+Layout: ``<root>/<model>/<int version>/manifest.json``. Folders whose name is not a positive integer (e.g. the
+``.staging-*`` folders of an in-progress publish) are invisible, which is what makes publishing atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.manifest import MANIFEST_FILE, MODEL_NAME_RE, Manifest
+
+
+class RepositoryError(Exception):
+    """A model or version could not be found or failed verification; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_dir(root: Path, model: str) -> Path:
+    """The folder of ``model``; refuses names that could escape ``root``."""
+    if not MODEL_NAME_RE.match(model):
+        raise RepositoryError("invalid_name", f"model name {model!r} is not a valid model name")
+    return root / model
+
+
+def list_models(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and MODEL_NAME_RE.match(p.name))
+
+
+def list_versions(root: Path, model: str) -> list[int]:
+    """Published versions of ``model`` (folders with a manifest), ascending."""
+    d = model_dir(root, model)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        if p.is_dir() and p.name.isdigit() and int(p.name) > 0 and (p / MANIFEST_FILE).is_file():
+            out.append(int(p.name))
+    return sorted(out)
+
+
+def next_version(root: Path, model: str) -> int:
+    """One past the highest numbered folder (with or without manifest), so a version number is never reused."""
+    d = model_dir(root, model)
+    nums = [int(p.name) for p in d.iterdir() if p.name.isdigit()] if d.is_dir() else []
+    return max(nums, default=0) + 1
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    path = version_dir / MANIFEST_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RepositoryError("missing_manifest", f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise RepositoryError("bad_manifest", f"{path} is not valid JSON: {e}") from None
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as e:
+        raise RepositoryError("bad_manifest", f"{path} does not match the manifest schema: {e}") from None
+    if version_dir.name.isdigit() and manifest.version != int(version_dir.name):
+        raise RepositoryError(
+            "bad_manifest", f"{path} says version {manifest.version} but lives in folder {version_dir.name}"
+        )
+    return manifest
+
+
+def verify_files(version_dir: Path, manifest: Manifest) -> None:
+    """Check size and sha256 of every artifact and aux file; raises ``RepositoryError('checksum', ...)``."""
+    for entry in [*manifest.artifacts, *manifest.aux_files]:
+        path = version_dir / entry.path
+        if not path.is_file():
+            raise RepositoryError("missing_file", f"{path} is listed in the manifest but missing")
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise RepositoryError("checksum", f"{path}: {size} bytes on disk, manifest says {entry.bytes}")
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise RepositoryError("checksum", f"{path}: sha256 {digest[:12]}… does not match the manifest")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    model: str
+    version: int
+    path: Path
+
+
+def load_verified(root: Path, model: str, version: int) -> tuple[VersionRef, Manifest]:
+    """Read and fully verify one version; the single entry point the service uses before loading."""
+    path = model_dir(root, model) / str(version)
+    manifest = read_manifest(path)
+    if manifest.name != model:
+        raise RepositoryError("bad_manifest", f"{path}: manifest names model {manifest.name!r}, folder {model!r}")
+    verify_files(path, manifest)
+    return VersionRef(model, version, path), manifest

@@ -1,0 +1,171 @@
+"""Building and measuring one compression candidate: model transforms -> ONNX -> INT8 -> metrics and gate.
+
+A candidate name is ``+``-joined steps: model-level transforms of the task (e.g. ``pruned``, ``emb_int8``)
+followed by at most one graph-level step (``int8_dynamic_u8``, ``int8_dynamic_s8``, ``int8_qdq``); ``fp32``
+is the optimised FP32 export every other candidate is gated against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.config import CompressConfig
+from compress.errors import ConfigError, ExportError
+from compress.evaluate import latency_ms, predict, session
+from compress.gate import GateResult, check
+from compress.onnx_tools import check_schema, export_torch, optimize, quantizable_nodes
+from compress.quantize import quantize_dynamic_int8, quantize_qdq_int8
+from compress.sensitivity import fallback
+from compress.tasks import TaskAdapter
+
+GRAPH_STEPS = ("int8_dynamic_u8", "int8_dynamic_s8", "int8_qdq")
+PRECISION = {"int8_dynamic_u8": "int8-dynamic-u8", "int8_dynamic_s8": "int8-dynamic-s8", "int8_qdq": "int8-qdq-s8s8",
+             "emb_int8": "emb-int8", "pruned": "pruned"}
+
+
+@dataclass
+class Candidate:
+    """One measured artifact; ``status`` is 'reference' (FP32), 'passed', 'failed' or 'error'."""
+
+    name: str
+    status: str = "error"
+    path: Path | None = None
+    bytes: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    gate: GateResult | None = None
+    kept_fp32: list[str] = field(default_factory=list)
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def precision(self) -> str:
+        return "+".join(PRECISION.get(p, p) for p in self.name.split("+"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status, "precision": self.precision, "bytes": self.bytes,
+            "metrics": self.metrics, "latency_ms": self.latency, "kept_fp32": self.kept_fp32,
+            "sensitivity": self.sensitivity, "recipe": self.recipe, "error": self.error,
+            "gate": None if self.gate is None else {"passed": self.gate.passed, "reason": self.gate.reason},
+        }
+
+
+def parse_name(name: str, model_steps: list[str]) -> tuple[list[str], str | None]:
+    """Split a candidate name into model-level steps (canonical order) and the graph-level step."""
+    if name == "fp32":
+        return [], None
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in model_steps and p not in GRAPH_STEPS]
+    graph = [p for p in parts if p in GRAPH_STEPS]
+    if unknown or len(graph) > 1 or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"candidate {name!r}: steps must be from {model_steps + list(GRAPH_STEPS)}, each at most once, "
+            "with at most one int8_* step"
+        )
+    return [s for s in model_steps if s in parts], (graph[0] if graph else None)
+
+
+class Builder:
+    """Builds candidates for one run, caching the exported ONNX of each model-level variant."""
+
+    def __init__(self, cfg: CompressConfig, task: TaskAdapter, workdir: Path) -> None:
+        self.cfg, self.task, self.workdir = cfg, task, workdir
+        self.transforms = task.torch_transforms()
+        self._exports: dict[tuple[str, ...], tuple[Path, dict[str, Any]]] = {}
+        self._models: dict[tuple[str, ...], Any] = {}
+        self.test_feeds = task.eval_feeds("test")
+        self.reference: dict[str, float] = {}
+
+    def export(self, steps: list[str]) -> tuple[Path, dict[str, Any]]:
+        """FP32 ONNX of the model after ``steps`` (each prefix cached), checked against torch outputs."""
+        key = tuple(steps)
+        if key in self._exports:
+            return self._exports[key]
+        if steps:
+            _, notes = self.export(steps[:-1])
+            model, more = self.transforms[steps[-1]](self._models[key[:-1]])
+            notes = {**notes, **more}
+        else:
+            model, notes = self.task.fp32, {}
+        self._models[key] = model
+        path = self.workdir / f"model-{'-'.join(steps) or 'fp32'}.raw.onnx"
+        export_torch(model, self.test_feeds, self.task.inputs, self.task.outputs, path)
+        check_schema(path, self.task.inputs, self.task.outputs)
+        self._check_parity(model, path)
+        self._exports[key] = (path, notes)
+        return path, notes
+
+    def _check_parity(self, model: Any, path: Path, rows: int = 256) -> None:
+        import torch
+
+        feeds = {k: v[:rows] for k, v in self.test_feeds.items()}
+        with torch.no_grad():
+            ref = model(*(torch.from_numpy(feeds[t.name]) for t in self.task.inputs)).numpy().reshape(-1)
+        got = predict(session(path), feeds, self.task.outputs[0].name)
+        diff = float(np.max(np.abs(got.reshape(-1) - ref)))
+        if diff > 1e-4:
+            raise ExportError(f"{path.name}: ONNX output differs from torch by {diff:.2e} (> 1e-4)")
+
+    def evaluate(self, path: Path) -> dict[str, float]:
+        out = predict(session(path, threads=2), self.test_feeds, self.task.outputs[0].name)
+        return self.task.metrics(out, "test")
+
+    def graph_step(self, step: str | None, src: Path, dst: Path, exclude: list[str]) -> None:
+        q = self.cfg.quantize
+        if step is None:
+            optimize(src, dst)
+        elif step.startswith("int8_dynamic_"):
+            quantize_dynamic_int8(src, dst, step.rsplit("_", 1)[1], exclude)
+        else:
+            quantize_qdq_int8(src, dst, self.task.calibration(), per_channel=q.per_channel,
+                              method=q.calibrate_method, exclude=exclude)
+
+    def build(self, name: str) -> Candidate:
+        """Build, evaluate, gate (with FP32 fallback for INT8 steps) and time one candidate."""
+        steps, step = parse_name(name, list(self.transforms))
+        cand = Candidate(name)
+        src, notes = self.export(steps)
+        dst = self.workdir / f"{name.replace('+', '__')}.onnx"
+        self.graph_step(step, src, dst, [])
+        cand.recipe = {"steps": [*steps, *([step] if step else [])], **notes}
+        cand.metrics = self.evaluate(dst)
+        if name == "fp32":
+            self.reference = cand.metrics
+            cand.status = "reference"
+        else:
+            self._gate(cand, step, src, dst)
+        cand.path = dst
+        cand.bytes = dst.stat().st_size
+        lat = self.cfg.latency
+        cand.latency = latency_ms(session(dst, lat.threads), self.test_feeds, lat.batch_sizes, lat.repeats)
+        return cand
+
+    def _gate(self, cand: Candidate, step: str | None, src: Path, dst: Path) -> None:
+        rules = self.cfg.gate.rules
+        cand.gate = check(cand.metrics, self.reference, rules)
+        if not cand.gate.passed and step is not None and self.cfg.gate.fallback:
+            first_failure = cand.gate.reason
+            if cand.recipe["steps"][:-1] and not check(self.evaluate(src), self.reference, rules).passed:
+                cand.gate.reasons.append("the model-level steps alone already fail the gate; no INT8 fallback tried")
+                cand.status = "failed"
+                return
+            layers = quantizable_nodes(src)
+            res = fallback(
+                layers, lambda d, ex: self.graph_step(step, src, d, ex), self.evaluate, self.reference, rules,
+                self.workdir, dst, self.cfg.gate.max_fallback_layers,
+            )
+            if res is None:
+                self.graph_step(step, src, dst, [])  # report the plain INT8 model's numbers
+                cand.gate = GateResult(False, cand.gate.rule, cand.gate.numbers,
+                                       [first_failure, "fallback could not restore the gate"])
+            else:
+                cand.metrics, cand.gate, cand.kept_fp32, cand.sensitivity = (
+                    res.metrics, res.gate, res.kept_fp32, res.sensitivity)
+                cand.recipe["fallback"] = {"first_failure": first_failure, "kept_fp32": res.kept_fp32}
+        cand.status = "passed" if cand.gate.passed else "failed"

@@ -1,0 +1,87 @@
+"""Command line: ``python -m compress run|report|evaluate``. Expected failures print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from compress.errors import CompressError
+
+EVAL_TOLERANCE = 1e-6  # metrics must reproduce this closely: same file, same rows, deterministic ORT CPU
+
+
+def _run(args: argparse.Namespace) -> int:
+    from compress.config import load_config
+    from compress.pipeline import run
+    from compress.report import markdown
+
+    cfg = load_config(Path(args.config))
+    if args.data:
+        cfg.data.path = args.data
+    workdir = Path(args.workdir) if args.workdir else None
+    result = run(cfg, Path(args.repo), workdir=workdir, publish_versions=not args.no_publish)
+    print(markdown(result.report(cfg)))
+    for name, version in result.published.items():
+        print(f"published {cfg.model.name}/{version} ({name})")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from compress.report import load_report, markdown, plot
+
+    version, _, report = load_report(Path(args.repo), args.model, args.version)
+    out = Path(args.out) if args.out else Path("reports") / f"{args.model}-v{version}.png"
+    text = markdown(report)
+    print(f"# {args.model} version {version}\n\n{text}\n")
+    print(f"plot: {plot(report, out)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from compress.verify import evaluate_version
+
+    rows, ok = evaluate_version(Path(args.version_dir), data=args.data, tolerance=args.tolerance)
+    print("| metric | manifest | recomputed | diff |\n|---|---|---|---|")
+    for name, (want, got) in rows.items():
+        print(f"| {name} | {want:.6f} | {got:.6f} | {got - want:+.2e} |")
+    print("reproduced" if ok else f"MISMATCH beyond tolerance {args.tolerance}")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m compress", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train, compress, gate and publish")
+    r.add_argument("config")
+    r.add_argument("--repo", required=True, help="model repository root")
+    r.add_argument("--data", help="override [data].path")
+    r.add_argument("--workdir", help="keep intermediate files here (default: a temp dir, removed)")
+    r.add_argument("--no-publish", action="store_true", help="measure and report only")
+    r.set_defaults(fn=_run)
+    rep = sub.add_parser("report", help="markdown table and PNG plot of a run's candidates")
+    rep.add_argument("model")
+    rep.add_argument("--repo", required=True)
+    rep.add_argument("--version", type=int)
+    rep.add_argument("--out", help="PNG path (default reports/<model>-v<version>.png)")
+    rep.set_defaults(fn=_report)
+    e = sub.add_parser("evaluate", help="recompute a published version's metrics")
+    e.add_argument("version_dir")
+    e.add_argument("--data", help="override the data path recorded in the manifest")
+    e.add_argument("--tolerance", type=float, default=EVAL_TOLERANCE)
+    e.set_defaults(fn=_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnxruntime", "root"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.fn(args))
+    except CompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code

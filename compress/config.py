@@ -1,0 +1,194 @@
+"""Typed, strict configuration for a compress run, read from TOML.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Paths may use ``${DATA_DIR}``,
+which defaults to ``../shared/data`` next to the project checkout and can be set in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compress.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Cfg):
+    name: str
+    task: Literal["ad_ctr", "chat_intent"]
+
+
+class DataSection(_Cfg):
+    """Where the rows are and what their columns mean; a user's own CTR log works by editing this alone."""
+
+    path: str
+    format: Literal["tsv", "csv"] = "tsv"
+    header: bool = False
+    columns: list[str] = Field(default=[], description="column names when the file has no header")
+    label: str
+    dense: list[str]
+    categorical: list[str]
+    min_freq: int = Field(default=2, ge=1)
+    max_rows: int | None = Field(default=None, ge=100)
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> DataSection:
+        if not self.header and not self.columns:
+            raise ValueError("data.columns must list the column names when data.header is false")
+        if self.columns:
+            missing = [c for c in [self.label, *self.dense, *self.categorical] if c not in self.columns]
+            if missing:
+                raise ValueError(f"data.label/dense/categorical name columns not in data.columns: {missing}")
+        return self
+
+    def resolved_path(self) -> Path:
+        return resolve_path(self.path)
+
+
+class SplitSection(_Cfg):
+    """Seeded random split of rows into train / validation / test (fractions sum to 1)."""
+
+    seed: int = 42
+    train: float = 0.8
+    validation: float = 0.1
+    test: float = 0.1
+
+    @model_validator(mode="after")
+    def _sums(self) -> SplitSection:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6 or min(self.train, self.validation, self.test) <= 0:
+            raise ValueError("split.train + split.validation + split.test must be positive and sum to 1")
+        return self
+
+
+class TrainSection(_Cfg):
+    seed: int = 0
+    epochs: int = Field(default=12, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    embedding_weight_decay: float = Field(default=1e-3, ge=0)
+    embedding_dim: int = Field(default=16, ge=2)
+    hidden: list[int] = [256, 128]
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    patience: int = Field(default=3, ge=1)
+
+
+class PruneSection(_Cfg):
+    keep_ratio: float = Field(default=0.75, gt=0, le=1)
+    finetune_epochs: int = Field(default=5, ge=0)
+    finetune_lr: float = Field(default=2e-4, gt=0)
+
+
+class QuantizeSection(_Cfg):
+    calibration_rows: int = Field(default=2048, ge=1)
+    calibration_batch: int = Field(default=256, ge=1)
+    per_channel: bool = True
+    calibrate_method: Literal["minmax", "percentile", "entropy"] = "minmax"
+
+
+class GateRule(_Cfg):
+    """One accuracy rule versus FP32 on the same held-out rows."""
+
+    metric: str
+    kind: Literal["min_ratio", "max_rel_increase", "max_abs_drop"]
+    value: float
+
+
+class GateSection(_Cfg):
+    rules: list[GateRule] = [
+        GateRule(metric="auc", kind="min_ratio", value=0.999),
+        GateRule(metric="logloss", kind="max_rel_increase", value=0.005),
+    ]
+    fallback: bool = True
+    max_fallback_layers: int | None = None
+
+
+class LatencySection(_Cfg):
+    batch_sizes: list[int] = [1, 64, 512]
+    threads: int = 1
+    repeats: int = Field(default=30, ge=3)
+    max_rows_per_size: int = Field(default=20000, ge=1)
+
+
+class SelectSection(_Cfg):
+    """Which gate-passing candidate to publish: fastest at ``batch_size`` (then smallest), or smallest.
+
+    ``min_compression`` is a size budget: only candidates at least that many times smaller than FP32 qualify.
+    """
+
+    objective: Literal["throughput", "size"] = "throughput"
+    batch_size: int = 64
+    min_compression: float = Field(default=1.0, ge=1.0)
+
+
+class EngineSection(_Cfg):
+    enabled: bool = True
+    workspace_mib: int = 1024
+
+
+class PublishSection(_Cfg):
+    baseline: bool = True
+    max_batch_rows: int = 512
+    max_queue_delay_us: int = 2000
+    queue_cap_rows: int = 8192
+    warmup_batch_sizes: list[int] = [1, 8, 64, 512]
+
+
+class CompressConfig(_Cfg):
+    model: ModelSection
+    data: DataSection
+    split: SplitSection = SplitSection()
+    train: TrainSection = TrainSection()
+    candidates: list[str]
+    prune: PruneSection = PruneSection()
+    quantize: QuantizeSection = QuantizeSection()
+    gate: GateSection = GateSection()
+    latency: LatencySection = LatencySection()
+    select: SelectSection = SelectSection()
+    engine: EngineSection = EngineSection()
+    publish: PublishSection = PublishSection()
+
+
+def resolve_path(raw: str) -> Path:
+    """Expand ``${DATA_DIR}`` (default: the shared data folder beside the project) and ``~``."""
+    env = dict(os.environ)
+    env.setdefault("DATA_DIR", str(DEFAULT_DATA_DIR))
+    expanded = raw.replace("${DATA_DIR}", env["DATA_DIR"])
+    return Path(os.path.expanduser(os.path.expandvars(expanded)))
+
+
+def _fmt_errors(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = "unknown key (check spelling; see compress/configs/ad_ctr.toml)" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_config(raw: dict[str, Any], source: str = "<dict>") -> CompressConfig:
+    try:
+        return CompressConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"config {source} is invalid: {_fmt_errors(e)}") from None
+
+
+def load_config(path: Path) -> CompressConfig:
+    """Read and validate a TOML config; every problem becomes one ``ConfigError`` line."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return parse_config(raw, str(path))

@@ -1,0 +1,1 @@
+"""The ad click-through-rate task: DeepFM model, training, pruning and embedding compression."""

@@ -1,0 +1,130 @@
+"""CTR task adapter: data preparation, FP32 training, torch-level transforms and evaluation hooks."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.manifest import TensorSpec
+from app.tasks.ctr import CODE_VERSION, KIND, CtrFeaturizer
+from compress.config import CompressConfig
+from compress.data import Split, data_file_record, labels, read_table, split_rows
+from compress.metrics import binary_metrics
+
+PREPROCESS_FILE = "preprocess.json"
+
+
+class CtrTask:
+    """DeepFM on a CTR log described by ``[data]``; inputs ``dense``/``sparse``, output ``pctr``."""
+
+    def __init__(self, cfg: CompressConfig) -> None:
+        self.cfg = cfg
+        self.inputs: list[TensorSpec] = []
+        self.outputs = [TensorSpec(name="pctr", dtype="FP32", shape=[-1, 1])]
+        self.fp32: Any = None
+
+    def prepare(self, version_dir: Path | None = None) -> None:
+        """Read the log, split it, fit pre-processing on training rows only, and transform every split.
+
+        With ``version_dir``, the published pre-processing state is loaded instead of fitted (``evaluate``).
+        """
+        from compress.ctr.train import Arrays
+
+        d = self.cfg.data
+        columns = read_table(d)
+        y = labels(columns, d)
+        self.split: Split = split_rows(len(y), self.cfg.split)
+        raw = {c: columns[c] for c in [*d.dense, *d.categorical]}
+
+        def take(idx: np.ndarray) -> dict[str, list[str]]:
+            return {c: [v[i] for i in idx] for c, v in raw.items()}
+
+        if version_dir is None:
+            self.featurizer = CtrFeaturizer(d.dense, d.categorical, min_freq=d.min_freq).fit(take(self.split.train))
+        else:
+            self.featurizer = CtrFeaturizer.load(version_dir / PREPROCESS_FILE)
+
+        def arrays(idx: np.ndarray) -> Arrays:
+            x = self.featurizer.transform_columns(take(idx), len(idx))
+            return Arrays(x["dense"], x["sparse"], y[idx])
+
+        self.data = {k: arrays(getattr(self.split, k)) for k in ("train", "validation", "test")}
+        self.data_file = data_file_record(d, len(y))
+        self.inputs = [
+            TensorSpec(name="dense", dtype="FP32", shape=[-1, len(d.dense)]),
+            TensorSpec(name="sparse", dtype="INT64", shape=[-1, len(d.categorical)]),
+        ]
+
+    def baseline(self) -> dict[str, float]:
+        from compress.ctr.train import logistic_baseline
+
+        return logistic_baseline(
+            self.data["train"], self.data["validation"], self.data["test"], self.featurizer.cardinalities
+        )
+
+    def train_fp32(self) -> Any:
+        import torch
+
+        from compress.ctr.model import DeepFM
+        from compress.ctr.train import fit
+
+        t = self.cfg.train
+        torch.manual_seed(t.seed)
+        model = DeepFM(self.featurizer.cardinalities, len(self.cfg.data.dense), t.embedding_dim, t.hidden, t.dropout)
+        self.history = fit(model, self.data["train"], self.data["validation"], t, desc="train fp32")
+        self.fp32 = model
+        return model
+
+    def torch_transforms(self) -> dict[str, Callable[[Any], tuple[Any, dict[str, Any]]]]:
+        return {"pruned": self._pruned, "emb_int8": self._emb_int8}
+
+    def _pruned(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        """Shrink MLP hidden layers, then fine-tune briefly to recover accuracy."""
+        from compress.ctr.train import fit
+        from compress.prune import prune_mlp
+
+        p = self.cfg.prune
+        m = copy.deepcopy(model)
+        shapes = prune_mlp(m.mlp, p.keep_ratio)
+        if p.finetune_epochs:
+            fit(m, self.data["train"], self.data["validation"], self.cfg.train, epochs=p.finetune_epochs,
+                lr=p.finetune_lr, desc="fine-tune pruned")
+        return m, {"pruned_hidden": [f"{a}->{b}" for a, b in shapes], "keep_ratio": p.keep_ratio,
+                   "finetune_epochs": p.finetune_epochs}
+
+    def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        from compress.ctr.model import RowwiseInt8Embedding
+
+        m = copy.deepcopy(model)
+        m.embedding = RowwiseInt8Embedding(m.embedding.weight)
+        return m, {"embedding": "row-wise int8, fp16 scale per row (symmetric)"}
+
+    def eval_feeds(self, split: str) -> dict[str, np.ndarray]:
+        return self.data[split].feeds()
+
+    def metrics(self, outputs: np.ndarray, split: str) -> dict[str, float]:
+        return binary_metrics(outputs, self.data[split].y)
+
+    def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+        """The first ``calibration_rows`` training rows in batches: bounded memory, deterministic."""
+        q, train = self.cfg.quantize, self.data["train"]
+        n = min(q.calibration_rows, len(train))
+
+        def batches() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(0, n, q.calibration_batch):
+                j = min(i + q.calibration_batch, n)
+                yield {"dense": train.dense[i:j], "sparse": train.sparse[i:j]}
+
+        return batches
+
+    def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
+        self.featurizer.save(version_dir / PREPROCESS_FILE)
+        return {"kind": KIND, "path": PREPROCESS_FILE, "code_version": CODE_VERSION}
+
+    def lineage(self) -> dict[str, Any]:
+        return {"data_files": [self.data_file], "split": self.split.describe(self.cfg.split),
+                "training": getattr(self, "history", {})}

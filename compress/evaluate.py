@@ -1,0 +1,65 @@
+"""Running ONNX candidates with ONNX Runtime: batched predictions and single-thread latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+def session(path: Path, threads: int = 1) -> Any:
+    """A CPU session with fixed thread counts, so latency figures are comparable across candidates."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def slice_feeds(feeds: Feeds, start: int, stop: int) -> Feeds:
+    return {k: v[start:stop] for k, v in feeds.items()}
+
+
+def n_rows(feeds: Feeds) -> int:
+    return len(next(iter(feeds.values())))
+
+
+def predict(sess: Any, feeds: Feeds, output: str, batch: int = 4096) -> np.ndarray:
+    """Run every row through ``sess`` in batches; returns ``output`` as float64 [N]."""
+    out = []
+    for i in range(0, n_rows(feeds), batch):
+        (res,) = sess.run([output], slice_feeds(feeds, i, i + batch))
+        out.append(np.asarray(res, dtype=np.float64).reshape(len(res), -1))
+    return np.concatenate(out).squeeze(1) if out[0].shape[1] == 1 else np.concatenate(out)
+
+
+def tile_rows(feeds: Feeds, batch: int) -> Feeds:
+    """A batch of exactly ``batch`` rows, repeating the held-out rows if there are fewer."""
+    n = n_rows(feeds)
+    idx = np.arange(batch) % n
+    return {k: v[idx] for k, v in feeds.items()}
+
+
+def latency_ms(sess: Any, feeds: Feeds, batch_sizes: list[int], repeats: int) -> dict[str, float]:
+    """Median wall time (ms) of one ``run`` per batch size, after warm-up; keyed by batch size as a string."""
+    out: dict[str, float] = {}
+    for b in batch_sizes:
+        x = tile_rows(feeds, b)
+        for _ in range(3):
+            sess.run(None, x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            sess.run(None, x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[str(b)] = statistics.median(times)
+    return out

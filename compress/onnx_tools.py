@@ -1,0 +1,116 @@
+"""ONNX export from torch, graph normalisation, ORT offline optimisation and schema checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from app.manifest import TensorSpec
+from compress.errors import ExportError
+
+OPSET = 17
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT8: "INT8", onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.BOOL: "BOOL",
+}
+
+
+def export_torch(
+    model: Any, example: dict[str, np.ndarray], inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path
+) -> None:
+    """Export with a dynamic batch axis on every input and output (TorchScript exporter, pinned opset)."""
+    import torch
+
+    names_in = [t.name for t in inputs]
+    names_out = [t.name for t in outputs]
+    args = tuple(torch.from_numpy(example[n]) for n in names_in)
+    axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
+    model.eval()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                model, args, str(path), input_names=names_in, output_names=names_out,
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            )
+    except Exception as e:  # the exporter raises many types; surface one clear error
+        raise ExportError(f"torch.onnx.export failed: {e}") from e
+    onnx.checker.check_model(str(path))
+    gemm_to_matmul(path)
+
+
+def gemm_to_matmul(path: Path) -> None:
+    """Rewrite ``Gemm(A, B, C)`` as ``MatMul(A, B') + C`` in place.
+
+    ORT's dynamic (integer-ops) quantizer handles MatMul but not Gemm; one canonical form lets every quantizer
+    and the sensitivity analysis see the same layer names.
+    """
+    model = onnx.load(str(path))
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    new_nodes = []
+    for node in g.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "Gemm" or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get(
+            "beta", 1.0
+        ) != 1.0 or node.input[1] not in inits:
+            new_nodes.append(node)
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            w = np.ascontiguousarray(w.T)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
+        mm_out = node.output[0] + "_mm" if len(node.input) > 2 else node.output[0]
+        new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], node.input[1]], [mm_out], name=node.name + "_MatMul"))
+        if len(node.input) > 2:
+            new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add"))
+    del g.node[:]
+    g.node.extend(new_nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def optimize(src: Path, dst: Path) -> None:
+    """ORT offline graph optimisation at the *basic* level: constant folding and redundant-node removal.
+
+    Basic-level rewrites are provider-independent, so the file stays loadable by CPU, CUDA and TensorRT
+    providers; hardware-specific fusions are applied by ORT at load time.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+
+
+def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs as the file declares them (symbolic dims become -1)."""
+    model = onnx.load(str(path), load_external_data=False)
+
+    def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+        t = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        return TensorSpec(name=vi.name, dtype=_ONNX_DTYPES.get(t.elem_type, "BYTES"), shape=dims)  # type: ignore[arg-type]
+
+    init = {i.name for i in model.graph.initializer}
+    return [spec(v) for v in model.graph.input if v.name not in init], [spec(v) for v in model.graph.output]
+
+
+def check_schema(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    """Raise ExportError unless the file's inputs/outputs match the declared schema exactly."""
+    got_in, got_out = tensor_specs(path)
+    for kind, want, got in (("inputs", inputs, got_in), ("outputs", outputs, got_out)):
+        w = [(t.name, t.dtype, t.shape) for t in want]
+        g = [(t.name, t.dtype, t.shape) for t in got]
+        if w != g:
+            raise ExportError(f"{path.name}: model {kind} {g} do not match the declared schema {w}")
+
+
+def quantizable_nodes(path: Path, op_types: tuple[str, ...] = ("MatMul",)) -> list[str]:
+    """Names of nodes the INT8 quantizers will touch; these are the units of the sensitivity analysis."""
+    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]

@@ -1,0 +1,179 @@
+"""``compress run``: train FP32, build every candidate, gate, select, and publish FP32 + the winner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.manifest import Artifact, AuxFile, Gate, Lineage, Manifest, Preprocessing, Serving
+from app.repository import list_versions
+from compress.candidates import Builder, Candidate
+from compress.config import CompressConfig
+from compress.engine import EngineResult, build_engine
+from compress.errors import CompressError, GateFailed
+from compress.gate import describe
+from compress.publish import file_info, publish
+from compress.tasks import TaskAdapter, get_task
+
+log = logging.getLogger("compress")
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class RunResult:
+    candidates: list[Candidate]
+    baseline: dict[str, float]
+    selected: Candidate | None
+    published: dict[str, int] = field(default_factory=dict)  # candidate name -> version
+    engine: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, cfg: CompressConfig) -> dict[str, Any]:
+        return {
+            "model": cfg.model.name, "task": cfg.model.task, "created_at": datetime.now(UTC).isoformat(),
+            "gate_rule": describe(cfg.gate.rules),
+            "baseline": self.baseline, "selected": self.selected.name if self.selected else None,
+            "published": self.published, "tensorrt": self.engine,
+            "select": cfg.select.model_dump(), "latency": cfg.latency.model_dump(),
+            "candidates": [c.as_dict() for c in self.candidates],
+        }
+
+
+def code_version() -> str:
+    """``git describe`` of the checkout when available, else the package version."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git:{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "shopinfer-0.1.0"
+
+
+def select(cands: list[Candidate], cfg: CompressConfig) -> Candidate | None:
+    """Highest throughput at ``select.batch_size`` (then smallest), or smallest (then fastest), among the
+    gate-passing candidates within the size budget."""
+    fp32_bytes = next(c.bytes for c in cands if c.status == "reference")
+    budget = fp32_bytes / cfg.select.min_compression
+    ok = [c for c in cands if c.status == "passed" and c.bytes <= budget]
+    if not ok:
+        return None
+    b = str(cfg.select.batch_size)
+    if cfg.select.objective == "size":
+        return min(ok, key=lambda c: (c.bytes, c.latency.get(b, 0.0)))
+    return min(ok, key=lambda c: (c.latency.get(b, 0.0), c.bytes))
+
+
+def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish_versions: bool = True) -> RunResult:
+    """The whole pipeline. Raises ``GateFailed`` (after writing the report) if no INT8 candidate passes."""
+    import torch
+
+    torch.set_num_threads(1)  # reproducible training; the data are small
+    task = get_task(cfg)
+    own_tmp = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="compress-")) if workdir is None else workdir
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        task.prepare()
+        baseline = task.baseline()
+        task.train_fp32()
+        builder = Builder(cfg, task, work)
+        names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
+        cands = [_build(builder, n) for n in names]
+        if cands[0].status != "reference":
+            raise CompressError(f"the FP32 reference could not be built: {cands[0].error}")
+        result = RunResult(cands, baseline, select(cands, cfg))
+        (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
+        if result.selected is None:
+            reasons = "; ".join(f"{c.name}: {c.gate.reason if c.gate else c.error}" for c in cands[1:])
+            raise GateFailed(f"no candidate passed the gate within the size budget "
+                             f"(min_compression={cfg.select.min_compression}): {reasons}; nothing was published. "
+                             f"Report: {work / REPORT_FILE}")
+        if publish_versions:
+            _publish_all(cfg, task, repo, result, work)
+        return result
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _build(builder: Builder, name: str) -> Candidate:
+    log.info("building candidate %s", name)
+    try:
+        return builder.build(name)
+    except CompressError as e:
+        if name == "fp32":
+            raise
+        log.warning("candidate %s failed: %s", name, e)
+        return Candidate(name, status="error", error=str(e))
+
+
+def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: RunResult, work: Path) -> None:
+    to_publish = [result.candidates[0]] if cfg.publish.baseline else []
+    assert result.selected is not None
+    to_publish.append(result.selected)
+    if cfg.engine.enabled and "int8_qdq" in result.selected.name and result.selected.path is not None:
+        eng = build_engine(result.selected.path, work, max_batch=cfg.publish.max_batch_rows,
+                           workspace_mib=cfg.engine.workspace_mib)
+    else:
+        eng = EngineResult("skipped", "the selected candidate is not a QDQ model" if cfg.engine.enabled
+                           else "disabled in [engine]")
+    result.engine = eng.as_dict()
+    for cand in to_publish:
+        engine = eng if cand is result.selected else None
+        version = _publish_one(cfg, task, repo, cand, result, engine)
+        result.published[cand.name] = version
+        log.info("published %s as %s/%d", cand.name, cfg.model.name, version)
+
+
+def _publish_one(
+    cfg: CompressConfig, task: TaskAdapter, repo: Path, cand: Candidate, result: RunResult,
+    engine: EngineResult | None,
+) -> int:
+    assert cand.path is not None
+    existing = list_versions(repo, cfg.model.name) if repo.is_dir() else []
+    parent = existing[-1] if existing else None
+
+    def stage(d: Path, version: int) -> Manifest:
+        shutil.copyfile(cand.path, d / "model.onnx")
+        artifacts = [Artifact(format="onnx", precision=cand.precision, **file_info(d, "model.onnx"))]
+        if engine is not None and engine.status == "built" and engine.path is not None:
+            shutil.copyfile(engine.path, d / engine.path.name)
+            artifacts.append(Artifact(format="tensorrt", precision=cand.precision,
+                                      compute_capability=engine.compute_capability,
+                                      tensorrt_version=engine.tensorrt_version, **file_info(d, engine.path.name)))
+        pre = task.write_preprocessing(d)
+        (d / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
+        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])), AuxFile(role="report", **file_info(d, REPORT_FILE))]
+        gate = cand.gate
+        return Manifest(
+            name=cfg.model.name, version=version, task=cfg.model.task, created_at=datetime.now(UTC),
+            inputs=task.inputs, outputs=task.outputs, artifacts=artifacts, aux_files=aux,
+            preprocessing=Preprocessing(**pre),
+            metrics={"candidate": cand.metrics, "fp32": result.candidates[0].metrics, "baseline": result.baseline},
+            latency=cand.latency,
+            gate=Gate(passed=True, rule=gate.rule, numbers=gate.numbers) if gate else Gate(
+                passed=True, rule="reference (FP32 baseline, gated by definition)", numbers={}),
+            recipe={"candidate": cand.name, **cand.recipe, "kept_fp32": cand.kept_fp32,
+                    "tensorrt": engine.as_dict() if engine else {"status": "skipped", "reason": "FP32 baseline"},
+                    "config": cfg.model_dump(mode="json")},
+            lineage=Lineage(parent_version=parent, code_version=code_version(), **_lineage(task)),
+            serving=Serving(max_batch_rows=cfg.publish.max_batch_rows, max_queue_delay_us=cfg.publish.max_queue_delay_us,
+                            queue_cap_rows=cfg.publish.queue_cap_rows, warmup_batch_sizes=cfg.publish.warmup_batch_sizes),
+            candidate=cand.name,
+        )
+
+    version, _ = publish(repo, cfg.model.name, stage)
+    return version
+
+
+def _lineage(task: TaskAdapter) -> dict[str, Any]:
+    lin = task.lineage()
+    return {"data_files": lin["data_files"], "split": {**lin["split"], "training": lin.get("training", {})}}

@@ -1,0 +1,80 @@
+"""INT8 quantization of ONNX graphs with ONNX Runtime: dynamic (integer ops) and static QDQ (S8S8, symmetric).
+
+Only MatMul layers are quantized here; embedding tables are compressed separately (row-wise INT8) because a
+per-tensor scale destroys rare rows. ``exclude`` keeps named layers in FP32 (the sensitivity fallback).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from compress.errors import CalibrationError
+
+Feeds = dict[str, np.ndarray]
+
+
+def _preprocess(src: Path, dst: Path) -> None:
+    """ORT's recommended pre-pass (symbolic shape inference); optimisation is skipped to keep MatMul nodes."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] | None = None) -> None:
+    """Dynamic INT8: activations quantized per batch at run time; ``weight`` is 'u8' or 's8'.
+
+    On AVX2 without VNNI, ORT's u8s8 kernels can saturate (vpmaddubsw), so both weight types are candidates and
+    the measurements decide.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    wtype = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}[weight]
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        _preprocess(src, pre)
+        quantize_dynamic(
+            str(pre), str(dst), op_types_to_quantize=["MatMul"], per_channel=False, weight_type=wtype,
+            nodes_to_exclude=exclude or [],
+        )
+
+
+class _Reader:
+    """CalibrationDataReader over a generator factory: batches stream, memory stays bounded."""
+
+    def __init__(self, make: Callable[[], Iterator[Feeds]]) -> None:
+        self._it = make()
+
+    def get_next(self) -> Feeds | None:
+        return next(self._it, None)
+
+
+def quantize_qdq_int8(
+    src: Path, dst: Path, calibration: Callable[[], Iterator[Feeds]], *, per_channel: bool = True,
+    method: str = "minmax", exclude: list[str] | None = None,
+) -> None:
+    """Static INT8 in QDQ format, signed activations and weights, symmetric scales (zero point 0).
+
+    This is the form TensorRT 10+/11 compiles into INT8 kernels (strongly typed: precision comes from Q/DQ),
+    and ORT runs it on CPU with QLinear kernels.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}[method]
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        _preprocess(src, pre)
+        try:
+            quantize_static(
+                str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
+                nodes_to_exclude=exclude or [],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            )
+        except Exception as e:
+            raise CalibrationError(f"static INT8 calibration of {src.name} failed: {e}") from e
