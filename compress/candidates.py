@@ -15,7 +15,7 @@ import numpy as np
 
 from compress.config import CompressConfig
 from compress.errors import ConfigError, ExportError
-from compress.evaluate import latency_ms, predict, session
+from compress.evaluate import latency_table, predict, session
 from compress.gate import GateResult, check
 from compress.onnx_tools import check_schema, export_torch, optimize, quantizable_nodes
 from compress.quantize import quantize_dynamic_int8, quantize_qdq_int8
@@ -127,7 +127,7 @@ class Builder:
                               method=q.calibrate_method, exclude=exclude)
 
     def build(self, name: str) -> Candidate:
-        """Build, evaluate, gate (with FP32 fallback for INT8 steps) and time one candidate."""
+        """Build, evaluate and gate (with FP32 fallback for INT8 steps) one candidate; timing comes later."""
         steps, step = parse_name(name, list(self.transforms))
         cand = Candidate(name)
         src, notes = self.export(steps)
@@ -142,9 +142,15 @@ class Builder:
             self._gate(cand, step, src, dst)
         cand.path = dst
         cand.bytes = dst.stat().st_size
-        lat = self.cfg.latency
-        cand.latency = latency_ms(session(dst, lat.threads), self.test_feeds, lat.batch_sizes, lat.repeats)
         return cand
+
+    def measure_latency(self, cands: list[Candidate]) -> None:
+        """Time every built candidate side by side (interleaved rounds) at the configured batch sizes."""
+        lat = self.cfg.latency
+        built = {c.name: c for c in cands if c.path is not None}
+        sessions = {name: session(c.path, lat.threads) for name, c in built.items()}  # type: ignore[arg-type]
+        for name, table in latency_table(sessions, self.test_feeds, lat.batch_sizes, lat.repeats).items():
+            built[name].latency = table
 
     def _gate(self, cand: Candidate, step: str | None, src: Path, dst: Path) -> None:
         rules = self.cfg.gate.rules

@@ -1,4 +1,4 @@
-"""Command line: ``python -m compress run|report|evaluate``. Expected failures print one line and exit 2."""
+"""Command line: ``python -m compress run|report|evaluate|demo``. Expected failures print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from compress.demo import ensure_demo_models
+
+    built = ensure_demo_models(Path(args.repo))
+    print("\n".join(built) if built else f"demo models already present in {args.repo}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m compress", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -72,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="override the data path recorded in the manifest")
     e.add_argument("--tolerance", type=float, default=EVAL_TOLERANCE)
     e.set_defaults(fn=_evaluate)
+    d = sub.add_parser("demo", help="build the demo models into a repository if they are missing")
+    d.add_argument("--repo", default="model_repo")
+    d.set_defaults(fn=_demo)
     return p
 
 

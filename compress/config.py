@@ -116,8 +116,7 @@ class GateSection(_Cfg):
 class LatencySection(_Cfg):
     batch_sizes: list[int] = [1, 64, 512]
     threads: int = 1
-    repeats: int = Field(default=30, ge=3)
-    max_rows_per_size: int = Field(default=20000, ge=1)
+    repeats: int = Field(default=50, ge=5, description="timed runs per candidate and batch size, over 5 rounds")
 
 
 class SelectSection(_Cfg):

@@ -49,17 +49,26 @@ def tile_rows(feeds: Feeds, batch: int) -> Feeds:
     return {k: v[idx] for k, v in feeds.items()}
 
 
-def latency_ms(sess: Any, feeds: Feeds, batch_sizes: list[int], repeats: int) -> dict[str, float]:
-    """Median wall time (ms) of one ``run`` per batch size, after warm-up; keyed by batch size as a string."""
-    out: dict[str, float] = {}
-    for b in batch_sizes:
-        x = tile_rows(feeds, b)
-        for _ in range(3):
+def latency_table(
+    sessions: dict[str, Any], feeds: Feeds, batch_sizes: list[int], repeats: int, rounds: int = 5
+) -> dict[str, dict[str, float]]:
+    """Median wall time (ms) of one ``run`` per session and batch size, keyed by batch size as a string.
+
+    Sessions are measured side by side in interleaved rounds (each round times every session once per batch
+    size), so drift and noise from other processes on a shared machine hit every candidate alike; the median
+    over all rounds is reported.
+    """
+    batches = {b: tile_rows(feeds, b) for b in batch_sizes}
+    times: dict[str, dict[int, list[float]]] = {k: {b: [] for b in batch_sizes} for k in sessions}
+    for sess in sessions.values():  # warm-up: allocations, kernel selection
+        for x in batches.values():
             sess.run(None, x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            sess.run(None, x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        out[str(b)] = statistics.median(times)
-    return out
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for name, sess in sessions.items():
+            for b, x in batches.items():
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    sess.run(None, x)
+                    times[name][b].append((time.perf_counter() - t0) * 1e3)
+    return {k: {str(b): statistics.median(v) for b, v in per.items()} for k, per in times.items()}

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.manifest import Artifact, AuxFile, Gate, Lineage, Manifest, Preprocessing, Serving
 from app.repository import list_versions
-from compress.candidates import Builder, Candidate
+from compress.candidates import Builder, Candidate, parse_name
 from compress.config import CompressConfig
 from compress.engine import EngineResult, build_engine
 from compress.errors import CompressError, GateFailed
@@ -77,6 +77,8 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
 
     torch.set_num_threads(1)  # reproducible training; the data are small
     task = get_task(cfg)
+    for name in cfg.candidates:  # fail on a typo before minutes of training, not after
+        parse_name(name, list(task.torch_transforms()))
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="compress-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,7 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         builder = Builder(cfg, task, work)
         names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
         cands = [_build(builder, n) for n in names]
+        builder.measure_latency(cands)
         if cands[0].status != "reference":
             raise CompressError(f"the FP32 reference could not be built: {cands[0].error}")
         result = RunResult(cands, baseline, select(cands, cfg))
