@@ -110,7 +110,7 @@ class Serving(_Strict):
     """Batching defaults for this version; the service may override them by settings."""
 
     max_batch_rows: int = Field(default=512, ge=1)
-    max_queue_delay_us: int = Field(default=2000, ge=0)
+    max_queue_delay_us: int = Field(default=0, ge=0)
     queue_cap_rows: int = Field(default=8192, ge=1)
     warmup_batch_sizes: list[int] = [1, 8, 64, 512]
 
@@ -163,3 +163,9 @@ class Manifest(_Strict):
             if f.role == role:
                 return f
         raise KeyError(f"version {self.name}/{self.version} has no aux file with role {role!r}")
+
+
+if __name__ == "__main__":  # regenerate model_repo/manifest.schema.json
+    import json
+
+    print(json.dumps(Manifest.model_json_schema(), indent=2))

@@ -15,16 +15,20 @@ import numpy as np
 
 from compress.config import CompressConfig
 from compress.errors import ConfigError, ExportError
-from compress.evaluate import latency_table, predict, session
+from compress.evaluate import latency_table, session
 from compress.gate import GateResult, check
-from compress.onnx_tools import check_schema, export_torch, optimize, quantizable_nodes
+from compress.onnx_tools import check_schema, export_torch, quantizable_nodes
 from compress.quantize import quantize_dynamic_int8, quantize_qdq_int8
 from compress.sensitivity import fallback
-from compress.tasks import TaskAdapter
+from compress.tasks import TaskAdapter, task_latency_feeds, task_optimize_fp32, task_predict
 
-GRAPH_STEPS = ("int8_dynamic_u8", "int8_dynamic_s8", "int8_qdq")
-PRECISION = {"int8_dynamic_u8": "int8-dynamic-u8", "int8_dynamic_s8": "int8-dynamic-s8", "int8_qdq": "int8-qdq-s8s8",
-             "emb_int8": "emb-int8", "pruned": "pruned"}
+# dynamic step -> (weight type, reduce_range); ``_rr`` = 7-bit weights, ORT's cure for AVX2-without-VNNI saturation
+DYNAMIC_STEPS = {"int8_dynamic_u8": ("u8", False), "int8_dynamic_s8": ("s8", False),
+                 "int8_dynamic_u8_rr": ("u8", True), "int8_dynamic_s8_rr": ("s8", True)}
+GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq")
+PRECISION = {"int8_dynamic_u8": "int8-dynamic-u8", "int8_dynamic_s8": "int8-dynamic-s8",
+             "int8_dynamic_u8_rr": "int8-dynamic-u8-rr", "int8_dynamic_s8_rr": "int8-dynamic-s8-rr",
+             "int8_qdq": "int8-qdq-s8s8", "emb_int8": "emb-int8", "pruned": "pruned"}
 
 
 @dataclass
@@ -106,25 +110,29 @@ class Builder:
 
         feeds = {k: v[:rows] for k, v in self.test_feeds.items()}
         with torch.no_grad():
-            ref = model(*(torch.from_numpy(feeds[t.name]) for t in self.task.inputs)).numpy().reshape(-1)
-        got = predict(session(path), feeds, self.task.outputs[0].name)
+            out = model(*(torch.from_numpy(feeds[t.name]) for t in self.task.inputs))
+        ref = (out[0] if isinstance(out, tuple) else out).numpy().reshape(-1)  # the first output is evaluated
+        got = task_predict(self.task, session(path), feeds, self.task.outputs[0].name)
         diff = float(np.max(np.abs(got.reshape(-1) - ref)))
         if diff > 1e-4:
             raise ExportError(f"{path.name}: ONNX output differs from torch by {diff:.2e} (> 1e-4)")
 
     def evaluate(self, path: Path) -> dict[str, float]:
-        out = predict(session(path, threads=2), self.test_feeds, self.task.outputs[0].name)
+        out = task_predict(self.task, session(path, threads=2), self.test_feeds, self.task.outputs[0].name)
         return self.task.metrics(out, "test")
 
-    def graph_step(self, step: str | None, src: Path, dst: Path, exclude: list[str]) -> None:
+    def graph_step(self, step: str | None, src: Path, dst: Path, exclude: list[str]) -> dict[str, Any]:
+        """Write ``dst`` from ``src``: FP32 optimisation (the task's, if it has one) or one INT8 step."""
         q = self.cfg.quantize
         if step is None:
-            optimize(src, dst)
-        elif step.startswith("int8_dynamic_"):
-            quantize_dynamic_int8(src, dst, step.rsplit("_", 1)[1], exclude)
+            return task_optimize_fp32(self.task, src, dst)
+        if step in DYNAMIC_STEPS:
+            weight, reduce_range = DYNAMIC_STEPS[step]
+            quantize_dynamic_int8(src, dst, weight, exclude, reduce_range=reduce_range)
         else:
             quantize_qdq_int8(src, dst, self.task.calibration(), per_channel=q.per_channel,
                               method=q.calibrate_method, exclude=exclude)
+        return {}
 
     def build(self, name: str) -> Candidate:
         """Build, evaluate and gate (with FP32 fallback for INT8 steps) one candidate; timing comes later."""
@@ -132,8 +140,8 @@ class Builder:
         cand = Candidate(name)
         src, notes = self.export(steps)
         dst = self.workdir / f"{name.replace('+', '__')}.onnx"
-        self.graph_step(step, src, dst, [])
-        cand.recipe = {"steps": [*steps, *([step] if step else [])], **notes}
+        more = self.graph_step(step, src, dst, [])
+        cand.recipe = {"steps": [*steps, *([step] if step else [])], **notes, **more}
         cand.metrics = self.evaluate(dst)
         if name == "fp32":
             self.reference = cand.metrics
@@ -149,7 +157,8 @@ class Builder:
         lat = self.cfg.latency
         built = {c.name: c for c in cands if c.path is not None}
         sessions = {name: session(c.path, lat.threads) for name, c in built.items()}  # type: ignore[arg-type]
-        for name, table in latency_table(sessions, self.test_feeds, lat.batch_sizes, lat.repeats).items():
+        batches = task_latency_feeds(self.task, self.test_feeds, lat.batch_sizes)
+        for name, table in latency_table(sessions, batches, lat.repeats).items():
             built[name].latency = table
 
     def _gate(self, cand: Candidate, step: str | None, src: Path, dst: Path) -> None:

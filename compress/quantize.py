@@ -24,11 +24,12 @@ def _preprocess(src: Path, dst: Path) -> None:
     quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] | None = None) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] | None = None, *,
+                          reduce_range: bool = False) -> None:
     """Dynamic INT8: activations quantized per batch at run time; ``weight`` is 'u8' or 's8'.
 
     On AVX2 without VNNI, ORT's u8s8 kernels can saturate (vpmaddubsw), so both weight types are candidates and
-    the measurements decide.
+    the measurements decide; ``reduce_range`` (7-bit weights) is the other documented cure for that saturation.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -38,7 +39,7 @@ def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] 
         _preprocess(src, pre)
         quantize_dynamic(
             str(pre), str(dst), op_types_to_quantize=["MatMul"], per_channel=False, weight_type=wtype,
-            nodes_to_exclude=exclude or [],
+            nodes_to_exclude=exclude or [], reduce_range=reduce_range,
         )
 
 

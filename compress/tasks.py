@@ -10,12 +10,24 @@ import numpy as np
 
 from app.manifest import TensorSpec
 from compress.config import CompressConfig
+from compress.errors import ConfigError
 
 Feeds = dict[str, np.ndarray]
 
 
 class TaskAdapter(Protocol):
-    """Task-specific steps; everything else (quantization, gate, fallback, latency, publish) is generic."""
+    """Task-specific steps; everything else (quantization, gate, fallback, latency, publish) is generic.
+
+    Optional hooks (an adapter may define them; the ``task_*`` helpers below supply the default):
+
+    * ``optimize_fp32(src, dst) -> dict``: the FP32 reference graph (default: ORT basic optimisation);
+      returns recipe notes.
+    * ``predict(sess, feeds, output) -> ndarray``: run held-out rows (default: fixed-size batches).
+    * ``latency_feeds(batch_sizes) -> {b: feeds}``: the input timed per batch size (default: held-out rows
+      repeated to ``b``); a sequence task returns realistic lengths here.
+    * ``write_aux(version_dir, model_path) -> {role: path}``: extra files of a published version (tokenizer,
+      reply index), written by the version's own model; called before ``write_preprocessing``.
+    """
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -53,4 +65,44 @@ def get_task(cfg: CompressConfig) -> TaskAdapter:
         from compress.ctr.task import CtrTask
 
         return CtrTask(cfg)
+    if cfg.model.task == "chat_intent":
+        from compress.chat.task import ChatTask
+        from compress.config import ChatConfig
+
+        if not isinstance(cfg, ChatConfig):
+            raise ConfigError("task 'chat_intent' needs a chat config (load it with compress.config.load_config)")
+        return ChatTask(cfg)
     raise NotImplementedError(f"task {cfg.model.task!r} has no compress adapter yet")
+
+
+def task_optimize_fp32(task: TaskAdapter, src: Path, dst: Path) -> dict[str, Any]:
+    hook = getattr(task, "optimize_fp32", None)
+    if hook is not None:
+        return dict(hook(src, dst))
+    from compress.onnx_tools import optimize
+
+    optimize(src, dst)
+    return {}
+
+
+def task_predict(task: TaskAdapter, sess: Any, feeds: Feeds, output: str) -> np.ndarray:
+    hook = getattr(task, "predict", None)
+    if hook is not None:
+        return np.asarray(hook(sess, feeds, output))
+    from compress.evaluate import predict
+
+    return predict(sess, feeds, output)
+
+
+def task_latency_feeds(task: TaskAdapter, feeds: Feeds, batch_sizes: list[int]) -> dict[int, Feeds]:
+    hook = getattr(task, "latency_feeds", None)
+    if hook is not None:
+        return dict(hook(batch_sizes))
+    from compress.evaluate import tile_rows
+
+    return {b: tile_rows(feeds, b) for b in batch_sizes}
+
+
+def task_write_aux(task: TaskAdapter, version_dir: Path, model_path: Path) -> dict[str, str]:
+    hook = getattr(task, "write_aux", None)
+    return dict(hook(version_dir, model_path)) if hook is not None else {}

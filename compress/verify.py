@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.manifest import Manifest
 from app.repository import RepositoryError, load_verified, sha256_file
 from compress.config import parse_config
 from compress.errors import CompressError, DataError
-from compress.evaluate import predict, session
-from compress.tasks import get_task
+from compress.evaluate import session
+from compress.tasks import get_task, task_predict
 
 
 def evaluate_version(
@@ -28,14 +29,19 @@ def evaluate_version(
     cfg = parse_config(manifest.recipe["config"], f"{version_dir}/manifest.json recipe.config")
     if data:
         cfg.data.path = data
-    recorded = manifest.lineage.data_files[0] if manifest.lineage.data_files else None
-    path = cfg.data.resolved_path()
-    if recorded and path.is_file() and sha256_file(path) != recorded.sha256:
-        raise DataError(f"{path} differs from the data this version was evaluated on (sha256 {recorded.sha256[:12]}…)")
+    _check_data(cfg.data.resolved_path(), manifest)
     task = get_task(cfg)
     task.prepare(version_dir)
     sess = session(version_dir / manifest.artifact("onnx").path, threads=2)
-    got = task.metrics(predict(sess, task.eval_feeds("test"), manifest.outputs[0].name), "test")
+    got = task.metrics(task_predict(task, sess, task.eval_feeds("test"), manifest.outputs[0].name), "test")
     want = manifest.metrics["candidate"]
     rows = {k: (want[k], got[k]) for k in want if k in got}
     return rows, all(abs(w - g) <= tolerance for w, g in rows.values())
+
+
+def _check_data(path: Path, manifest: Manifest) -> None:
+    """The data must be what the version was evaluated on: one file, or the recorded files inside a folder."""
+    for rec in manifest.lineage.data_files:
+        p = path if path.is_file() else path / Path(rec.path).name
+        if p.is_file() and sha256_file(p) != rec.sha256:
+            raise DataError(f"{p} differs from the data this version was evaluated on (sha256 {rec.sha256[:12]}…)")

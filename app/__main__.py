@@ -1,0 +1,8 @@
+"""``python -m app``: run the inference service (settings from APP_* / MODEL_REPO / REDIS_URL and flags)."""
+
+from __future__ import annotations
+
+from app.main import run
+
+if __name__ == "__main__":
+    run()

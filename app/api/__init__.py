@@ -1,0 +1,1 @@
+"""HTTP transport: thin FastAPI routes over :class:`app.service.InferenceService`."""

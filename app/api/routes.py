@@ -1,0 +1,12 @@
+"""Route registration: flat routes on the app (nested routers cost a match walk per request), hot paths first."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.api import ad_ctr, health, v2
+
+
+def install_routes(app: FastAPI) -> None:
+    for module in (ad_ctr, v2, health):
+        module.register(app)

@@ -1,0 +1,348 @@
+"""Dynamic batching per loaded version, counted in rows (a 100-candidate request is 100 rows, not 1).
+
+Typical usage::
+
+    batcher = DynamicBatcher("ad-ctr/3", runtime.infer, BatchConfig(max_batch_rows=256))
+    batcher.start()
+    outputs = await batcher.submit({"dense": d, "sparse": s}, rows=len(d), deadline=time.monotonic() + 0.05)
+    await batcher.close(timeout_s=30)
+
+A batch is dispatched when a run slot is free and either ``max_batch_rows`` rows are queued or the oldest item
+has waited ``max_queue_delay_us``; while every slot is busy, requests accumulate (adaptive batching). High
+priority items are taken first. Expired items are answered ``DeadlineExceeded`` and never run. A failed batch
+is re-run item by item so one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
+
+LOG = logging.getLogger(__name__)
+
+Tensors = dict[str, np.ndarray]
+InferFn = Callable[[Tensors], Tensors]
+Prepare = Callable[[list[Any]], Tensors]
+"""Turns the raw rows of several items into one set of model inputs (e.g. a featurizer), in a worker thread."""
+
+
+class Priority(enum.IntEnum):
+    HIGH = 0
+    LOW = 1
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_rows: int = 512
+    max_queue_delay_us: int = 2000
+    queue_cap_rows: int = 8192
+    concurrency: int = 1
+    """Batches that may run at once (threads of this version's executor)."""
+
+
+class BatchStats:
+    """Observer hooks; the default does nothing (unit tests), :mod:`app.metrics` records them."""
+
+    def queue_depth(self, rows: int) -> None:
+        """Rows waiting after an enqueue or dequeue."""
+
+    def waited(self, seconds: float) -> None:
+        """Queue time of one item, observed when its batch starts."""
+
+    def ran(self, rows: int, seconds: float) -> None:
+        """One batch of ``rows`` rows took ``seconds`` of worker time (called from the worker thread)."""
+
+
+class _State(enum.Enum):
+    QUEUED = 1
+    RUNNING = 2
+    DROPPED = 3
+
+
+@dataclass(eq=False)
+class _Item:
+    inputs: Any  # Tensors, or a list of raw rows when ``prepare`` is set
+    rows: int
+    deadline: float | None
+    enqueued: float
+    future: asyncio.Future[Tensors]
+    prepare: Prepare | None = None
+    state: _State = _State.QUEUED
+
+
+@dataclass
+class _Queues:
+    by_priority: tuple[deque[_Item], ...] = field(default_factory=lambda: tuple(deque() for _ in Priority))
+
+    def drop_dead_heads(self) -> None:
+        for q in self.by_priority:
+            while q and q[0].state is _State.DROPPED:
+                q.popleft()
+
+    def oldest(self) -> float | None:
+        self.drop_dead_heads()
+        heads = [q[0].enqueued for q in self.by_priority if q]
+        return min(heads) if heads else None
+
+
+class BatcherClosed(ModelNotReady):
+    """The version is draining and takes no new work."""
+
+
+class DynamicBatcher:
+    """Collects items into row-bounded batches and runs them in this version's worker threads."""
+
+    def __init__(self, name: str, infer: InferFn, config: BatchConfig, stats: BatchStats | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._infer = infer
+        self._stats = stats or BatchStats()
+        self._queues = _Queues()
+        self._queued_rows = 0
+        self._in_flight = 0
+        self._closed = False
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix=f"infer-{name}")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        """Start the collector task on the running event loop."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
+
+    async def submit(
+        self,
+        inputs: Any,
+        rows: int,
+        *,
+        deadline: float | None = None,
+        priority: Priority = Priority.LOW,
+        prepare: Prepare | None = None,
+    ) -> Tensors:
+        """Queue ``rows`` rows and wait for this item's slice of the batch outputs.
+
+        ``inputs`` are model tensors, or (with ``prepare``) a list of already-validated raw rows that are turned
+        into tensors for the whole batch at once, in the worker thread: per-request pre-processing overhead is
+        then paid once per batch.
+        """
+        if self._closed:
+            raise BatcherClosed(f"version {self.name} is draining")
+        if rows > self.config.queue_cap_rows:
+            raise PayloadTooLarge(f"{rows} rows exceed the queue capacity of {self.config.queue_cap_rows} rows")
+        if self._queued_rows + rows > self.config.queue_cap_rows:
+            raise Overloaded(f"{self.name}: {self._queued_rows} rows already queued", retry_after_s=1.0)
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            raise DeadlineExceeded("the request deadline passed before it was queued")
+        item = _Item(inputs, rows, deadline, now, asyncio.get_running_loop().create_future(), prepare)
+        self._queues.by_priority[priority].append(item)
+        self._queued_rows += rows
+        self._stats.queue_depth(self._queued_rows)
+        self._wakeup.set()
+        try:
+            if deadline is None:
+                return await item.future
+            async with asyncio.timeout(deadline - now):
+                return await item.future
+        except (TimeoutError, asyncio.CancelledError) as e:
+            ran = item.state is _State.RUNNING
+            self._drop(item)
+            if isinstance(e, TimeoutError):
+                where = "while its batch was running" if ran else "in the queue; it was not run"
+                raise DeadlineExceeded(f"the request deadline passed {where}") from None
+            raise
+
+    def _drop(self, item: _Item) -> None:
+        if item.state is _State.QUEUED:
+            self._queued_rows -= item.rows
+            self._stats.queue_depth(self._queued_rows)
+        item.state = _State.DROPPED
+        if not item.future.done():
+            item.future.cancel()
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking work, let queued and running batches finish (up to ``timeout_s``), stop the threads."""
+        self._closed = True
+        self._wakeup.set()
+        self._check_idle()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            LOG.warning("%s: drain timed out after %.1fs; failing what is left", self.name, timeout_s)
+            for q in self._queues.by_priority:
+                for item in q:
+                    if item.state is _State.QUEUED and not item.future.done():
+                        item.future.set_exception(ModelNotReady(f"version {self.name} was unloaded"))
+                    self._drop(item)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _check_idle(self) -> None:
+        if self._closed and self._queued_rows == 0 and self._in_flight == 0:
+            self._idle.set()
+
+    # ---- collector ----
+    async def _collect(self) -> None:
+        while True:
+            while self._queued_rows == 0:
+                self._check_idle()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._slots.acquire()
+            await self._gather_window()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            self._in_flight += 1
+            task = asyncio.create_task(self._execute(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _gather_window(self) -> None:
+        """Wait until a full batch is queued or the oldest item's delay budget is spent."""
+        oldest = self._queues.oldest()
+        if oldest is None or self._closed:
+            return
+        flush_at = oldest + self.config.max_queue_delay_us / 1e6
+        while self._queued_rows < self.config.max_batch_rows and not self._closed:
+            remaining = flush_at - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """Pop items, high priority first, up to ``max_batch_rows`` (an oversized item runs alone)."""
+        batch: list[_Item] = []
+        rows, now, cap = 0, time.monotonic(), self.config.max_batch_rows
+        for q in self._queues.by_priority:
+            while q:
+                item = q[0]
+                if item.state is _State.DROPPED:
+                    q.popleft()
+                    continue
+                if batch and rows + item.rows > cap:
+                    return self._started(batch, now)
+                q.popleft()
+                self._queued_rows -= item.rows
+                if item.deadline is not None and item.deadline <= now:
+                    item.state = _State.DROPPED
+                    item.future.set_exception(DeadlineExceeded("the request deadline passed in the queue"))
+                    continue
+                batch.append(item)
+                rows += item.rows
+                if rows >= cap:
+                    return self._started(batch, now)
+        return self._started(batch, now)
+
+    def _started(self, batch: list[_Item], now: float) -> list[_Item]:
+        self._stats.queue_depth(self._queued_rows)
+        for item in batch:
+            item.state = _State.RUNNING
+            self._stats.waited(now - item.enqueued)
+        return batch
+
+    # ---- execution ----
+    async def _execute(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, batch)
+            except Exception as e:  # noqa: BLE001 - any runtime failure is retried per item
+                if len(batch) == 1:
+                    self._fail(batch[0], e)
+                    return
+                LOG.warning("%s: batch of %d items failed (%r); retrying them one by one", self.name, len(batch), e)
+                results = await self._run_individually(batch)
+            for item, out in zip(batch, results, strict=True):
+                if out is not None and not item.future.done():
+                    item.future.set_result(out)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+            self._check_idle()
+
+    async def _run_individually(self, batch: list[_Item]) -> list[Tensors | None]:
+        loop = asyncio.get_running_loop()
+        results: list[Tensors | None] = []
+        for item in batch:
+            try:
+                results.append((await loop.run_in_executor(self._executor, self._run, [item]))[0])
+            except Exception as e:  # noqa: BLE001
+                self._fail(item, e)
+                results.append(None)
+        return results
+
+    def _fail(self, item: _Item, error: Exception) -> None:
+        if item.future.done():
+            return
+        if isinstance(error, ServiceError):
+            item.future.set_exception(error)
+            return
+        LOG.error("%s: inference failed for an item of %d rows: %r", self.name, item.rows, error)
+        item.future.set_exception(InferenceFailed(f"inference failed on model {self.name}"))
+
+    def _run(self, batch: list[_Item]) -> list[Tensors]:
+        """Worker thread: assemble inputs, run, check row counts, split back per item (in ``batch`` order)."""
+        started = time.monotonic()  # compute = featurizing raw rows (if any) + the runtime call
+        ordered, inputs = _assemble(batch)
+        total = sum(it.rows for it in ordered)
+        outputs = self._infer(inputs)
+        self._stats.ran(total, time.monotonic() - started)
+        for name, arr in outputs.items():
+            if arr.ndim == 0 or arr.shape[0] != total:
+                raise RuntimeError(f"output {name!r} has shape {arr.shape} for a batch of {total} rows")
+        if len(ordered) == 1:
+            return [outputs]
+        by_item, start = {}, 0
+        for it in ordered:
+            by_item[id(it)] = {n: arr[start : start + it.rows] for n, arr in outputs.items()}
+            start += it.rows
+        return [by_item[id(it)] for it in batch]
+
+
+def _assemble(batch: list[_Item]) -> tuple[list[_Item], Tensors]:
+    """Group items by how their inputs are prepared; returns the row order used and the model inputs."""
+    groups: dict[Prepare | None, list[_Item]] = {}
+    for it in batch:
+        groups.setdefault(it.prepare, []).append(it)
+    ordered: list[_Item] = []
+    parts: list[Tensors] = []
+    for prepare, items in groups.items():
+        ordered.extend(items)
+        if prepare is None:
+            parts.append(_concat([it.inputs for it in items]))
+        else:
+            parts.append(prepare([row for it in items for row in it.inputs]))
+    return ordered, _concat(parts)
+
+
+def _concat(parts: list[Tensors]) -> Tensors:
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

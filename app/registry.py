@@ -1,0 +1,352 @@
+"""Loaded model versions: verify, load, warm up, serve, drain, unload, with the old version kept on failure.
+
+State machine of one version (what ``POST /v2/repository/index`` reports)::
+
+    LOADING --(verified, loaded, warmed)--> READY --(newer READY / removed / admin unload)--> UNLOADING
+       |                                                                                       |
+       +--(any step fails: reason recorded, never served)--> UNAVAILABLE <--(drained, freed)---+
+
+Requests *lease* a READY version for their whole duration; a retiring version takes no new leases and is
+unloaded once its leases and queued batches are done (or ``drain_timeout_s`` passes). All bookkeeping happens
+on the event loop; blocking work (hashing, session creation, warm-up) runs in a dedicated loader thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import gc
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.batching import BatchConfig, DynamicBatcher, Prepare, Tensors
+from app.errors import InvalidInput, ModelNotFound, ModelNotReady
+from app.manifest import MODEL_NAME_RE, Manifest
+from app.metrics import Metrics, VersionBatchStats
+from app.repository import RepositoryError, list_models, list_versions, load_verified
+from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
+from app.settings import Settings, VersionPolicy
+
+LOG = logging.getLogger(__name__)
+
+
+class VersionState(str, enum.Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+def _ctr_featurizer(path: Path) -> Any:
+    from app.tasks.ctr import CtrFeaturizer
+
+    return CtrFeaturizer.load(path)
+
+
+# manifest.preprocessing.kind -> loader of its state file (the same code path training used)
+PREPROCESSORS: dict[str, Callable[[Path], Any]] = {"ctr-v1": _ctr_featurizer}
+
+
+def batch_prepare(preprocessor: Any) -> Prepare | None:
+    """The batcher hook that featurizes the raw rows of a whole batch with the version's own featurizer."""
+    transform = getattr(preprocessor, "transform_records", None)
+    if transform is None:
+        return None
+
+    def prepare(rows: list[Any]) -> Tensors:
+        try:
+            out: Tensors = transform(rows)
+        except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
+            raise InvalidInput(str(e), code="invalid_feature", status=422) from None
+        return out
+
+    return prepare
+
+
+def default_runtime_factory(settings: Settings) -> Callable[[], Runtime]:
+    options = RuntimeOptions(
+        intra_op_threads=settings.ort_intra_op_threads,
+        inter_op_threads=settings.ort_inter_op_threads,
+        allow_spinning=settings.ort_allow_spinning,
+        use_tensorrt=settings.ort_use_tensorrt,
+    )
+
+    def make() -> Runtime:
+        from app.runtime.onnx import OnnxRuntime
+
+        return OnnxRuntime(options)
+
+    return make
+
+
+class LoadFailed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """A loaded version with its runtime, batcher and pre-processing state."""
+
+    model: str
+    version: int
+    path: Path
+    manifest: Manifest
+    runtime: Runtime
+    preprocessor: Any
+    prepare: Prepare | None = None
+    batcher: DynamicBatcher | None = None
+    state: VersionState = VersionState.READY
+    leases: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    state: VersionState
+    reason: str = ""
+
+
+def select_versions(on_disk: list[int], failed: set[int], policy: VersionPolicy) -> set[int]:
+    """Versions the policy wants served; failed versions are skipped so the previous healthy one stays."""
+    healthy = [v for v in on_disk if v not in failed]
+    if policy.specific is not None:
+        return set(policy.specific) & set(healthy)
+    return set(healthy[-(policy.latest or 1) :])
+
+
+class ModelRegistry:
+    """name -> version -> :class:`ModelVersion`, plus the status of every version ever seen."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, runtime_factory: Callable[[], Runtime] | None = None
+    ) -> None:
+        self.settings = settings
+        self.root = Path(settings.model_repo)
+        self.metrics = metrics
+        self._new_runtime = runtime_factory or default_runtime_factory(settings)
+        self._loaded: dict[str, dict[int, ModelVersion]] = {}
+        self._status: dict[tuple[str, int], VersionStatus] = {}
+        self._failed: dict[str, set[int]] = {}
+        self._disabled: set[str] = set()
+        self._on_disk: dict[str, list[int]] = {}
+        self._lock = asyncio.Lock()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.required: set[str] = set(settings.required_models or [])
+
+    # ---- request side ----
+    @contextmanager
+    def lease(self, model: str, version: int | None = None) -> Iterator[ModelVersion]:
+        """Hold a READY version (the default one if ``version`` is None) until the block exits."""
+        mv = self.resolve(model, version)
+        mv.leases += 1
+        mv.released.clear()
+        try:
+            yield mv
+        finally:
+            mv.leases -= 1
+            if mv.leases == 0:
+                mv.released.set()
+
+    def resolve(self, model: str, version: int | None = None) -> ModelVersion:
+        versions = self._loaded.get(model)
+        if versions is None:
+            if not MODEL_NAME_RE.match(model):  # traversal attempts and junk never reach the file system
+                raise ModelNotFound(f"{model!r} is not a valid model name")
+            versions = {}
+        if version is None:
+            ready = [v for v in versions.values() if v.state is VersionState.READY]
+            if ready:
+                return max(ready, key=lambda v: v.version)
+            if model in self._on_disk or model in self._loaded:
+                raise ModelNotReady(f"model {model!r} has no ready version")
+            raise ModelNotFound(f"model {model!r} is not in the repository")
+        mv = versions.get(version)
+        if mv is not None and mv.state is VersionState.READY:
+            return mv
+        status = self._status.get((model, version))
+        if status is not None or version in self._on_disk.get(model, []):
+            state = status.state.value if status else "not selected by the version policy"
+            raise ModelNotReady(f"version {version} of model {model!r} is not ready ({state})")
+        raise ModelNotFound(f"model {model!r} has no version {version}")
+
+    def ready_versions(self, model: str) -> list[int]:
+        return sorted(v.version for v in self._loaded.get(model, {}).values() if v.state is VersionState.READY)
+
+    def is_ready(self) -> bool:
+        return all(self.ready_versions(m) for m in self.required)
+
+    def index(self) -> list[dict[str, str]]:
+        """Every version on disk or known to the registry, with its state and reason."""
+        keys = {(m, v) for m, vs in self._on_disk.items() for v in vs} | set(self._status)
+        out = []
+        for m, v in sorted(keys):
+            status = self._status.get((m, v))
+            if status is None:
+                status = VersionStatus(VersionState.UNAVAILABLE, "not selected by the version policy")
+            out.append({"name": m, "version": str(v), "state": status.state.value, "reason": status.reason})
+        return out
+
+    # ---- repository side ----
+    async def sync(self, only: str | None = None) -> None:
+        """Rescan the repository and converge: load wanted versions, then retire the unwanted ones."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            self._on_disk = await loop.run_in_executor(self._loader, self._scan)
+            for model in sorted(set(self._on_disk) | set(self._loaded)):
+                if (only is None or model == only) and model not in self._disabled:
+                    await self._converge(model)
+
+    def _scan(self) -> dict[str, list[int]]:
+        return {m: list_versions(self.root, m) for m in list_models(self.root)}
+
+    async def _converge(self, model: str) -> None:
+        on_disk = self._on_disk.get(model, [])
+        wanted = select_versions(on_disk, self._failed.get(model, set()), self.settings.policy_for(model))
+        loaded = self._loaded.setdefault(model, {})
+        for version in sorted(wanted - set(loaded), reverse=True):
+            await self._load(model, version)
+        any_wanted_ready = any(loaded[v].state is VersionState.READY for v in wanted if v in loaded)
+        for version, mv in list(loaded.items()):
+            gone = version not in on_disk
+            if version not in wanted and mv.state is VersionState.READY and (any_wanted_ready or gone):
+                self._start_retire(mv)
+
+    async def _load(self, model: str, version: int) -> None:
+        self._status[(model, version)] = VersionStatus(VersionState.LOADING)
+        loop = asyncio.get_running_loop()
+        try:
+            mv = await loop.run_in_executor(self._loader, self._load_blocking, model, version)
+        except LoadFailed as e:
+            self._failed.setdefault(model, set()).add(version)
+            self._status[(model, version)] = VersionStatus(VersionState.UNAVAILABLE, f"{e.reason}: {e}")
+            self.metrics.load_failures.labels(model, str(version), e.reason).inc()
+            LOG.error("version %s/%s failed to load (%s): %s", model, version, e.reason, e)
+            return
+        config = self.batch_config(mv.manifest)
+        stats = VersionBatchStats(self.metrics, model, version)
+        mv.batcher = DynamicBatcher(f"{model}/{version}", mv.runtime.infer, config, stats)
+        mv.batcher.start()
+        self._loaded.setdefault(model, {})[version] = mv
+        self._status[(model, version)] = VersionStatus(VersionState.READY)
+        self.metrics.load_events.labels(model, str(version), "load").inc()
+        self.metrics.loaded_bytes.labels(model, str(version)).set(mv.runtime.bytes)
+        # Vocabularies and sessions live for the version's lifetime: keep them out of the cyclic GC's scans
+        # (full collections over them took 30-50 ms, the whole p99 budget). Refcounting still frees them.
+        gc.freeze()
+        LOG.info("version %s/%s is READY (%d bytes, %s)", model, version, mv.runtime.bytes, config)
+
+    def batch_config(self, manifest: Manifest) -> BatchConfig:
+        s, m = self.settings, manifest.serving
+        return BatchConfig(
+            max_batch_rows=s.max_batch_rows or m.max_batch_rows,
+            max_queue_delay_us=s.max_queue_delay_us if s.max_queue_delay_us is not None else m.max_queue_delay_us,
+            queue_cap_rows=s.queue_cap_rows or m.queue_cap_rows,
+            concurrency=s.batch_concurrency,
+        )
+
+    def _load_blocking(self, model: str, version: int) -> ModelVersion:
+        """Loader thread: verify, load, load pre-processing, warm up; any failure leaves nothing loaded."""
+        try:
+            ref, manifest = load_verified(self.root, model, version)
+        except RepositoryError as e:
+            raise LoadFailed(e.reason, str(e)) from None
+        runtime = self._new_runtime()
+        try:
+            step = "load_error"
+            runtime.load(ref.path, manifest)
+            step = "preprocess_error"
+            preprocessor = self._load_preprocessor(ref.path, manifest)
+            step = "warmup_error"
+            cap = self.batch_config(manifest).max_batch_rows
+            runtime.warmup(sorted({min(b, cap) for b in manifest.serving.warmup_batch_sizes}))
+        except RuntimeIncompatible as e:
+            runtime.unload()
+            raise LoadFailed("incompatible", str(e)) from None
+        except LoadFailed:
+            runtime.unload()
+            raise
+        except Exception as e:  # noqa: BLE001 - any engine error means "not servable"
+            runtime.unload()
+            raise LoadFailed(step, f"{type(e).__name__}: {e}") from None
+        return ModelVersion(model, version, ref.path, manifest, runtime, preprocessor, batch_prepare(preprocessor))
+
+    @staticmethod
+    def _load_preprocessor(path: Path, manifest: Manifest) -> Any:
+        pre = manifest.preprocessing
+        if pre is None:
+            return None
+        loader = PREPROCESSORS.get(pre.kind)
+        if loader is None:
+            raise LoadFailed("incompatible", f"unknown preprocessing kind {pre.kind!r} (known: {sorted(PREPROCESSORS)})")
+        return loader(path / pre.path)
+
+    # ---- retiring ----
+    def _start_retire(self, mv: ModelVersion) -> None:
+        mv.state = VersionState.UNLOADING
+        self._status[(mv.model, mv.version)] = VersionStatus(VersionState.UNLOADING)
+        task = asyncio.get_running_loop().create_task(self._retire(mv), name=f"retire-{mv.model}/{mv.version}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, mv: ModelVersion, reason: str = "unloaded") -> None:
+        """Stop new work, wait for in-flight work, free the session."""
+        timeout = self.settings.drain_timeout_s
+        if mv.leases:
+            try:
+                async with asyncio.timeout(timeout):
+                    await mv.released.wait()
+            except TimeoutError:
+                LOG.warning("%s/%s: %d requests still in flight after %.0fs", mv.model, mv.version, mv.leases, timeout)
+        if mv.batcher is not None:
+            await mv.batcher.close(timeout)
+        await asyncio.get_running_loop().run_in_executor(self._loader, mv.runtime.unload)
+        self._loaded.get(mv.model, {}).pop(mv.version, None)
+        self._status[(mv.model, mv.version)] = VersionStatus(VersionState.UNAVAILABLE, reason)
+        self.metrics.load_events.labels(mv.model, str(mv.version), "unload").inc()
+        self.metrics.forget_version(mv.model, mv.version)
+        LOG.info("version %s/%s unloaded", mv.model, mv.version)
+
+    # ---- explicit control (repository API) ----
+    async def load_model(self, model: str) -> None:
+        """Re-enable ``model``, forget its past failures, and converge now; raises if nothing became ready."""
+        if model not in (await asyncio.to_thread(list_models, self.root)):
+            raise ModelNotFound(f"model {model!r} is not in the repository")
+        self._disabled.discard(model)
+        self._failed.pop(model, None)
+        await self.sync(only=model)
+        if not self.ready_versions(model):
+            reasons = [s["reason"] for s in self.index() if s["name"] == model and s["reason"]]
+            raise ModelNotReady(f"model {model!r} failed to load: {'; '.join(reasons) or 'no version'}")
+
+    async def unload_model(self, model: str) -> None:
+        """Retire every version of ``model`` and keep it unloaded until an explicit load."""
+        self.resolve_name(model)
+        async with self._lock:
+            self._disabled.add(model)
+            versions = [mv for mv in self._loaded.get(model, {}).values() if mv.state is VersionState.READY]
+            for mv in versions:
+                mv.state = VersionState.UNLOADING
+                self._status[(model, mv.version)] = VersionStatus(VersionState.UNLOADING)
+            await asyncio.gather(*(self._retire(mv) for mv in versions))
+
+    def resolve_name(self, model: str) -> None:
+        if model not in self._on_disk and model not in self._loaded:
+            raise ModelNotFound(f"model {model!r} is not in the repository")
+
+    async def close(self) -> None:
+        """Shutdown: finish retirements, then drain and unload everything."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        everything = [mv for vs in self._loaded.values() for mv in vs.values()]
+        for mv in everything:
+            mv.state = VersionState.UNLOADING
+        await asyncio.gather(*(self._retire(mv, "shutdown") for mv in everything), return_exceptions=True)
+        self._loader.shutdown(wait=True)

@@ -1,0 +1,118 @@
+"""ONNX Runtime implementation of :class:`app.runtime.base.Runtime`.
+
+``onnxruntime`` is imported inside :meth:`OnnxRuntime.load`, so importing this module stays cheap. GPU
+execution providers are used only when ``onnxruntime.get_available_providers()`` offers them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.manifest import Manifest, TensorSpec
+from app.runtime.base import RuntimeIncompatible, RuntimeOptions, dummy_inputs
+
+LOG = logging.getLogger(__name__)
+
+ORT_TYPES = {
+    "FP32": "tensor(float)",
+    "FP16": "tensor(float16)",
+    "INT64": "tensor(int64)",
+    "INT32": "tensor(int32)",
+    "INT8": "tensor(int8)",
+    "UINT8": "tensor(uint8)",
+    "BOOL": "tensor(bool)",
+    "BYTES": "tensor(string)",
+}
+
+
+def choose_providers(available: Sequence[str], use_tensorrt: bool) -> list[str]:
+    """GPU providers first when present, CPU always last as the fallback."""
+    chosen = []
+    if use_tensorrt and "TensorrtExecutionProvider" in available:
+        chosen.append("TensorrtExecutionProvider")
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def check_signature(kind: str, declared: Sequence[TensorSpec], actual: Sequence[Any]) -> None:
+    """The graph's inputs/outputs must match the manifest by name, element type and rank."""
+    found = {a.name: a for a in actual}
+    for spec in declared:
+        node = found.get(spec.name)
+        if node is None:
+            raise RuntimeIncompatible(f"manifest {kind} {spec.name!r} is not in the ONNX graph ({sorted(found)})")
+        if node.type != ORT_TYPES[spec.dtype]:
+            raise RuntimeIncompatible(f"{kind} {spec.name!r}: graph has {node.type}, manifest says {spec.dtype}")
+        if len(node.shape) != len(spec.shape):
+            raise RuntimeIncompatible(f"{kind} {spec.name!r}: graph rank {len(node.shape)}, manifest {spec.shape}")
+    if kind == "input" and len(found) != len(declared):
+        extra = sorted(set(found) - {s.name for s in declared})
+        raise RuntimeIncompatible(f"the ONNX graph needs inputs the manifest does not declare: {extra}")
+
+
+class OnnxRuntime:
+    """One ``InferenceSession``; ``run`` releases the GIL, so batches execute off the event loop in threads."""
+
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        self.options = options or RuntimeOptions()
+        self._session: Any = None
+        self._manifest: Manifest | None = None
+        self._bytes = 0
+        self._output_names: list[str] = []
+
+    def load(self, version_dir: Path, manifest: Manifest) -> None:
+        import onnxruntime as ort
+
+        try:
+            artifact = manifest.artifact("onnx")
+        except KeyError as e:
+            raise RuntimeIncompatible(str(e)) from None
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.options.intra_op_threads
+        so.inter_op_num_threads = self.options.inter_op_threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if self.options.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        providers = choose_providers(ort.get_available_providers(), self.options.use_tensorrt)
+        session = ort.InferenceSession(str(version_dir / artifact.path), sess_options=so, providers=providers)
+        check_signature("input", manifest.inputs, session.get_inputs())
+        check_signature("output", manifest.outputs, session.get_outputs())
+        self._session, self._manifest, self._bytes = session, manifest, artifact.bytes
+        self._output_names = [o.name for o in manifest.outputs]
+        LOG.info("loaded %s/%s on %s", manifest.name, manifest.version, session.get_providers())
+
+    def warmup(self, batch_sizes: Sequence[int]) -> None:
+        """Run every batch size once so the first real requests do not pay for allocation and kernel choice."""
+        manifest = self._require()
+        for rows in batch_sizes:
+            out = self.infer(dummy_inputs(manifest.inputs, rows))
+            for name, arr in out.items():
+                if arr.shape[0] != rows:
+                    raise RuntimeIncompatible(f"warm-up: output {name!r} has {arr.shape[0]} rows for {rows} input rows")
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._require()
+        results = self._session.run(self._output_names, inputs)
+        return dict(zip(self._output_names, results, strict=True))
+
+    def unload(self) -> None:
+        """Drop the session; ORT frees its arena when the last reference goes."""
+        self._session = None
+        self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def _require(self) -> Manifest:
+        if self._session is None or self._manifest is None:
+            raise RuntimeError("the runtime is not loaded")
+        return self._manifest

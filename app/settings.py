@@ -1,0 +1,129 @@
+"""Service settings: environment (``APP_`` prefix, plus ``MODEL_REPO`` / ``REDIS_URL``) and CLI flags.
+
+Typical usage::
+
+    settings = Settings()                      # from the environment
+    settings = Settings(model_repo="/models")  # explicit values win over the environment
+    settings = settings_from_args(["--port", "9000"])
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class VersionPolicy(BaseModel):
+    """Which versions of one model are served: the newest ``latest`` ones, or exactly ``specific``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latest: int | None = Field(default=None, ge=1)
+    """Serve the newest N healthy versions (the newest one is the default)."""
+    specific: list[int] | None = None
+    """Serve exactly these versions (pinned); the highest loaded one is the default."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VersionPolicy:
+        if (self.latest is None) == (self.specific is None):
+            raise ValueError("a version policy needs exactly one of 'latest' or 'specific'")
+        if self.specific is not None and (not self.specific or any(v < 1 for v in self.specific)):
+            raise ValueError("'specific' must list positive version numbers")
+        return self
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; per-version batching defaults come from each manifest's ``serving`` block."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APP_", extra="ignore", populate_by_name=True, validate_default=True, frozen=True
+    )
+
+    model_repo: Path = Field(
+        default=Path("model_repo"), validation_alias=AliasChoices("APP_MODEL_REPO", "MODEL_REPO")
+    )
+    """Root of the versioned model repository (``<repo>/<model>/<version>/manifest.json``)."""
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("APP_REDIS_URL", "REDIS_URL"))
+    """Optional Redis for the ``model-published`` notice; without it only the periodic rescan finds versions."""
+    redis_channel: str = "model-published"
+    """Pub/sub channel the publisher announces new versions on."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    server_name: str = "shopinfer"
+    access_log: bool = False
+    """uvicorn access log (one line per request; costs throughput)."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token for ``/v2/repository/models/*/load|unload``; unset disables those endpoints (403)."""
+
+    ort_intra_op_threads: int = Field(default=1, ge=0)
+    """ONNX Runtime threads inside one operator (0 = ORT default, all cores)."""
+    ort_inter_op_threads: int = Field(default=1, ge=0)
+    ort_allow_spinning: bool = False
+    """Let idle ORT threads spin; faster on dedicated cores, harmful when the cores are shared."""
+    ort_use_tensorrt: bool = False
+    """Try the TensorRT execution provider when ORT offers it (CUDA is used whenever available)."""
+
+    rescan_interval_s: float = Field(default=2.0, gt=0)
+    """Period of the repository rescan; the Redis notice triggers one sooner."""
+    required_models: Annotated[list[str] | None, NoDecode] = None
+    """Models that must be warm before ``/v2/health/ready`` is 200 (default: every model found at startup)."""
+    default_latest_versions: int = Field(default=1, ge=1)
+    """Version policy for models not named in ``version_policy``: serve the newest N."""
+    version_policy: dict[str, VersionPolicy] = {}
+    """Per model, e.g. ``{"ad-ctr": {"specific": [3, 4]}}`` or ``{"ad-ctr": {"latest": 2}}``."""
+
+    max_batch_rows: int | None = Field(default=None, ge=1)
+    """Overrides every manifest's ``serving.max_batch_rows`` when set."""
+    max_queue_delay_us: int | None = Field(default=None, ge=0)
+    queue_cap_rows: int | None = Field(default=None, ge=1)
+    batch_concurrency: int = Field(default=1, ge=1)
+    """Batches of one version that may run at once (like Triton's instance count)."""
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    """How long an old version may finish in-flight work before it is unloaded anyway."""
+
+    default_timeout_ms: int | None = Field(default=None, ge=1)
+    """Deadline for requests without a ``timeout-ms`` header (none by default)."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_candidates: int = Field(default=1000, ge=1)
+    ctr_model: str = "ad-ctr"
+    """Model served by ``POST /v1/ads/ctr``."""
+
+    @field_validator("required_models", mode="before")
+    @classmethod
+    def _split_models(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [m.strip() for m in v.split(",") if m.strip()]
+        return v
+
+    def policy_for(self, model: str) -> VersionPolicy:
+        return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app", description="Run the inference service.")
+    p.add_argument("--model-repo", help="model repository root (env MODEL_REPO / APP_MODEL_REPO)")
+    p.add_argument("--host", help="bind address (env APP_HOST)")
+    p.add_argument("--port", type=int, help="port (env APP_PORT)")
+    p.add_argument("--redis-url", help="redis://host:port/db for the model-published notice (env REDIS_URL)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--rescan-interval-s", type=float)
+    p.add_argument("--required-models", help="comma-separated model names that gate readiness")
+    p.add_argument("--max-queue-delay-us", type=int)
+    p.add_argument("--max-batch-rows", type=int)
+    p.add_argument("--ort-intra-op-threads", type=int)
+    return p
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
+    """CLI flags override the environment, which overrides the defaults."""
+    ns = _parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(ns).items() if v is not None}
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks for the serving path (run from the repository root)."""

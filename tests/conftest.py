@@ -1,0 +1,26 @@
+"""Shared test configuration.
+
+Markers come from the folder (tests/unit -> ``unit`` ...). Fixtures live in ``tests/fixtures/*.py`` and are
+loaded as plugins below; add a module there (and to ``pytest_plugins``) rather than growing this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.compress_run",  # compress: the real pipeline on the Criteo sample, once per session
+    "tests.fixtures.ctr_model",  # serving: published CTR versions
+    "tests.fixtures.servers",  # serving: redis-server and `python -m app` subprocesses
+]
+
+_FOLDER_MARKERS = {"unit", "integration", "e2e", "gpu"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = set(Path(str(item.fspath)).parts)
+        for marker in _FOLDER_MARKERS & parts:
+            item.add_marker(getattr(pytest.mark, marker))

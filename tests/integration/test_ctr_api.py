@@ -1,0 +1,141 @@
+"""``POST /v1/ads/ctr`` in-process: correctness against ONNX Runtime, merging, and coded 4xx errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.errors import ServiceError
+from tests.fixtures.asgi import AppUnderTest, running_app
+from tests.fixtures.ctr_model import raw_records, reference_scores
+
+CTR = "/v1/ads/ctr"
+
+
+def request_for(records: list[dict[str, Any]], context: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"context": context or {}, "candidates": [{"ad_id": f"ad-{i}", "features": r} for i, r in enumerate(records)]}
+
+
+@pytest.fixture
+async def svc(ctr_repo: Path) -> Any:
+    async with running_app(ctr_repo) as under_test:
+        yield under_test
+
+
+async def test_scores_match_onnxruntime_and_keep_candidate_order(svc: AppUnderTest, ctr_repo: Path) -> None:
+    records = raw_records(50)
+    r = await svc.client.post(CTR, json=request_for(records))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "ad-ctr" and body["version"] == 1
+    assert [s["ad_id"] for s in body["scores"]] == [f"ad-{i}" for i in range(50)]
+    expected = reference_scores(ctr_repo / "ad-ctr" / "1", records)
+    np.testing.assert_allclose([s["pctr"] for s in body["scores"]], expected, atol=1e-5, rtol=0)
+
+
+async def test_context_is_merged_and_candidate_fields_win(svc: AppUnderTest, ctr_repo: Path) -> None:
+    base = raw_records(1)[0]
+    context = {k: v for k, v in base.items() if k != "C3"}
+    candidates = [{"C3": base.get("C3")}, {"C3": "ffffffff", "I1": 77}, {}]
+    body = {"context": context, "candidates": [{"ad_id": str(i), "features": f} for i, f in enumerate(candidates)]}
+    r = await svc.client.post(CTR, json=body)
+    assert r.status_code == 200, r.text
+    rows = [{**context, **f} for f in candidates]
+    expected = reference_scores(ctr_repo / "ad-ctr" / "1", rows)
+    np.testing.assert_allclose([s["pctr"] for s in r.json()["scores"]], expected, atol=1e-5, rtol=0)
+
+
+async def test_pinned_version(svc: AppUnderTest) -> None:
+    r = await svc.client.post(CTR, json={**request_for(raw_records(1)), "model_version": 1})
+    assert r.status_code == 200 and r.json()["version"] == 1
+    r = await svc.client.post(CTR, json={**request_for(raw_records(1)), "model_version": 9})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+BAD_CASES = [
+    (request_for([{"I1": 3, "C99": "x"}]), 422, "unknown_feature"),
+    (request_for([{"i1": 3}]), 422, "unknown_feature"),
+    (request_for([{}], context={"Cx": 1}), 422, "unknown_feature"),
+    (request_for([{"I1": "abc"}]), 422, "invalid_feature"),
+    (request_for([{"I1": True}]), 422, "invalid_feature"),
+    (request_for([{"C1": ["a"]}]), 422, "invalid_feature"),
+    (request_for([{"I2": {"x": 1}}]), 422, "invalid_feature"),
+    ({"candidates": []}, 422, "invalid_request"),
+    ({"context": {}}, 422, "invalid_request"),
+    ({"candidates": [{"features": {}}]}, 422, "invalid_request"),
+    ({"candidates": [{"ad_id": "a"}], "extra": 1}, 422, "invalid_request"),
+    ({"candidates": [{"ad_id": "a"}], "model_version": 0}, 422, "invalid_request"),
+    ({"candidates": [{"ad_id": str(i)} for i in range(1001)]}, 413, "too_many_candidates"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "code"), BAD_CASES)
+async def test_bad_requests_are_coded_4xx(svc: AppUnderTest, payload: dict[str, Any], status: int, code: str) -> None:
+    r = await svc.client.post(CTR, json=payload)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+async def test_malformed_json_and_headers(svc: AppUnderTest) -> None:
+    r = await svc.client.post(CTR, content=b'{"candidates": [', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    ok = request_for(raw_records(1))
+    r = await svc.client.post(CTR, json=ok, headers={"timeout-ms": "soon"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header"
+    r = await svc.client.post(CTR, json=ok, headers={"priority": "urgent"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header"
+    r = await svc.client.get(CTR)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_body_limit_by_header_and_by_actual_size(ctr_repo: Path) -> None:
+    async with running_app(ctr_repo, max_body_bytes=4096) as svc:
+        big = b'{"candidates": [' + b" " * 5000 + b"]}"
+        r = await svc.client.post(CTR, content=big)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+        async def stream() -> Any:  # no Content-Length: the actual size is what counts
+            for _ in range(10):
+                yield b" " * 1000
+
+        r = await svc.client.post(CTR, content=stream())
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_bad_requests_do_not_disturb_a_good_one(svc: AppUnderTest) -> None:
+    good = svc.client.post(CTR, json=request_for(raw_records(20)))
+    bad = [svc.client.post(CTR, json=payload) for payload, _, _ in BAD_CASES]
+    results = await asyncio.gather(good, *bad)
+    assert results[0].status_code == 200 and len(results[0].json()["scores"]) == 20
+    assert [r.status_code for r in results[1:]] == [status for _, status, _ in BAD_CASES]
+
+
+async def test_request_id_is_echoed_or_generated(svc: AppUnderTest) -> None:
+    r = await svc.client.post(CTR, json=request_for(raw_records(1)), headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await svc.client.get("/v2/health/live")
+    assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_unexpected_errors_are_a_logged_generic_500(
+    svc: AppUnderTest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def boom(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(svc.app.state.service, "score_ctr", boom)
+    with caplog.at_level(logging.ERROR):
+        r = await svc.client.post(CTR, json=request_for(raw_records(1)), headers={"x-request-id": "req-42"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal"
+    assert "secret" not in r.text and "req-42" in r.text
+    assert any("req-42" in rec.getMessage() for rec in caplog.records)
+    assert await svc.metric("inference_requests_total", endpoint="ctr", code="internal") == 1
+
+
+def test_service_error_is_not_http_aware() -> None:
+    assert not hasattr(ServiceError("x"), "status_code")

@@ -1,0 +1,103 @@
+"""Version lifecycle in-process: Redis notices, version policies, draining in-flight work before unload."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.repository import list_versions
+from tests.fixtures.asgi import GatedRuntime, running_app, until
+from tests.fixtures.ctr_model import publish_ctr_version, raw_records
+from tests.fixtures.servers import RedisServer, free_port
+
+CTR = "/v1/ads/ctr"
+ONE = {"candidates": [{"ad_id": "a", "features": raw_records(1)[0]}]}
+
+
+async def _versions_ready(svc: Any) -> list[int]:
+    return svc.app.state.service.registry.ready_versions("ad-ctr")
+
+
+async def test_redis_notice_triggers_a_rescan_long_before_the_interval(
+    ctr_repo: Path, ctr_artifacts_seed1: Path, redis_server: RedisServer
+) -> None:
+    import redis.asyncio as aioredis
+
+    async with running_app(ctr_repo, redis_url=redis_server.url, rescan_interval_s=3600) as svc:
+        watcher = svc.app.state.watcher
+        await asyncio.wait_for(watcher.subscribed.wait(), 10)
+        await until(lambda: watcher.rescans >= 1, 10, "the first scan")
+        before = watcher.rescans
+        await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
+        assert watcher.rescans == before and await _versions_ready(svc) == [1]
+        client = aioredis.from_url(redis_server.url)
+        try:
+            receivers = await client.publish("model-published", '{"model": "ad-ctr", "version": 2}')
+        finally:
+            await client.aclose()
+        assert receivers == 1
+        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 30, "version 2 via notice")
+        assert watcher.rescans == before + 1
+        assert (await svc.client.post(CTR, json=ONE)).json()["version"] == 2
+
+
+async def test_unreachable_redis_does_not_stop_serving(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
+    async with running_app(ctr_repo, redis_url=f"redis://127.0.0.1:{free_port()}/0", rescan_interval_s=0.2) as svc:
+        assert (await svc.client.post(CTR, json=ONE)).status_code == 200
+        await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
+        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 30, "version 2 by rescan")
+
+
+async def test_pinned_policy_ignores_newer_versions(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
+    policy = {"ad-ctr": {"specific": [1]}}
+    async with running_app(ctr_repo, version_policy=policy, rescan_interval_s=0.1) as svc:
+        await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
+        await until(lambda: list_versions(ctr_repo, "ad-ctr") == [1, 2], 5, "v2 on disk")
+        rescans = svc.app.state.watcher.rescans
+        await until(lambda: svc.app.state.watcher.rescans >= rescans + 2, 10, "two rescans")
+        assert await _versions_ready(svc) == [1]
+        index = (await svc.client.post("/v2/repository/index")).json()
+        assert index[1] == {"name": "ad-ctr", "version": "2", "state": "UNAVAILABLE", "reason": "not selected by the version policy"}
+        r = await svc.client.post(CTR, json={**ONE, "model_version": 2})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
+
+
+async def test_latest_two_serves_both_and_defaults_to_the_newest(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
+    await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
+    async with running_app(ctr_repo, default_latest_versions=2) as svc:
+        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [1, 2], 30, "both versions")
+        assert (await svc.client.post(CTR, json=ONE)).json()["version"] == 2
+        assert (await svc.client.post(CTR, json={**ONE, "model_version": 1})).json()["version"] == 1
+        assert (await svc.client.get("/v2/models/ad-ctr")).json()["versions"] == ["1", "2"]
+
+
+async def test_old_version_drains_in_flight_work_before_unloading(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
+    gate = threading.Event()
+    runtimes: list[GatedRuntime] = []
+
+    def factory() -> GatedRuntime:
+        runtimes.append(GatedRuntime(infer_gate=gate if not runtimes else None))
+        return runtimes[-1]
+
+    async with running_app(ctr_repo, runtime_factory=factory, rescan_interval_s=0.1, max_queue_delay_us=0) as svc:
+        gate.clear()
+        in_flight = asyncio.create_task(svc.client.post(CTR, json=ONE))
+        await asyncio.to_thread(runtimes[0].infer_entered.wait, 10)
+        await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
+        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 30, "switch to v2")
+        assert (await svc.client.post(CTR, json=ONE)).json()["version"] == 2  # new work goes to v2 at once
+        index = {e["version"]: e["state"] for e in (await svc.client.post("/v2/repository/index")).json()}
+        assert index == {"1": "UNLOADING", "2": "READY"}
+        assert not in_flight.done()
+        gate.set()
+        r = await in_flight
+        assert r.status_code == 200 and r.json()["version"] == 1  # finished on the version it started on
+        await until(lambda: _is_state(svc, "1", "UNAVAILABLE"), 10, "v1 unloaded after draining")
+        assert runtimes[0].bytes == 0 and runtimes[1].bytes > 0
+
+
+async def _is_state(svc: Any, version: str, state: str) -> bool:
+    entries = (await svc.client.post("/v2/repository/index")).json()
+    return next(e["state"] for e in entries if e["version"] == version) == state

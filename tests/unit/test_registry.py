@@ -1,0 +1,45 @@
+"""Version selection policy and model-name safety (path traversal) in the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import ModelNotFound
+from app.metrics import Metrics
+from app.registry import ModelRegistry, select_versions
+from app.repository import RepositoryError, model_dir
+from app.settings import Settings, VersionPolicy
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "failed", "policy", "expected"),
+    [
+        ([1, 2, 3], set(), VersionPolicy(latest=1), {3}),
+        ([1, 2, 3], set(), VersionPolicy(latest=2), {2, 3}),
+        ([1, 2, 3], {3}, VersionPolicy(latest=1), {2}),  # a failed newest keeps the previous one
+        ([1, 2, 3], set(), VersionPolicy(specific=[1, 3, 7]), {1, 3}),
+        ([1, 2, 3], {1}, VersionPolicy(specific=[1]), set()),
+        ([], set(), VersionPolicy(latest=1), set()),
+    ],
+)
+def test_select_versions(on_disk: list[int], failed: set[int], policy: VersionPolicy, expected: set[int]) -> None:
+    assert select_versions(on_disk, failed, policy) == expected
+
+
+@pytest.mark.parametrize("name", ["../etc", "..", "a/b", "/abs", ".hidden", "a\\b", "", "x" * 65, "..%2F.."])
+def test_traversal_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(RepositoryError):
+        model_dir(tmp_path, name)
+    registry = ModelRegistry(Settings(model_repo=tmp_path), Metrics())
+    with pytest.raises(ModelNotFound):
+        registry.resolve(name)
+
+
+def test_unknown_model_and_version(tmp_path: Path) -> None:
+    registry = ModelRegistry(Settings(model_repo=tmp_path), Metrics())
+    with pytest.raises(ModelNotFound):
+        registry.resolve("ad-ctr")
+    with pytest.raises(ModelNotFound):
+        registry.resolve("ad-ctr", 3)
