@@ -60,6 +60,22 @@ def dense_value(value: Any, column: str) -> float:
     return math.log1p(max(x, 0.0))
 
 
+def _dense_array(raw: Sequence[Any], column: str) -> np.ndarray:
+    """``dense_value`` over a column; ints/floats (the common case) skip the per-value Python call."""
+    try:
+        x = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([dense_value(v, column) for v in raw], dtype=np.float64)
+    if np.isinf(x).any() or any(isinstance(v, (bool, str)) for v in raw):
+        return np.array([dense_value(v, column) for v in raw], dtype=np.float64)
+    return np.log1p(np.maximum(x, 0.0))  # NaN (missing) stays NaN
+
+
+def _cat_id(index: Mapping[str, int], value: Any) -> int:
+    key = cat_key(value)
+    return MISSING_ID if key is None else index.get(key, RARE_ID)
+
+
 @dataclass
 class CtrFeaturizer:
     """Fitted pre-processing state for one CTR model."""
@@ -109,7 +125,7 @@ class CtrFeaturizer:
         dense = np.empty((n_rows, len(self.dense_columns)), dtype=np.float32)
         for j, c in enumerate(self.dense_columns):
             raw = columns.get(c)
-            x = np.full(n_rows, np.nan) if raw is None else np.array([dense_value(v, c) for v in raw])
+            x = np.full(n_rows, np.nan) if raw is None else _dense_array(raw, c)
             x = np.where(np.isnan(x), self.dense_mean[j], x)
             dense[:, j] = (x - self.dense_mean[j]) / self.dense_std[j]
         sparse = np.empty((n_rows, len(self.categorical_columns)), dtype=np.int64)
@@ -119,8 +135,8 @@ class CtrFeaturizer:
                 sparse[:, j] = MISSING_ID
                 continue
             idx = self._lookup(c)
-            keys = (cat_key(v) for v in raw)
-            sparse[:, j] = [MISSING_ID if k is None else idx.get(k, RARE_ID) for k in keys]
+            # fast path: most values are already canonical strings and hit the vocabulary directly
+            sparse[:, j] = [idx.get(v) or _cat_id(idx, v) if isinstance(v, str) else _cat_id(idx, v) for v in raw]
         return {"dense": dense, "sparse": sparse}
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
