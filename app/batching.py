@@ -310,36 +310,48 @@ class DynamicBatcher:
     def _run(self, batch: list[_Item]) -> list[Tensors]:
         """Worker thread: assemble inputs, run, check row counts, split back per item (in ``batch`` order)."""
         started = time.monotonic()  # compute = featurizing raw rows (if any) + the runtime call
-        ordered, inputs = _assemble(batch)
-        total = sum(it.rows for it in ordered)
-        outputs = self._infer(inputs)
+        by_item: dict[int, Tensors] = {}
+        total = 0
+        for items, inputs in _assemble(batch):
+            rows = sum(it.rows for it in items)
+            outputs = self._infer(inputs)
+            for name, arr in outputs.items():
+                if arr.ndim == 0 or arr.shape[0] != rows:
+                    raise RuntimeError(f"output {name!r} has shape {arr.shape} for a batch of {rows} rows")
+            start = 0
+            for it in items:
+                by_item[id(it)] = outputs if len(items) == 1 else {n: a[start : start + it.rows] for n, a in outputs.items()}
+                start += it.rows
+            total += rows
         self._stats.ran(total, time.monotonic() - started)
-        for name, arr in outputs.items():
-            if arr.ndim == 0 or arr.shape[0] != total:
-                raise RuntimeError(f"output {name!r} has shape {arr.shape} for a batch of {total} rows")
-        if len(ordered) == 1:
-            return [outputs]
-        by_item, start = {}, 0
-        for it in ordered:
-            by_item[id(it)] = {n: arr[start : start + it.rows] for n, arr in outputs.items()}
-            start += it.rows
         return [by_item[id(it)] for it in batch]
 
 
-def _assemble(batch: list[_Item]) -> tuple[list[_Item], Tensors]:
-    """Group items by how their inputs are prepared; returns the row order used and the model inputs."""
+def _assemble(batch: list[_Item]) -> list[tuple[list[_Item], Tensors]]:
+    """Model calls for a batch: items grouped by how their inputs are prepared, then concatenated.
+
+    Inputs whose non-batch dimensions differ (e.g. token ids padded to different lengths by different clients)
+    cannot be concatenated: they become separate runtime calls within the batch instead of failing it.
+    """
     groups: dict[Prepare | None, list[_Item]] = {}
     for it in batch:
         groups.setdefault(it.prepare, []).append(it)
-    ordered: list[_Item] = []
-    parts: list[Tensors] = []
+    parts: list[tuple[list[_Item], Tensors]] = []
     for prepare, items in groups.items():
-        ordered.extend(items)
         if prepare is None:
-            parts.append(_concat([it.inputs for it in items]))
+            parts.extend(([it], it.inputs) for it in items)
         else:
-            parts.append(prepare([row for it in items for row in it.inputs]))
-    return ordered, _concat(parts)
+            parts.append((items, prepare([row for it in items for row in it.inputs])))
+    calls: dict[tuple[tuple[str, tuple[int, ...], str], ...], tuple[list[_Item], list[Tensors]]] = {}
+    for items, tensors in parts:
+        its, ts = calls.setdefault(_trailing(tensors), ([], []))
+        its.extend(items)
+        ts.append(tensors)
+    return [(items, _concat(ts)) for items, ts in calls.values()]
+
+
+def _trailing(t: Tensors) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in t.items())
 
 
 def _concat(parts: list[Tensors]) -> Tensors:

@@ -64,6 +64,17 @@ async def test_concurrent_items_share_one_batch_and_split_back(model: FakeModel)
     await b.close()
 
 
+async def test_items_with_different_trailing_shapes_run_as_separate_calls_of_one_batch(model: FakeModel) -> None:
+    """Token ids padded to different lengths by different clients cannot be concatenated: the batch makes one
+    runtime call per shape instead of failing and retrying every item alone."""
+    b = await started(model, BatchConfig(max_batch_rows=64, max_queue_delay_us=50_000))
+    wide = {"x": np.full((2, 5), 7.0, dtype=np.float32)}
+    results = await asyncio.gather(b.submit(rows(1), 1), b.submit(wide, 2), b.submit(rows(3), 1))
+    assert model.calls == [[1, 3], [7, 7]]
+    assert results[1]["y"].shape == (2, 5) and results[2]["y"][0, 0] == 6
+    await b.close()
+
+
 async def test_batches_are_bounded_by_rows_not_requests(model: FakeModel) -> None:
     b = await started(model, BatchConfig(max_batch_rows=4, max_queue_delay_us=50_000))
     blocker = await hold_slot(b, model)
