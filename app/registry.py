@@ -48,8 +48,14 @@ def _ctr_featurizer(path: Path) -> Any:
     return CtrFeaturizer.load(path)
 
 
+def _chat_serving(path: Path) -> Any:
+    from app.tasks.chat_serving import ChatServing
+
+    return ChatServing.load(path)
+
+
 # manifest.preprocessing.kind -> loader of its state file (the same code path training used)
-PREPROCESSORS: dict[str, Callable[[Path], Any]] = {"ctr-v1": _ctr_featurizer}
+PREPROCESSORS: dict[str, Callable[[Path], Any]] = {"ctr-v1": _ctr_featurizer, "chat-v1": _chat_serving}
 
 
 def batch_prepare(preprocessor: Any) -> Prepare | None:

@@ -10,10 +10,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.batching import Priority
 from app.errors import InvalidInput, ModelNotFound, PayloadTooLarge, ServiceError
@@ -21,10 +21,12 @@ from app.manifest import Manifest, TensorSpec
 from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion
+from app.schemas.chat import ChatRequest
 from app.schemas.ctr import CtrRequest
 from app.settings import Settings
 from app.tasks.ctr import CtrFeaturizer, FeatureError, dense_value
 
+_Req = TypeVar("_Req", bound=BaseModel)
 PLATFORM = "onnxruntime_onnx"  # every version runs its ONNX artifact through ONNX Runtime
 
 
@@ -91,8 +93,21 @@ def tensor_metadata(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
 
 def parse_ctr_request(body: bytes) -> CtrRequest:
     """JSON -> :class:`CtrRequest` in one pass; malformed JSON is 400, a wrong shape of document is 422."""
+    return parse_task_request(CtrRequest, body)
+
+
+def parse_chat_request(body: bytes) -> ChatRequest:
+    """Invalid UTF-8 is its own 400 (``invalid_utf8``) so clients can tell encoding bugs from bad JSON."""
     try:
-        return CtrRequest.model_validate_json(body)
+        body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"the body is not valid UTF-8 (byte {e.start})", code="invalid_utf8") from None
+    return parse_task_request(ChatRequest, body)
+
+
+def parse_task_request(schema: type[_Req], body: bytes) -> _Req:
+    try:
+        return schema.model_validate_json(body)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         if first["type"] == "json_invalid":
@@ -220,6 +235,28 @@ class InferenceService:
         pctr = outputs[mv.manifest.outputs[0].name].reshape(-1).tolist()
         scores = [{"ad_id": c.ad_id, "pctr": p} for c, p in zip(req.candidates, pctr, strict=True)]
         return {"model": mv.model, "version": mv.version, "scores": scores}
+
+    # ---- task: customer-service chat ----
+    async def chat(self, req: ChatRequest, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
+        """One message = one batcher row; token ids are padded per batch, so short messages stay cheap."""
+        from app.tasks.chat import MessageError
+        from app.tasks.chat_serving import ChatServing
+
+        with self.registry.lease(self.settings.chat_model, req.model_version) as mv:
+            obs.version = str(mv.version)
+            chat = mv.preprocessor
+            if not isinstance(chat, ChatServing) or mv.batcher is None or mv.prepare is None:
+                raise ServiceError(f"model {mv.model} has no chat pre-processing")
+            try:
+                text, ids, truncated = chat.encode(req.message)
+            except MessageError as e:
+                if e.code == "too_long":
+                    raise PayloadTooLarge(str(e), code="message_too_long") from None
+                raise InvalidInput(str(e), code=f"{e.code}_message", status=422) from None
+            out = await mv.batcher.submit([ids], 1, deadline=opts.deadline, priority=opts.priority, prepare=mv.prepare)
+            reply = chat.post([text], out["logits"], out["embedding"])[0]
+        return {**reply.as_dict(), "truncated": truncated, "model": mv.model, "version": mv.version,
+                "session_id": req.session_id}
 
     # ---- repository ----
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:

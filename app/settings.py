@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_candidates: int = Field(default=1000, ge=1)
     ctr_model: str = "ad-ctr"
+    chat_model: str = "chat-intent"
+    """Model behind ``POST /v1/chat``."""
     """Model served by ``POST /v1/ads/ctr``."""
 
     @field_validator("required_models", mode="before")

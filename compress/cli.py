@@ -89,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("onnxruntime", "root"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # quantizer progress lines
     try:
         return int(args.fn(args))
     except CompressError as e:

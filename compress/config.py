@@ -188,7 +188,7 @@ class DistillSection(_Cfg):
     """The student: the teacher's ``layers`` (indices), trained to match its embeddings and logits."""
 
     layers: list[int] = Field(default=[1, 3, 5], min_length=1)
-    prune_vocab: bool = Field(default=True, description="keep only tokens seen in training (+ specials); others -> [UNK]")
+    prune_vocab: bool = Field(default=True, description="keep tokens seen in training (+ specials); others -> [UNK]")
     epochs: int = Field(default=3, ge=0)
     lr: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -241,7 +241,8 @@ def _fmt_errors(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
-        msg = "unknown key (check spelling; see compress/configs/ad_ctr.toml)" if e["type"] == "extra_forbidden" else e["msg"]
+        known = "unknown key (check spelling; see the examples in compress/configs/)"
+        msg = known if e["type"] == "extra_forbidden" else e["msg"]
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 

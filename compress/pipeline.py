@@ -156,7 +156,8 @@ def _publish_one(
         extra = task_write_aux(task, d, d / "model.onnx")  # before pre-processing: may calibrate its state
         pre = task.write_preprocessing(d)
         (d / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
-        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])), AuxFile(role="report", **file_info(d, REPORT_FILE)),
+        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])),
+               AuxFile(role="report", **file_info(d, REPORT_FILE)),
                *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items())]
         gate = cand.gate
         return Manifest(

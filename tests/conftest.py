@@ -12,6 +12,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.compress_run",  # compress: the real pipeline on the Criteo sample, once per session
+    "tests.fixtures.chat_run",  # compress: the chatbot pipeline on the Bitext data, once per session
     "tests.fixtures.ctr_model",  # serving: published CTR versions
     "tests.fixtures.servers",  # serving: redis-server and `python -m app` subprocesses
 ]

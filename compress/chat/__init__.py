@@ -1,0 +1,1 @@
+"""Chatbot intent task: MiniLM teacher, distilled student, Bitext data and the compress adapter."""

