@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from starlette.responses import Response
+from fastapi import FastAPI
 
-from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
+from app.api.deps import add_hot_route, task_endpoint
 from app.schemas.chat import ChatRequest, ChatResponse
 from app.service import parse_chat_request
 
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}  # fmt: skip
 
-
-async def chat(request: Request) -> Response:
-    svc = get_service(request)
-    with svc.observe("chat", svc.settings.chat_model) as obs:
-        opts = request_options(request, svc.settings.default_timeout_ms)
-        body = await read_body(request, svc.settings.max_body_bytes)
-        result = await svc.chat(parse_chat_request(body), opts, obs)
-    return json_response(result)
+chat = task_endpoint("chat", lambda s: s.chat_model, parse_chat_request, "chat")
 
 
 def register(app: FastAPI) -> None:

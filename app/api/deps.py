@@ -6,8 +6,9 @@ import hmac
 import time
 from typing import Any
 
-import orjson
 from collections.abc import Awaitable, Callable
+
+import orjson
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
 from app.service import InferenceService, RequestOptions
+from app.settings import Settings
 
 JSON = "application/json"
 
@@ -32,6 +34,22 @@ def add_hot_route(app: FastAPI, path: str, endpoint: Callable[[Request], Awaitab
     """
     app.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
     app.add_api_route(path, endpoint, methods=["POST"], **docs)
+
+
+def task_endpoint(
+    endpoint: str, model: Callable[[Settings], str], parse: Callable[[bytes], Any], method: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """A task route: observe (metrics by outcome), read the bounded body, parse it, call ``service.<method>``."""
+
+    async def handle(request: Request) -> Response:
+        svc = get_service(request)
+        with svc.observe(endpoint, model(svc.settings)) as obs:
+            opts = request_options(request, svc.settings.default_timeout_ms)
+            body = await read_body(request, svc.settings.max_body_bytes)
+            result = await getattr(svc, method)(parse(body), opts, obs)
+        return json_response(result)
+
+    return handle
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
