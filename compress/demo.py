@@ -1,9 +1,9 @@
 """Build the demo models into a model repository if they are missing (the README's main command).
 
-The demo trains on the real data under ``DATA_DIR`` (default ``../shared/data``). If that data is absent, it
-falls back to a small **synthetic** CTR log, clearly labelled as such in the log output, the data path and the
+The demo trains the ad-CTR model and the chatbot on the real data under ``DATA_DIR`` (default
+``../shared/data``). If the CTR data is absent, it falls back to a small **synthetic** CTR log, clearly labelled as such in the log output, the data path and the
 manifest lineage, so a fresh machine can still run the service end to end. Synthetic models are for the demo
-only; their metrics mean nothing.
+only; their metrics mean nothing. Without the Bitext data the chatbot is skipped (with a warning).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from app.repository import list_versions
 from compress.config import PROJECT_ROOT, CompressConfig, load_config
 
 log = logging.getLogger("compress.demo")
-DEMO_CONFIGS = [PROJECT_ROOT / "compress" / "configs" / "ad_ctr.toml"]
+DEMO_CONFIGS = [PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml")]
 
 
 def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: int = 0) -> Path:
@@ -39,6 +40,11 @@ def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: i
     return path
 
 
+def _data_present(cfg: Any) -> bool:
+    path = cfg.data.resolved_path()
+    return path.is_file() if cfg.model.task == "ad_ctr" else (path / cfg.data.pairs).is_file()
+
+
 def ensure_demo_models(repo: Path) -> list[str]:
     """Run ``compress`` for every demo config whose model has no published version; returns what was built."""
     from compress.pipeline import run
@@ -48,7 +54,11 @@ def ensure_demo_models(repo: Path) -> list[str]:
         cfg = load_config(config)
         if list_versions(repo, cfg.model.name):
             continue
-        if not cfg.data.resolved_path().is_file():
+        if not _data_present(cfg):
+            if cfg.model.task != "ad_ctr":
+                log.warning("data %s not found: skipping %s (set DATA_DIR; see README, 'Data')", cfg.data.path,
+                            cfg.model.name)
+                continue
             tmp = Path(tempfile.mkdtemp(prefix="demo-data-")) / "SYNTHETIC-ctr-demo.tsv"
             log.warning("data %s not found: training %s on a SYNTHETIC log (%s) for the demo only. Get the real "
                         "Criteo sample (see README, 'Data') and set DATA_DIR.", cfg.data.path, cfg.model.name, tmp)
