@@ -24,6 +24,8 @@ from app.registry import ModelRegistry, ModelVersion
 from app.schemas.chat import ChatRequest
 from app.schemas.ctr import CtrRequest
 from app.settings import Settings
+from app.tasks.chat import MessageError
+from app.tasks.chat_serving import ChatServing
 from app.tasks.ctr import CtrFeaturizer, FeatureError, dense_value
 
 _Req = TypeVar("_Req", bound=BaseModel)
@@ -239,9 +241,6 @@ class InferenceService:
     # ---- task: customer-service chat ----
     async def chat(self, req: ChatRequest, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
         """One message = one batcher row; token ids are padded per batch, so short messages stay cheap."""
-        from app.tasks.chat import MessageError
-        from app.tasks.chat_serving import ChatServing
-
         with self.registry.lease(self.settings.chat_model, req.model_version) as mv:
             obs.version = str(mv.version)
             chat = mv.preprocessor
