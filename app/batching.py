@@ -11,6 +11,11 @@ A batch is dispatched when a run slot is free and either ``max_batch_rows`` rows
 has waited ``max_queue_delay_us``; while every slot is busy, requests accumulate (adaptive batching). High
 priority items are taken first. Expired items are answered ``DeadlineExceeded`` and never run. A failed batch
 is re-run item by item so one bad request cannot fail the others.
+
+Admission (``queue_budget_s``): an item is refused up front (:class:`Overloaded`, 503 + Retry-After) when the
+rows already queued, at the measured seconds per row, would keep it waiting longer than the budget, or when the
+oldest queued item has already waited that long. Refusing early is what keeps admitted requests fast under
+overload: a queue that only bounds rows lets 1-row requests wait seconds.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ from typing import Any
 import numpy as np
 
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
+from app.supervisor import Supervised, supervise
 
 LOG = logging.getLogger(__name__)
 
 Tensors = dict[str, np.ndarray]
 InferFn = Callable[[Tensors], Tensors]
 Prepare = Callable[[list[Any]], Tensors]
-"""Turns the raw rows of several items into one set of model inputs (e.g. a featurizer), in a worker thread."""
+"""Turns the raw rows of several items into one set of model inputs (e.g. a featurizer), in a worker thread.
+Keys starting with ``_`` are per-row side outputs, not model inputs: they are returned with the outputs."""
 
 
 class Priority(enum.IntEnum):
@@ -49,6 +56,13 @@ class BatchConfig:
     queue_cap_rows: int = 8192
     concurrency: int = 1
     """Batches that may run at once (threads of this version's executor)."""
+    queue_budget_s: float | None = None
+    """Admission: refuse (503 + Retry-After) when the expected queue time of a new item exceeds this; None = only
+    ``queue_cap_rows`` applies."""
+
+
+EWMA_ALPHA = 0.2
+"""Weight of the newest batch in the seconds-per-row estimate: follows a change of regime within ~10 batches."""
 
 
 class BatchStats:
@@ -62,6 +76,12 @@ class BatchStats:
 
     def ran(self, rows: int, seconds: float) -> None:
         """One batch of ``rows`` rows took ``seconds`` of worker time (called from the worker thread)."""
+
+    def collector_crashed(self) -> None:
+        """The collector task died with an exception (it is restarted)."""
+
+    def refused(self) -> None:
+        """An item was refused because its expected queue time exceeded the budget."""
 
 
 class _State(enum.Enum):
@@ -117,16 +137,62 @@ class DynamicBatcher:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix=f"infer-{name}")
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loop_task: Supervised | None = None
+        self.crashes = 0
+        self._s_per_row: float | None = None  # EWMA of worker seconds per row, measured on real batches
 
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
 
     def start(self) -> None:
-        """Start the collector task on the running event loop."""
+        """Start the collector task on the running event loop, supervised: a crash is logged and restarted."""
         if self._loop_task is None:
-            self._loop_task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
+            self._loop_task = supervise(f"batcher-{self.name}", self._collect, self._collector_crashed)
+
+    @property
+    def seconds_per_row(self) -> float | None:
+        """Measured worker cost of one row (EWMA over recent batches); None until a batch has run."""
+        return self._s_per_row
+
+    def expected_wait_s(self) -> float:
+        """Expected queue time of an item queued now: the rows ahead of it at the measured service rate, or the
+        age of the oldest queued item if that is larger (a standing queue the rate estimate has not caught)."""
+        rate_wait = 0.0
+        if self._s_per_row is not None:
+            rate_wait = self._queued_rows * self._s_per_row / self.config.concurrency
+        oldest = self._queues.oldest() if self._queued_rows else None
+        age = 0.0 if oldest is None else time.monotonic() - oldest
+        return max(rate_wait, age)
+
+    def check_admission(self, rows: int = 0) -> None:
+        """Raise :class:`Overloaded` if an item of ``rows`` rows would wait longer than the queue budget or
+        overflow the row cap. Cheap: routes call it with ``rows=0`` before reading and parsing a body."""
+        if self._queued_rows + rows > self.config.queue_cap_rows:
+            raise Overloaded(f"{self.name}: {self._queued_rows} rows already queued", retry_after_s=1.0)
+        budget = self.config.queue_budget_s
+        if budget is None or self._queued_rows == 0:
+            return
+        wait = self.expected_wait_s()
+        if wait > budget:
+            self._stats.refused()
+            raise Overloaded(
+                f"{self.name}: expected queue time {wait * 1000:.0f} ms exceeds the {budget * 1000:.0f} ms budget",
+                retry_after_s=wait,
+            )
+
+    @property
+    def collector_alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def _collector_crashed(self, error: BaseException) -> bool:
+        """Restart unless closing; a crash between taking a slot and starting a batch must not leak the slot."""
+        self._stats.collector_crashed()
+        self.crashes += 1
+        if self._closed:
+            return False
+        self._slots = asyncio.Semaphore(self.config.concurrency - self._in_flight)
+        return True
 
     async def submit(
         self,
@@ -147,8 +213,7 @@ class DynamicBatcher:
             raise BatcherClosed(f"version {self.name} is draining")
         if rows > self.config.queue_cap_rows:
             raise PayloadTooLarge(f"{rows} rows exceed the queue capacity of {self.config.queue_cap_rows} rows")
-        if self._queued_rows + rows > self.config.queue_cap_rows:
-            raise Overloaded(f"{self.name}: {self._queued_rows} rows already queued", retry_after_s=1.0)
+        self.check_admission(rows)
         now = time.monotonic()
         if deadline is not None and deadline <= now:
             raise DeadlineExceeded("the request deadline passed before it was queued")
@@ -194,7 +259,8 @@ class DynamicBatcher:
                         item.future.set_exception(ModelNotReady(f"version {self.name} was unloaded"))
                     self._drop(item)
         if self._loop_task is not None:
-            self._loop_task.cancel()
+            self._loop_task.stop()
+            self._loop_task = None  # the supervisor holds our bound methods: break the cycle for refcounting
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _check_idle(self) -> None:
@@ -250,6 +316,9 @@ class DynamicBatcher:
                     return self._started(batch, now)
                 q.popleft()
                 self._queued_rows -= item.rows
+                if item.future.done():  # cancelled by its caller (deadline, disconnect) before it could drop it
+                    item.state = _State.DROPPED
+                    continue
                 if item.deadline is not None and item.deadline <= now:
                     item.state = _State.DROPPED
                     item.future.set_exception(DeadlineExceeded("the request deadline passed in the queue"))
@@ -272,10 +341,11 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         try:
             try:
-                results = await loop.run_in_executor(self._executor, self._run, batch)
+                results: list[Tensors | None] = [*await loop.run_in_executor(self._executor, self._run, batch)]
             except Exception as e:  # noqa: BLE001 - any runtime failure is retried per item
-                if len(batch) == 1:
-                    self._fail(batch[0], e)
+                if len(batch) == 1 or self._closed:
+                    for item in batch:
+                        self._fail(item, e)
                     return
                 LOG.warning("%s: batch of %d items failed (%r); retrying them one by one", self.name, len(batch), e)
                 results = await self._run_individually(batch)
@@ -301,6 +371,9 @@ class DynamicBatcher:
     def _fail(self, item: _Item, error: Exception) -> None:
         if item.future.done():
             return
+        if self._closed and not isinstance(error, ServiceError):  # unloaded under it after the drain timeout
+            item.future.set_exception(ModelNotReady(f"version {self.name} was unloaded before this batch finished"))
+            return
         if isinstance(error, ServiceError):
             item.future.set_exception(error)
             return
@@ -314,7 +387,10 @@ class DynamicBatcher:
         total = 0
         for items, inputs in _assemble(batch):
             rows = sum(it.rows for it in items)
-            outputs = self._infer(inputs)
+            side = {k: v for k, v in inputs.items() if k.startswith("_")}
+            outputs = self._infer({k: v for k, v in inputs.items() if not k.startswith("_")} if side else inputs)
+            if side:
+                outputs = {**outputs, **side}
             for name, arr in outputs.items():
                 if arr.ndim == 0 or arr.shape[0] != rows:
                     raise RuntimeError(f"output {name!r} has shape {arr.shape} for a batch of {rows} rows")
@@ -323,7 +399,12 @@ class DynamicBatcher:
                 by_item[id(it)] = outputs if len(items) == 1 else {n: a[start : start + it.rows] for n, a in outputs.items()}
                 start += it.rows
             total += rows
-        self._stats.ran(total, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if total:
+            spr = elapsed / total
+            prev = self._s_per_row
+            self._s_per_row = spr if prev is None else prev + EWMA_ALPHA * (spr - prev)
+        self._stats.ran(total, elapsed)
         return [by_item[id(it)] for it in batch]
 
 

@@ -56,9 +56,21 @@ class Metrics:
             "model_load_failures", "Versions that failed verification, load or warm-up.",
             ["model", "version", "reason"], registry=r,
         )  # fmt: skip
+        self.runtime_info = Gauge(
+            "model_runtime_info", "1 per loaded version: the artifact's platform and the device/provider it runs on.",
+            ["model", "version", "platform", "device"], registry=r,
+        )  # fmt: skip
         self.loaded_bytes = Gauge(
             "model_loaded_bytes", "Bytes of model files held by loaded versions.", ["model", "version"], registry=r
         )
+        self.refusals = Counter(
+            "inference_admission_refusals", "Requests refused because their expected queue time exceeded the budget.",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.task_crashes = Counter(
+            "background_task_crashes", "Background loops (batch collector, watcher) that crashed and were restarted.",
+            ["task"], registry=r,
+        )  # fmt: skip
 
         self._request_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
@@ -83,6 +95,8 @@ class Metrics:
                 gauge.remove(*labels)
             except KeyError:
                 pass
+        for sample_labels in [k for k in self.runtime_info._metrics if k[:2] == labels]:
+            self.runtime_info.remove(*sample_labels)
 
 
 class VersionBatchStats(BatchStats):
@@ -94,6 +108,8 @@ class VersionBatchStats(BatchStats):
         self._wait = metrics.queue_time.labels(*labels)
         self._compute = metrics.compute_time.labels(*labels)
         self._rows = metrics.batch_rows.labels(*labels)
+        self._crashes = metrics.task_crashes.labels("batcher")
+        self._refused = metrics.refusals.labels(*labels)
 
     def queue_depth(self, rows: int) -> None:
         self._depth.set(rows)
@@ -104,3 +120,9 @@ class VersionBatchStats(BatchStats):
     def ran(self, rows: int, seconds: float) -> None:
         self._rows.observe(rows)
         self._compute.observe(seconds)
+
+    def collector_crashed(self) -> None:
+        self._crashes.inc()
+
+    def refused(self) -> None:
+        self._refused.inc()

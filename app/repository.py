@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.manifest import MANIFEST_FILE, MODEL_NAME_RE, Manifest
+from app.ints import parse_ascii_int
+from app.manifest import MANIFEST_FILE, MODEL_NAME_RE, SCHEMA_VERSION, Artifact, AuxFile, Manifest
 
 
 class RepositoryError(Exception):
@@ -52,49 +53,68 @@ def list_versions(root: Path, model: str) -> list[int]:
         return []
     out = []
     for p in d.iterdir():
-        if p.is_dir() and p.name.isdigit() and int(p.name) > 0 and (p / MANIFEST_FILE).is_file():
-            out.append(int(p.name))
+        version = version_number(p.name)
+        if version is not None and p.is_dir() and (p / MANIFEST_FILE).is_file():
+            out.append(version)
     return sorted(out)
+
+
+def version_number(folder: str) -> int | None:
+    """The version a folder name stands for (ASCII digits, >= 1), else None: '²' or '٢' are not versions."""
+    return parse_ascii_int(folder, 1)
 
 
 def next_version(root: Path, model: str) -> int:
     """One past the highest numbered folder (with or without manifest), so a version number is never reused."""
     d = model_dir(root, model)
-    nums = [int(p.name) for p in d.iterdir() if p.name.isdigit()] if d.is_dir() else []
+    nums = [n for p in d.iterdir() if (n := parse_ascii_int(p.name)) is not None] if d.is_dir() else []
     return max(nums, default=0) + 1
+
+
+def shown(path: Path, parts: int = 3) -> str:
+    """``model/version/file`` for messages: reasons are served by ``/v2/repository/index``, host paths are not."""
+    return "/".join(path.parts[-parts:])
 
 
 def read_manifest(version_dir: Path) -> Manifest:
     path = version_dir / MANIFEST_FILE
+    name = shown(path)
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise RepositoryError("missing_manifest", f"{path} does not exist") from None
+        raise RepositoryError("missing_manifest", f"{name} does not exist") from None
     except json.JSONDecodeError as e:
-        raise RepositoryError("bad_manifest", f"{path} is not valid JSON: {e}") from None
+        raise RepositoryError("bad_manifest", f"{name} is not valid JSON: {e}") from None
+    found = raw.get("schema_version", SCHEMA_VERSION) if isinstance(raw, dict) else SCHEMA_VERSION
+    if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
+        raise RepositoryError(
+            "unsupported_schema", f"{name} uses manifest schema_version {found}; this service reads up to "
+            f"{SCHEMA_VERSION}: upgrade the service before publishing with a newer compress")
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as e:
-        raise RepositoryError("bad_manifest", f"{path} does not match the manifest schema: {e}") from None
-    if version_dir.name.isdigit() and manifest.version != int(version_dir.name):
+        raise RepositoryError("bad_manifest", f"{name} does not match the manifest schema: {e}") from None
+    folder_version = parse_ascii_int(version_dir.name)
+    if folder_version is not None and manifest.version != folder_version:
         raise RepositoryError(
-            "bad_manifest", f"{path} says version {manifest.version} but lives in folder {version_dir.name}"
+            "bad_manifest", f"{name} says version {manifest.version} but lives in folder {version_dir.name}"
         )
     return manifest
 
 
 def verify_files(version_dir: Path, manifest: Manifest) -> None:
     """Check size and sha256 of every artifact and aux file; raises ``RepositoryError('checksum', ...)``."""
-    for entry in [*manifest.artifacts, *manifest.aux_files]:
+    entries: list[Artifact | AuxFile] = [*manifest.artifacts, *manifest.aux_files]
+    for entry in entries:
         path = version_dir / entry.path
         if not path.is_file():
-            raise RepositoryError("missing_file", f"{path} is listed in the manifest but missing")
+            raise RepositoryError("missing_file", f"{shown(path)} is listed in the manifest but missing")
         size = path.stat().st_size
         if size != entry.bytes:
-            raise RepositoryError("checksum", f"{path}: {size} bytes on disk, manifest says {entry.bytes}")
+            raise RepositoryError("checksum", f"{shown(path)}: {size} bytes on disk, manifest says {entry.bytes}")
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise RepositoryError("checksum", f"{path}: sha256 {digest[:12]}… does not match the manifest")
+            raise RepositoryError("checksum", f"{shown(path)}: sha256 {digest[:12]}… does not match the manifest")
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,6 @@ def load_verified(root: Path, model: str, version: int) -> tuple[VersionRef, Man
     path = model_dir(root, model) / str(version)
     manifest = read_manifest(path)
     if manifest.name != model:
-        raise RepositoryError("bad_manifest", f"{path}: manifest names model {manifest.name!r}, folder {model!r}")
+        raise RepositoryError("bad_manifest", f"{shown(path, 2)}: manifest names model {manifest.name!r}, folder {model!r}")
     verify_files(path, manifest)
     return VersionRef(model, version, path), manifest

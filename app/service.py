@@ -5,31 +5,28 @@ Routes decode the wire format and call in here; nothing in this module knows abo
 
 from __future__ import annotations
 
-import math
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.batching import Priority
-from app.errors import InvalidInput, ModelNotFound, PayloadTooLarge, ServiceError
+from app.errors import InvalidInput, ModelNotFound, ModelNotReady, ServiceError
+from app.logs import RateLimitedLog
 from app.manifest import Manifest, TensorSpec
 from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion
-from app.schemas.chat import ChatRequest
-from app.schemas.ctr import CtrRequest
 from app.settings import Settings
-from app.tasks.chat import MessageError
-from app.tasks.chat_serving import ChatServing
-from app.tasks.ctr import CtrFeaturizer, FeatureError, dense_value
+from app.tasks.base import Call, Route
 
-_Req = TypeVar("_Req", bound=BaseModel)
-PLATFORM = "onnxruntime_onnx"  # every version runs its ONNX artifact through ONNX Runtime
+REJECTIONS = RateLimitedLog(logging.getLogger("app.validation"), interval_s=10.0)
+"""Bad inputs are the client's problem: a warning at most every 10 s (with a count), never a line per request."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,20 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, np.ndarray], dataty
     n = rows.pop()
     if n < 1:
         raise InvalidInput("the batch axis must have at least one row", code="shape_mismatch")
+    for spec in manifest.inputs:  # ids outside the model's tables would fail (or wrap in) the whole batch
+        b = spec.index_bounds
+        arr = inputs[spec.name]
+        if b is not None and arr.size:
+            high = np.asarray(b.high, dtype=np.int64)
+            bad = (arr < b.low) | (arr >= high)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                value, limit = int(arr[where]), int(high[where[-1] if high.size > 1 else 0])
+                REJECTIONS.note(f"{manifest.name}/{manifest.version}: input {spec.name!r} id out of range")
+                raise InvalidInput(
+                    f"input {spec.name!r}{list(where)} = {value} is outside the model's table [{b.low}, {limit})",
+                    code="index_out_of_range",
+                )
     return n
 
 
@@ -91,73 +102,6 @@ def _check_tensor(spec: TensorSpec, arr: np.ndarray, datatype: str | None) -> in
 
 def tensor_metadata(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "datatype": s.dtype, "shape": s.shape} for s in specs]
-
-
-def parse_ctr_request(body: bytes) -> CtrRequest:
-    """JSON -> :class:`CtrRequest` in one pass; malformed JSON is 400, a wrong shape of document is 422."""
-    return parse_task_request(CtrRequest, body)
-
-
-def parse_chat_request(body: bytes) -> ChatRequest:
-    """Invalid UTF-8 is its own 400 (``invalid_utf8``) so clients can tell encoding bugs from bad JSON."""
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"the body is not valid UTF-8 (byte {e.start})", code="invalid_utf8") from None
-    return parse_task_request(ChatRequest, body)
-
-
-def parse_task_request(schema: type[_Req], body: bytes) -> _Req:
-    try:
-        return schema.model_validate_json(body)
-    except ValidationError as e:
-        first = e.errors(include_url=False)[0]
-        if first["type"] == "json_invalid":
-            raise InvalidInput(f"the body is not valid JSON: {first['msg']}", code="invalid_json") from None
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request", status=422) from None
-
-
-def merge_rows(req: CtrRequest, known: frozenset[str], dense: frozenset[str]) -> list[dict[str, Any]]:
-    """One row per candidate: context overlaid by the candidate's own fields; unknown names and values refused."""
-    check_fields(req.context, known, dense, "context")
-    rows = []
-    for i, cand in enumerate(req.candidates):
-        check_fields(cand.features, known, dense, f"candidates[{i}].features")
-        rows.append({**req.context, **cand.features} if req.context and cand.features else cand.features or req.context)
-    return rows
-
-
-_MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)
-
-
-def check_fields(fields: Mapping[str, Any], known: frozenset[str], dense: frozenset[str], where: str) -> None:
-    """Refuse unknown names, non-scalars, and dense values the featurizer would reject, before batching.
-
-    One pass per request part; anything unusual is judged by the featurizer's own ``dense_value``.
-    """
-    if not known.issuperset(fields):
-        unknown = sorted(set(fields) - known)[:10]
-        raise InvalidInput(f"{where}: unknown features {unknown}", code="unknown_feature", status=422)
-    for name, value in fields.items():
-        kind = type(value)
-        if kind is str or (kind is int and not -_MAX_INT < value < _MAX_INT):
-            if name in dense:
-                _check_dense(value, name, where)
-        elif kind is float:
-            if name in dense and not math.isfinite(value):
-                _check_dense(value, name, where)
-        elif kind is not int and value is not None:  # bool, list, dict: the featurizer would take them silently
-            raise InvalidInput(f"{where}.{name}: {value!r} is not a scalar", code="invalid_feature", status=422)
-
-
-def _check_dense(value: Any, name: str, where: str) -> None:
-    try:
-        dense_value(value, name)
-    except FeatureError as e:
-        raise InvalidInput(f"{where}: {e}", code="invalid_feature", status=422) from None
-    except OverflowError:
-        raise InvalidInput(f"{where}: dense feature {name!r} is out of range", code="invalid_feature", status=422) from None
 
 
 class InferenceService:
@@ -199,7 +143,7 @@ class InferenceService:
         return {
             "name": model,
             "versions": [str(v) for v in self.registry.ready_versions(model)],
-            "platform": PLATFORM,
+            "platform": mv.runtime.platform,
             "inputs": tensor_metadata(m.inputs),
             "outputs": tensor_metadata(m.outputs),
         }
@@ -214,58 +158,29 @@ class InferenceService:
             return False
         return True
 
-    # ---- task: ad CTR ----
-    async def score_ctr(self, req: CtrRequest, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
-        """All candidates of a request become ONE batcher item of N rows."""
-        n = len(req.candidates)
-        if n == 0:
-            raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
-        if n > self.settings.max_candidates:
-            raise PayloadTooLarge(f"{n} candidates; at most {self.settings.max_candidates} per request", code="too_many_candidates")
-        with self.registry.lease(self.settings.ctr_model, req.model_version) as mv:
-            obs.version = str(mv.version)
-            featurizer = mv.preprocessor
-            if not isinstance(featurizer, CtrFeaturizer):
-                raise ServiceError(f"model {mv.model} has no CTR pre-processing")
-            rows = merge_rows(req, *_fields(featurizer))
-            if mv.batcher is None or mv.prepare is None:
-                raise ServiceError(f"version {mv.model}/{mv.version} cannot batch raw rows")
-            # rows are featurized per batch in the worker thread, by the version's own featurizer
-            outputs = await mv.batcher.submit(
-                rows, n, deadline=opts.deadline, priority=opts.priority, prepare=mv.prepare
-            )
-        pctr = outputs[mv.manifest.outputs[0].name].reshape(-1).tolist()
-        scores = [{"ad_id": c.ad_id, "pctr": p} for c, p in zip(req.candidates, pctr, strict=True)]
-        return {"model": mv.model, "version": mv.version, "scores": scores}
+    # ---- task routes ----
+    def model_for(self, route: Route[Any]) -> str:
+        """The model behind a task route: ``APP_TASK_MODELS[<task name>]`` or the task's default."""
+        task = route.owner
+        return self.settings.task_models.get(task.name, task.default_model)
 
-    # ---- task: customer-service chat ----
-    async def chat(self, req: ChatRequest, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
-        """One message = one batcher row; token ids are padded per batch, so short messages stay cheap."""
-        with self.registry.lease(self.settings.chat_model, req.model_version) as mv:
+    async def run_task(self, route: Route[Any], req: BaseModel, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
+        """The one entry point of every task route (HTTP and gRPC): lease the version, run the task's handler."""
+        model = self.model_for(route)
+        if not route.needs_model:
+            return await route.handler(req, Call(None, None, opts, model, 0, self.registry.ctx))
+        with self.registry.lease(model, getattr(req, "model_version", None)) as mv:
             obs.version = str(mv.version)
-            chat = mv.preprocessor
-            if not isinstance(chat, ChatServing) or mv.batcher is None or mv.prepare is None:
-                raise ServiceError(f"model {mv.model} has no chat pre-processing")
-            try:
-                text, ids, truncated = chat.encode(req.message)
-            except MessageError as e:
-                if e.code == "too_long":
-                    raise PayloadTooLarge(str(e), code="message_too_long") from None
-                raise InvalidInput(str(e), code=f"{e.code}_message", status=422) from None
-            out = await mv.batcher.submit([ids], 1, deadline=opts.deadline, priority=opts.priority, prepare=mv.prepare)
-            reply = chat.post([text], out["logits"], out["embedding"])[0]
-        return {**reply.as_dict(), "truncated": truncated, "model": mv.model, "version": mv.version,
-                "session_id": req.session_id}
+            if not isinstance(mv.task, route.owner):
+                kind = mv.manifest.preprocessing.kind if mv.manifest.preprocessing else "none"
+                raise ModelNotReady(f"model {model!r} (pre-processing {kind!r}) cannot serve {route.path}; "
+                                    f"set APP_TASK_MODELS to a {route.owner.kind} model", code="wrong_task")
+            return await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
 
     # ---- repository ----
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
         entries = self.registry.index()
         return [e for e in entries if e["state"] == "READY"] if ready_only else entries
-
-
-def _fields(featurizer: CtrFeaturizer) -> tuple[frozenset[str], frozenset[str]]:
-    dense = frozenset(featurizer.dense_columns)
-    return dense.union(featurizer.categorical_columns), dense
 
 
 def _with_parameters(opts: RequestOptions, params: Mapping[str, Any]) -> RequestOptions:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    grpc_enabled: bool = True
+    """Serve gRPC (KServe v2 + task RPCs, health, reflection) next to HTTP, in the same process and event loop."""
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """gRPC port on ``host``; 0 picks a free port (logged as ``gRPC listening on HOST:PORT``)."""
+    grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest gRPC request or response; bigger ones fail with RESOURCE_EXHAUSTED ("larger than max")."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     server_name: str = "shopinfer"
     access_log: bool = False
@@ -89,14 +95,20 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0)
     """How long an old version may finish in-flight work before it is unloaded anyway."""
 
-    default_timeout_ms: int | None = Field(default=None, ge=1)
-    """Deadline for requests without a ``timeout-ms`` header (none by default)."""
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    default_timeout_ms: int | None = Field(default=10_000, ge=1)
+    """Deadline for requests without a ``timeout-ms`` header: nothing waits unbounded (set it empty for none)."""
+    queue_budget_ms: float | None = Field(default=25.0, gt=0)
+    """Admission: refuse a request (503 + Retry-After) when its expected queue time exceeds this (per model:
+    ``queue_budgets_ms``, then the manifest's ``serving.queue_budget_ms``); unset = only the row cap applies."""
+    queue_budgets_ms: dict[str, float] = {}
+    """Per-model queue-time budgets, e.g. ``{"ad-ctr": 40}``."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
+    candidates are ~0.5 MB)."""
     max_candidates: int = Field(default=1000, ge=1)
-    ctr_model: str = "ad-ctr"
-    chat_model: str = "chat-intent"
-    """Model behind ``POST /v1/chat``."""
-    """Model served by ``POST /v1/ads/ctr``."""
+    task_models: dict[str, str] = {}
+    """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
+    default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
 
     @field_validator("required_models", mode="before")
     @classmethod
@@ -104,6 +116,16 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [m.strip() for m in v.split(",") if m.strip()]
         return v
+
+    @field_validator("default_timeout_ms", "queue_budget_ms", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    def queue_budget_for(self, model: str, manifest_ms: float | None = None) -> float | None:
+        """The queue-time budget of ``model`` in seconds: settings per model, then the manifest, then the default."""
+        ms = self.queue_budgets_ms.get(model, manifest_ms if manifest_ms is not None else self.queue_budget_ms)
+        return None if ms is None else ms / 1000
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)
@@ -114,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-repo", help="model repository root (env MODEL_REPO / APP_MODEL_REPO)")
     p.add_argument("--host", help="bind address (env APP_HOST)")
     p.add_argument("--port", type=int, help="port (env APP_PORT)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port, 0 = a free one (env APP_GRPC_PORT)")
     p.add_argument("--redis-url", help="redis://host:port/db for the model-published notice (env REDIS_URL)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--rescan-interval-s", type=float)

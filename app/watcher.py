@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from app.registry import ModelRegistry
+from app.supervisor import Supervised, supervise
 
 LOG = logging.getLogger(__name__)
 
@@ -29,24 +30,28 @@ class RepositoryWatcher:
         self.rescans = 0
         self.subscribed = asyncio.Event()
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[Supervised] = []
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._rescan_loop(), name="repository-rescan"))
+        """Both loops are supervised: a crash is logged and restarted, never a silently frozen repository."""
+        self._tasks.append(supervise("repository-rescan", self._rescan_loop))
         if self.redis_url:
-            self._tasks.append(loop.create_task(self._listen(), name="repository-notices"))
+            self._tasks.append(supervise("repository-notices", self._listen))
+
+    @property
+    def alive(self) -> bool:
+        return all(not t.done() for t in self._tasks)
 
     def poke(self) -> None:
         """Ask for a rescan now (called for every notice)."""
         self._wake.set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        for sup in self._tasks:
+            sup.stop()
+        for sup in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await sup.task
         self._tasks.clear()
 
     async def _rescan_loop(self) -> None:

@@ -9,6 +9,7 @@ the next number instead of overwriting.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import time
@@ -19,8 +20,20 @@ from pathlib import Path
 from app.manifest import MANIFEST_FILE, Manifest
 from app.repository import model_dir, next_version, sha256_file
 from compress.errors import PublishError
+from compress.notify import notify_published
 
 STAGING_PREFIX = ".staging-"
+STAGING_MAX_AGE_S = 3600.0
+log = logging.getLogger("compress")
+
+
+def staging_max_age_s() -> float:
+    """Staging folders older than this are crashed publishes (``COMPRESS_STAGING_MAX_AGE_S``, default 1 h)."""
+    raw = os.environ.get("COMPRESS_STAGING_MAX_AGE_S")
+    try:
+        return float(raw) if raw else STAGING_MAX_AGE_S
+    except ValueError:
+        raise PublishError(f"COMPRESS_STAGING_MAX_AGE_S={raw!r} is not a number of seconds") from None
 
 
 def file_info(version_dir: Path, rel: str) -> dict[str, object]:
@@ -59,6 +72,8 @@ def publish(
     """
     mdir = model_dir(repo, model)
     mdir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_staging(repo, model, staging_max_age_s()):
+        log.warning("removed stale staging folder %s (a crashed publish)", stale)
     staging = mdir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     staging.mkdir()
     try:
@@ -77,6 +92,7 @@ def publish(
                         raise
                 else:
                     _fsync_dir(mdir)
+                    notify_published(model, version)
                     return version, target
             version = next_version(repo, model)
         raise PublishError(f"could not find a free version number for {model!r} after {max_attempts} attempts")
@@ -85,7 +101,7 @@ def publish(
         raise
 
 
-def remove_stale_staging(repo: Path, model: str, older_than_s: float = 3600.0) -> list[Path]:
+def remove_stale_staging(repo: Path, model: str, older_than_s: float = STAGING_MAX_AGE_S) -> list[Path]:
     """Delete staging folders left by crashed publishers (they were never visible to readers)."""
     mdir = model_dir(repo, model)
     removed = []

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from collections.abc import Awaitable, Callable
-
 import orjson
-
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.batching import Priority
-from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
+from app.errors import Forbidden, InvalidInput, PayloadTooLarge, ServiceError, Unauthorized
+from app.ints import parse_ascii_int
 from app.service import InferenceService, RequestOptions
-from app.settings import Settings
 
 JSON = "application/json"
+MAX_TIMEOUT_MS = 3_600_000
+MAX_VERSION = 2**31 - 1
 
 
 def get_service(request: Request) -> InferenceService:
@@ -34,22 +34,6 @@ def add_hot_route(app: FastAPI, path: str, endpoint: Callable[[Request], Awaitab
     """
     app.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
     app.add_api_route(path, endpoint, methods=["POST"], **docs)
-
-
-def task_endpoint(
-    endpoint: str, model: Callable[[Settings], str], parse: Callable[[bytes], Any], method: str
-) -> Callable[[Request], Awaitable[Response]]:
-    """A task route: observe (metrics by outcome), read the bounded body, parse it, call ``service.<method>``."""
-
-    async def handle(request: Request) -> Response:
-        svc = get_service(request)
-        with svc.observe(endpoint, model(svc.settings)) as obs:
-            opts = request_options(request, svc.settings.default_timeout_ms)
-            body = await read_body(request, svc.settings.max_body_bytes)
-            result = await getattr(svc, method)(parse(body), opts, obs)
-        return json_response(result)
-
-    return handle
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -73,9 +57,11 @@ def request_options(request: Request, default_timeout_ms: int | None) -> Request
     raw = headers.get("timeout-ms")
     timeout_ms = default_timeout_ms
     if raw is not None:
-        if not raw.isdigit() or int(raw) <= 0:
-            raise InvalidInput(f"timeout-ms header {raw!r} must be a positive integer", code="invalid_header")
-        timeout_ms = int(raw)
+        timeout_ms = parse_ascii_int(raw, 1, MAX_TIMEOUT_MS)
+        if timeout_ms is None:
+            raise InvalidInput(
+                f"timeout-ms header {raw[:32]!r} must be an integer from 1 to {MAX_TIMEOUT_MS}", code="invalid_header"
+            )
     priority = Priority.LOW
     level = headers.get("priority")
     if level is not None:
@@ -88,9 +74,21 @@ def request_options(request: Request, default_timeout_ms: int | None) -> Request
 
 
 def parse_version(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput(f"model version {raw!r} must be a positive integer", code="invalid_version")
-    return int(raw)
+    version = parse_ascii_int(raw, 1, MAX_VERSION)
+    if version is None:
+        raise InvalidInput(f"model version {raw[:32]!r} must be an integer from 1 to {MAX_VERSION}", code="invalid_version")
+    return version
+
+
+def admit_early(svc: InferenceService, model: str, version: int | None = None) -> None:
+    """Refuse (503 ``overloaded`` + Retry-After) before the body is read and parsed when the version's queue is
+    already over its time budget: under overload a refusal must cost far less than the work it sheds."""
+    try:
+        mv = svc.registry.resolve(model, version)
+    except ServiceError:
+        return  # unknown / not-ready models are answered by the lease, with their own codes
+    if mv.batcher is not None:
+        mv.batcher.check_admission()
 
 
 def require_admin(request: Request) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import ad_ctr, chat, health, v2
+from app.api import health, tasks, v2
 
 
 def install_routes(app: FastAPI) -> None:
-    for module in (ad_ctr, chat, v2, health):
+    for module in (tasks, v2, health):
         module.register(app)

@@ -51,6 +51,11 @@ class Runtime(Protocol):
     @property
     def bytes(self) -> int: ...
 
+    @property
+    def platform(self) -> str:
+        """KServe v2 ``platform`` of what actually runs (``onnxruntime_onnx``, ``tensorrt_plan``)."""
+        ...
+
 
 def dummy_inputs(specs: Sequence[TensorSpec], rows: int) -> dict[str, np.ndarray]:
     """Zero tensors of ``rows`` rows for warm-up; zeros are valid ids ('missing') for embedding inputs."""

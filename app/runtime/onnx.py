@@ -15,6 +15,7 @@ import numpy as np
 
 from app.manifest import Manifest, TensorSpec
 from app.runtime.base import RuntimeIncompatible, RuntimeOptions, dummy_inputs
+from app.runtime.select import RuntimeChoice, ort_providers
 
 LOG = logging.getLogger(__name__)
 
@@ -28,17 +29,6 @@ ORT_TYPES = {
     "BOOL": "tensor(bool)",
     "BYTES": "tensor(string)",
 }
-
-
-def choose_providers(available: Sequence[str], use_tensorrt: bool) -> list[str]:
-    """GPU providers first when present, CPU always last as the fallback."""
-    chosen = []
-    if use_tensorrt and "TensorrtExecutionProvider" in available:
-        chosen.append("TensorrtExecutionProvider")
-    if "CUDAExecutionProvider" in available:
-        chosen.append("CUDAExecutionProvider")
-    chosen.append("CPUExecutionProvider")
-    return chosen
 
 
 def check_signature(kind: str, declared: Sequence[TensorSpec], actual: Sequence[Any]) -> None:
@@ -60,8 +50,9 @@ def check_signature(kind: str, declared: Sequence[TensorSpec], actual: Sequence[
 class OnnxRuntime:
     """One ``InferenceSession``; ``run`` releases the GIL, so batches execute off the event loop in threads."""
 
-    def __init__(self, options: RuntimeOptions | None = None) -> None:
+    def __init__(self, options: RuntimeOptions | None = None, choice: RuntimeChoice | None = None) -> None:
         self.options = options or RuntimeOptions()
+        self.choice = choice
         self._session: Any = None
         self._manifest: Manifest | None = None
         self._bytes = 0
@@ -70,10 +61,14 @@ class OnnxRuntime:
     def load(self, version_dir: Path, manifest: Manifest) -> None:
         import onnxruntime as ort
 
-        try:
-            artifact = manifest.artifact("onnx")
-        except KeyError as e:
-            raise RuntimeIncompatible(str(e)) from None
+        if self.choice is not None:
+            artifact, providers = self.choice.artifact, list(self.choice.providers)
+        else:
+            try:
+                artifact = manifest.artifact("onnx")
+            except KeyError as e:
+                raise RuntimeIncompatible(str(e)) from None
+            providers = list(ort_providers(ort.get_available_providers(), self.options.use_tensorrt))
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.options.intra_op_threads
         so.inter_op_num_threads = self.options.inter_op_threads
@@ -81,7 +76,6 @@ class OnnxRuntime:
         spin = "1" if self.options.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        providers = choose_providers(ort.get_available_providers(), self.options.use_tensorrt)
         session = ort.InferenceSession(str(version_dir / artifact.path), sess_options=so, providers=providers)
         check_signature("input", manifest.inputs, session.get_inputs())
         check_signature("output", manifest.outputs, session.get_outputs())
@@ -111,6 +105,10 @@ class OnnxRuntime:
     @property
     def bytes(self) -> int:
         return self._bytes
+
+    @property
+    def platform(self) -> str:
+        return "onnxruntime_onnx"
 
     def _require(self) -> Manifest:
         if self._session is None or self._manifest is None:

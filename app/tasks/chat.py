@@ -152,6 +152,34 @@ class ChatTokenizer:
         """Model inputs for one batch of messages, padded to its longest member."""
         return pad_batch(self.encode(messages))
 
+    def encode_padded(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Already-validated texts -> ``(input_ids, attention_mask, truncated)``, padded to the longest text.
+
+        ``tokenizers`` itself pads per batch and truncates (keeping ``[CLS] ... [SEP]``), and reports truncation
+        through each encoding's ``overflowing`` parts; the serving path uses this, one call per batch.
+        """
+        encs = self._padded().encode_batch(list(texts))
+        ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(encs), -1)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64).reshape(len(encs), -1)
+        truncated = np.array([bool(e.overflowing) for e in encs], dtype=np.bool_)
+        return ids, mask, truncated
+
+    def _padded(self) -> Any:
+        tok = getattr(self, "_padded_tokenizer", None)
+        if tok is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_str(self.tokenizer.to_str())
+            pad = tok.id_to_token(PAD_ID) or "[PAD]"
+            tok.enable_padding(pad_id=PAD_ID, pad_token=pad)  # no length: pad to the batch's longest
+            tok.enable_truncation(max_length=self.max_tokens)
+            self._padded_tokenizer = tok
+        return tok
+
+    def token_count(self, text: str) -> int:
+        """Tokens of one text including special tokens (to refuse over-long text when truncation is off)."""
+        return len(self.tokenizer.encode(text).ids)
+
 
 class ChatPreprocessor(ChatTokenizer):
     """The tokenizer configured from a published version's aux files (``tokenizer.json`` + ``chat.json``)."""

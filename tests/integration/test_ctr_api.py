@@ -128,7 +128,7 @@ async def test_unexpected_errors_are_a_logged_generic_500(
     async def boom(*args: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(svc.app.state.service, "score_ctr", boom)
+    monkeypatch.setattr(svc.app.state.service, "run_task", boom)
     with caplog.at_level(logging.ERROR):
         r = await svc.client.post(CTR, json=request_for(raw_records(1)), headers={"x-request-id": "req-42"})
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal"

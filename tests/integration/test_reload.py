@@ -77,7 +77,7 @@ async def test_old_version_drains_in_flight_work_before_unloading(ctr_repo: Path
     gate = threading.Event()
     runtimes: list[GatedRuntime] = []
 
-    def factory() -> GatedRuntime:
+    def factory(_manifest: object) -> GatedRuntime:
         runtimes.append(GatedRuntime(infer_gate=gate if not runtimes else None))
         return runtimes[-1]
 

@@ -24,7 +24,7 @@ async def test_not_ready_until_warm(ctr_repo: Path) -> None:
     warm = threading.Event()
     runtimes: list[GatedRuntime] = []
 
-    def factory() -> GatedRuntime:
+    def factory(_manifest: object) -> GatedRuntime:
         runtimes.append(GatedRuntime(warm_gate=warm))
         return runtimes[-1]
 
@@ -49,7 +49,7 @@ async def _is_ready(client: Any) -> bool:
 async def test_expired_request_is_504_and_never_runs(ctr_repo: Path) -> None:
     gate = threading.Event()
     rt = GatedRuntime(infer_gate=gate)
-    async with running_app(ctr_repo, runtime_factory=lambda: rt, max_queue_delay_us=0) as svc:
+    async with running_app(ctr_repo, runtime_factory=lambda _m: rt, max_queue_delay_us=0) as svc:
         gate.clear()
         rt.infer_entered.clear()
         rt.seen_rows.clear()
@@ -68,7 +68,7 @@ async def test_expired_request_is_504_and_never_runs(ctr_repo: Path) -> None:
 async def test_queue_full_is_503_with_retry_after(ctr_repo: Path) -> None:
     gate = threading.Event()
     rt = GatedRuntime(infer_gate=gate)
-    async with running_app(ctr_repo, runtime_factory=lambda: rt, max_queue_delay_us=0, queue_cap_rows=10) as svc:
+    async with running_app(ctr_repo, runtime_factory=lambda _m: rt, max_queue_delay_us=0, queue_cap_rows=10) as svc:
         gate.clear()
         rt.infer_entered.clear()
         records = raw_records(8)

@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import InvalidInput
 from app.schemas.ctr import CtrRequest
-from app.service import check_fields, merge_rows, parse_ctr_request
+from app.tasks.ad_ctr import CtrTask, check_fields, merge_rows
 
 DENSE = frozenset({"I1", "I2"})
 KNOWN = DENSE | {"C1", "C2"}
@@ -61,5 +61,5 @@ def test_merge_candidate_wins_and_rows_stay_in_order() -> None:
 )
 def test_parse_errors(body: bytes, status: int, code: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        parse_ctr_request(body)
+        CtrTask.routes[0].parse(body)
     assert (info.value.status, info.value.code) == (status, code)

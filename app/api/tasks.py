@@ -1,0 +1,77 @@
+"""The route factory: every task's ``/v1/...`` routes are mounted here with the same timing, headers, body
+limits, errors and metrics. No task is named in this module; tasks come from :mod:`app.tasks.registry`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from app.api.deps import add_hot_route, admit_early, get_service, json_response, read_body, request_options
+from app.tasks.base import Route
+from app.tasks.registry import all_routes
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}}}},
+}
+_COMMON_ERRORS = {
+    404: "model_not_found", 503: "model_not_ready, overloaded (with Retry-After), wrong_task",
+    504: "deadline_exceeded",
+}
+
+
+def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
+    """One ASGI endpoint for ``route``: observe, read the bounded body, parse, run on the data plane."""
+
+    async def handle(request: Request) -> Response:
+        svc = get_service(request)
+        with svc.observe(route.endpoint, svc.model_for(route)) as obs:
+            opts = request_options(request, svc.settings.default_timeout_ms)
+            if route.needs_model:
+                admit_early(svc, obs.model)  # overloaded: refuse before reading and parsing the body
+            body = await read_body(request, svc.settings.max_body_bytes)
+            result = await svc.run_task(route, route.parse(body), opts, obs)
+        return json_response(result)
+
+    handle.__name__ = f"task_{route.endpoint}"
+    return handle
+
+
+def openapi_extra(route: Route[Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Request body schema with examples, and every documented error with its codes; nested models go to ``defs``
+    (merged into ``components/schemas`` so every ``$ref`` resolves)."""
+    schema = route.request.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs.update(schema.pop("$defs", {}))
+    content: dict[str, Any] = {"schema": schema}
+    if route.examples:
+        content["examples"] = {name: {"value": value} for name, value in route.examples.items()}
+    errors = {**route.errors, **_COMMON_ERRORS}
+    responses = {
+        str(status): {"description": f"codes: {codes}", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        for status, codes in sorted(errors.items())
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": content}}, "responses": responses}
+
+
+def register(app: FastAPI) -> None:
+    defs: dict[str, Any] = {}
+    for route in all_routes():
+        add_hot_route(
+            app, route.path, task_handler(route), response_model=route.response, summary=route.summary,
+            description=route.description, openapi_extra=openapi_extra(route, defs), name=f"task_{route.endpoint}",
+            tags=[route.owner.name],
+        )
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

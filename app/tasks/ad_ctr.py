@@ -1,0 +1,121 @@
+"""``POST /v1/ads/ctr``: score ad candidates for one impression (task ``ctr-v1``).
+
+Each candidate row = ``context`` overlaid by the candidate's ``features``; all candidates of a request are ONE
+batcher item of N rows, featurized per batch in the worker thread by the version's own :class:`CtrFeaturizer`
+(the code path training used). Scores come back in candidate order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from app.errors import InvalidInput, PayloadTooLarge
+from app.schemas.ctr import CtrRequest, CtrResponse
+from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.ctr import KIND, CtrFeaturizer, FeatureError, dense_value
+
+_MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)
+
+
+def merge_rows(req: CtrRequest, known: frozenset[str], dense: frozenset[str]) -> list[dict[str, Any]]:
+    """One row per candidate: context overlaid by the candidate's own fields; unknown names and values refused."""
+    check_fields(req.context, known, dense, "context")
+    rows = []
+    for i, cand in enumerate(req.candidates):
+        check_fields(cand.features, known, dense, f"candidates[{i}].features")
+        rows.append({**req.context, **cand.features} if req.context and cand.features else cand.features or req.context)
+    return rows
+
+
+def check_fields(fields: Mapping[str, Any], known: frozenset[str], dense: frozenset[str], where: str) -> None:
+    """Refuse unknown names, non-scalars, and dense values the featurizer would reject, before batching.
+
+    One pass per request part; anything unusual is judged by the featurizer's own ``dense_value``.
+    """
+    if not known.issuperset(fields):
+        unknown = sorted(set(fields) - known)[:10]
+        raise InvalidInput(f"{where}: unknown features {unknown}", code="unknown_feature", status=422)
+    for name, value in fields.items():
+        kind = type(value)
+        if kind is str or (kind is int and not -_MAX_INT < value < _MAX_INT):
+            if name in dense:
+                _check_dense(value, name, where)
+        elif kind is float:
+            if name in dense and not math.isfinite(value):
+                _check_dense(value, name, where)
+        elif kind is not int and value is not None:  # bool, list, dict: the featurizer would take them silently
+            raise InvalidInput(f"{where}.{name}: {value!r} is not a scalar", code="invalid_feature", status=422)
+
+
+def _check_dense(value: Any, name: str, where: str) -> None:
+    try:
+        dense_value(value, name)
+    except FeatureError as e:
+        raise InvalidInput(f"{where}: {e}", code="invalid_feature", status=422) from None
+    except OverflowError:
+        raise InvalidInput(f"{where}: dense feature {name!r} is out of range", code="invalid_feature", status=422) from None
+
+
+async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
+    task = call.task
+    n = len(req.candidates)
+    if n == 0:
+        raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
+    limit = call.ctx.settings.max_candidates
+    if n > limit:
+        raise PayloadTooLarge(f"{n} candidates; at most {limit} per request", code="too_many_candidates")
+    rows = merge_rows(req, task.known, task.dense)
+    outputs = await call.submit(rows)
+    pctr = outputs[task.output].reshape(-1).tolist()
+    scores = [{"ad_id": c.ad_id, "pctr": p} for c, p in zip(req.candidates, pctr, strict=True)]
+    return {"model": call.model, "version": call.version, "scores": scores}
+
+
+_EXAMPLE = {
+    "context": {"I1": 1, "C1": "68fd1e64"},
+    "candidates": [{"ad_id": "a1", "features": {"C3": "fb936136", "I5": 1382}}, {"ad_id": "a2", "features": {}}],
+}
+
+
+class CtrTask(Task):
+    """The version's featurizer, the names it accepts, and its score output."""
+
+    kind = KIND
+    name = "ctr"
+    default_model = "ad-ctr"
+    routes = (
+        Route(
+            "/v1/ads/ctr", "ctr", CtrRequest, CtrResponse, score,
+            summary="Score ad candidates (click-through probability)",
+            description="Each candidate row is `context` overlaid by the candidate's `features` (raw log fields: "
+            "ints, category strings, null = missing). Unknown feature names are refused (422), unseen category "
+            "values use the model's rare bucket. Scores come back in candidate order.",
+            examples={"two candidates": _EXAMPLE},
+            errors={400: "invalid_json, invalid_header", 413: "payload_too_large, too_many_candidates",
+                    422: "invalid_request, unknown_feature, invalid_feature"},
+        ),
+    )
+
+    def __init__(self, featurizer: CtrFeaturizer, output: str) -> None:
+        self.featurizer = featurizer
+        self.output = output
+        self.dense = frozenset(featurizer.dense_columns)
+        self.known = self.dense.union(featurizer.categorical_columns)
+
+    @classmethod
+    def load(cls, files: VersionFiles, ctx: TaskContext) -> CtrTask:
+        return cls(CtrFeaturizer.load(files.state()), files.manifest.outputs[0].name)
+
+    def prepare(self, rows: list[Any]) -> Tensors:
+        try:
+            return self.featurizer.transform_records(rows)
+        except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
+            raise InvalidInput(str(e), code="invalid_feature", status=422) from None
+
+    def warmup(self) -> None:
+        self.prepare([{}])
+
+
+TASK = CtrTask
