@@ -6,12 +6,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from app.registry import ModelRegistry
 from app.repository import list_models
 from app.service import InferenceService
+from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
+from app.workers import heartbeat
+
+if TYPE_CHECKING:
+    from app.grpc.server import GrpcServer
 
 LOG = logging.getLogger(__name__)
 
@@ -27,9 +34,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     watcher = RepositoryWatcher(registry, settings.rescan_interval_s, settings.redis_url, settings.redis_channel)
     app.state.watcher = watcher
     watcher.start()
+    beat = supervise("worker-heartbeat", lambda: _heartbeat(registry))
+    grpc_server = await _start_grpc(app, service)
     try:
         yield
     finally:
+        if grpc_server is not None:  # drain gRPC like HTTP, before the versions it leases are unloaded
+            await grpc_server.stop(grace=settings.drain_timeout_s)
+        beat.stop()
+        heartbeat(False)
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
+
+
+async def _heartbeat(registry: ModelRegistry) -> None:
+    """Tell sibling worker processes whether this one is ready (readiness is all-or-nothing per pod)."""
+    while True:
+        heartbeat(registry.is_ready())
+        await asyncio.sleep(1.0)
+
+
+async def _start_grpc(app: FastAPI, service: InferenceService) -> GrpcServer | None:
+    """gRPC on ``APP_GRPC_PORT`` in this event loop; ``app.state.grpc_port`` is the bound port (None if off)."""
+    app.state.grpc_port = None
+    if not service.settings.grpc_enabled:
+        return None
+    from app.grpc.server import GrpcServer  # only gRPC deployments import grpcio
+
+    server = GrpcServer(service)
+    app.state.grpc_port = await server.start()
+    return server

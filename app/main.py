@@ -9,6 +9,7 @@ Typical usage::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI
@@ -48,13 +49,19 @@ def create_app(
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """Serve with uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
-    import uvicorn
-
+    """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
     settings = settings_from_args(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    workers = settings.workers or default_workers()
+    if workers > 1:
+        from app.workers import serve
+
+        serve(settings, workers)
+        return
+    import uvicorn
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -65,3 +72,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
+
+
+def default_workers() -> int:
+    """One per core this process may run on (the cgroup/affinity view, not the host's core count)."""
+    return max(1, len(os.sched_getaffinity(0)))

@@ -6,6 +6,7 @@ range. Queue wait and compute are separate histograms so a slow p99 can be blame
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -47,7 +48,8 @@ class Metrics:
             buckets=BATCH_ROW_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_rows = Gauge(
-            "inference_queue_rows", "Rows waiting in the batcher queue.", ["model", "version"], registry=r
+            "inference_queue_rows", "Rows waiting in the batcher queue.", ["model", "version"], registry=r,
+            multiprocess_mode="livesum",
         )
         self.load_events = Counter(
             "model_load_events", "Version lifecycle events (load, unload).", ["model", "version", "event"], registry=r
@@ -58,10 +60,11 @@ class Metrics:
         )  # fmt: skip
         self.runtime_info = Gauge(
             "model_runtime_info", "1 per loaded version: the artifact's platform and the device/provider it runs on.",
-            ["model", "version", "platform", "device"], registry=r,
+            ["model", "version", "platform", "device"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.loaded_bytes = Gauge(
-            "model_loaded_bytes", "Bytes of model files held by loaded versions.", ["model", "version"], registry=r
+            "model_loaded_bytes", "Bytes of model files held by loaded versions (summed over worker processes).",
+            ["model", "version"], registry=r, multiprocess_mode="livesum",
         )
         self.refusals = Counter(
             "inference_admission_refusals", "Requests refused because their expected queue time exceeded the budget.",
@@ -84,8 +87,16 @@ class Metrics:
         return pair
 
     def render(self) -> bytes:
-        """The text exposition format for ``GET /metrics``."""
-        return generate_latest(self.registry)
+        """The text exposition format for ``GET /metrics``; with several worker processes, every worker's
+        samples merged (prometheus_client multiprocess mode: counters and histograms summed, gauges per mode)."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=folder)
+        return generate_latest(merged)
 
     def forget_version(self, model: str, version: int) -> None:
         """Drop the per-version gauges of an unloaded version (counters stay: they record history)."""

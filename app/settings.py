@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int | None = Field(default=None, ge=1)
+    """Worker processes (``--workers`` / ``APP_WORKERS``), each a whole service on the same port (SO_REUSEPORT);
+    default: one per CPU core this process may use."""
     grpc_enabled: bool = True
     """Serve gRPC (KServe v2 + task RPCs, health, reflection) next to HTTP, in the same process and event loop."""
     grpc_port: int = Field(default=8001, ge=0, le=65535)
@@ -144,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-us", type=int)
     p.add_argument("--max-batch-rows", type=int)
     p.add_argument("--ort-intra-op-threads", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (env APP_WORKERS; default: one per core)")
     return p
 
 

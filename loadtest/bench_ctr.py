@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +71,15 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run ``python <args>`` with a free APP_PORT/--port; yields its base URL; always terminates it."""
+def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[str]:
+    """Run ``python <args>`` with a free APP_PORT/--port (in ``cwd``: another checkout's code); yields its base URL;
+    always terminates it."""
     port = _free_port()
     full = [sys.executable, *[a.replace("{port}", str(port)) for a in args]]
+    extra = {"PYTHONPATH": str(cwd)} if cwd is not None else {}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(full, env={**os.environ, **env, "APP_PORT": str(port)}, stdout=out, stderr=out)
+        proc = subprocess.Popen(full, env={**os.environ, **env, **extra, "APP_PORT": str(port)}, stdout=out,
+                                stderr=out, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc)
@@ -187,6 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--markdown", type=Path, help="also write the table here")
     p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra setting for the service, e.g. APP_MAX_QUEUE_DELAY_US=2000 (repeatable)")
+    p.add_argument("--compare-tree", type=Path, metavar="DIR",
+                   help="also run the service from another checkout (e.g. `git worktree add /tmp/before <commit>`), "
+                   "interleaved run by run with this one: before/after figures from one machine state")
+    p.add_argument("--no-naive", action="store_true", help="skip the per-request baseline server")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -216,15 +223,23 @@ def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[
     service_env.update(kv.split("=", 1) for kv in args.service_env)
     naive_args = ["-m", "loadtest.naive_app", "--version-dir", str(version_dir), "--port", "{port}"]
     out: list[tuple[str, int, Result]] = []
-    with server(["-m", "app"], service_env, work / "service.log") as svc, server(naive_args, {}, work / "naive.log") as naive:
+    labels = {"service": "service (batched)", "naive": "naive (per-request run)",
+              "compare": f"service @ {args.compare_tree} (batched)"}
+    with ExitStack() as stack:
+        urls = {"service": stack.enter_context(server(["-m", "app"], service_env, work / "service.log"))}
+        if not args.no_naive:
+            urls["naive"] = stack.enter_context(server(naive_args, {}, work / "naive.log"))
+        if args.compare_tree is not None:
+            urls["compare"] = stack.enter_context(
+                server(["-m", "app"], service_env, work / "compare.log", cwd=args.compare_tree.resolve()))
         for n, script in scripts.items():
             for c in concurrencies:
-                per: dict[str, list[Result]] = {"service": [], "naive": []}
-                for _ in range(args.runs):  # interleaved so background load affects both alike
-                    per["service"].append(run_wrk(svc + "/v1/ads/ctr", script, c, args.duration))
-                    per["naive"].append(run_wrk(naive + "/v1/ads/ctr", script, c, args.duration))
+                per: dict[str, list[Result]] = {name: [] for name in urls}
+                for _ in range(args.runs):  # interleaved so background load affects all alike
+                    for name, url in urls.items():
+                        per[name].append(run_wrk(url + "/v1/ads/ctr", script, c, args.duration))
                 for name, results in per.items():
-                    out.append((f"{name} ({'batched' if name == 'service' else 'per-request run'}), {n} cand", c, median(results)))
+                    out.append((f"{labels[name]}, {n} cand", c, median(results)))
                 print(f"  done: {n} candidates, concurrency {c}", file=sys.stderr)
     return out
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from app.api.deps import get_service, json_response
 from app.supervisor import HEALTH
+from app.workers import all_workers_ready
 
 
 async def live() -> Response:
@@ -27,6 +28,8 @@ async def ready(request: Request) -> Response:
     waiting = sorted(m for m in registry.required if not registry.ready_versions(m))
     if waiting:
         return json_response({"ready": False, "waiting_for": waiting}, status_code=503)
+    if not all_workers_ready():  # another worker process of this pod is still loading
+        return json_response({"ready": False, "waiting_for": ["other worker processes"]}, status_code=503)
     return json_response({"ready": True})
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from app.repository import list_versions
 from tests.fixtures.asgi import GatedRuntime, running_app, until
@@ -20,27 +23,36 @@ async def _versions_ready(svc: Any) -> list[int]:
     return svc.app.state.service.registry.ready_versions("ad-ctr")
 
 
-async def test_redis_notice_triggers_a_rescan_long_before_the_interval(
-    ctr_repo: Path, ctr_artifacts_seed1: Path, redis_server: RedisServer
+async def test_publishing_sends_the_notice_and_the_version_is_served_within_a_second(
+    ctr_repo: Path, ctr_artifacts_seed1: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis.asyncio as aioredis
-
+    """The publisher itself announces the version (REDIS_URL set): no hand-sent notice, no rescan interval."""
     async with running_app(ctr_repo, redis_url=redis_server.url, rescan_interval_s=3600) as svc:
         watcher = svc.app.state.watcher
         await asyncio.wait_for(watcher.subscribed.wait(), 10)
         await until(lambda: watcher.rescans >= 1, 10, "the first scan")
         before = watcher.rescans
+        monkeypatch.setenv("REDIS_URL", redis_server.url)
         await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
-        assert watcher.rescans == before and await _versions_ready(svc) == [1]
-        client = aioredis.from_url(redis_server.url)
-        try:
-            receivers = await client.publish("model-published", '{"model": "ad-ctr", "version": 2}')
-        finally:
-            await client.aclose()
-        assert receivers == 1
-        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 30, "version 2 via notice")
+        published = time.monotonic()
+        await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 1.0, "v2 within 1 s")
+        assert time.monotonic() - published < 1.0
         assert watcher.rescans == before + 1
         assert (await svc.client.post(CTR, json=ONE)).json()["version"] == 2
+
+
+def test_publishing_without_redis_sends_nothing_and_never_fails(
+    tmp_path: Path, ctr_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compress.notify import notify_published
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("APP_REDIS_URL", raising=False)
+    assert notify_published("ad-ctr", 1) is False
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    assert notify_published("ad-ctr", 1, redis_url=dead) is False  # warns; the rescan still finds the version
+    monkeypatch.setenv("REDIS_URL", dead)
+    assert publish_ctr_version(tmp_path, seed=0) == 1
 
 
 async def test_unreachable_redis_does_not_stop_serving(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:

@@ -109,3 +109,29 @@ def test_concurrent_publishers_never_overwrite(tmp_path: Path) -> None:
     assert sorted(results) == [1, 2, 3, 4]
     for v in results:
         load_verified(tmp_path, "m", v)
+
+
+def test_publish_removes_only_stale_staging_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    (tmp_path / "m").mkdir()
+    old, fresh = tmp_path / "m" / ".staging-old", tmp_path / "m" / ".staging-fresh"
+    old.mkdir()
+    fresh.mkdir()
+    hours_ago = time.time() - 7200
+    os.utime(old, (hours_ago, hours_ago))
+    monkeypatch.setenv("COMPRESS_STAGING_MAX_AGE_S", "3600")
+    publish(tmp_path, "m", lambda d, v: make_manifest(d, v))
+    assert not old.exists() and fresh.exists()  # a concurrent publisher's folder is left alone
+
+
+def test_newer_manifest_schema_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    _, d = publish(tmp_path, "m", lambda d, v: make_manifest(d, v))
+    raw = json.loads((d / "manifest.json").read_text())
+    raw["schema_version"] = 99
+    raw["field_from_the_future"] = True
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(RepositoryError) as e:
+        load_verified(tmp_path, "m", 1)
+    assert e.value.reason == "unsupported_schema" and "schema_version 99" in str(e.value)

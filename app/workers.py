@@ -1,0 +1,170 @@
+"""One worker process per core: each binds the same port with ``SO_REUSEPORT`` and the kernel spreads connections.
+
+Every worker is a whole service (its own registry, watcher, batchers and models): there is no shared state to
+lock, hot reload and draining work per worker exactly as in one process, and a crashed worker is restarted by
+the supervisor (this process) without touching the others. Metrics are merged across workers by
+``prometheus_client``'s multiprocess mode (one mmap file per worker under a private temp folder, merged at scrape
+time by whichever worker answers ``/metrics``); readiness is 200 only when **every** worker is ready (each worker
+keeps a heartbeat file there), so a pod never takes traffic with a cold worker.
+
+SIGTERM/SIGINT to the supervisor are forwarded to every worker, which drains (in-flight requests finish, new
+connections are refused once its listener closes) within ``APP_DRAIN_TIMEOUT_S``; stragglers are killed after
+that plus a margin.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+LOG = logging.getLogger("app.workers")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKERS_ENV = "APP_WORKER_COUNT"
+INDEX_ENV = "APP_WORKER_INDEX"
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve(settings: Settings, workers: int) -> None:
+    """Run ``workers`` worker processes until SIGTERM/SIGINT; returns when all have exited."""
+    reserve = reuseport_socket(settings.host, settings.port)  # bound, never listening: fixes port 0 for all
+    port = reserve.getsockname()[1]
+    metrics_dir = Path(tempfile.mkdtemp(prefix="shopinfer-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    os.environ[WORKERS_ENV] = str(workers)
+    overrides = settings.model_dump(mode="json", exclude_unset=True)
+    overrides.update(port=port)
+    grpc_reserve = None
+    if getattr(settings, "grpc_enabled", False):  # gRPC binds with SO_REUSEPORT too: one port for all workers
+        grpc_reserve = reuseport_socket(settings.host, settings.grpc_port)
+        overrides.update(grpc_port=grpc_reserve.getsockname()[1])
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+
+    def start(index: int) -> BaseProcess:
+        p = ctx.Process(target=_worker, args=(overrides, index), name=f"worker-{index}")
+        p.start()
+        return p
+
+    procs: dict[int, BaseProcess] = {}
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    LOG.info("serving on %s:%d with %d workers (SO_REUSEPORT); metrics merged in %s", settings.host, port, workers,
+             metrics_dir)
+    try:
+        procs.update({i: start(i) for i in range(workers)})
+        restarts: list[float] = []
+        while not stopping:
+            wait([p.sentinel for p in procs.values()], timeout=1.0)
+            for index, p in list(procs.items()):
+                if stopping or p.is_alive():
+                    continue
+                _forget_worker(metrics_dir, p.pid, index)
+                now = time.monotonic()
+                restarts = [t for t in restarts if t > now - 60] + [now]
+                LOG.error("worker %d (pid %s) exited with %s; restarting (%d restarts in 60s)", index, p.pid,
+                          p.exitcode, len(restarts))
+                if len(restarts) > 5 * workers:
+                    LOG.critical("workers keep crashing; shutting down")
+                    stop(signal.SIGTERM, None)
+                    break
+                procs[index] = start(index)
+        deadline = time.monotonic() + settings.drain_timeout_s + 10
+        for p in procs.values():
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                LOG.warning("worker %s did not stop in time; killing it", p.name)
+                p.kill()
+                p.join(5)
+    finally:
+        reserve.close()
+        if grpc_reserve is not None:
+            grpc_reserve.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
+    """A dead worker's live gauges and readiness must not linger in the merged view."""
+    if pid is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, str(metrics_dir))
+    (metrics_dir / f"ready-{index}").unlink(missing_ok=True)
+
+
+def _worker(overrides: dict[str, Any], index: int) -> None:
+    """Child process: a complete service on its own ``SO_REUSEPORT`` listener."""
+    import uvicorn
+
+    from app.main import create_app
+
+    os.environ[INDEX_ENV] = str(index)
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s")
+    sock = reuseport_socket(settings.host, settings.port)
+    sock.listen(2048)
+    config = uvicorn.Config(
+        create_app(settings), loop="uvloop", http="httptools", log_level=settings.log_level,
+        access_log=settings.access_log, timeout_graceful_shutdown=int(settings.drain_timeout_s),
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def worker_count() -> int:
+    """Workers of this deployment (1 when running as a single process)."""
+    return int(os.environ.get(WORKERS_ENV, "1"))
+
+
+def heartbeat(ready: bool) -> None:
+    """This worker's readiness for the others to see (no-op in a single process)."""
+    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
+    if folder is None or index is None or worker_count() < 2:
+        return
+    path = Path(folder) / f"ready-{index}"
+    if ready:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
+
+
+def all_workers_ready(max_age_s: float = 5.0) -> bool:
+    """Every worker reported ready within ``max_age_s`` (always True in a single process)."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is None or worker_count() < 2:
+        return True
+    now = time.time()
+    for index in range(worker_count()):
+        path = Path(folder) / f"ready-{index}"
+        try:
+            if now - path.stat().st_mtime > max_age_s:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
