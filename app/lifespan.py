@@ -15,7 +15,8 @@ from app.repository import list_models
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.workers import heartbeat
+from app.errors import ServiceError
+from app.workers import ControlFeed, heartbeat
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcServer
@@ -49,9 +50,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:
-    """Tell sibling worker processes whether this one is ready (readiness is all-or-nothing per pod)."""
+    """Tell sibling worker processes whether this one is ready (readiness is all-or-nothing per pod), and repeat
+    the repository-control actions (admin load / unload) that a sibling received."""
+    feed = ControlFeed()
     while True:
         heartbeat(registry.is_ready())
+        for record in feed.poll():
+            try:
+                if record["action"] == "load":
+                    await registry.load_model(record["model"])
+                elif record["action"] == "unload":
+                    await registry.unload_model(record["model"])
+            except ServiceError as e:
+                LOG.warning("repeating %s of %s from a sibling worker failed: %s", record["action"], record["model"], e)
         await asyncio.sleep(1.0)
 
 

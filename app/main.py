@@ -16,26 +16,31 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from app.api.errors import RequestContextMiddleware, install_error_handlers
+from app.api import v2
+from app.api.hotpath import ServingApp
 from app.api.routes import install_routes
+from app.api.tasks import task_handler
 from app.lifespan import lifespan
+from app.manifest import Manifest
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.runtime.base import Runtime
 from app.service import InferenceService
-from app.settings import Settings, settings_from_args
+from app.settings import Settings, cli_overrides
+from app.tasks.registry import all_routes
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    runtime_factory: Callable[[], Runtime] | None = None,
+    runtime_factory: Callable[[Manifest], Runtime] | None = None,
     metrics_registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Wire settings, metrics, registry and service into a FastAPI app (collaborators are injectable)."""
     settings = settings or Settings()
     metrics = Metrics(metrics_registry)
     registry = ModelRegistry(settings, metrics, runtime_factory)
-    app = FastAPI(
+    app = ServingApp(
         title="shopinfer",
         summary="Hot-reloading inference service: KServe v2 + task endpoints",
         lifespan=lifespan,
@@ -45,12 +50,16 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     install_routes(app)
+    if settings.hot_path:
+        hot = {route.path: task_handler(route) for route in all_routes()}
+        app.set_hot_routes(hot, (v2.infer, v2.infer_version), settings.max_body_bytes)
     return app
 
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
-    settings = settings_from_args(argv)
+    overrides = cli_overrides(argv)
+    settings = Settings(**overrides)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -58,7 +67,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     if workers > 1:
         from app.workers import serve
 
-        serve(settings, workers)
+        serve(settings, workers, overrides)
         return
     import uvicorn
 
@@ -70,6 +79,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         http="httptools",
         log_level=settings.log_level,
         access_log=settings.access_log,
+        proxy_headers=False,  # nothing here reads the client address; one ASGI layer less per request
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
 

@@ -32,12 +32,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class IndexBounds(_Strict):
+    """Valid values of an index input (e.g. embedding-table row ids): ``low <= id < high``.
+
+    ``high`` has one entry per column of the last axis (one table per field), or a single entry for all columns.
+    The service refuses ids outside them before batching (400 ``index_out_of_range``): out-of-range ids would
+    fail the model (and with it the whole batch) or, negative, silently wrap around.
+    """
+
+    low: int = 0
+    high: list[int] = Field(min_length=1)
+
+
 class TensorSpec(_Strict):
     """One named input or output; ``-1`` marks a variable axis (the batch axis first)."""
 
     name: str
     dtype: DType
     shape: list[int]
+    index_bounds: IndexBounds | None = None
+    """Integer inputs only: the ids the model's tables accept (checked on every request)."""
 
     @field_validator("shape")
     @classmethod
@@ -45,6 +59,20 @@ class TensorSpec(_Strict):
         if any(d < -1 or d == 0 for d in v):
             raise ValueError(f"shape {v}: dims must be positive or -1 (variable)")
         return v
+
+    @model_validator(mode="after")
+    def _bounds_fit(self) -> TensorSpec:
+        b = self.index_bounds
+        if b is None:
+            return self
+        if self.dtype not in ("INT64", "INT32", "INT8", "UINT8"):
+            raise ValueError(f"{self.name}: index_bounds need an integer dtype, not {self.dtype}")
+        last = self.shape[-1] if self.shape else -1
+        if len(b.high) != 1 and len(b.high) != last:
+            raise ValueError(f"{self.name}: index_bounds.high has {len(b.high)} entries for a last axis of {last}")
+        if any(h <= b.low for h in b.high):
+            raise ValueError(f"{self.name}: every index_bounds.high must exceed low={b.low}")
+        return self
 
 
 class Artifact(_Strict):
@@ -113,6 +141,8 @@ class Serving(_Strict):
     max_queue_delay_us: int = Field(default=0, ge=0)
     queue_cap_rows: int = Field(default=8192, ge=1)
     warmup_batch_sizes: list[int] = [1, 8, 64, 512]
+    queue_budget_ms: float | None = Field(default=None, gt=0)
+    """Admission: the queue time a request may expect before it is refused (503); settings may override."""
 
 
 class Manifest(_Strict):

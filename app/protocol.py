@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from app.errors import InvalidInput
+from app.ints import parse_ascii_int
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -60,10 +61,9 @@ def decode_infer_request(body: bytes, header_length: str | None = None) -> Infer
     """Parse a JSON (optionally binary-extended) inference request; every defect raises ``InvalidInput``."""
     json_part, binary = body, memoryview(b"")
     if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise InvalidInput("Inference-Header-Content-Length must be an integer", code="invalid_header") from None
+        n = parse_ascii_int(header_length)
+        if n is None:
+            raise InvalidInput("Inference-Header-Content-Length must be an integer", code="invalid_header")
         if not 0 < n <= len(body):
             raise InvalidInput(f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
         json_part, binary = body[:n], memoryview(body)[n:]

@@ -221,7 +221,8 @@ class ModelRegistry:
             return
         config = self.batch_config(mv.manifest)
         stats = VersionBatchStats(self.metrics, model, version)
-        mv.batcher = DynamicBatcher(f"{model}/{version}", mv.runtime.infer, config, stats)
+        infer = mv.task.infer_fn(mv.runtime.infer) if mv.task is not None else mv.runtime.infer
+        mv.batcher = DynamicBatcher(f"{model}/{version}", infer, config, stats)
         mv.batcher.start()
         self._loaded.setdefault(model, {})[version] = mv
         self._status[(model, version)] = VersionStatus(VersionState.READY)

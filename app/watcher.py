@@ -71,8 +71,9 @@ class RepositoryWatcher:
         import redis.asyncio as aioredis
 
         backoff = 0.5
+        url = self.redis_url or ""
         while True:
-            client: Any = aioredis.from_url(self.redis_url, socket_connect_timeout=2.0)
+            client: Any = aioredis.from_url(url, socket_connect_timeout=2.0)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)

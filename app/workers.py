@@ -14,6 +14,7 @@ that plus a margin.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -44,15 +45,17 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, workers: int) -> None:
-    """Run ``workers`` worker processes until SIGTERM/SIGINT; returns when all have exited."""
+def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
+    """Run ``workers`` worker processes until SIGTERM/SIGINT; returns when all have exited.
+
+    Workers inherit the environment (so secrets never pass through here) and get the CLI ``overrides`` plus the
+    ports resolved once for all of them."""
     reserve = reuseport_socket(settings.host, settings.port)  # bound, never listening: fixes port 0 for all
     port = reserve.getsockname()[1]
     metrics_dir = Path(tempfile.mkdtemp(prefix="shopinfer-metrics-"))
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     os.environ[WORKERS_ENV] = str(workers)
-    overrides = settings.model_dump(mode="json", exclude_unset=True)
-    overrides.update(port=port)
+    overrides = {**overrides, "port": port}
     grpc_reserve = None
     if getattr(settings, "grpc_enabled", False):  # gRPC binds with SO_REUSEPORT too: one port for all workers
         grpc_reserve = reuseport_socket(settings.host, settings.grpc_port)
@@ -114,7 +117,7 @@ def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
     if pid is not None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid, str(metrics_dir))
+        multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
     (metrics_dir / f"ready-{index}").unlink(missing_ok=True)
 
 
@@ -132,7 +135,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     sock.listen(2048)
     config = uvicorn.Config(
         create_app(settings), loop="uvloop", http="httptools", log_level=settings.log_level,
-        access_log=settings.access_log, timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        access_log=settings.access_log, timeout_graceful_shutdown=int(settings.drain_timeout_s), proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -168,3 +171,40 @@ def all_workers_ready(max_age_s: float = 5.0) -> bool:
         except FileNotFoundError:
             return False
     return True
+
+
+CONTROL_FILE = "control.jsonl"
+
+
+def broadcast(action: str, model: str) -> None:
+    """Tell sibling workers to repeat a repository-control action (load / unload) this worker just did.
+
+    One JSON line appended (``O_APPEND``: small writes never interleave) to a file in the pod's private folder;
+    each worker's heartbeat loop applies the lines of the others within about a second.
+    """
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is None or worker_count() < 2:
+        return
+    line = json.dumps({"action": action, "model": model, "from": os.getpid()}) + "\n"
+    with open(Path(folder) / CONTROL_FILE, "a", encoding="utf-8") as f:
+        f.write(line)
+
+
+class ControlFeed:
+    """This worker's read position in the control file: only lines written after it started, by others."""
+
+    def __init__(self) -> None:
+        folder = os.environ.get(MULTIPROC_ENV)
+        self.path = Path(folder) / CONTROL_FILE if folder is not None and worker_count() > 1 else None
+        self.offset = self.path.stat().st_size if self.path is not None and self.path.exists() else 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [r for r in records if r.get("from") != os.getpid()]

@@ -15,7 +15,7 @@ import numpy as np
 
 from compress.config import CompressConfig
 from compress.errors import ConfigError, ExportError
-from compress.evaluate import latency_table, session
+from compress.evaluate import latency_stats, session
 from compress.gate import GateResult, check
 from compress.onnx_tools import check_schema, export_torch, quantizable_nodes
 from compress.quantize import quantize_dynamic_int8, quantize_qdq_int8
@@ -41,6 +41,7 @@ class Candidate:
     bytes: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
+    latency_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # per-round median min/max
     gate: GateResult | None = None
     kept_fp32: list[str] = field(default_factory=list)
     sensitivity: dict[str, float] = field(default_factory=dict)
@@ -54,7 +55,8 @@ class Candidate:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "status": self.status, "precision": self.precision, "bytes": self.bytes,
-            "metrics": self.metrics, "latency_ms": self.latency, "kept_fp32": self.kept_fp32,
+            "metrics": self.metrics, "latency_ms": self.latency,
+            "latency_range_ms": {b: list(r) for b, r in self.latency_range.items()}, "kept_fp32": self.kept_fp32,
             "sensitivity": self.sensitivity, "recipe": self.recipe, "error": self.error,
             "gate": None if self.gate is None else {"passed": self.gate.passed, "reason": self.gate.reason},
         }
@@ -111,8 +113,9 @@ class Builder:
         feeds = {k: v[:rows] for k, v in self.test_feeds.items()}
         with torch.no_grad():
             out = model(*(torch.from_numpy(feeds[t.name]) for t in self.task.inputs))
-        ref = (out[0] if isinstance(out, tuple) else out).numpy().reshape(-1)  # the first output is evaluated
-        got = task_predict(self.task, session(path), feeds, self.task.outputs[0].name)
+        i = int(getattr(self.task, "parity_output", 0))  # hook: e.g. top-K scores, not tie-sensitive top-K ids
+        ref = (out[i] if isinstance(out, tuple) else out).numpy().reshape(-1)  # default: the evaluated output
+        got = task_predict(self.task, session(path), feeds, self.task.outputs[i].name)
         diff = float(np.max(np.abs(got.reshape(-1) - ref)))
         if diff > 1e-4:
             raise ExportError(f"{path.name}: ONNX output differs from torch by {diff:.2e} (> 1e-4)")
@@ -158,8 +161,9 @@ class Builder:
         built = {c.name: c for c in cands if c.path is not None}
         sessions = {name: session(c.path, lat.threads) for name, c in built.items()}  # type: ignore[arg-type]
         batches = task_latency_feeds(self.task, self.test_feeds, lat.batch_sizes)
-        for name, table in latency_table(sessions, batches, lat.repeats).items():
-            built[name].latency = table
+        for name, table in latency_stats(sessions, batches, lat.repeats).items():
+            built[name].latency = {b: s[0] for b, s in table.items()}
+            built[name].latency_range = {b: (s[1], s[2]) for b, s in table.items()}
 
     def _gate(self, cand: Candidate, step: str | None, src: Path, dst: Path) -> None:
         rules = self.cfg.gate.rules

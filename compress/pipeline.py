@@ -19,8 +19,10 @@ from compress.config import CompressConfig
 from compress.engine import EngineResult, build_engine
 from compress.errors import CompressError, GateFailed
 from compress.gate import describe
-from compress.progress import progress
+from compress.progress import Stages
 from compress.publish import file_info, publish
+from compress.selection import Selection
+from compress.selection import select as choose
 from compress.tasks import TaskAdapter, get_task, task_write_aux
 
 log = logging.getLogger("compress")
@@ -32,6 +34,7 @@ class RunResult:
     candidates: list[Candidate]
     baseline: dict[str, float]
     selected: Candidate | None
+    selection: Selection | None = None
     published: dict[str, int] = field(default_factory=dict)  # candidate name -> version
     engine: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +45,7 @@ class RunResult:
             "baseline": self.baseline, "selected": self.selected.name if self.selected else None,
             "published": self.published, "tensorrt": self.engine,
             "select": cfg.select.model_dump(), "latency": cfg.latency.model_dump(),
+            "selection": self.selection.as_dict() if self.selection else None,
             "candidates": [c.as_dict() for c in self.candidates],
         }
 
@@ -59,17 +63,8 @@ def code_version() -> str:
 
 
 def select(cands: list[Candidate], cfg: CompressConfig) -> Candidate | None:
-    """Highest throughput at ``select.batch_size`` (then smallest), or smallest (then fastest), among the
-    gate-passing candidates within the size budget."""
-    fp32_bytes = next(c.bytes for c in cands if c.status == "reference")
-    budget = fp32_bytes / cfg.select.min_compression
-    ok = [c for c in cands if c.status == "passed" and c.bytes <= budget]
-    if not ok:
-        return None
-    b = str(cfg.select.batch_size)
-    if cfg.select.objective == "size":
-        return min(ok, key=lambda c: (c.bytes, c.latency.get(b, 0.0)))
-    return min(ok, key=lambda c: (c.latency.get(b, 0.0), c.bytes))
+    """The candidate ``compress.selection.select`` publishes under ``cfg.select`` (None if none qualifies)."""
+    return choose(cands, cfg.select).chosen
 
 
 def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish_versions: bool = True) -> RunResult:
@@ -83,25 +78,35 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="compress-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
+    stages = Stages(cfg.model.name)
     try:
+        stages.say("reading data (%s)", "SYNTHETIC demo log" if _synthetic(cfg) else "task " + cfg.model.task)
         task.prepare()
+        stages.say("non-neural baseline")
         baseline = task.baseline()
+        stages.say("training the FP32 model")
         task.train_fp32()
         builder = Builder(cfg, task, work)
         names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
-        cands = [_build(builder, n) for n in progress(names, desc="candidates")]
+        cands = [_build(builder, n) for n in stages.each(names, "candidate")]
+        stages.say("timing %d candidates at batch sizes %s", len(cands), cfg.latency.batch_sizes)
         builder.measure_latency(cands)
         if cands[0].status != "reference":
             raise CompressError(f"the FP32 reference could not be built: {cands[0].error}")
-        result = RunResult(cands, baseline, select(cands, cfg))
+        selection = choose(cands, cfg.select)
+        result = RunResult(cands, baseline, selection.chosen, selection)
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         if result.selected is None:
-            reasons = "; ".join(f"{c.name}: {c.gate.reason if c.gate else c.error}" for c in cands[1:])
-            raise GateFailed(f"no candidate passed the gate within the size budget "
-                             f"(min_compression={cfg.select.min_compression}): {reasons}; nothing was published. "
-                             f"Report: {work / REPORT_FILE}")
+            reasons = "; ".join(f"{n}: {r}" for n, r in selection.rejected.items())
+            raise GateFailed(f"no candidate passed the gate within the budgets (min_compression="
+                             f"{cfg.select.min_compression:g}, max_latency_ratio={cfg.select.max_latency_ratio}): "
+                             f"{reasons}; nothing was published. Report: {work / REPORT_FILE}")
+        stages.say("selected %s (%s objective; %d tied within noise)", result.selected.name,
+                   selection.rule["objective"], len(selection.tied))
         if publish_versions:
             _publish_all(cfg, task, repo, result, work)
+            stages.say("published %s", ", ".join(f"{repo / cfg.model.name / str(v)} ({n})"
+                                                 for n, v in result.published.items()))
         return result
     finally:
         if own_tmp:
@@ -170,8 +175,9 @@ def _publish_one(
                 passed=True, rule="reference (FP32 baseline, gated by definition)", numbers={}),
             recipe={"candidate": cand.name, **cand.recipe, "kept_fp32": cand.kept_fp32,
                     "tensorrt": engine.as_dict() if engine else {"status": "skipped", "reason": "FP32 baseline"},
+                    "selection": result.selection.as_dict() if result.selection else None,
                     "config": cfg.model_dump(mode="json")},
-            lineage=Lineage(parent_version=parent, code_version=code_version(), **_lineage(task)),
+            lineage=Lineage(parent_version=parent, code_version=code_version(), **_lineage(task, cfg)),
             serving=Serving(max_batch_rows=cfg.publish.max_batch_rows, max_queue_delay_us=cfg.publish.max_queue_delay_us,
                             queue_cap_rows=cfg.publish.queue_cap_rows, warmup_batch_sizes=cfg.publish.warmup_batch_sizes),
             candidate=cand.name,
@@ -181,6 +187,12 @@ def _publish_one(
     return version
 
 
-def _lineage(task: TaskAdapter) -> dict[str, Any]:
+def _synthetic(cfg: CompressConfig) -> bool:
+    return bool(getattr(cfg.data, "synthetic", False))
+
+
+def _lineage(task: TaskAdapter, cfg: CompressConfig) -> dict[str, Any]:
+    """Data files and split; ``split["synthetic"]`` is True only for generated data (the demo's fallback)."""
     lin = task.lineage()
-    return {"data_files": lin["data_files"], "split": {**lin["split"], "training": lin.get("training", {})}}
+    return {"data_files": lin["data_files"],
+            "split": {**lin["split"], "training": lin.get("training", {}), "synthetic": _synthetic(cfg)}}

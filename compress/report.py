@@ -34,7 +34,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cands:
         m = c["metrics"]
-        note = c["error"] or ((c["gate"] or {}).get("reason") or "")
+        rejected = (report.get("selection") or {}).get("rejected", {})
+        note = c["error"] or ((c["gate"] or {}).get("reason") or "") or rejected.get(c["name"], "")
         if c["name"] == report.get("selected"):
             note = ("**selected** " + note).strip()
         row = [c["name"], c["status"], f"{c['bytes']:,}", f"{ref['bytes'] / c['bytes']:.2f}" if c["bytes"] else "-",

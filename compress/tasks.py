@@ -72,6 +72,20 @@ def get_task(cfg: CompressConfig) -> TaskAdapter:
         if not isinstance(cfg, ChatConfig):
             raise ConfigError("task 'chat_intent' needs a chat config (load it with compress.config.load_config)")
         return ChatTask(cfg)
+    if cfg.model.task == "recommendation":
+        from compress.rec.config import RecConfig
+        from compress.rec.task import RecTask
+
+        if not isinstance(cfg, RecConfig):
+            raise ConfigError("task 'recommendation' needs a recommendation config (load it with compress.config.load_config)")
+        return RecTask(cfg)
+    if cfg.model.task == "search_rank":
+        from compress.config import SearchConfig
+        from compress.search.task import SearchTask
+
+        if not isinstance(cfg, SearchConfig):
+            raise ConfigError("task 'search_rank' needs a search config (load it with compress.config.load_config)")
+        return SearchTask(cfg)
     raise NotImplementedError(f"task {cfg.model.task!r} has no compress adapter yet")
 
 

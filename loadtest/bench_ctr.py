@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from loadtest.peers.measure import Row, Sample, run_wrk, summarize
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -71,7 +71,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[str]:
+def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[tuple[str, int]]:
     """Run ``python <args>`` with a free APP_PORT/--port (in ``cwd``: another checkout's code); yields its base URL;
     always terminates it."""
     port = _free_port()
@@ -83,7 +83,7 @@ def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = N
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -91,37 +91,6 @@ def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = N
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not m:
-        raise ValueError(f"cannot parse wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def run_wrk(url: str, script: Path, concurrency: int, duration_s: int) -> Result:
-    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "5s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(bad.group(1)) if bad else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
-    return Result(rps, p50, p99, errors)
-
-
-def median(results: list[Result]) -> Result:
-    return Result(
-        statistics.median(r.rps for r in results),
-        statistics.median(r.p50_ms for r in results),
-        statistics.median(r.p99_ms for r in results),
-        sum(r.errors for r in results),
-    )
 
 
 def in_process(version_dir: Path, bodies: dict[int, dict[str, Any]], concurrency: int, seconds: float) -> dict[str, Result]:
@@ -138,9 +107,9 @@ def in_process(version_dir: Path, bodies: dict[int, dict[str, Any]], concurrency
     for n, body in bodies.items():
         rows = [{**body["context"], **c["features"]} for c in body["candidates"]] * concurrency
         x = featurizer.transform_records(rows)
-        out[f"onnx session only, {n} cand"] = _time(lambda: session.run(["pctr"], x), concurrency, seconds)
+        out[f"onnx session only, {n} cand"] = _time(lambda x=x: session.run(["pctr"], x), concurrency, seconds)
         out[f"featurizer + session, {n} cand"] = _time(
-            lambda: session.run(["pctr"], featurizer.transform_records(rows)), concurrency, seconds
+            lambda rows=rows: session.run(["pctr"], featurizer.transform_records(rows)), concurrency, seconds
         )
     return out
 
@@ -193,7 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare-tree", type=Path, metavar="DIR",
                    help="also run the service from another checkout (e.g. `git worktree add /tmp/before <commit>`), "
                    "interleaved run by run with this one: before/after figures from one machine state")
+    p.add_argument("--compare-repo", type=Path, metavar="DIR",
+                   help="model repository for --compare-tree (published by that checkout's own code)")
     p.add_argument("--no-naive", action="store_true", help="skip the per-request baseline server")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="another service configuration in the same interleaved run, e.g. "
+                   "'python-feat:APP_CTR_FEATURIZE=python' (repeatable)")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -209,51 +183,61 @@ def main(argv: list[str] | None = None) -> None:
             scripts[n] = work / f"post{n}.lua"
             scripts[n].write_text(LUA.format(body=work / f"body{n}.json"))
         rows = measure(args, repo, version_dir, work, scripts, concurrencies)
-        for c in concurrencies:
-            for name, r in in_process(version_dir, bodies, c, min(args.duration, 3.0)).items():
-                rows.append((f"in-process: {name}", c, r))
-    table = render(rows, args)
+        in_proc = [(name, c, r) for c in concurrencies
+                   for name, r in in_process(version_dir, bodies, c, min(args.duration, 3.0)).items()]
+    table = render(rows, in_proc, args)
     print(table)
     if args.markdown:
         args.markdown.write_text(table + "\n")
 
 
-def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[int, Path], concurrencies: list[int]) -> list[tuple[str, int, Result]]:
-    service_env = {"MODEL_REPO": str(repo), "APP_LOG_LEVEL": "warning"}
+def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[int, Path], concurrencies: list[int]) -> list[tuple[str, int, Row]]:
+    service_env = {"MODEL_REPO": str(repo), "APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0"}
     service_env.update(kv.split("=", 1) for kv in args.service_env)
     naive_args = ["-m", "loadtest.naive_app", "--version-dir", str(version_dir), "--port", "{port}"]
-    out: list[tuple[str, int, Result]] = []
+    out: list[tuple[str, int, Row]] = []
     labels = {"service": "service (batched)", "naive": "naive (per-request run)",
               "compare": f"service @ {args.compare_tree} (batched)"}
     with ExitStack() as stack:
-        urls = {"service": stack.enter_context(server(["-m", "app"], service_env, work / "service.log"))}
+        targets = {"service": stack.enter_context(server(["-m", "app"], service_env, work / "service.log"))}
         if not args.no_naive:
-            urls["naive"] = stack.enter_context(server(naive_args, {}, work / "naive.log"))
+            targets["naive"] = stack.enter_context(server(naive_args, {}, work / "naive.log"))
+        for spec in args.variant:
+            name, _, kvs = spec.partition(":")
+            env = {**service_env, **dict(kv.split("=", 1) for kv in kvs.split(",") if kv)}
+            labels[name] = f"service [{name}] (batched)"
+            targets[name] = stack.enter_context(server(["-m", "app"], env, work / f"{name}.log"))
         if args.compare_tree is not None:
-            urls["compare"] = stack.enter_context(
-                server(["-m", "app"], service_env, work / "compare.log", cwd=args.compare_tree.resolve()))
+            targets["compare"] = stack.enter_context(
+                server(["-m", "app"], {**service_env, "MODEL_REPO": str(args.compare_repo or repo)},
+                       work / "compare.log", cwd=args.compare_tree.resolve()))
         for n, script in scripts.items():
             for c in concurrencies:
-                per: dict[str, list[Result]] = {name: [] for name in urls}
+                per: dict[str, list[Sample]] = {name: [] for name in targets}
                 for _ in range(args.runs):  # interleaved so background load affects all alike
-                    for name, url in urls.items():
-                        per[name].append(run_wrk(url + "/v1/ads/ctr", script, c, args.duration))
-                for name, results in per.items():
-                    out.append((f"{labels[name]}, {n} cand", c, median(results)))
+                    for name, (url, pid) in targets.items():
+                        per[name].append(run_wrk(url + "/v1/ads/ctr", script, c, args.duration, pid))
+                for name, samples in per.items():
+                    out.append((f"{labels[name]}, {n} cand", c, summarize(name, samples)))
                 print(f"  done: {n} candidates, concurrency {c}", file=sys.stderr)
     return out
 
 
-def render(rows: list[tuple[str, int, Result]], args: Any) -> str:
+def render(rows: list[tuple[str, int, Row]], in_proc: list[tuple[str, int, Result]], args: Any) -> str:
     lines = [
         f"duration {args.duration:g}s x {args.runs} runs per cell (medians), wrk -t1, concurrency = open connections"
         + (f"; service env {' '.join(args.service_env)}" if args.service_env else ""),
         "",
-        "| target | concurrency | req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | concurrency | req/s | candidates/s | p50 ms | p99 ms | server cores | CPU µs/req | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c, r in rows:
-        lines.append(f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
+        n = int(name.rsplit(", ", 1)[1].split()[0])
+        lines.append(f"| {name} | {c} | {r.rps:,.0f} | {r.rps * n:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                     f"{r.cores:.2f} | {r.cpu_us_per_request:,.0f} | {r.non_2xx} | {r.socket_errors} |")
+    lines += ["", "| in-process | concurrency | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    for name, c, res in in_proc:
+        lines.append(f"| {name} | {c} | {res.rps:,.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} |")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PayloadTooLarge, ServiceError
+from app.ints import parse_ascii_int
 
 LOG = logging.getLogger("app.errors")
 REQUEST_ID = "x-request-id"
@@ -49,7 +50,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    errors: list[Any] = exc.errors() if isinstance(exc, RequestValidationError) else []
+    errors: list[Any] = list(exc.errors()) if isinstance(exc, RequestValidationError) else []
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ())) or "request"
     message = f"{where}: {first.get('msg', 'invalid request')}"
@@ -60,7 +61,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
     code = _HTTP_CODES.get(status, "http_error")
-    return error_response(request.url.path, ServiceError(str(detail), code=code, status=status))
+    response = error_response(request.url.path, ServiceError(str(detail), code=code, status=status))
+    if isinstance(exc, StarletteHTTPException) and exc.headers:  # e.g. 405's Allow (RFC 9110 requires it)
+        response.headers.update(exc.headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -108,7 +112,7 @@ class RequestContextMiddleware:
 def _request_id(scope: Scope) -> str:
     for key, value in scope.get("headers", ()):
         if key == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if _SAFE_ID.match(text):
                 return text
             break
@@ -118,10 +122,11 @@ def _request_id(scope: Scope) -> str:
 def _declared_too_big(scope: Scope, limit: int) -> ServiceError | None:
     for key, value in scope.get("headers", ()):
         if key == b"content-length":
-            if not value.isdigit():
+            length = parse_ascii_int(value)
+            if length is None:
                 return ServiceError("Content-Length must be a non-negative integer", code="invalid_header", status=400)
-            if int(value) > limit:
-                return PayloadTooLarge(f"the body of {int(value)} bytes exceeds the limit of {limit} bytes")
+            if length > limit:
+                return PayloadTooLarge(f"the body of {length} bytes exceeds the limit of {limit} bytes")
     return None
 
 

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import re
+from enum import Enum
 from importlib import metadata
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import add_hot_route, get_service, json_response, parse_version, read_body, request_options, require_admin
-from app.errors import InvalidInput
+from app.api import openapi_v2 as doc
+from app.api.deps import (
+    add_hot_route,
+    admit_early,
+    get_service,
+    json_response,
+    parse_version,
+    read_body,
+    request_options,
+    require_admin,
+)
+from app.errors import InvalidInput, ModelNotFound
 from app.protocol import HEADER_LENGTH, decode_infer_request, encode_infer_response
+from app.service import InferenceService
+from app.workers import broadcast
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+UNKNOWN = "_unknown_"
+# a directory part of an absolute path (POSIX or Windows drive), not inside a relative one like "ad-ctr/2/x"
+_HOST_DIRS = re.compile(r"(?<![\w.\-/])(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\":]+)+[/\\]")
 
 
 def _package_version() -> str:
@@ -23,6 +41,21 @@ def _package_version() -> str:
 
 
 VERSION = _package_version()
+
+
+def metric_model(svc: InferenceService, model: str) -> str:
+    """The metrics label for a caller-chosen model name: only names the repository knows, else ``_unknown_``
+    (20,000 random names must not become 20,000 label series)."""
+    try:
+        svc.registry.resolve_name(model)
+    except ModelNotFound:
+        return UNKNOWN
+    return model
+
+
+def scrub_host_paths(reason: str) -> str:
+    """Keep a reason's meaning, drop the host's directories (``/srv/models/ad-ctr/2/model.onnx`` -> ``model.onnx``)."""
+    return _HOST_DIRS.sub("", reason)
 
 
 async def server_metadata(request: Request) -> Response:
@@ -57,13 +90,15 @@ async def infer(request: Request) -> Response:
 
 async def infer_version(request: Request) -> Response:
     params = request.path_params
-    return await _infer(request, params["model"], parse_version(params["version"]))
+    return await _infer(request, params["model"], params["version"])
 
 
-async def _infer(request: Request, model: str, version: int | None) -> Response:
+async def _infer(request: Request, model: str, raw_version: str | None) -> Response:
     svc = get_service(request)
-    with svc.observe("v2_infer", model) as obs:
+    with svc.observe("v2_infer", metric_model(svc, model)) as obs:
+        version = None if raw_version is None else parse_version(raw_version)
         opts = request_options(request, svc.settings.default_timeout_ms)
+        admit_early(svc, model, version)  # an overloaded model refuses before the body is read and parsed
         body = await read_body(request, svc.settings.max_body_bytes)
         req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
         mv, outputs = await svc.infer(model, version, req, opts, obs)
@@ -77,34 +112,54 @@ async def repository_index(request: Request) -> Response:
     ready_only = False
     if body.strip():
         try:
-            doc = orjson.loads(body)
+            doc_ = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
-        ready_only = isinstance(doc, dict) and doc.get("ready") is True
-    return json_response(svc.repository_index(ready_only))
+        ready_only = isinstance(doc_, dict) and doc_.get("ready") is True
+    entries = svc.repository_index(ready_only)
+    return json_response([{**e, "reason": scrub_host_paths(e["reason"])} for e in entries])
 
 
 async def load_model(request: Request, model: str) -> Response:
     require_admin(request)
     await get_service(request).registry.load_model(model)
+    broadcast("load", model)  # sibling worker processes follow within about a second
     return json_response({})
 
 
 async def unload_model(request: Request, model: str) -> Response:
     require_admin(request)
     await get_service(request).registry.unload_model(model)
+    broadcast("unload", model)
     return json_response({})
 
 
 def register(app: FastAPI) -> None:
     """Inference routes first: they are matched on every request."""
-    add_hot_route(app, "/v2/models/{model}/infer", infer)
-    add_hot_route(app, "/v2/models/{model}/versions/{version}/infer", infer_version)
-    app.add_api_route("/v2", server_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model}", model_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model}/versions/{version}", version_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model}/ready", model_ready, methods=["GET"])
-    app.add_api_route("/v2/models/{model}/versions/{version}/ready", version_ready, methods=["GET"])
-    app.add_api_route("/v2/repository/index", repository_index, methods=["POST"])
-    app.add_api_route("/v2/repository/models/{model}/load", load_model, methods=["POST"])
-    app.add_api_route("/v2/repository/models/{model}/unload", unload_model, methods=["POST"])
+    tags: list[str | Enum] = ["KServe v2"]
+    add_hot_route(app, "/v2/models/{model}/infer", infer, summary="Infer (newest ready version)", tags=tags,
+                  openapi_extra=doc.infer_extra(False), name="v2_infer")
+    add_hot_route(app, "/v2/models/{model}/versions/{version}/infer", infer_version, summary="Infer (one version)",
+                  tags=tags, openapi_extra=doc.infer_extra(True), name="v2_infer_version")
+    ready_503: dict[int | str, Any] = {503: {"description": "not ready", "content": {"application/json": {"schema": doc.MODEL_READY}}}}
+
+    def get(path: str, endpoint: Any, schema: dict[str, Any], *err: int, extra: dict[int | str, Any] | None = None,
+            summary: str = "") -> None:
+        responses = {**doc.errors(*err), **doc.json_ok(schema), **(extra or {})}
+        app.add_api_route(path, endpoint, methods=["GET"], responses=responses, tags=tags, summary=summary)
+
+    get("/v2", server_metadata, doc.SERVER_METADATA, summary="Server metadata")
+    get("/v2/models/{model}", model_metadata, doc.MODEL_METADATA, 404, 503, summary="Model metadata")
+    get("/v2/models/{model}/versions/{version}", version_metadata, doc.MODEL_METADATA, 400, 404, 503,
+        summary="Version metadata")
+    get("/v2/models/{model}/ready", model_ready, doc.MODEL_READY, 404, extra=ready_503, summary="Model readiness")
+    get("/v2/models/{model}/versions/{version}/ready", version_ready, doc.MODEL_READY, 400, 404, extra=ready_503,
+        summary="Version readiness")
+    app.add_api_route("/v2/repository/index", repository_index, methods=["POST"], tags=tags,
+                      summary="Every version with its state", openapi_extra={"requestBody": doc.INDEX_BODY},
+                      responses={**doc.errors(400, 413), **doc.json_ok(doc.INDEX)})
+    control = {**doc.errors(401, 403, 404, 503), **doc.json_ok(doc.EMPTY)}
+    app.add_api_route("/v2/repository/models/{model}/load", load_model, methods=["POST"], tags=tags,
+                      summary="Load a model now (bearer token)", responses=control)
+    app.add_api_route("/v2/repository/models/{model}/unload", unload_model, methods=["POST"], tags=tags,
+                      summary="Unload a model (bearer token)", responses=control)

@@ -7,15 +7,18 @@ batcher item of N rows, featurized per batch in the worker thread by the version
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge
 from app.schemas.ctr import CtrRequest, CtrResponse
-from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.ctr import KIND, CtrFeaturizer, FeatureError, dense_value
+from app.tasks.ctr_raw import CAT_RAW, RAW_MODEL_ROLE, raw_arrays
 
+LOG = logging.getLogger(__name__)
 _MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)
 
 
@@ -80,7 +83,7 @@ _EXAMPLE = {
 
 
 class CtrTask(Task):
-    """The version's featurizer, the names it accepts, and its score output."""
+    """The version's featurizer, the names it accepts, its score output, and (graph mode) the fused raw model."""
 
     kind = KIND
     name = "ctr"
@@ -98,24 +101,64 @@ class CtrTask(Task):
         ),
     )
 
-    def __init__(self, featurizer: CtrFeaturizer, output: str) -> None:
+    def __init__(self, featurizer: CtrFeaturizer, output: str, raw_session: Any = None) -> None:
         self.featurizer = featurizer
         self.output = output
         self.dense = frozenset(featurizer.dense_columns)
         self.known = self.dense.union(featurizer.categorical_columns)
+        self.raw_session = raw_session
+        """ORT session of ``model_raw.onnx`` (featurization inside the graph), or None: Python featurizer."""
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> CtrTask:
-        return cls(CtrFeaturizer.load(files.state()), files.manifest.outputs[0].name)
+        featurizer = CtrFeaturizer.load(files.state())
+        output = files.manifest.outputs[0].name
+        if ctx.settings.ctr_featurize != "graph" or not files.has(RAW_MODEL_ROLE):
+            return cls(featurizer, output)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = ctx.settings.ort_intra_op_threads
+        so.inter_op_num_threads = ctx.settings.ort_inter_op_threads
+        spin = "1" if ctx.settings.ort_allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session = ort.InferenceSession(str(files.aux(RAW_MODEL_ROLE)), sess_options=so,
+                                       providers=["CPUExecutionProvider"])  # string lookups run on the CPU
+        return cls(featurizer, output, session)
+
+    @property
+    def mode(self) -> str:
+        return "graph" if self.raw_session is not None else "python"
 
     def prepare(self, rows: list[Any]) -> Tensors:
         try:
+            if self.raw_session is not None:
+                return raw_arrays(rows, self.featurizer)
             return self.featurizer.transform_records(rows)
         except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
             raise InvalidInput(str(e), code="invalid_feature", status=422) from None
 
+    def infer_fn(self, runtime_infer: InferFn) -> InferFn:
+        session = self.raw_session
+        if session is None:
+            return runtime_infer
+        names = [self.output]
+
+        def run(feeds: Tensors) -> Tensors:
+            if CAT_RAW not in feeds:  # model tensors (KServe v2 callers share this version's batcher)
+                return runtime_infer(feeds)
+            return dict(zip(names, session.run(names, feeds), strict=True))
+
+        return run
+
     def warmup(self) -> None:
-        self.prepare([{}])
+        feeds = self.prepare([{}])
+        if self.raw_session is not None:
+            self.infer_fn(lambda f: f)(feeds)
+        LOG.info("CTR featurization: %s", "inside model_raw.onnx" if self.raw_session is not None else "Python")
+
+    def close(self) -> None:
+        self.raw_session = None
 
 
 TASK = CtrTask

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 Tensors = dict[str, np.ndarray]
+InferFn = Callable[[Tensors], Tensors]
 Req = TypeVar("Req", bound=BaseModel)
 T = TypeVar("T", bound="Task")
 Handler = Callable[[Any, "Call[Any]"], Awaitable[dict[str, Any]]]
@@ -204,6 +205,11 @@ class Task(ABC):
     def prepare(self, rows: list[Any]) -> Tensors:
         """Worker thread: the rows of a whole batch -> model inputs (plus ``_``-prefixed per-row side outputs)."""
         raise NotImplementedError(f"{type(self).__name__} does not batch raw rows")
+
+    def infer_fn(self, runtime_infer: InferFn) -> InferFn:
+        """What the batcher calls with ``prepare``'s tensors: the version's runtime, unless the task runs a graph
+        of its own (e.g. featurization fused into the model, fed raw values)."""
+        return runtime_infer
 
     def warmup(self) -> None:
         """Loader thread, after the runtime's own warm-up: exercise ``prepare`` once so the first request is warm."""

@@ -196,12 +196,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def oos_scores(logits: np.ndarray) -> np.ndarray:
     """Out-of-scope score per row: ``1 - max softmax probability`` (higher = more likely out of scope)."""
-    return 1.0 - softmax(logits).max(axis=-1)
+    out: np.ndarray = 1.0 - softmax(logits).max(axis=-1)
+    return out
 
 
 @dataclass(frozen=True)

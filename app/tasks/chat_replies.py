@@ -91,8 +91,8 @@ def extract_entities(message: str, gazetteer: Mapping[str, Sequence[str]] | None
             if values:
                 found[kind] = values[0]
                 break
-    for kind, values in (gazetteer or {}).items():
-        for v in sorted(values, key=len, reverse=True):
+    for kind, known in (gazetteer or {}).items():
+        for v in sorted(known, key=len, reverse=True):
             m = re.search(rf"\b{re.escape(v)}\b", message, re.I)
             if m:
                 found.setdefault(kind, m.group(0) if kind != "account_type" else v)
@@ -110,6 +110,7 @@ def fill_placeholders(template: str, message: str, company: Mapping[str, str] | 
     entities = extract_entities(message, gazetteer)
     facts = {**DEFAULT_COMPANY, **{normalise_label(k): v for k, v in (company or {}).items()}}
     missing: list[str] = []
+    template = drop_redundant_facts(template, facts)
 
     def repl(m: re.Match[str]) -> str:
         label = m.group(1).strip()
@@ -130,6 +131,101 @@ def fill_placeholders(template: str, message: str, company: Mapping[str, str] | 
     return text, tuple(missing)
 
 
+# words that, just before "at {{fact}}", already name that fact ("call our hotline at {{Phone}}")
+_FACT_NOUNS = {"phone": {"line", "hotline", "helpline", "number", "phone", "call", "calling"},
+               "email": {"email", "e-mail", "address", "inbox"}, "website": {"website", "site", "page"}}
+_STOP = {"our", "the", "your", "a", "an", "of", "to", "and", "or", "during", "on", "at", "by", "via", "us"}
+_FACT_AFTER_PREP = re.compile(r"(\s+(?:at|on|via))?\s+\{\{([^{}]+)\}\}")
+
+
+def _fact_kind(label: str) -> str | None:
+    for kind in ("phone", "email"):
+        if kind in label:
+            return kind
+    return "website" if "website" in label or "url" in label else None
+
+
+def drop_redundant_facts(template: str, facts: Mapping[str, str]) -> str:
+    """Drop ``at {{fact}}`` (or an apposition ``number {{fact}}``) when the words before it already say what the
+    fact's text would say.
+
+    A descriptive company fact ("our customer support line", no digits, no address) after "calling our
+    customer support hotline at" only repeats the phrase ("... hotline at our customer support line"); a real
+    phone number or address (digits, '@', '.') is always kept, since it adds information.
+    """
+    def repl(m: re.Match[str]) -> str:
+        label = normalise_label(m.group(2))
+        value, kind = facts.get(label), _fact_kind(label)
+        if value is None or kind is None or re.search(r"[\d@.]", value):
+            return m.group(0)
+        # "hotline at {{Phone}}": the last 4 words; "our phone number {{Phone}}" (apposition): the last word
+        before = set(re.findall(r"[a-z-]+", m.string[:m.start()].lower())[-4 if m.group(1) else -1:])
+        said = (_FACT_NOUNS[kind] | set(re.findall(r"[a-z-]+", value.lower()))) - _STOP
+        return "" if before & said else m.group(0)
+
+    return _FACT_AFTER_PREP.sub(repl, template)
+
+
+# ---- small talk: a message that is only a greeting, thanks or goodbye gets a proper answer, not a handoff ----
+_SMALL_TALK: dict[str, tuple[re.Pattern[str], str]] = {
+    "greeting": (re.compile(r"(?:hi+|hello+|hey+|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
+                            r"(?: there| team| all| everyone)?"), "Hello! How can I help you today?"),
+    "thanks": (re.compile(r"(?:(?:ok(?:ay)? |great |perfect )?(?:thanks?|thank you|thx|ty|cheers)"
+                          r"(?: (?:so|very) much| a lot| again)?|much appreciated)"),
+               "You're welcome! Is there anything else I can help you with?"),
+    "goodbye": (re.compile(r"(?:bye|goodbye|bye bye|see you|see ya|have a (?:nice|good|great) day)"),
+                "Goodbye, and thank you for contacting us!"),
+}
+
+
+def small_talk(message: str) -> tuple[str, str] | None:
+    """``(kind, reply)`` when the whole message is a greeting, thanks or goodbye (punctuation and emoji ignored)."""
+    text = " ".join(re.sub(r"[^\w\s']", " ", message.lower()).split())
+    for kind, (rx, reply) in _SMALL_TALK.items():
+        if rx.fullmatch(text):
+            return kind, reply
+    return None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the service says to one message: ``kind`` is small_talk, handoff, retrieved or intent_only."""
+
+    reply: str | None
+    handoff: bool
+    kind: str
+    missing: tuple[str, ...] = ()
+
+
+def compose_reply(message: str, intent: str, confidence: float, *, threshold: float, template: str | None,
+                  handoff_reply: str, handoff_intents: Sequence[str] = (), has_replies: bool = True,
+                  company: Mapping[str, str] | None = None,
+                  gazetteer: Mapping[str, Sequence[str]] | None = None) -> Answer:
+    """The reply rules, in order (one place, so serving and tests agree):
+
+    1. a message that is only small talk (hello, thanks, bye) gets its answer, never a handoff;
+    2. confidence below the version's threshold -> the handoff message, handed off;
+    3. a handoff intent (e.g. contact_human_agent) -> the handoff message, handed off (never a self-service
+       text next to ``handoff: true``);
+    4. a version without a responses file -> no reply text: intent + confidence + handoff only;
+    5. an intent without templates -> the handoff message, handed off;
+    6. else the retrieved template, slot-filled (``missing`` = slots the customer still has to give).
+
+    ``template`` is ``ReplyIndex.best(embedding, intent)`` (None when the index has nothing for the intent).
+    """
+    talk = small_talk(message)
+    if talk is not None:
+        return Answer(talk[1], False, "small_talk")
+    if confidence < threshold or intent in handoff_intents:
+        return Answer(handoff_reply, True, "handoff")
+    if not has_replies:
+        return Answer(None, False, "intent_only")
+    if template is None:
+        return Answer(handoff_reply, True, "handoff")
+    text, missing = fill_placeholders(template, message, company, gazetteer)
+    return Answer(text, False, "retrieved", missing)
+
+
 @dataclass
 class ReplyIndex:
     """Per-intent instruction embeddings (unit norm) and their response templates, rows grouped by intent."""
@@ -141,6 +237,11 @@ class ReplyIndex:
 
     def __post_init__(self) -> None:
         self._rows = {name: np.flatnonzero(self.intent_ids == i) for i, name in enumerate(self.intents)}
+
+    @property
+    def has_replies(self) -> bool:
+        """False for a version trained without a responses file (the service then gives no canned reply)."""
+        return len(self.templates) > 0
 
     def best(self, embedding: np.ndarray, intent: str) -> str | None:
         """Template of the known request closest (cosine) to ``embedding`` within ``intent``; None if it has none."""

@@ -20,7 +20,7 @@ from app.tasks.base import Route, Task
 
 LOG = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "shopinfer.tasks"
-BUILTIN_MODULES = ("app.tasks.ad_ctr", "app.tasks.chat_task")
+BUILTIN_MODULES = ("app.tasks.ad_ctr", "app.tasks.chat_task", "app.tasks.search", "app.tasks.recommend")
 """Each module exposes ``TASK``, its :class:`Task` subclass."""
 
 

@@ -1,14 +1,18 @@
-"""Bitext customer-support data: utterances with intents, instruction->response pairs, and the stated split.
+"""An intent data set as ``[data]`` describes it: utterances with intents, optional reply pairs, the split.
 
-Both files are pooled and de-duplicated (case- and whitespace-insensitive); no text has two intents. A few
-whole intents (``[data].oos_intents``) are held out of training entirely and become out-of-scope traffic:
-the bot must hand those messages to an agent instead of guessing. The in-scope utterances are split per
-intent with a seeded permutation (``[split]`` fractions), then capped per intent so CPU training stays bounded.
+Texts are de-duplicated (case- and whitespace-insensitive). A text carrying two labels is dropped (and
+counted), kept under its majority label, or an error, as ``[data].double_labels`` says. Out-of-scope traffic
+(``oos_intents`` held out whole, or rows labelled ``oos_label``) is never trained on: the bot must hand those
+messages to an agent. Without ``split_column`` the in-scope utterances are split per intent with a seeded
+permutation (``[split]`` fractions) and capped per intent so CPU training stays bounded; with it, the data
+set's own train/validation/test parts are used (training capped per intent, test rows never), so results can be
+compared with published figures.
 """
 
 from __future__ import annotations
 
-import csv
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,11 @@ from typing import Any
 import numpy as np
 
 from app.repository import sha256_file
+from compress.chat.tables import read_records
 from compress.config import ChatDataSection, SplitSection
 from compress.errors import DataError
+
+PARTS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -33,43 +40,33 @@ class Pair:
 
 @dataclass
 class ChatSplit:
-    """Texts and labels per part; ``oos`` holds held-out-intent messages (label -1) for the test AUROC."""
+    """Texts and labels per part; ``oos_test`` holds out-of-scope messages (label -1) for the test AUROC."""
 
     intents: list[str]
     texts: dict[str, list[str]] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     oos_test: list[str] = field(default_factory=list)
     train_pool: list[str] = field(default_factory=list)  # every in-scope training-fraction text (uncapped): vocabulary
+    labels_report: dict[str, Any] = field(default_factory=dict)  # double-label policy and counts
 
     def describe(self, data: ChatDataSection, split: SplitSection, files: list[dict[str, Any]]) -> dict[str, Any]:
+        own = bool(data.split_column)
         return {
-            "method": "pooled + de-duplicated Bitext utterances; whole intents held out as out-of-scope; "
-                      "per-intent seeded permutation (numpy default_rng) of the in-scope rest, capped per intent",
-            "seed": split.seed, "fractions": {"train": split.train, "validation": split.validation, "test": split.test},
+            "method": (f"the data set's own split (column {data.split_column!r}); training capped per intent, "
+                       "test rows never" if own else
+                       "pooled + de-duplicated utterances; per-intent seeded permutation (numpy default_rng) of the "
+                       "in-scope rest, capped per intent"),
+            "own_split": own, "seed": split.seed,
+            **({} if own else {"fractions": {"train": split.train, "validation": split.validation,
+                                             "test": split.test}}),
             "caps_per_intent": {"train": data.max_train_per_intent, "eval": data.max_eval_per_intent,
                                 "oos_test": data.max_oos_per_intent},
-            "oos_intents": list(data.oos_intents), "in_scope_intents": len(self.intents),
+            "oos_intents": list(data.oos_intents), "oos_label": data.oos_label, "in_scope_intents": len(self.intents),
+            "double_labels": self.labels_report,
             "rows": {**{k: len(v) for k, v in self.texts.items()}, "oos_test": len(self.oos_test),
                      "train_pool (student vocabulary)": len(self.train_pool)},
             "files": [Path(f["path"]).name for f in files],
         }
-
-
-def _read_csv(path: Path, need: list[str]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist: set [data].path in the config (or DATA_DIR) to the Bitext "
-                        "folder; the data are described in shared/data/chatbot/README.md")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # the 20k file starts with a BOM
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e})") from None
-    if not rows:
-        raise DataError(f"{path} has no rows")
-    missing = [c for c in need if c not in rows[0]]
-    if missing:
-        raise DataError(f"{path}: columns {missing} are missing (found {list(rows[0])})")
-    return rows
 
 
 def text_key(text: str) -> str:
@@ -78,65 +75,139 @@ def text_key(text: str) -> str:
 
 
 def read_pairs(data: ChatDataSection) -> list[Pair]:
-    alias = data.intent_aliases
-    rows = _read_csv(data.resolved_path() / data.pairs, ["instruction", "intent", "response"])
-    return [Pair(r["instruction"], alias.get(r["intent"], r["intent"]), r["response"], r.get("entity_type") or "",
-                 r.get("entity_value") or "") for r in rows]
+    """The responses file's pairs, or none when ``[data].pairs`` is empty."""
+    if not data.pairs:
+        return []
+    alias, d = data.intent_aliases, data
+    rows = read_records(data.resolved_path() / data.pairs, data.format,
+                        [d.pairs_text_column, d.pairs_label_column, d.response_column])
+    return [Pair(r[d.pairs_text_column], alias.get(r[d.pairs_label_column], r[d.pairs_label_column]),
+                 r[d.response_column], r.get("entity_type") or "", r.get("entity_value") or "") for r in rows]
 
 
-def read_utterances(data: ChatDataSection, pairs: list[Pair]) -> tuple[list[tuple[str, str]], int]:
-    """(text, intent) from the pairs file then the utterance file, first occurrence of each text kept;
-    and the utterance file's row count."""
-    alias = data.intent_aliases
-    rows = _read_csv(data.resolved_path() / data.utterances, ["utterance", "intent"])
-    seen: dict[str, str] = {}
-    out: list[tuple[str, str]] = []
-    for text, intent in [*((p.instruction, p.intent) for p in pairs),
-                         *((r["utterance"], alias.get(r["intent"], r["intent"])) for r in rows)]:
+def resolve_labels(rows: Sequence[tuple[str, str, str]], policy: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """One label per de-duplicated text (first occurrence's text and part kept); ``policy`` decides conflicts."""
+    counts: dict[str, Counter[str]] = {}
+    first: dict[str, tuple[str, str]] = {}
+    for text, intent, part in rows:
         key = text_key(text)
         if not key:
             continue
-        if key in seen:
-            if seen[key] != intent:
-                raise DataError(f"text {text!r} is labelled both {seen[key]!r} and {intent!r}")
+        counts.setdefault(key, Counter())[intent] += 1
+        first.setdefault(key, (text, part))
+    out: list[tuple[str, str, str]] = []
+    dropped = kept_majority = 0
+    for key, c in counts.items():
+        text, part = first[key]
+        if len(c) == 1:
+            out.append((text, next(iter(c)), part))
             continue
-        seen[key] = intent
-        out.append((text, intent))
-    unknown = [i for i in data.oos_intents if i not in set(seen.values())]
+        if policy == "error":
+            raise DataError(f"text {text!r} is labelled {sorted(c)}: set [data].double_labels = 'drop' or "
+                            "'majority'")
+        (top, n_top), *rest = c.most_common()
+        if policy == "majority" and n_top > rest[0][1]:
+            out.append((text, top, part))
+            kept_majority += 1
+        else:
+            dropped += 1
+    report = {"policy": policy, "texts_with_two_or_more_labels": dropped + kept_majority, "dropped": dropped,
+              "kept_majority": kept_majority}
+    return out, report
+
+
+class Utterances(list[tuple[str, str, str]]):
+    """(text, intent, part) rows, with the double-label policy's counts (recorded in the lineage)."""
+
+    def __init__(self, rows: Sequence[tuple[str, str, str]], labels_report: dict[str, Any]) -> None:
+        super().__init__(rows)
+        self.labels_report = labels_report
+
+
+def read_utterances(data: ChatDataSection, pairs: list[Pair]) -> tuple[Utterances, int]:
+    """(text, intent, part) per distinct text, and the utterance file's row count.
+
+    ``part`` is the data set's own split ('train'/'validation'/'test') with ``split_column``, else ''. Without
+    an own split, the pairs' instructions are training/evaluation texts too (listed first); with one, pairs are
+    only the reply corpus (they carry no split and would leak into the test part).
+    """
+    d, alias = data, data.intent_aliases
+    need = [d.text_column, d.label_column, *([d.split_column] if d.split_column else [])]
+    rows = read_records(data.resolved_path() / data.utterances, data.format, need)
+    parts = {v: k for k, v in d.split_values.items()}
+    tagged: list[tuple[str, str, str]] = []
+    if not d.split_column:
+        tagged += [(p.instruction, p.intent, "") for p in pairs]
+    for i, r in enumerate(rows):
+        part = ""
+        if d.split_column:
+            part = parts.get(r[d.split_column], "")
+            if not part:
+                raise DataError(f"{d.utterances} row {i + 1}: split value {r[d.split_column]!r} is not one of "
+                                f"[data].split_values {sorted(parts)}")
+        tagged.append((r[d.text_column], alias.get(r[d.label_column], r[d.label_column]), part))
+    out, report = resolve_labels(tagged, d.double_labels)
+    labels = {intent for _, intent, _ in out}
+    unknown = [i for i in d.oos_intents if i not in labels]
     if unknown:
         raise DataError(f"[data].oos_intents {unknown} are not intents of the data")
-    return out, len(rows)
+    if d.oos_label and d.oos_label not in labels:
+        raise DataError(f"[data].oos_label {d.oos_label!r} is not a label of the data")
+    return Utterances(out, report), len(rows)
 
 
-def split_utterances(utts: list[tuple[str, str]], data: ChatDataSection, split: SplitSection) -> ChatSplit:
-    """Hold out ``oos_intents``; split every in-scope intent train/validation/test by a seeded permutation."""
+def _is_oos(intent: str, data: ChatDataSection) -> bool:
+    return intent in data.oos_intents or (bool(data.oos_label) and intent == data.oos_label)
+
+
+def split_utterances(utts: Sequence[tuple[str, ...]], data: ChatDataSection, split: SplitSection) -> ChatSplit:
+    """Out-of-scope texts to the OOS test set; in-scope ones split (own split, or seeded per intent) and capped."""
     rng = np.random.default_rng(split.seed)
-    by_intent: dict[str, list[str]] = {}
-    for text, intent in utts:
-        by_intent.setdefault(intent, []).append(text)
-    intents = sorted(i for i in by_intent if i not in data.oos_intents)
-    out = ChatSplit(intents, {"train": [], "validation": [], "test": []})
-    labels: dict[str, list[int]] = {k: [] for k in out.texts}
+    own = bool(data.split_column)
+    by_intent: dict[str, dict[str, list[str]]] = {}
+    for text, intent, *rest in utts:
+        part = rest[0] if (own and rest) else ""
+        by_intent.setdefault(intent, {}).setdefault(part, []).append(text)
+    intents = sorted(i for i, parts in by_intent.items() if not _is_oos(i, data) and (not own or parts.get("train")))
+    if own:
+        untrained = sorted(i for i in by_intent if not _is_oos(i, data) and i not in intents)
+        if untrained:
+            raise DataError(f"intents {untrained} have no training rows in the data set's own split")
+    out = ChatSplit(intents, {k: [] for k in PARTS}, labels_report=getattr(utts, "labels_report", {}))
+    labels: dict[str, list[int]] = {k: [] for k in PARTS}
     cap_eval = data.max_eval_per_intent
-    caps = {"train": data.max_train_per_intent, "validation": cap_eval, "test": cap_eval}
+    caps = {"train": data.max_train_per_intent, "validation": cap_eval, "test": None if own else cap_eval}
     for c, intent in enumerate(intents):
-        texts = by_intent[intent]
-        perm = rng.permutation(len(texts))
-        n_train, n_val = int(round(len(texts) * split.train)), int(round(len(texts) * split.validation))
-        parts = {"train": perm[:n_train], "validation": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
-        out.train_pool.extend(texts[i] for i in parts["train"])
-        for k, idx in parts.items():
-            chosen = [texts[i] for i in idx[:caps[k]]]
+        chosen_parts = _own_parts(by_intent[intent], rng) if own else _seeded_parts(by_intent[intent][""], split, rng)
+        out.train_pool.extend(chosen_parts["train"])
+        for k, texts in chosen_parts.items():
+            chosen = texts[:caps[k]] if caps[k] is not None else texts
             out.texts[k].extend(chosen)
             labels[k].extend([c] * len(chosen))
-    for intent in sorted(data.oos_intents):
-        texts = by_intent[intent]
-        out.oos_test.extend(texts[i] for i in rng.permutation(len(texts))[:data.max_oos_per_intent])
+    for intent in sorted(i for i in by_intent if _is_oos(i, data)):
+        texts = by_intent[intent].get("test" if own else "", [])
+        out.oos_test.extend(texts[i] for i in rng.permutation(len(texts))[:None if own else data.max_oos_per_intent])
     out.labels = {k: np.array(v, dtype=np.int64) for k, v in labels.items()}
+    return out
+
+
+def _seeded_parts(texts: list[str], split: SplitSection, rng: np.random.Generator) -> dict[str, list[str]]:
+    perm = rng.permutation(len(texts))
+    n_train, n_val = round(len(texts) * split.train), round(len(texts) * split.validation)
+    idx = {"train": perm[:n_train], "validation": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
+    return {k: [texts[i] for i in v] for k, v in idx.items()}
+
+
+def _own_parts(parts: dict[str, list[str]], rng: np.random.Generator) -> dict[str, list[str]]:
+    """The data set's parts; training and validation shuffled (seeded) so their caps take a random subset."""
+    out = {}
+    for k in PARTS:
+        texts = parts.get(k, [])
+        out[k] = texts if k == "test" else [texts[i] for i in rng.permutation(len(texts))]
     return out
 
 
 def file_records(data: ChatDataSection, rows: dict[str, int]) -> list[dict[str, Any]]:
     root = data.resolved_path()
-    return [{"path": str(root / name), "sha256": sha256_file(root / name), "rows": rows[name]}
-            for name in (data.utterances, data.pairs)]
+    names = [data.utterances, *([data.pairs] if data.pairs else [])]
+    return [{"path": str(root / name), "sha256": sha256_file(root / name), "rows": rows[name]} for name in names]

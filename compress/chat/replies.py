@@ -70,6 +70,8 @@ def select_pairs(pairs: Sequence[Pair], intents: Sequence[str], per_intent: int,
 def build_index(pairs: Sequence[Pair], intents: list[str], embed: Callable[[list[str]], np.ndarray]) -> ReplyIndex:
     """Embed the pairs' instructions with the version's own model (same embedding space as its requests)."""
     pos = {name: i for i, name in enumerate(intents)}
+    if not pairs:  # no responses file: an empty index, so the service answers intent + confidence + handoff only
+        return ReplyIndex(np.zeros((0, 384), np.float32), np.zeros(0, np.int64), intents, [])
     emb = embed([p.instruction for p in pairs])
     return ReplyIndex(emb.astype(np.float32), np.array([pos[p.intent] for p in pairs], dtype=np.int64), intents,
                       [templatize(p) for p in pairs])

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from app.manifest import TensorSpec
+from app.manifest import IndexBounds, TensorSpec
 from app.tasks.ctr import CODE_VERSION, KIND, CtrFeaturizer
 from compress.config import CompressConfig
 from compress.data import Split, data_file_record, labels, read_table, split_rows
+from compress.errors import ConfigError
 from compress.metrics import binary_metrics
 
 PREPROCESS_FILE = "preprocess.json"
@@ -53,10 +54,13 @@ class CtrTask:
             return Arrays(x["dense"], x["sparse"], y[idx])
 
         self.data = {k: arrays(getattr(self.split, k)) for k in ("train", "validation", "test")}
+        test_raw = take(self.split.test)  # raw test rows, for checking the published raw-input graph
+        self.test_records = [{c: v[i] for c, v in test_raw.items()} for i in range(len(self.split.test))]
         self.data_file = data_file_record(d, len(y))
-        self.inputs = [
-            TensorSpec(name="dense", dtype="FP32", shape=[-1, len(d.dense)]),
-            TensorSpec(name="sparse", dtype="INT64", shape=[-1, len(d.categorical)]),
+        self.inputs = [  # an all-categorical or all-numeric log has one input only
+            *([TensorSpec(name="dense", dtype="FP32", shape=[-1, len(d.dense)])] if d.dense else []),
+            *([TensorSpec(name="sparse", dtype="INT64", shape=[-1, len(d.categorical)],  # ids < table rows per field
+                          index_bounds=IndexBounds(high=self.featurizer.cardinalities))] if d.categorical else []),
         ]
 
     def baseline(self) -> dict[str, float]:
@@ -99,6 +103,8 @@ class CtrTask:
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
         from compress.ctr.model import RowwiseInt8Embedding
 
+        if model.embedding is None:
+            raise ConfigError("candidate step emb_int8 needs categorical columns; [data].categorical is empty")
         m = copy.deepcopy(model)
         m.embedding = RowwiseInt8Embedding(m.embedding.weight)
         return m, {"embedding": "row-wise int8, fp16 scale per row (symmetric)"}
@@ -117,9 +123,17 @@ class CtrTask:
         def batches() -> Iterator[dict[str, np.ndarray]]:
             for i in range(0, n, q.calibration_batch):
                 j = min(i + q.calibration_batch, n)
-                yield {"dense": train.dense[i:j], "sparse": train.sparse[i:j]}
+                yield {k: v[i:j] for k, v in train.feeds().items()}
 
         return batches
+
+    def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
+        """``model_raw.onnx`` (role ``raw_model``): featurization inside the graph, checked on every test row."""
+        from compress.ctr.feature_graph import write_raw_model
+
+        if not (self.cfg.data.dense and self.cfg.data.categorical):  # the raw graph feeds both model inputs
+            return {}
+        return write_raw_model(self.featurizer, model_path, version_dir, check_records=self.test_records)
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         self.featurizer.save(version_dir / PREPROCESS_FILE)

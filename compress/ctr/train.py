@@ -23,7 +23,8 @@ class Arrays:
     y: np.ndarray
 
     def feeds(self) -> dict[str, np.ndarray]:
-        return {"dense": self.dense, "sparse": self.sparse}
+        """Model inputs; a part without columns (all-categorical or all-numeric log) is no input."""
+        return {k: v for k, v in (("dense", self.dense), ("sparse", self.sparse)) if v.shape[1]}
 
     def __len__(self) -> int:
         return len(self.y)
@@ -36,7 +37,7 @@ def predict(model: nn.Module, data: Arrays, batch: int = 4096) -> np.ndarray:
         for i in range(0, len(data), batch):
             d = torch.from_numpy(data.dense[i : i + batch])
             s = torch.from_numpy(data.sparse[i : i + batch])
-            out.append(model(d, s).numpy().reshape(-1))
+            out.append(torch.sigmoid(model.logit(d, s)).numpy().reshape(-1))  # type: ignore[operator]
     return np.concatenate(out)
 
 

@@ -139,3 +139,22 @@ async def test_unexpected_errors_are_a_logged_generic_500(
 
 def test_service_error_is_not_http_aware() -> None:
     assert not hasattr(ServiceError("x"), "status_code")
+
+
+async def test_graph_and_python_featurization_give_the_same_scores(ctr_repo: Path) -> None:
+    """``model_raw.onnx`` (featurization inside the graph, the default) and the reference Python featurizer +
+    ``model.onnx`` answer the same request identically; odd values take the same path to the same answer."""
+    records = raw_records(300, 9000)
+    records[0] = {**records[0], "I1": "12", "C1": 5.0, "C2": "  padded  ", "I2": None}
+    body = {"candidates": [{"ad_id": str(i), "features": r} for i, r in enumerate(records)]}
+    scores = {}
+    for mode in ("graph", "python"):
+        async with running_app(ctr_repo, ctr_featurize=mode) as svc:
+            task = svc.app.state.service.registry.resolve("ad-ctr").task
+            assert task.mode == mode
+            r = await svc.client.post("/v1/ads/ctr", json=body)
+            assert r.status_code == 200, r.text
+            scores[mode] = np.array([s["pctr"] for s in r.json()["scores"]])
+            bad = await svc.client.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "x", "features": {"I1": "abc"}}]})
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_feature"
+    np.testing.assert_allclose(scores["graph"], scores["python"], atol=1e-6, rtol=0)

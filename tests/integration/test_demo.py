@@ -3,6 +3,8 @@ built (so the service can still run), the chatbot is skipped, and a second call 
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,23 @@ from compress.demo import ensure_demo_models
 def test_demo_without_data_builds_a_labelled_synthetic_ctr_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the synthetic log is written
+    caplog.set_level(logging.INFO, logger="compress.stage")
     built = ensure_demo_models(tmp_path / "repo")
-    assert len(built) == 1 and built[0].startswith("ad-ctr")
+    assert len(built) == 1 and built[0].startswith("ad-ctr (SYNTHETIC data")
+    assert f"{tmp_path / 'repo' / 'ad-ctr' / '2'}" in built[0] and "gate passed: auc" in built[0]
     assert list_versions(tmp_path / "repo", "chat-intent") == []
     assert "skipping chat-intent" in caplog.text and "SYNTHETIC" in caplog.text
+    assert "${DATA_DIR}" not in caplog.text and str(tmp_path / "no-data-here" / "ctr") in caplog.text
+    assert "[ad-ctr " in caplog.text and "candidate 2/" in caplog.text and "ETA" in caplog.text  # stage lines
+    left = sorted(p.name for p in scratch.iterdir())
+    assert not [n for n in left if n.startswith("demo-data-")], f"the synthetic log was left behind: {left}"
     versions = list_versions(tmp_path / "repo", "ad-ctr")
-    _, manifest = load_verified(tmp_path / "repo", "ad-ctr", versions[-1])
-    assert "SYNTHETIC" in manifest.lineage.data_files[0].path
+    for v in versions:
+        _, manifest = load_verified(tmp_path / "repo", "ad-ctr", v)
+        assert manifest.lineage.split["synthetic"] is True
+        assert "SYNTHETIC" in manifest.lineage.data_files[0].path
+    assert manifest.recipe["selection"]["rule"]["tie_break"]
     assert ensure_demo_models(tmp_path / "repo") == []

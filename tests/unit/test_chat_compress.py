@@ -27,7 +27,7 @@ def test_chat_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     cases = {
         text.replace("[distill]\n", "[distill]\nlayerz = 2\n"): "distill.layerz: unknown key",
         text.replace('oos_intents = ["check_cancellation_fee", "newsletter_subscription", "review"]', ""):
-            "data.oos_intents: Field required",
+            "data: Value error, name the out-of-scope data: data.oos_intents",
         text.replace("target_coverage = 0.95", "target_coverage = 1.5"): "reply.target_coverage",
     }
     for body, expected in cases.items():
@@ -38,7 +38,7 @@ def test_chat_config_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_missing_chat_data_folder_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", str(CHAT), "--repo", str(tmp_path / "repo"), "--data", str(tmp_path / "nowhere")])
+    code = main(["-q", "run", str(CHAT), "--repo", str(tmp_path / "repo"), "--data", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "does not exist" in err and "[data].path" in err
     assert not (tmp_path / "repo" / "chat-intent").exists() or not any((tmp_path / "repo" / "chat-intent").iterdir())
@@ -98,3 +98,39 @@ def test_student_maps_pruned_tokens_to_unk() -> None:
         logits, emb = student(ids, mask)
     assert logits.shape == (2, 3) and torch.allclose(emb[0], emb[1])
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_double_labels_are_dropped_counted_or_kept_by_majority() -> None:
+    from compress.chat.data import resolve_labels
+    from compress.errors import DataError
+
+    rows = [("Cancel it", "cancel", ""), ("cancel  IT", "cancel", ""), ("cancel it", "refund", ""),
+            ("where is it", "track", ""), ("Where is it", "refund", ""), ("hi", "greet", "")]
+    dropped, report = resolve_labels(rows, "drop")
+    assert dropped == [("hi", "greet", "")] and report["dropped"] == 2 and report["kept_majority"] == 0
+    majority, report = resolve_labels(rows, "majority")  # 2 x cancel beat 1 x refund; track/refund is a tie
+    assert majority == [("Cancel it", "cancel", ""), ("hi", "greet", "")] and report["kept_majority"] == 1
+    with pytest.raises(DataError, match="double_labels"):
+        resolve_labels(rows, "error")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl"])
+def test_every_format_reads_the_same_records(tmp_path: Path, fmt: str) -> None:
+    import json
+
+    from compress.chat.tables import read_records
+    from compress.errors import DataError
+
+    rows = [{"text": "cancel, please", "label": "cancel"}, {"text": "where is it", "label": "track"}]
+    path = tmp_path / f"d.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(rows))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        sep = "," if fmt == "csv" else "\t"
+        path.write_text(f"text{sep}label\n" + "".join(
+            (f'"{r["text"]}"' if fmt == "csv" else r["text"]) + f"{sep}{r['label']}\n" for r in rows))
+    assert read_records(path, "auto", ["text", "label"]) == rows
+    with pytest.raises(DataError, match=r"columns \['utterance'\] are missing"):
+        read_records(path, "auto", ["utterance"])

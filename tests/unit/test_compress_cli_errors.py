@@ -15,7 +15,7 @@ CONFIG = (PROJECT_ROOT / "compress" / "configs" / "ad_ctr.toml").read_text()
 def run_cli(tmp_path: Path, config_text: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
     cfg = tmp_path / "c.toml"
     cfg.write_text(config_text)
-    code = main(["run", str(cfg), "--repo", str(tmp_path / "repo"), *extra])
+    code = main(["-q", "run", str(cfg), "--repo", str(tmp_path / "repo"), *extra])  # -q: no stage lines
     err = capsys.readouterr().err.strip()
     assert not (tmp_path / "repo" / "ad-ctr").exists() or not any((tmp_path / "repo" / "ad-ctr").iterdir())
     return code, err

@@ -1,0 +1,166 @@
+"""``inference.GRPCInferenceService``: the KServe v2 / Open Inference Protocol over gRPC (plus Triton's
+ModelConfig and repository extensions), on the same data plane as ``/v2/...`` over HTTP.
+
+Every RPC maps the service's coded errors through :mod:`app.grpc.status`; inference is counted and timed under
+``endpoint="grpc_v2_infer"``.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from grpc import aio
+
+from app.errors import ServiceError
+from app.grpc import calls, status
+from app.grpc.generated import grpc_service_pb2 as pb
+from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from app.grpc.generated import model_config_pb2 as config_pb
+from app.grpc.tensors import decode_infer_request, encode_infer_response
+from app.service import InferenceService
+from app.supervisor import HEALTH
+
+EXTENSIONS = ["model_repository", "model_configuration", "parameters"]
+INFER_ENDPOINT = "grpc_v2_infer"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("shopinfer")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def server_ready(svc: InferenceService) -> bool:
+    """Every required model has a READY version (the rule of ``/v2/health/ready``)."""
+    registry = svc.registry
+    return all(registry.ready_versions(m) for m in registry.required)
+
+
+def model_config(svc: InferenceService, model: str, version: int | None) -> config_pb.ModelConfig:
+    """The batching-relevant part of Triton's model config, from the version's manifest and batch settings."""
+    mv = svc.registry.resolve(model, version)
+    manifest = mv.manifest
+    batched = all(s.shape and s.shape[0] == -1 for s in [*manifest.inputs, *manifest.outputs])
+    batch = svc.registry.batch_config(manifest)
+    cfg = config_pb.ModelConfig(
+        name=model, platform=svc.model_metadata(model, version)["platform"], backend="onnxruntime",
+        max_batch_size=batch.max_batch_rows if batched else 0,
+    )  # fmt: skip
+    for spec in manifest.inputs:
+        cfg.input.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[1:] if batched else spec.shape)
+    for spec in manifest.outputs:
+        cfg.output.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[1:] if batched else spec.shape)
+    if batched:
+        cfg.dynamic_batching.max_queue_delay_microseconds = batch.max_queue_delay_us
+    return cfg
+
+
+def model_config_json(svc: InferenceService, model: str, version: int | None) -> dict[str, Any]:
+    """The same config as Triton's HTTP ``GET /v2/models/{model}/config`` body (ints stay ints), for the HTTP API
+    (perf_analyzer over HTTP reads it before its first request)."""
+    cfg = model_config(svc, model, version)
+
+    def tensors(items: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "data_type": config_pb.DataType.Name(t.data_type), "dims": list(t.dims)} for t in items]
+
+    doc: dict[str, Any] = {"name": cfg.name, "platform": cfg.platform, "backend": cfg.backend,
+                           "max_batch_size": cfg.max_batch_size, "input": tensors(cfg.input), "output": tensors(cfg.output)}  # fmt: skip
+    if cfg.HasField("dynamic_batching"):
+        doc["dynamic_batching"] = {"max_queue_delay_microseconds": cfg.dynamic_batching.max_queue_delay_microseconds}
+    return doc
+
+
+def _data_type(datatype: str) -> Any:
+    return config_pb.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}")
+
+
+class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Thin adapters: decode the message, call the service, encode; errors become gRPC statuses."""
+
+    def __init__(self, svc: InferenceService) -> None:
+        self.svc = svc
+        self.version = _package_version()
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: aio.ServicerContext) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=HEALTH.live)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: aio.ServicerContext) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=server_ready(self.svc))
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: aio.ServicerContext) -> pb.ModelReadyResponse:
+        try:
+            return pb.ModelReadyResponse(ready=self.svc.model_ready(request.name, calls.parse_version(request.version)))
+        except ServiceError as e:
+            await status.abort(context, e)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        name = self.svc.settings.server_name
+        return pb.ServerMetadataResponse(name=name, version=self.version, extensions=EXTENSIONS)
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        try:
+            meta = self.svc.model_metadata(request.name, calls.parse_version(request.version))
+        except ServiceError as e:
+            await status.abort(context, e)
+        resp = pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
+        for t in meta["inputs"]:
+            resp.inputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        for t in meta["outputs"]:
+            resp.outputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        return resp
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: aio.ServicerContext) -> pb.ModelConfigResponse:
+        try:
+            return pb.ModelConfigResponse(config=model_config(self.svc, request.name, calls.parse_version(request.version)))
+        except ServiceError as e:
+            await status.abort(context, e)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: aio.ServicerContext) -> pb.ModelInferResponse:
+        svc = self.svc
+        meta = calls.metadata(context)
+        rid = calls.request_id(meta)
+        try:
+            with svc.observe(INFER_ENDPOINT, request.model_name) as obs:
+                opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
+                version = calls.parse_version(request.model_version)
+                req = decode_infer_request(request)
+                mv, outputs = await svc.infer(request.model_name, version, req, opts, obs)
+                return encode_infer_response(request.model_name, mv.version, outputs, req)
+        except ServiceError as e:
+            await status.abort(context, e)
+        except Exception as e:
+            await status.abort_internal(context, e, "ModelInfer", rid)
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        resp = pb.RepositoryIndexResponse()
+        for e in self.svc.repository_index(request.ready):
+            resp.models.add(name=e["name"], version=e["version"], state=e["state"], reason=e["reason"])
+        return resp
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        try:
+            calls.require_admin(self.svc.settings.admin_token, calls.metadata(context))
+            await self.svc.registry.load_model(request.model_name)
+        except ServiceError as e:
+            await status.abort(context, e)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        try:
+            calls.require_admin(self.svc.settings.admin_token, calls.metadata(context))
+            await self.svc.registry.unload_model(request.model_name)
+        except ServiceError as e:
+            await status.abort(context, e)
+        return pb.RepositoryModelUnloadResponse()

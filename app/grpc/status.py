@@ -1,0 +1,71 @@
+"""One table from the service's error tree to gRPC status codes, and the abort that carries the coded error.
+
+Every failure answers with a status code, the human message as status details, and trailing metadata
+``shopinfer-error-code`` (the same machine-readable code the REST body carries). Overload is
+``RESOURCE_EXHAUSTED`` with ``retry-after-ms`` metadata and a ``google.rpc.RetryInfo`` in the rich status
+(``grpc-status-details-bin``), so clients with a retry policy back off as long as HTTP's ``Retry-After`` says.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc import aio
+
+from app.errors import Overloaded, ServiceError
+
+LOG = logging.getLogger("app.grpc")
+ERROR_CODE_KEY = "shopinfer-error-code"
+RETRY_AFTER_KEY = "retry-after-ms"
+
+BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.INVALID_ARGUMENT,  # too many candidates / too long: fix the request, do not retry
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,  # model loading / draining / wrong task: another replica may serve it
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+"""The whole mapping; :class:`Overloaded` (HTTP 503 + Retry-After) is RESOURCE_EXHAUSTED + RetryInfo instead."""
+
+
+def grpc_code(exc: ServiceError) -> grpc.StatusCode:
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return BY_HTTP_STATUS.get(exc.status, grpc.StatusCode.INTERNAL if exc.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata for ``exc``: its code, and for overload the back-off (plain and as google.rpc.RetryInfo)."""
+    meta: list[tuple[str, str | bytes]] = [(ERROR_CODE_KEY, exc.code)]
+    if isinstance(exc, Overloaded):
+        delay_ms = max(1, round(exc.retry_after_s * 1000))
+        meta.append((RETRY_AFTER_KEY, str(delay_ms)))
+        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay_ms // 1000, nanos=delay_ms % 1000 * 1_000_000))
+        detail = any_pb2.Any()
+        detail.Pack(retry)
+        rich = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=exc.message, details=[detail])
+        meta.append(("grpc-status-details-bin", rich.SerializeToString()))
+    return tuple(meta)
+
+
+async def abort(context: aio.ServicerContext, exc: ServiceError) -> NoReturn:
+    """End the RPC with ``exc`` mapped through :data:`BY_HTTP_STATUS` (raises ``grpc.aio.AbortError``)."""
+    context.set_trailing_metadata(trailers(exc))
+    await context.abort(grpc_code(exc), exc.message)
+    raise AssertionError("unreachable")  # pragma: no cover - context.abort always raises
+
+
+async def abort_internal(context: aio.ServicerContext, exc: BaseException, method: str, request_id: str) -> NoReturn:
+    """An unexpected exception: logged with the request id, answered INTERNAL without leaking details."""
+    LOG.error("unhandled error in %s; request_id=%s", method, request_id, exc_info=exc)
+    await abort(context, ServiceError(f"internal error (request id {request_id})"))

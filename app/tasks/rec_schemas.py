@@ -1,0 +1,52 @@
+"""Request/response models of ``/v1/recommend`` and ``/v1/events``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ItemId = str
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=128,
+                                description="read the user's recent history from the feature store")
+    history: list[ItemId] | None = Field(default=None, max_length=1000,
+                                         description="item ids, newest first (anonymous sessions); overrides the store")
+    k: int = Field(default=10, ge=1, le=100)
+    exclude: list[ItemId] = Field(default=[], description="item ids never to return")
+    exclude_purchased: bool = Field(default=False, description="drop items the user has purchased (feature store)")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    title: str
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendedItem]
+    model: str
+    version: int
+    degraded: bool = Field(description="the feature store did not answer: request history or popularity only")
+    history_source: Literal["request", "store", "none"]
+    history_used: int = Field(description="history items the model read")
+    unknown_items: list[str] = Field(description="request history/exclude ids not in this version's catalogue")
+
+
+class EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=128)
+    type: Literal["view", "cart", "purchase"]
+    ts: float | None = Field(default=None, ge=0, description="epoch seconds (informational)")
+
+
+class EventResponse(BaseModel):
+    stored: bool
+    degraded: bool
+    backend: str

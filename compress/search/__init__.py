@@ -1,0 +1,1 @@
+"""Search ranking: graded query-product judgments, MiniLM cross-encoder teacher, distilled student."""

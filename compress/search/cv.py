@@ -1,0 +1,80 @@
+"""k-fold cross-validation over queries: how noisy is a 25-query NDCG@10?
+
+Each fold's queries are held out in turn (folds from ``[split]``: the seeded query permutation, position mod k);
+the teacher is fine-tuned on the other folds with the config's ``[train]`` settings, and it and both baselines are
+scored on the held-out fold. Prints mean and standard deviation over folds; ``--json`` writes the numbers.
+
+    python -m compress.search.cv compress/configs/search.toml --json /tmp/search-cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.config import SearchConfig, load_config
+from compress.search.baselines import bm25_lists, minilm_lists, per_query_ndcg
+from compress.search.task import SearchTask
+
+log = logging.getLogger("compress")
+
+
+def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
+    """Per-fold mean NDCG@k of BM25, zero-shot MiniLM and (``models``) the fine-tuned teacher."""
+    from compress.chat.train import torch_threads
+    from compress.search.model import load_cross_encoder
+    from compress.search.train import fine_tune, score
+
+    task = SearchTask(cfg)
+    task.prepare()
+    n = len(task.data.lists)
+    everyone = list(range(n))
+    bm25 = per_query_ndcg(task, everyone, bm25_lists(task, everyone))
+    minilm = per_query_ndcg(task, everyone, minilm_lists(task, everyone))
+    folds = np.asarray(task.split.folds)
+    out: dict[str, list[float]] = {"bm25": [], "minilm": [], "teacher": []}
+    t = cfg.train
+    for k in range(cfg.split.folds):
+        held = [q for q in everyone if folds[q] == k]
+        out["bm25"].append(float(bm25[held].mean()))
+        out["minilm"].append(float(minilm[held].mean()))
+        if models:
+            train = [q for q in everyone if folds[q] != k]
+            if cfg.split.max_train_queries is not None:
+                train = train[:cfg.split.max_train_queries]
+            with torch_threads(t.threads):
+                model = load_cross_encoder(task.weights, t.layers)
+                fine_tune(model, task.lists(train), epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
+                          temperature=t.temperature, seed=t.seed)
+                part = task.lists(held)
+                out["teacher"].append(task.part_metrics(score(model, part.seqs), part)[f"ndcg_{cfg.rank.ndcg_k}"])
+        log.info("fold %d/%d: %s", k + 1, cfg.split.folds, {m: v[-1] for m, v in out.items() if v})
+    return {"folds": cfg.split.folds, "per_fold": out,
+            "summary": {m: {"mean": round(float(np.mean(v)), 5), "std": round(float(np.std(v, ddof=1)), 5)}
+                        for m, v in out.items() if len(v) > 1}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", type=Path)
+    p.add_argument("--baselines-only", action="store_true", help="skip the per-fold teacher training")
+    p.add_argument("--json", type=Path, help="write the per-fold numbers here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config(args.config)
+    if not isinstance(cfg, SearchConfig):
+        raise SystemExit(f"{args.config} is not a search_rank config")
+    res = cross_validate(cfg, models=not args.baselines_only)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+    for m, s in res["summary"].items():
+        print(f"{m}: NDCG@{cfg.rank.ndcg_k} {s['mean']:.4f} ± {s['std']:.4f} (std over {res['folds']} query folds)")
+
+
+if __name__ == "__main__":
+    main()

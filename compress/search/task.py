@@ -1,0 +1,218 @@
+"""Search ranking task adapter: judged query-product lists, fine-tuned MiniLM cross-encoder, distilled student.
+
+Model: ``input_ids``/``attention_mask`` INT64 [-1,-1] (``[CLS] query [SEP] product [SEP]``) -> ``score`` [-1, 1].
+Metrics are per query (NDCG@k, MRR) over the test queries' judged lists; a published version carries the
+tokenizer, its limits (``search.json``) and the catalogue's product text (pre-tokenised when it loads).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.manifest import TensorSpec
+from app.tasks.search_text import (
+    CATALOGUE_FILE,
+    CODE_VERSION,
+    KIND,
+    STATE_FILE,
+    TOKENIZER_FILE,
+    PairEncoder,
+    SearchState,
+    pad_pairs,
+    product_text,
+    write_catalogue,
+)
+from compress.config import SearchConfig
+from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
+from compress.search.metrics import ranking_metrics
+from compress.search.train import Lists
+
+HIDDEN, HEADS = 384, 12
+SPECIAL_TOKENS = (0, 100, 101, 102, 103)
+log = logging.getLogger("compress")
+
+
+class SearchTask:
+    """The ``search_rank`` adapter (see the module docstring)."""
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+        self.inputs = [TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
+                       TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1])]
+        self.outputs = [TensorSpec(name="score", dtype="FP32", shape=[-1, 1])]
+        self.fp32: Any = None
+        self.history: dict[str, Any] = {}
+
+    # ---- data ----
+    def prepare(self, version_dir: Path | None = None) -> None:
+        """Read the judgments, split by query, tokenise every product and query once."""
+        from compress.chat.task import teacher_files
+
+        c = self.cfg
+        self.data: SearchData = read_judgments(c.data)
+        self.split: QuerySplit = split_queries(len(self.data.lists), c.split)
+        self.weights, tok = teacher_files(c.train.weights)
+        self.tokenizer_file = version_dir / TOKENIZER_FILE if version_dir is not None else tok
+        self.enc = PairEncoder.from_file(self.tokenizer_file, c.rank.max_tokens, c.rank.max_query_tokens)
+        self.product_ids = list(self.data.catalogue)
+        texts = [product_text(self.data.catalogue[p], c.data.text_fields) for p in self.product_ids]
+        ptoks, _ = self.enc.products(texts)
+        self.product_tokens = dict(zip(self.product_ids, ptoks, strict=True))
+        qtoks, _ = self.enc.queries([j.query for j in self.data.lists])
+        self.query_tokens = qtoks
+        self.parts = {"train": self.lists(self.split.train), "validation": self.lists(self.split.validation),
+                      "test": self.lists(self.split.test)}
+        self.feeds = {k: self._feeds(self.parts[k].seqs) for k in ("validation", "test")}
+        log.info("search data: %s", self.split.describe(self.data)["queries"])
+
+    def lists(self, queries: list[int]) -> Lists:
+        """Pair ids of the given queries' judged lists, grouped per query (in the given order)."""
+        seqs: list[list[int]] = []
+        groups, gains = [], []
+        for q in queries:
+            j = self.data.lists[q]
+            start = len(seqs)
+            seqs.extend(self.enc.pair(self.query_tokens[q], self.product_tokens[p])[0] for p in j.products)
+            groups.append(np.arange(start, len(seqs)))
+            gains.append(j.gains)
+        return Lists(seqs, groups, gains)
+
+    @staticmethod
+    def _feeds(seqs: list[list[int]]) -> dict[str, np.ndarray]:
+        ids, mask = pad_pairs(seqs)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def part_metrics(self, scores: np.ndarray, part: Lists) -> dict[str, float]:
+        r, d = self.cfg.rank, self.cfg.data
+        return ranking_metrics(scores, part.groups, part.gains, r.ndcg_k, d.relevant_gain)
+
+    def baseline(self) -> dict[str, float]:
+        """BM25 over the product text and zero-shot all-MiniLM-L6-v2 cosine, on the test queries."""
+        from compress.search.baselines import bm25_metrics, minilm_metrics
+
+        test = self.split.test
+        out = {f"bm25_{k}": v for k, v in bm25_metrics(self, test).items()}
+        out.update({f"minilm_{k}": v for k, v in minilm_metrics(self, test).items()})
+        return out
+
+    # ---- models ----
+    def train_fp32(self) -> Any:
+        from compress.chat.train import torch_threads
+        from compress.search.model import load_cross_encoder
+        from compress.search.train import fine_tune, score
+
+        t = self.cfg.train
+        with torch_threads(t.threads):
+            model = load_cross_encoder(self.weights, t.layers)
+            hist = fine_tune(model, self.parts["train"], epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
+                             temperature=t.temperature, seed=t.seed)
+            val = self.part_metrics(score(model, self.parts["validation"].seqs), self.parts["validation"])
+        self.history["teacher"] = {"model": f"cross-encoder from all-MiniLM-L6-v2 (layers {t.layers})", **hist,
+                                   "validation": val}
+        log.info("teacher fine-tuned: loss %s, validation %s", hist["epoch_loss"], val)
+        self.fp32 = model
+        return model
+
+    def torch_transforms(self) -> dict[str, Callable[[Any], tuple[Any, dict[str, Any]]]]:
+        return {"distilled": self._distilled, "emb_int8": self._emb_int8}
+
+    def student_vocabulary(self) -> Any:
+        """Tokens of every catalogue product and every training query, plus specials (others -> [UNK])."""
+        import torch
+
+        seen = {t for toks in self.product_tokens.values() for t in toks}
+        seen |= {t for q in self.split.train for t in self.query_tokens[q]}
+        return torch.tensor(sorted(seen | set(SPECIAL_TOKENS)), dtype=torch.int64)
+
+    def _distilled(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        """Fewer layers, pruned vocabulary, positions cut to the pair limit; trained on the teacher's scores."""
+        from compress.chat.train import torch_threads
+        from compress.search.model import student_of
+        from compress.search.train import distill, score
+
+        c, t = self.cfg.distill, self.cfg.train
+        keep = self.student_vocabulary() if c.prune_vocab else None
+        train = self.parts["train"]
+        with torch_threads(t.threads):
+            teacher_scores = score(model, train.seqs)
+            student = student_of(model, c.layers, keep, self.cfg.rank.max_tokens)
+            hist = distill(student, train, teacher_scores, epochs=c.epochs, lr=c.lr, per_step=t.queries_per_step,
+                           temperature=c.temperature, score_weight=c.score_weight, seed=t.seed)
+            val = self.part_metrics(score(student, self.parts["validation"].seqs), self.parts["validation"])
+        self.history["distilled"] = {**hist, "validation": val}
+        log.info("student distilled: loss %s, validation %s", hist["epoch_loss"], val)
+        return student, {"student_layers": c.layers, "vocab": student.encoder.word.num_embeddings,
+                         "max_positions": self.cfg.rank.max_tokens, "distill_loss": hist["epoch_loss"]}
+
+    def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
+        from compress.ctr.model import RowwiseInt8Embedding
+
+        m = copy.deepcopy(model)
+        m.encoder.word = RowwiseInt8Embedding(m.encoder.word.weight)
+        return m, {"word_embeddings": "row-wise int8, fp16 scale per row (symmetric)"}
+
+    # ---- evaluation hooks ----
+    def eval_feeds(self, split: str) -> dict[str, np.ndarray]:
+        return self.feeds[split]
+
+    def metrics(self, outputs: np.ndarray, split: str) -> dict[str, float]:
+        return self.part_metrics(np.asarray(outputs).reshape(-1), self.parts[split])
+
+    def predict(self, sess: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        from compress.chat.onnx import predict_trimmed
+
+        return predict_trimmed(sess, feeds, [output])[0].reshape(-1).astype(np.float64)
+
+    def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+        q, train = self.cfg.quantize, self.parts["train"].seqs
+        n = min(q.calibration_rows, len(train))
+
+        def batches() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(0, n, q.calibration_batch):
+                yield self._feeds(train[i:i + q.calibration_batch])
+
+        return batches
+
+    def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
+        from compress.chat.onnx import transformer_optimize
+        from compress.onnx_tools import optimize
+
+        if self.cfg.export.fp32_optimizer == "basic":
+            optimize(src, dst)
+            return {"fp32_optimizer": "ORT basic"}
+        check = {k: v[:64] for k, v in self.feeds["validation"].items()}
+        return {"fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
+                "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check)}
+
+    def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """``b`` random test pairs padded to their longest: a ``b``-candidate request as served."""
+        rng = np.random.default_rng(self.cfg.split.seed)
+        seqs = self.parts["test"].seqs
+        return {b: self._feeds([seqs[i] for i in rng.choice(len(seqs), b, replace=b > len(seqs))]) for b in batch_sizes}
+
+    # ---- publishing ----
+    def state(self) -> SearchState:
+        r, d = self.cfg.rank, self.cfg.data
+        return SearchState(text_fields=list(d.text_fields), max_tokens=r.max_tokens, max_query_tokens=r.max_query_tokens,
+                           max_query_chars=r.max_query_chars, max_text_chars=r.max_text_chars,
+                           relevant_gain=d.relevant_gain)
+
+    def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
+        """tokenizer.json and the catalogue's product text (tokenised by the server when the version loads)."""
+        shutil.copyfile(self.tokenizer_file, version_dir / TOKENIZER_FILE)
+        write_catalogue(version_dir / CATALOGUE_FILE, self.data.catalogue.items(), self.cfg.data.text_fields)
+        return {"tokenizer": TOKENIZER_FILE, "catalogue": CATALOGUE_FILE}
+
+    def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
+        self.state().save(version_dir / STATE_FILE)
+        return {"kind": KIND, "path": STATE_FILE, "code_version": CODE_VERSION}
+
+    def lineage(self) -> dict[str, Any]:
+        return {"data_files": self.data.files, "split": self.split.describe(self.data), "training": self.history}

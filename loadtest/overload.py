@@ -1,0 +1,127 @@
+"""Overload figures for docs/reliability.md: unloaded p99, capacity, and admitted p99 / goodput at 3x capacity.
+
+Starts ``python -m app`` on a repository (or uses ``--url``), then for each traffic shape (1-row and
+100-candidate ``/v1/ads/ctr`` requests):
+
+1. unloaded: one connection, closed loop -> p99 of a request on an idle service;
+2. capacity: closed loop at a few connection counts -> the highest rate of 200 responses;
+3. overload: 64 connections paced so the offered rate is ``--factor`` x capacity (wrk's ``delay()``), ->
+   admitted (200) p99, goodput (200/s) relative to capacity, refused (503) share and p99.
+
+Latencies are split by status with ``loadtest/overload.lua`` (the send time rides in ``x-request-id``).
+
+    python -m loadtest.overload --repo /tmp/repo --seconds 8                    # current settings
+    python -m loadtest.overload --repo /tmp/repo --env APP_QUEUE_BUDGET_MS=     # admission off (row cap only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "loadtest" / "overload.lua"
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: int = 0) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    threads = min(2, connections)
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", str(SCRIPT),
+            url, "--", str(body_file), "", str(pace_ms)]
+    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "OVERLOAD_OUT": str(out)})
+    doc: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    doc["seconds"] = doc["duration_us"] / 1e6
+    return doc
+
+
+def rate(doc: dict[str, Any], status: str) -> float:
+    return float(doc["status"].get(status, {}).get("n", 0)) / float(doc["seconds"])
+
+
+def p99_ms(doc: dict[str, Any], status: str) -> float | None:
+    s = doc["status"].get(status)
+    return None if s is None or s["sampled"] == 0 else s["p99_us"] / 1000
+
+
+def measure(url: str, body_file: Path, seconds: float, factor: float, conns: list[int]) -> dict[str, Any]:
+    unloaded = wrk(url, body_file, 1, seconds)
+    capacity_runs = {c: wrk(url, body_file, c, seconds) for c in conns}
+    best = max(capacity_runs, key=lambda c: rate(capacity_runs[c], "200"))
+    capacity = rate(capacity_runs[best], "200")
+    connections = 64
+    pace_ms = max(1, round(1000 * connections / (factor * capacity)))
+    over = wrk(url, body_file, connections, seconds, pace_ms)
+    total = sum(v["n"] for v in over["status"].values()) / over["seconds"]
+    return {
+        "unloaded_p99_ms": p99_ms(unloaded, "200"),
+        "capacity_rps": round(capacity, 1), "capacity_at_connections": best,
+        "capacity_p99_ms": p99_ms(capacity_runs[best], "200"),
+        "offered_rps": round(total, 1), "offered_x_capacity": round(total / capacity, 2), "pace_ms": pace_ms,
+        "admitted_p99_ms": p99_ms(over, "200"), "goodput_rps": round(rate(over, "200"), 1),
+        "goodput_of_capacity": round(rate(over, "200") / capacity, 3),
+        "refused_share": round(rate(over, "503") / max(total, 1e-9), 3), "refused_p99_ms": p99_ms(over, "503"),
+        "other_statuses": {k: v["n"] for k, v in over["status"].items() if k not in ("200", "503")},
+        "socket_errors": over["socket_errors"],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", type=Path, help="model repository to serve (starts python -m app)")
+    p.add_argument("--url", help="an already running service instead")
+    p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--factor", type=float, default=3.0, help="offered load as a multiple of capacity")
+    p.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for the server")
+    p.add_argument("--shapes", default="1,100", help="candidates per request, comma-separated")
+    args = p.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed")
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.ctr_model import raw_records
+
+    proc = None
+    url = args.url
+    if url is None:
+        port = 18000 + os.getpid() % 1000
+        env = {**os.environ, "MODEL_REPO": str(args.repo), "APP_PORT": str(port), "APP_LOG_LEVEL": "warning",
+               **dict(kv.split("=", 1) for kv in args.env)}
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    try:
+        results = {}
+        for n in (int(s) for s in args.shapes.split(",")):
+            records = raw_records(n)
+            body = {"candidates": [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(records)]}
+            body_file = Path(tempfile.mkstemp(suffix=".json")[1])
+            body_file.write_text(json.dumps(body))
+            conns = [4, 16] if n > 1 else [16, 64]
+            results[f"{n}-candidate"] = measure(url + "/v1/ads/ctr", body_file, args.seconds, args.factor, conns)
+            body_file.unlink()
+            print(json.dumps({f"{n}-candidate": results[f"{n}-candidate"]}), flush=True)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()

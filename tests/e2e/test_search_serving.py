@@ -1,0 +1,154 @@
+"""``POST /v1/search/rank`` on a real uvicorn server, serving the ranker the real compress pipeline published.
+
+Queries are the held-out test queries of the same seeded query split (never seen in training); their judged
+products are the candidates, sent by id (the version's catalogue) or with their text.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from app.manifest import Manifest
+from app.repository import list_versions
+from compress.config import SearchConfig
+from compress.search.data import Judged, SearchData, read_judgments, split_queries
+from compress.search.metrics import ndcg_at_k
+from tests.fixtures.compress_run import CompressRun
+from tests.fixtures.servers import ROOT, ServerProcess, free_port, wait_until
+
+MODEL = "search-ranker"
+
+
+@pytest.fixture(scope="module")
+def judged(search_config: SearchConfig) -> tuple[SearchData, list[Judged]]:
+    data = read_judgments(search_config.data)
+    split = split_queries(len(data.lists), search_config.split)
+    return data, [data.lists[i] for i in split.test]
+
+
+@pytest.fixture(scope="module")
+def server(search_compress_run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real ``python -m app`` for the module (the tests only read from it)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("search-server") / "server.log"
+    env = {**os.environ, "MODEL_REPO": str(search_compress_run.repo), "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
+           "APP_REQUIRED_MODELS": MODEL,
+           # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
+           "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000})}
+    env.pop("REDIS_URL", None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    srv = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_until(lambda: proc.poll() is not None or _ready(srv), 120, "search model readiness")
+        assert proc.poll() is None, log.read_text(errors="replace")
+        yield srv
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _ready(srv: ServerProcess) -> bool:
+    try:
+        return srv.get("/v2/health/ready").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _manifest(run: CompressRun) -> Manifest:
+    version = list_versions(run.repo, MODEL)[-1]
+    return Manifest.model_validate(json.loads((run.repo / MODEL / str(version) / "manifest.json").read_text()))
+
+
+def test_served_rankings_of_held_out_queries_reproduce_the_offline_ndcg(
+    search_compress_run: CompressRun, server: ServerProcess, judged: tuple[SearchData, list[Judged]]
+) -> None:
+    manifest = _manifest(search_compress_run)
+    ndcgs = []
+    for j in judged[1]:
+        r = server.post("/v1/search/rank", json={"query": j.query, "candidates": [{"product_id": p} for p in j.products]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == MODEL and body["version"] == manifest.version
+        res = body["results"]
+        assert [x["rank"] for x in res] == list(range(1, len(j.products) + 1))
+        assert sorted(x["product_id"] for x in res) == sorted(j.products)
+        assert all(a["score"] >= b["score"] for a, b in zip(res, res[1:], strict=False))
+        by_id = {x["product_id"]: x["score"] for x in res}
+        ndcgs.append(ndcg_at_k(np.array([by_id[p] for p in j.products]), j.gains, 10))
+    offline = manifest.metrics["candidate"]["ndcg_10"]
+    assert abs(float(np.mean(ndcgs)) - offline) < 0.01, (np.mean(ndcgs), offline)
+
+
+def test_id_only_and_inline_text_candidates_get_the_same_scores(
+    server: ServerProcess, judged: tuple[SearchData, list[Judged]]
+) -> None:
+    data, lists = judged
+    j = lists[0]
+    ids = j.products[:8]
+    by_id = server.post("/v1/search/rank", json={"query": j.query, "candidates": [{"product_id": p} for p in ids]})
+    inline = [{"product_id": p, **data.catalogue[p]} for p in ids]
+    with_text = server.post("/v1/search/rank", json={"query": j.query, "candidates": inline})
+    assert by_id.status_code == with_text.status_code == 200, with_text.text
+    a = {x["product_id"]: x["score"] for x in by_id.json()["results"]}
+    b = {x["product_id"]: x["score"] for x in with_text.json()["results"]}
+    assert a.keys() == b.keys() and all(abs(a[p] - b[p]) < 1e-5 for p in a), (a, b)
+    # a product outside the catalogue, carrying the same text, scores as the catalogue product in the same batch
+    mixed = [{"product_id": ids[0]}, {"product_id": "not-in-catalogue", **data.catalogue[ids[0]]}]
+    res = server.post("/v1/search/rank", json={"query": j.query, "candidates": mixed, "k": 2}).json()["results"]
+    assert abs(res[0]["score"] - res[1]["score"]) < 1e-5
+
+
+def test_top_k_and_truncation_flags(server: ServerProcess, judged: tuple[SearchData, list[Judged]]) -> None:
+    j = judged[1][0]
+    long_query = " ".join([j.query] * 8)[:190]
+    body = server.post("/v1/search/rank", json={"query": long_query, "k": 3,
+                                                "candidates": [{"product_id": p} for p in j.products]}).json()
+    assert len(body["results"]) == 3 and body["query_truncated"] is True
+    body = server.post("/v1/search/rank", json={"query": "towel", "candidates": [
+        {"product_id": "short", "title": "Towel"}, {"product_id": "long", "title": "Towel " * 200}]}).json()
+    flags = {x["product_id"]: x["truncated"] for x in body["results"]}
+    assert flags == {"short": False, "long": True} and body["query_truncated"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"query": "", "candidates": [{"product_id": "x", "title": "t"}]}', 422, "empty_query"),
+        (b'{"query": "towel", "candidates": []}', 422, "invalid_request"),
+        (b'{"query": "towel", "candidates": [{"product_id": "no-such-product"}]}', 422, "unknown_product"),
+        (b'{"query": "towel", "candidates": [{"product_id": "x", "price": 3}]}', 422, "unknown_field"),
+        (b'{"query": "towel", "candidates": [{"product_id": "x", "title": 3}]}', 422, "invalid_field"),
+        (b'{"query": "towel", "candidates": [{"product_id": "x", "title": " "}]}', 422, "empty_product_text"),
+        (b'{"query": "towel", "candidates": [{"product_id": "x", "title": "a"}, {"product_id": "x", "title": "b"}]}',
+         422, "duplicate_product"),
+        (b'{"query": 42, "candidates": [{"product_id": "x", "title": "t"}]}', 422, "invalid_request"),
+        (b'{"query": "towel", "candidates": [{"product_id": "x", "title": "t"}], "k": 0}', 422, "invalid_request"),
+        (b'{"query": "towel"', 400, "invalid_json"),
+        (b'{"query": "\xff towel", "candidates": []}', 400, "invalid_utf8"),
+        (('{"query": "' + "x" * 500 + '", "candidates": [{"product_id": "x", "title": "t"}]}').encode(), 413,
+         "query_too_long"),
+        (('{"query": "towel", "candidates": [{"product_id": "x", "title": "' + "x" * 30000 + '"}]}').encode(), 413,
+         "product_text_too_long"),
+    ],
+)
+def test_bad_input_gets_a_coded_4xx_and_good_requests_alongside_succeed(
+    server: ServerProcess, judged: tuple[SearchData, list[Judged]], body: bytes, status: int, code: str
+) -> None:
+    j = judged[1][1]
+    good = {"query": j.query, "candidates": [{"product_id": p} for p in j.products]}
+    with cf.ThreadPoolExecutor(8) as pool:
+        goods = [pool.submit(server.post, "/v1/search/rank", json=good) for _ in range(6)]
+        bad = server.post("/v1/search/rank", content=body, headers={"content-type": "application/json"})
+        assert all(f.result().status_code == 200 for f in goods)
+    assert bad.status_code == status, bad.text
+    assert bad.json()["error"]["code"] == code
