@@ -59,6 +59,9 @@ class BatchConfig:
     queue_budget_s: float | None = None
     """Admission: refuse (503 + Retry-After) when the expected queue time of a new item exceeds this; None = only
     ``queue_cap_rows`` applies."""
+    inline_max_s: float = 0.0
+    """Run a batch on the event-loop thread when its measured cost is at most this (0 = always a worker thread):
+    for sub-100 µs batches the thread hand-off (queue, wake-up, result callback) costs more than the work."""
 
 
 EWMA_ALPHA = 0.2
@@ -341,7 +344,10 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         try:
             try:
-                results: list[Tensors | None] = [*await loop.run_in_executor(self._executor, self._run, batch)]
+                if self._cheap(batch):
+                    results: list[Tensors | None] = [*self._run(batch)]
+                else:
+                    results = [*await loop.run_in_executor(self._executor, self._run, batch)]
             except Exception as e:  # noqa: BLE001 - any runtime failure is retried per item
                 if len(batch) == 1 or self._closed:
                     for item in batch:
@@ -356,6 +362,10 @@ class DynamicBatcher:
             self._in_flight -= 1
             self._slots.release()
             self._check_idle()
+
+    def _cheap(self, batch: list[_Item]) -> bool:
+        limit, per_row = self.config.inline_max_s, self._s_per_row
+        return limit > 0 and per_row is not None and sum(it.rows for it in batch) * per_row <= limit
 
     async def _run_individually(self, batch: list[_Item]) -> list[Tensors | None]:
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -76,7 +77,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),
         log_level=settings.log_level,
         access_log=settings.access_log,
         proxy_headers=False,  # nothing here reads the client address; one ASGI layer less per request
@@ -87,3 +88,12 @@ def run(argv: Sequence[str] | None = None) -> None:
 def default_workers() -> int:
     """One per core this process may run on (the cgroup/affinity view, not the host's core count)."""
     return max(1, len(os.sched_getaffinity(0)))
+
+
+def http_protocol(settings: Settings) -> Any:
+    """uvicorn's httptools protocol, with one socket write per response unless ``APP_COALESCE_WRITES=false``."""
+    if not settings.coalesce_writes:
+        return "httptools"
+    from app.server.protocol import CoalescingHttpProtocol
+
+    return CoalescingHttpProtocol

@@ -244,6 +244,7 @@ class ModelRegistry:
             queue_cap_rows=s.queue_cap_rows or m.queue_cap_rows,
             concurrency=s.batch_concurrency,
             queue_budget_s=s.queue_budget_for(manifest.name, m.queue_budget_ms),
+            inline_max_s=s.inline_batch_us / 1e6,
         )
 
     def _load_blocking(self, model: str, version: int) -> ModelVersion:

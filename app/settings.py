@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     ctr_featurize: Literal["graph", "python"] = "graph"
     """CTR featurization: inside the published ``model_raw.onnx`` (one ORT call per batch) or the reference Python
     featurizer + ``model.onnx``; versions without a ``raw_model`` file always use Python."""
+    inline_batch_us: int = Field(default=0, ge=0)
+    """Run batches whose measured cost is at most this many µs on the event loop instead of a worker thread
+    (0 = never)."""
+    coalesce_writes: bool = True
+    """Write each response's headers and body with one send (off only to compare)."""
     hot_path: bool = True
     """Serve inference POSTs directly, skipping the framework's middleware stack (same endpoints, same behaviour;
     off only to compare)."""

@@ -125,7 +125,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     """Child process: a complete service on its own ``SO_REUSEPORT`` listener."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import create_app, http_protocol
 
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
@@ -134,7 +134,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     sock = reuseport_socket(settings.host, settings.port)
     sock.listen(2048)
     config = uvicorn.Config(
-        create_app(settings), loop="uvloop", http="httptools", log_level=settings.log_level,
+        create_app(settings), loop="uvloop", http=http_protocol(settings), log_level=settings.log_level,
         access_log=settings.access_log, timeout_graceful_shutdown=int(settings.drain_timeout_s), proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -105,8 +105,11 @@ def test_redis_backend_loader_events_and_degraded_mode(
     assert _ids(after) != _ids(before)
 
     killable_redis.kill()
-    statuses = []
-    for body in ({"user_id": user, "k": 10}, {"user_id": user, "history": ["85123A"], "k": 5},
+    statuses: list[int] = []
+    own = server.post("/v1/recommend", json={"user_id": user, "history": ["85123A"], "k": 5})
+    statuses.append(own.status_code)
+    assert own.json()["history_source"] == "request" and own.json()["degraded"] is False  # no store read needed
+    for body in ({"user_id": user, "k": 10}, {"user_id": user, "history": ["85123A"], "k": 5, "exclude_purchased": True},
                  {"user_id": "someone", "k": 3, "exclude_purchased": True}):
         r = server.post("/v1/recommend", json=body)
         statuses.append(r.status_code)

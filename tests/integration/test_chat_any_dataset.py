@@ -39,7 +39,8 @@ def derive(src: Path, out: Path) -> dict[str, Any]:
     records: list[dict[str, str]] = []
     seen: set[str] = set()
     for intent in [*INTENTS, OOS_SOURCE]:
-        texts = [t for t in dict.fromkeys(by[intent]) if " ".join(t.lower().split()) not in seen]
+        keyed = {" ".join(t.lower().split()): t for t in by[intent]}  # one text per de-duplication key
+        texts = [t for k, t in keyed.items() if k not in seen]
         picked = [texts[i] for i in rng.permutation(len(texts))[:sum(PARTS.values())]]
         seen.update(" ".join(t.lower().split()) for t in picked)
         label = "oos" if intent == OOS_SOURCE else intent
