@@ -72,6 +72,11 @@ def default_runtime_factory(settings: Settings, host: HostCapabilities | None = 
     return make
 
 
+def is_synthetic(manifest: Manifest) -> bool:
+    """``compress demo`` without real data publishes models of a generated log and says so in the lineage."""
+    return bool(manifest.lineage.split.get("synthetic", False))
+
+
 class LoadFailed(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -235,6 +240,8 @@ class ModelRegistry:
         # (full collections over them took 30-50 ms, the whole p99 budget). Refcounting still frees them.
         gc.freeze()
         LOG.info("version %s/%s is READY (%d bytes, %s)", model, version, mv.runtime.bytes, config)
+        if is_synthetic(mv.manifest):
+            LOG.warning("version %s/%s was trained on SYNTHETIC demo data: its scores mean nothing", model, version)
 
     def batch_config(self, manifest: Manifest) -> BatchConfig:
         s, m = self.settings, manifest.serving

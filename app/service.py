@@ -21,7 +21,7 @@ from app.logs import RateLimitedLog
 from app.manifest import Manifest, TensorSpec
 from app.metrics import Metrics
 from app.protocol import InferRequest
-from app.registry import ModelRegistry, ModelVersion
+from app.registry import ModelRegistry, ModelVersion, is_synthetic
 from app.settings import Settings
 from app.tasks.base import Call, Route
 
@@ -144,6 +144,7 @@ class InferenceService:
             "name": model,
             "versions": [str(v) for v in self.registry.ready_versions(model)],
             "platform": mv.runtime.platform,
+            **({"parameters": {"synthetic_data": True}} if is_synthetic(m) else {}),
             "inputs": tensor_metadata(m.inputs),
             "outputs": tensor_metadata(m.outputs),
         }

@@ -140,6 +140,12 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def shared_folder() -> Path | None:
+    """The pod's private folder shared by its worker processes (None in a single process)."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    return Path(folder) if folder is not None and worker_count() > 1 else None
+
+
 def worker_count() -> int:
     """Workers of this deployment (1 when running as a single process)."""
     return int(os.environ.get(WORKERS_ENV, "1"))

@@ -49,7 +49,7 @@ def _data_present(cfg: Any) -> bool:
     path: Path = cfg.data.resolved_path()
     if cfg.model.task in ("ad_ctr", "search_rank", "recommendation"):  # one file: CTR log, judgments, orders
         return path.is_file()
-    return (path / cfg.data.utterances).is_file()
+    return bool((path / cfg.data.utterances).is_file())
 
 
 def summary(cfg: CompressConfig, repo: Path, result: RunResult) -> str:

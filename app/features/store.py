@@ -1,9 +1,11 @@
 """Per-user recent-history lists: append on ``/v1/events``, read once per batch on ``/v1/recommend``.
 
 Entries are ``"<type>|<item_id>"`` strings, newest first, capped at ``cap`` per user, expiring ``ttl_s`` after
-the user's last event. Two backends with one interface:
+the user's last event. Three backends with one interface:
 
-* :class:`InProcessStore` — bounded (LRU over users), the embedded default;
+* :class:`InProcessStore` — bounded (LRU over users), the embedded default in a single process;
+* :class:`SharedFileStore` — SQLite in the pod's private folder, the embedded default with several worker
+  processes (an event posted to any worker is seen by all);
 * :class:`RedisStore` — a sync client with short socket timeouts; one pipelined round trip per batch read.
   After a failure it stays "open" (answers :class:`StoreUnavailable` at once) for ``retry_s`` and then tries
   again, so a dead Redis costs one fast failure per batch at most, and reconnection is automatic.
@@ -16,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 EVENT_TYPES = ("view", "cart", "purchase")
@@ -170,10 +173,84 @@ class RedisStore:
         self._client.close()
 
 
+class SharedFileStore:
+    """SQLite in the pod's private folder: the embedded default when several worker processes serve one pod, so an
+    event posted to one worker is seen by all (WAL mode; one short transaction per batch read or append)."""
+
+    backend = "pod-sqlite"
+
+    def __init__(self, path: Path, cap: int = 100, ttl_s: float = 90 * 86400, max_users: int = 200_000) -> None:
+        import sqlite3
+
+        self.cap, self.ttl_s, self.max_users = cap, ttl_s, max_users
+        self._db = sqlite3.connect(str(path), timeout=5.0, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._appends = 0
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")  # ephemeral: the pod's folder dies with the pod
+            self._db.execute("CREATE TABLE IF NOT EXISTS hist (user TEXT PRIMARY KEY, ts REAL, entries TEXT)")
+
+    def _read(self, user_id: str, now: float) -> list[str]:
+        row = self._db.execute("SELECT ts, entries FROM hist WHERE user = ?", (user_id,)).fetchone()
+        if row is None or now - row[0] > self.ttl_s or not row[1]:
+            return []
+        return str(row[1]).split("\n")
+
+    def append(self, user_id: str, events: list[Event]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                entries = [e.encode() for e in reversed(events)] + self._read(user_id, now)
+                self._db.execute("INSERT OR REPLACE INTO hist VALUES (?, ?, ?)",
+                                 (user_id, now, "\n".join(entries[: self.cap])))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._appends += 1
+            if self._appends % 1000 == 0:  # bound the file: drop the least recently active users
+                self._db.execute("DELETE FROM hist WHERE user IN (SELECT user FROM hist ORDER BY ts DESC "
+                                 "LIMIT -1 OFFSET ?)", (self.max_users,))
+
+    def histories(self, user_ids: list[str]) -> list[list[Event]]:
+        now = time.time()
+        with self._lock:
+            return [[Event.decode(x) for x in self._read(u, now)] for u in user_ids]
+
+    def load(self, histories: dict[str, list[Event]], only_missing: bool = False) -> int:
+        now, n = time.time(), 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # workers seeding at once: each user is written once
+            try:
+                for user, events in histories.items():
+                    if only_missing and self._read(user, now):
+                        continue
+                    self._db.execute("INSERT OR REPLACE INTO hist VALUES (?, ?, ?)",
+                                     (user, now, "\n".join(e.encode() for e in events[: self.cap])))
+                    n += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
 def make_store(redis_url: str | None, cap: int, ttl_s: int) -> FeatureStore:
-    """Redis when a URL is configured (``REDIS_URL``), else the in-process store."""
+    """Redis when a URL is configured (``REDIS_URL``); else, with several worker processes, one SQLite file they
+    share; else the in-process store."""
     if redis_url:
         return RedisStore(redis_url, cap, ttl_s)
+    from app.workers import shared_folder
+
+    folder = shared_folder()
+    if folder is not None:
+        return SharedFileStore(folder / "feature-store.sqlite", cap, ttl_s)
     return InProcessStore(cap, ttl_s)
 
 

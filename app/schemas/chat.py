@@ -18,7 +18,8 @@ class ChatRequest(BaseModel):
 class ChatResponse(BaseModel):
     intent: str
     confidence: float
-    reply: str
+    reply: str | None
+    """The answer text; null when the version has no canned responses (then: intent, confidence, handoff only)."""
     handoff: bool
     """True when the bot is not confident or the request is out of scope: route the customer to an agent."""
     truncated: bool

@@ -108,13 +108,17 @@ class CtrTask(Task):
         self.known = self.dense.union(featurizer.categorical_columns)
         self.raw_session = raw_session
         """ORT session of ``model_raw.onnx`` (featurization inside the graph), or None: Python featurizer."""
+        self.inputs = frozenset(("dense", "sparse"))
+        """Model inputs the version declares (an all-categorical or all-numeric log has only one)."""
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> CtrTask:
         featurizer = CtrFeaturizer.load(files.state())
         output = files.manifest.outputs[0].name
         if ctx.settings.ctr_featurize != "graph" or not files.has(RAW_MODEL_ROLE):
-            return cls(featurizer, output)
+            task = cls(featurizer, output)
+            task.inputs = frozenset(s.name for s in files.manifest.inputs)
+            return task
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -134,7 +138,8 @@ class CtrTask(Task):
         try:
             if self.raw_session is not None:
                 return raw_arrays(rows, self.featurizer)
-            return self.featurizer.transform_records(rows)
+            tensors = self.featurizer.transform_records(rows)
+            return tensors if len(self.inputs) == len(tensors) else {k: v for k, v in tensors.items() if k in self.inputs}
         except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
             raise InvalidInput(str(e), code="invalid_feature", status=422) from None
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from app.tasks.chat_replies import ReplyIndex, fill_placeholders
+from app.tasks.chat_replies import ReplyIndex, compose_reply
 
 if TYPE_CHECKING:
     from app.manifest import Manifest
@@ -210,7 +210,8 @@ def oos_scores(logits: np.ndarray) -> np.ndarray:
 class ChatReply:
     intent: str
     confidence: float
-    reply: str
+    reply: str | None
+    """None for a version built without a responses file: intent + confidence + handoff only."""
     handoff: bool
     missing: tuple[str, ...] = ()
 
@@ -237,23 +238,23 @@ class ChatPostprocessor:
         return top, conf, conf < self.state.threshold
 
     def __call__(self, messages: Sequence[str], logits: np.ndarray, embeddings: np.ndarray) -> list[ChatReply]:
+        """The reply rules live in :func:`app.tasks.chat_replies.compose_reply` (small talk, handoff, retrieval)."""
         if not (len(messages) == len(logits) == len(embeddings)):
             raise ValueError(f"{len(messages)} messages, {len(logits)} logit rows, {len(embeddings)} embeddings")
         if logits.shape[-1] != len(self.state.intents):
             raise ValueError(f"logits have {logits.shape[-1]} intents; the version has {len(self.state.intents)}")
-        top, conf, low = self.decide(logits)
+        top, conf, _low = self.decide(logits)
+        st, index = self.state, self.index
         out = []
-        for msg, c, k, emb, handoff in zip(messages, conf, top, embeddings, low):
-            intent = self.state.intents[int(k)]
-            if handoff:
-                out.append(ChatReply(intent, round(float(c), 4), self.state.handoff_reply, True))
-                continue
-            template = self.index.best(np.asarray(emb, dtype=np.float32), intent)
-            if template is None:
-                out.append(ChatReply(intent, round(float(c), 4), self.state.handoff_reply, True))
-                continue
-            text, missing = fill_placeholders(template, msg, self.state.company, self.state.gazetteer)
-            out.append(ChatReply(intent, round(float(c), 4), text, intent in self.state.handoff_intents, missing))
+        for msg, c, k, emb in zip(messages, conf, top, embeddings, strict=True):
+            intent = st.intents[int(k)]
+            template = index.best(np.asarray(emb, dtype=np.float32), intent) if index.has_replies else None
+            answer = compose_reply(
+                msg, intent, float(c), threshold=st.threshold, template=template, handoff_reply=st.handoff_reply,
+                handoff_intents=st.handoff_intents, has_replies=index.has_replies, company=st.company,
+                gazetteer=st.gazetteer,
+            )
+            out.append(ChatReply(intent, round(float(c), 4), answer.reply, answer.handoff, answer.missing))
         return out
 
 

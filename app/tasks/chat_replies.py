@@ -134,6 +134,7 @@ def fill_placeholders(template: str, message: str, company: Mapping[str, str] | 
 # words that, just before "at {{fact}}", already name that fact ("call our hotline at {{Phone}}")
 _FACT_NOUNS = {"phone": {"line", "hotline", "helpline", "number", "phone", "call", "calling"},
                "email": {"email", "e-mail", "address", "inbox"}, "website": {"website", "site", "page"}}
+_VERBS = {"call", "calling", "email", "phone"}
 _STOP = {"our", "the", "your", "a", "an", "of", "to", "and", "or", "during", "on", "at", "by", "via", "us"}
 _FACT_AFTER_PREP = re.compile(r"(\s+(?:at|on|via))?\s+\{\{([^{}]+)\}\}")
 
@@ -161,6 +162,8 @@ def drop_redundant_facts(template: str, facts: Mapping[str, str]) -> str:
         # "hotline at {{Phone}}": the last 4 words; "our phone number {{Phone}}" (apposition): the last word
         before = set(re.findall(r"[a-z-]+", m.string[:m.start()].lower())[-4 if m.group(1) else -1:])
         said = (_FACT_NOUNS[kind] | set(re.findall(r"[a-z-]+", value.lower()))) - _STOP
+        if not m.group(1):  # an apposition repeats a noun ("number {{Phone}}"); "call {{Phone}}" needs the fact
+            said -= _VERBS
         return "" if before & said else m.group(0)
 
     return _FACT_AFTER_PREP.sub(repl, template)

@@ -21,7 +21,8 @@ from compress.config import ChatConfig, parse_config
 from compress.pipeline import run
 from compress.tasks import get_task
 
-INTENTS = ["cancel_order", "change_shipping_address", "check_refund_policy", "delivery_period", "get_invoice",
+# intents with at least 45 distinct utterances in the 20k file (its cancel_order has only 32)
+INTENTS = ["edit_account", "change_shipping_address", "check_refund_policy", "delivery_period", "get_invoice",
            "payment_issue", "recover_password", "track_order"]
 OOS_SOURCE = "newsletter_subscription"  # becomes the data set's "oos" label
 PARTS = {"trn": 25, "dev": 8, "tst": 12}  # rows per intent and part

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_demo_without_data_builds_a_labelled_synthetic_ctr_model(tmp_path: Path,
         assert "SYNTHETIC" in manifest.lineage.data_files[0].path
     assert manifest.recipe["selection"]["rule"]["tie_break"]
     assert ensure_demo_models(tmp_path / "repo") == []
+
+
+async def test_the_service_labels_a_synthetic_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Whoever serves the demo's fallback model is told, in the log and in the v2 metadata."""
+    from tests.fixtures.asgi import running_app
+    from tests.fixtures.ctr_model import publish_ctr_version
+
+    def synthetic(m: Any) -> Any:
+        return m.model_copy(update={"lineage": m.lineage.model_copy(update={"split": {**m.lineage.split, "synthetic": True}})})
+
+    publish_ctr_version(tmp_path, seed=0)
+    publish_ctr_version(tmp_path, seed=0, tweak=synthetic)
+    caplog.set_level(logging.WARNING, logger="app.registry")
+    async with running_app(tmp_path, default_latest_versions=2) as svc:
+        meta2 = (await svc.client.get("/v2/models/ad-ctr/versions/2")).json()
+        meta1 = (await svc.client.get("/v2/models/ad-ctr/versions/1")).json()
+    assert meta2["parameters"] == {"synthetic_data": True} and "parameters" not in meta1
+    assert "ad-ctr/2 was trained on SYNTHETIC demo data" in caplog.text and "ad-ctr/1 was" not in caplog.text

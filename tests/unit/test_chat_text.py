@@ -132,9 +132,14 @@ def test_low_confidence_hands_off() -> None:
     assert oos_scores(logits)[0] == pytest.approx(1 - r.confidence, abs=1e-4)
 
 
-def test_handoff_intent_is_answered_and_flagged() -> None:
+def test_handoff_intent_gets_the_handoff_message_never_a_self_service_text() -> None:
     (r,) = _post()(["a human please"], np.array([[0.0, 0.0, 6.0]]), np.array([[0, 0, 1]], np.float32))
-    assert r.intent == "contact_human_agent" and r.reply == "agent D" and r.handoff
+    assert r.intent == "contact_human_agent" and r.reply == "HANDOFF" and r.handoff
+
+
+def test_a_greeting_is_answered_not_handed_off() -> None:
+    (r,) = _post()(["hello"], np.array([[0.0, 0.0, 0.0]]), np.array([[1, 0, 0]], np.float32))  # no confident intent
+    assert not r.handoff and r.reply and "help" in r.reply.lower()
 
 
 def test_postprocessor_rejects_mismatched_batches() -> None:
