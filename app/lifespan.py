@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from app.errors import ServiceError
 from app.registry import ModelRegistry
 from app.repository import list_models
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.errors import ServiceError
 from app.workers import ControlFeed, heartbeat
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from app.api.errors import RequestContextMiddleware, install_error_handlers
 from app.api import v2
+from app.api.errors import RequestContextMiddleware, install_error_handlers
 from app.api.hotpath import ServingApp
 from app.api.routes import install_routes
 from app.api.tasks import task_handler

@@ -95,7 +95,7 @@ class Metrics:
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=folder)
+        multiprocess.MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
 
     def forget_version(self, model: str, version: int) -> None:

@@ -30,9 +30,9 @@ from app.metrics import Metrics, VersionBatchStats
 from app.repository import RepositoryError, list_models, list_versions, load_verified
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
+from app.settings import Settings, VersionPolicy
 from app.tasks.base import Task, TaskContext, VersionFiles
 from app.tasks.registry import task_for_kind
-from app.settings import Settings, VersionPolicy
 
 LOG = logging.getLogger(__name__)
 

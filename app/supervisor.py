@@ -93,7 +93,7 @@ class Supervised:
             self._crashes.popleft()
         try:
             restart = self._on_crash(error)
-        except Exception:  # noqa: BLE001 - the crash handler must not hide the crash
+        except Exception:  # the crash handler must not hide the crash
             LOG.exception("crash handler of %s failed", self.name)
             restart = False
         if not restart:

@@ -316,6 +316,7 @@ class SearchTrainSection(_Cfg):
                               description="MiniLM layers the teacher keeps (all 6; fewer only for CI)")
     epochs: int = Field(default=2, ge=1)
     lr: float = Field(default=5e-5, gt=0)
+    head_lr: float = Field(default=5e-3, gt=0, description="the fresh 1-unit score head: it must grow from a small init to a useful score range within a few dozen steps")
     queries_per_step: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.1, gt=0, description="target distribution: softmax(gain / temperature)")
 

@@ -45,7 +45,7 @@ def engine_filename(cc: str, trt_version: str) -> str:
 
 def build_engine(onnx_path: Path, out_dir: Path, *, max_batch: int, workspace_mib: int = 1024) -> EngineResult:
     try:
-        import tensorrt as trt  # noqa: PLC0415 - optional, heavy, GPU-only
+        import tensorrt as trt  # optional, heavy, GPU-only: imported only here
     except ImportError:
         return EngineResult("skipped", "tensorrt is not installed (install the 'gpu' extra on a GPU host)")
     cc = gpu_compute_capability()

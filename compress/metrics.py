@@ -30,7 +30,8 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def macro_f1(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> float:

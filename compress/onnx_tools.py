@@ -26,7 +26,7 @@ LEGACY_EXPORTER_WARNINGS = (
     r"You are using the legacy TorchScript-based ONNX export",
     r"The feature will be removed\. Please remove usage of this function",
 )
-_ONNX_DTYPES = {
+_ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.INT64: "INT64",
     onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT8: "INT8", onnx.TensorProto.UINT8: "UINT8",
     onnx.TensorProto.BOOL: "BOOL",
@@ -116,7 +116,8 @@ def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
         t = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        return TensorSpec(name=vi.name, dtype=_ONNX_DTYPES.get(t.elem_type, "BYTES"), shape=dims)  # type: ignore[arg-type]
+        dtype: Any = _ONNX_DTYPES.get(int(t.elem_type), "BYTES")
+        return TensorSpec(name=vi.name, dtype=dtype, shape=dims)
 
     init = {i.name for i in model.graph.initializer}
     return [spec(v) for v in model.graph.input if v.name not in init], [spec(v) for v in model.graph.output]

@@ -150,8 +150,10 @@ def _publish_one(
     existing = list_versions(repo, cfg.model.name) if repo.is_dir() else []
     parent = existing[-1] if existing else None
 
+    src = cand.path
+
     def stage(d: Path, version: int) -> Manifest:
-        shutil.copyfile(cand.path, d / "model.onnx")
+        shutil.copyfile(src, d / "model.onnx")
         artifacts = [Artifact(format="onnx", precision=cand.precision, **file_info(d, "model.onnx"))]
         if engine is not None and engine.status == "built" and engine.path is not None:
             shutil.copyfile(engine.path, d / engine.path.name)

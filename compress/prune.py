@@ -14,7 +14,8 @@ from torch import nn
 
 def unit_importance(layer: nn.Linear, nxt: nn.Linear) -> torch.Tensor:
     w_in = torch.cat([layer.weight, layer.bias.unsqueeze(1)], dim=1) if layer.bias is not None else layer.weight
-    return w_in.norm(dim=1) * nxt.weight.norm(dim=0)
+    importance: torch.Tensor = w_in.norm(dim=1) * nxt.weight.norm(dim=0)
+    return importance
 
 
 def _slice_linear(layer: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear:
@@ -39,8 +40,9 @@ def prune_mlp(mlp: nn.Sequential, keep_ratio: float) -> list[tuple[int, int]]:
         raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
     linears = [i for i, m in enumerate(mlp) if isinstance(m, nn.Linear)]
     shapes = []
-    for a, b in zip(linears[:-1], linears[1:]):
+    for a, b in zip(linears[:-1], linears[1:], strict=True):
         layer, nxt = mlp[a], mlp[b]  # both nn.Linear by construction of ``linears``
+        assert isinstance(layer, nn.Linear) and isinstance(nxt, nn.Linear)
         k = max(1, math.ceil(layer.out_features * keep_ratio))
         keep = torch.topk(unit_importance(layer, nxt), k).indices.sort().values
         shapes.append((layer.out_features, k))

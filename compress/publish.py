@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from app.manifest import MANIFEST_FILE, Manifest
 from app.repository import model_dir, next_version, sha256_file
@@ -36,7 +37,13 @@ def staging_max_age_s() -> float:
         raise PublishError(f"COMPRESS_STAGING_MAX_AGE_S={raw!r} is not a number of seconds") from None
 
 
-def file_info(version_dir: Path, rel: str) -> dict[str, object]:
+class FileInfo(TypedDict):
+    path: str
+    sha256: str
+    bytes: int
+
+
+def file_info(version_dir: Path, rel: str) -> FileInfo:
     """``path``, ``sha256`` and ``bytes`` of a staged file, ready for an Artifact / AuxFile entry."""
     p = version_dir / rel
     return {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size}

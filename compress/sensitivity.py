@@ -16,7 +16,7 @@ from compress.gate import GateResult, check, margin
 from compress.progress import progress
 
 # quantize(dst, exclude) writes an INT8 model keeping ``exclude`` in FP32
-Quantizer = Callable[[Path, list[str]], None]
+Quantizer = Callable[[Path, list[str]], object]
 # evaluate(path) -> task metrics on held-out rows
 Evaluator = Callable[[Path], dict[str, float]]
 

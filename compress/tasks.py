@@ -31,6 +31,8 @@ class TaskAdapter(Protocol):
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    fp32: Any
+    """The trained FP32 torch model (set by ``train_fp32``)."""
 
     def prepare(self, version_dir: Path | None = None) -> None:
         """Read data, split, fit pre-processing (or load it from a published version)."""

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,28 @@ from typing import Any
 
 import httpx
 
-from loadtest.bench_ctr import LUA, Result, _free_port, bodies_for, median, prepare, run_wrk
+from loadtest.bench_ctr import LUA, Result, _free_port, bodies_for, prepare
+
+
+def median(results: list[Result]) -> Result:
+    return Result(statistics.median(r.rps for r in results), statistics.median(r.p50_ms for r in results),
+                  statistics.median(r.p99_ms for r in results), sum(r.errors for r in results))  # fmt: skip
+
+
+def run_wrk(url: str, script: Path, concurrency: int, duration_s: int) -> Result:
+    """``wrk -t1`` (C, one thread) with ``--latency``; non-2xx answers and socket errors count as errors."""
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "5s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 30).stdout
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def ms(q: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", re.search(rf"\s{q}%\s+(\S+)", out).group(1)).groups()  # type: ignore[union-attr]
+        return float(value) * units[unit]
+
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
+    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms("50"), ms("99"), errors)  # type: ignore[union-attr]
 
 
 @contextmanager

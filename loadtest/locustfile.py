@@ -16,7 +16,10 @@ Headless example (loopback only; ``--grpc-host`` defaults to the HTTP host's add
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --grpc-host 127.0.0.1:8001 \\
         --headless -u 16 -r 16 -t 60s --csv /tmp/storefront --only-summary
 
-Knobs (env): ``STOREFRONT_CANDIDATES`` (100), ``STOREFRONT_CHAT=0`` to leave chat out.
+Knobs (env): ``STOREFRONT_CANDIDATES`` (100), ``STOREFRONT_CHAT=0`` to leave chat out, ``STOREFRONT_THINK_MS``
+("10,50": each user waits 10-50 ms between visits, as a backend thread serving shoppers does; "0,0" saturates).
+The service's admission control answers overload with 503 / RESOURCE_EXHAUSTED, which locust counts as failures:
+raise the users until they appear to find a pod's capacity.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 CTR_DATA = DATA_DIR / "ctr" / "criteo_kaggle_train_10k.txt"
 CHAT_DATA = DATA_DIR / "chatbot" / "bitext" / "bitext_customer_support_llm_training_v1.csv"
 CANDIDATES = int(os.environ.get("STOREFRONT_CANDIDATES", "100"))
+THINK_S = [float(ms) / 1000 for ms in os.environ.get("STOREFRONT_THINK_MS", "10,50").split(",")]
 WITH_CHAT = os.environ.get("STOREFRONT_CHAT", "1") != "0"
 RNG = random.Random(20240611)
 PAGE_EXTRAS: list[str] = []
@@ -106,7 +110,7 @@ def grpc_target(environment: Environment) -> str:
 class StorefrontHttp(FastHttpUser):
     """A storefront backend calling the REST task routes."""
 
-    wait_time = between(0, 0.005)
+    wait_time = between(THINK_S[0], THINK_S[-1])
 
     @task(10)
     def page_view(self) -> None:
@@ -126,7 +130,7 @@ class StorefrontHttp(FastHttpUser):
 class StorefrontGrpc(User):
     """The same backend over ``shopinfer.v1.TaskService``; each call is reported to locust like an HTTP one."""
 
-    wait_time = between(0, 0.005)
+    wait_time = between(THINK_S[0], THINK_S[-1])
 
     def on_start(self) -> None:
         self.channel = grpc.insecure_channel(grpc_target(self.environment))

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.api.errors import REQUEST_ID, _declared_too_big, _request_id, _send_error, error_response
 from app.errors import ServiceError
@@ -66,9 +66,9 @@ class ServingApp(FastAPI):
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (REQUEST_ID.encode(), rid.encode("latin-1"))
 
-        async def send_with_id(message: dict[str, object]) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), rid_header]  # type: ignore[list-item, misc]
+                message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
         too_big = _declared_too_big(scope, self.max_body_bytes)

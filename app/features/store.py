@@ -125,7 +125,7 @@ class RedisStore:
             fill(pipe)
             out: list[Any] = pipe.execute()
             return out
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any client or connection error means "store unavailable": degrade
             with self._lock:
                 self._open_until = time.monotonic() + self.retry_s
             self._client.connection_pool.disconnect()

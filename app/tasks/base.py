@@ -211,8 +211,8 @@ class Task(ABC):
         of its own (e.g. featurization fused into the model, fed raw values)."""
         return runtime_infer
 
-    def warmup(self) -> None:
+    def warmup(self) -> None:  # noqa: B027 - optional hook
         """Loader thread, after the runtime's own warm-up: exercise ``prepare`` once so the first request is warm."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """The version is unloaded: release what ``load`` acquired."""

@@ -35,7 +35,8 @@ class SelfAttention(nn.Module):
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(HIDDEN // HEADS) + mask
         ctx = torch.matmul(torch.softmax(scores, dim=-1), v).permute(0, 2, 1, 3)
         ctx = ctx.reshape(x.shape[0], x.shape[1], HIDDEN)
-        return self.norm(self.dense(ctx) + x)
+        out: torch.Tensor = self.norm(self.dense(ctx) + x)
+        return out
 
 
 class Layer(nn.Module):
@@ -48,7 +49,8 @@ class Layer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.attention(x, mask)
-        return self.norm(self.output(nn.functional.gelu(self.intermediate(h))) + h)
+        out: torch.Tensor = self.norm(self.output(nn.functional.gelu(self.intermediate(h))) + h)
+        return out
 
 
 class Encoder(nn.Module):
@@ -78,7 +80,8 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x = layer(x, ext)
         pooled = (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp_min(1e-9)
-        return pooled / pooled.pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)  # F.normalize, static width
+        unit: torch.Tensor = pooled / pooled.pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)  # static width
+        return unit
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.embed(input_ids, attention_mask)

@@ -30,7 +30,7 @@ def transformer_optimize(src: Path, dst: Path, num_heads: int, hidden: int, chec
     stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
     model.save_model_to_file(str(dst))
     ref, got = session(src, 2).run(None, check), session(dst, 2).run(None, check)
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, got))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, got, strict=True))
     if diff > 1e-4:
         raise ExportError(f"{dst.name}: transformer-optimized outputs differ from the export by {diff:.2e} (> 1e-4)")
     log.info("transformer optimizer fused %s (max output diff %.1e)", stats, diff)
@@ -51,6 +51,6 @@ def predict_trimmed(sess: Any, feeds: Feeds, outputs: list[str], batch: int = 25
         got = sess.run(outputs, {k: v[idx, :width] for k, v in feeds.items()})
         if not res:
             res = [np.zeros((n, *g.shape[1:]), dtype=g.dtype) for g in got]
-        for r, g in zip(res, got):
+        for r, g in zip(res, got, strict=True):
             r[idx] = g
     return res

@@ -12,8 +12,17 @@ from typing import Any
 import numpy as np
 
 from app.manifest import TensorSpec
-from app.tasks.chat import (CODE_VERSION, KIND, REPLY_INDEX_FILE, STATE_FILE, TOKENIZER_FILE, ChatState,
-                            ChatTokenizer, pad_batch, softmax)
+from app.tasks.chat import (
+    CODE_VERSION,
+    KIND,
+    REPLY_INDEX_FILE,
+    STATE_FILE,
+    TOKENIZER_FILE,
+    ChatState,
+    ChatTokenizer,
+    pad_batch,
+    softmax,
+)
 from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
 from compress.config import ChatConfig
 from compress.errors import DataError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ def fit(
         lr=lr or cfg.lr,
     )
     loss_fn = nn.BCEWithLogitsLoss()
+    logit: Any = cast(Any, model).logit  # DeepFM / LR: pre-sigmoid scores (nn.Module types attributes loosely)
     dense, sparse, y = (torch.from_numpy(a) for a in (train.dense, train.sparse, train.y))
     best_auc, best_state, history, stale = -1.0, copy.deepcopy(model.state_dict()), [], 0
     for epoch in progress(range(epochs or cfg.epochs), desc=desc):
@@ -63,7 +65,7 @@ def fit(
         for i in range(0, len(y), cfg.batch_size):
             b = order[i : i + cfg.batch_size]
             opt.zero_grad()
-            loss = loss_fn(model.logit(dense[b], sparse[b]).squeeze(1), y[b])
+            loss = loss_fn(logit(dense[b], sparse[b]).squeeze(1), y[b])
             loss.backward()
             opt.step()
         m = binary_metrics(predict(model, val), val.y)

@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -104,56 +105,80 @@ class RecSplit:
     def encode(self, items: list[str]) -> list[int]:
         return [self.index[i] for i in items if i in self.index]
 
+    @cached_property
+    def indexed(self) -> pd.DataFrame:
+        """The log with each row's catalogue index in ``idx`` (0: not in the catalogue), mapped once."""
+        idx = self.log["item"].map(self.index).fillna(0).to_numpy().astype(np.int64)
+        return self.log.assign(idx=idx)
+
     def baskets(self, before: pd.Timestamp, after: pd.Timestamp | None = None) -> pd.DataFrame:
         """Distinct (user, basket, ts, item index) rows with ``after <= ts < before``."""
-        df = self.log[self.log["ts"] < before]
+        df = self.indexed
+        ts = df["ts"]
+        keep = ((ts < before) & (df["idx"] > 0)).to_numpy()
         if after is not None:
-            df = df[df["ts"] >= after]
-        df = df[df["item"].isin(self.index)]
-        return df.assign(idx=df["item"].map(self.index)).drop_duplicates(["basket", "idx"])
+            keep = keep & (ts >= after).to_numpy()
+        return df[keep].drop_duplicates(["basket", "idx"])
 
     def histories(self, before: pd.Timestamp) -> dict[str, list[int]]:
-        """Per user: item indices of baskets before ``before``, newest basket first, capped at history_len."""
+        """Per user (first-seen order): item indices before ``before``, newest first, capped at history_len."""
         df = self.baskets(before)
-        out: dict[str, list[int]] = {}
-        for user, g in df.groupby("user", sort=False):
-            seq = g["idx"].to_numpy()[::-1]
-            out[str(user)] = [int(x) for x in seq[: self.history_len]]
-        return out
+        codes, users = pd.factorize(df["user"], sort=False)
+        order = np.argsort(codes, kind="stable")
+        idx = df["idx"].to_numpy()[order]
+        bounds = np.searchsorted(codes[order], np.arange(len(users) + 1))
+        L = self.history_len
+        return {str(u): idx[max(a, b - L):b][::-1].tolist()
+                for u, a, b in zip(users, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)}
 
     def window(self, start: pd.Timestamp, stop: pd.Timestamp) -> Examples:
         """Warm users with a basket in [start, stop): history before ``start``, targets = every item bought in it."""
         hist = self.histories(start)
         win = self.baskets(stop, start)
-        users, rows, targets = [], [], []
-        for user, g in win.groupby("user", sort=True):
-            h = hist.get(str(user))
+        users, inverse = np.unique(win["user"].to_numpy().astype(str), return_inverse=True)
+        idx = win["idx"].to_numpy()
+        order = np.lexsort((idx, inverse))
+        idx, bounds = idx[order], np.searchsorted(inverse[order], np.arange(len(users) + 1))
+        names, rows, targets = [], [], []
+        for user, a, b in zip(users.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            h = hist.get(user)
             if not h:
                 continue
-            users.append(str(user))
+            names.append(user)
             rows.append(h)
-            targets.append(np.unique(g["idx"].to_numpy()))
-        return Examples(pad(rows, self.history_len), targets, users)
+            targets.append(np.unique(idx[a:b]))
+        return Examples(pad(rows, self.history_len), targets, names)
 
     def training(self, before: pd.Timestamp, max_examples: int | None) -> Examples:
-        """One row per basket before ``before`` that has history: the user's earlier baskets -> this basket."""
+        """One row per basket before ``before`` that has history: the user's earlier baskets -> this basket.
+
+        Vectorised: rows are ordered by user, then basket (both in first-seen order); a basket that is not its
+        user's first gets the ``history_len`` rows before it, newest first. The most recent baskets come first.
+        """
         df = self.baskets(before)
         L = self.history_len
-        rows, targets, ages = [], [], []
-        for _, g in df.groupby("user", sort=False):
-            seq: list[int] = []
-            for _, b in g.groupby("basket", sort=False):
-                idx = b["idx"].to_numpy()
-                if seq:
-                    rows.append(seq[:L])
-                    targets.append(np.unique(idx))
-                    ages.append((before - b["ts"].iloc[0]) / timedelta(days=1))
-                seq = [int(x) for x in idx[::-1]] + seq
-        order = np.argsort(ages, kind="stable")
+        user = pd.factorize(df["user"], sort=False)[0]
+        basket = df.groupby(["user", "basket"], sort=False).ngroup().to_numpy()
+        order = np.lexsort((basket, user))
+        user, basket, items = user[order], basket[order], df["idx"].to_numpy()[order]
+        ts = df["ts"].to_numpy()[order]
+        n = len(items)
+        starts = np.flatnonzero(np.r_[True, basket[1:] != basket[:-1]]) if n else np.zeros(0, np.int64)
+        user_start = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if n else np.zeros(0, np.int64)
+        first_row = user_start[np.searchsorted(user_start, starts, side="right") - 1] if n else starts
+        ends = np.r_[starts[1:], n].astype(np.int64)
+        has_history = starts > first_row
+        starts, ends, first_row = starts[has_history], ends[has_history], first_row[has_history]
+        day = timedelta(days=1)
+        ages = np.asarray([(before - pd.Timestamp(t)) / day for t in ts[starts]], np.float64)
+        pick = np.argsort(ages, kind="stable")
         if max_examples is not None:
-            order = order[:max_examples]
-        return Examples(pad([rows[i] for i in order], L), [targets[i] for i in order], [],
-                        np.asarray([ages[i] for i in order], np.float64))
+            pick = pick[:max_examples]
+        starts, ends, first_row = starts[pick], ends[pick], first_row[pick]
+        pos = starts[:, None] - 1 - np.arange(L)[None, :]
+        history = np.where(pos >= first_row[:, None], items[np.maximum(pos, 0)], PAD).astype(np.int64)
+        targets = [np.unique(items[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return Examples(history.reshape(len(pick), L), targets, [], ages[pick])
 
 
 def pad(rows: list[list[int]], length: int) -> np.ndarray:

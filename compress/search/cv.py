@@ -50,7 +50,7 @@ def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
             with torch_threads(t.threads):
                 model = load_cross_encoder(task.weights, t.layers)
                 fine_tune(model, task.lists(train), epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
-                          temperature=t.temperature, seed=t.seed)
+                          temperature=t.temperature, seed=t.seed, head_lr=t.head_lr)
                 part = task.lists(held)
                 out["teacher"].append(task.part_metrics(score(model, part.seqs), part)[f"ndcg_{cfg.rank.ndcg_k}"])
         log.info("fold %d/%d: %s", k + 1, cfg.split.folds, {m: v[-1] for m, v in out.items() if v})

@@ -112,7 +112,7 @@ class SearchTask:
         with torch_threads(t.threads):
             model = load_cross_encoder(self.weights, t.layers)
             hist = fine_tune(model, self.parts["train"], epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
-                             temperature=t.temperature, seed=t.seed)
+                             temperature=t.temperature, seed=t.seed, head_lr=t.head_lr)
             val = self.part_metrics(score(model, self.parts["validation"].seqs), self.parts["validation"])
         self.history["teacher"] = {"model": f"cross-encoder from all-MiniLM-L6-v2 (layers {t.layers})", **hist,
                                    "validation": val}

@@ -61,14 +61,22 @@ def _batch(lists: Lists, picked: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 def fine_tune(model: nn.Module, lists: Lists, *, epochs: int, lr: float, per_step: int, temperature: float,
-              seed: int) -> dict[str, Any]:
-    """Listwise fine-tuning on graded labels: target = softmax(gain / temperature) within each query."""
+              seed: int, head_lr: float | None = None) -> dict[str, Any]:
+    """Listwise fine-tuning on graded labels: target = softmax(gain / temperature) within each query.
+
+    Parameters named ``*head*`` (the fresh score head) train at ``head_lr``: at the encoder's small rate a
+    freshly initialised head cannot grow to a useful score range in a few dozen steps, and the loss then bends
+    the pretrained encoder instead.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     targets = [torch.softmax(torch.from_numpy(g).float() / temperature, 0) for g in lists.gains]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    head = [p for n, p in model.named_parameters() if "head" in n]
+    body = [p for n, p in model.named_parameters() if "head" not in n]
+    rates = [lr, head_lr or lr]
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": rates[1]}], weight_decay=0.01)
     total = epochs * len(_steps(len(lists.groups), per_step, rng))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=max(total, 1), pct_start=0.1)
     history = []
     for _ in progress(range(epochs), desc="fine-tune teacher"):
         model.train()
@@ -86,7 +94,7 @@ def fine_tune(model: nn.Module, lists: Lists, *, epochs: int, lr: float, per_ste
         history.append(round(run / len(steps), 5))
     model.eval()
     return {"loss": "listwise softmax cross-entropy, target softmax(gain / T)", "temperature": temperature,
-            "epochs": epochs, "lr": lr, "queries_per_step": per_step, "epoch_loss": history,
+            "epochs": epochs, "lr": lr, "head_lr": rates[1], "queries_per_step": per_step, "epoch_loss": history,
             "train_queries": len(lists.groups), "train_pairs": len(lists.seqs)}
 
 
