@@ -340,6 +340,8 @@ class RankSection(_Cfg):
     max_query_chars: int = Field(default=200, ge=8)
     max_text_chars: int = Field(default=20000, ge=64, description="inline product text (all fields) before 413")
     ndcg_k: int = Field(default=10, ge=1)
+    mode: Literal["cross_encoder", "bi_encoder"] = Field(
+        default="cross_encoder", description="bi_encoder: MiniLM query encoder + product vectors stored at publish")
 
 
 class SearchConfig(CompressConfig):

@@ -55,7 +55,7 @@ def _data_present(cfg: Any) -> bool:
 def summary(cfg: CompressConfig, repo: Path, result: RunResult) -> str:
     """One line per model: what was published, where, and the selected candidate's gate numbers."""
     sel = result.selected
-    label = " (SYNTHETIC data: demo only, metrics mean nothing)" if cfg.data.synthetic else ""
+    label = " (SYNTHETIC data: demo only, metrics mean nothing)" if getattr(cfg.data, "synthetic", False) else ""
     where = ", ".join(f"{repo / cfg.model.name / str(v)} ({n})" for n, v in result.published.items())
     if sel is None or sel.gate is None:
         return f"{cfg.model.name}{label}: published {where}"

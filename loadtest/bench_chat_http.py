@@ -15,7 +15,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from loadtest.bench_ctr import LUA, Result, median, run_wrk, server
+from loadtest.bench_ctr import LUA, server
+from loadtest.peers.measure import Row, run_wrk, summarize
 
 MESSAGES = {
     "short": "where is my order?",
@@ -40,15 +41,16 @@ def main(argv: list[str] | None = None) -> None:
         scripts[name] = work / f"{name}.lua"
         scripts[name].write_text(LUA.format(body=body))
     env = {"MODEL_REPO": str(args.repo), "APP_REQUIRED_MODELS": "chat-intent", "APP_LOG_LEVEL": "warning"}
-    rows: list[tuple[str, int, Result]] = []
-    with server(["-m", "app"], env, work / "server.log") as url:
+    rows: list[tuple[str, int, Row]] = []
+    with server(["-m", "app"], env, work / "server.log") as (url, pid):
         for name, script in scripts.items():
             for c in concurrencies:
-                runs = [run_wrk(url + "/v1/chat", script, c, args.duration) for _ in range(args.runs)]
-                rows.append((name, c, median(runs)))
-    print("| message | clients | msg/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+                runs = [run_wrk(url + "/v1/chat", script, c, args.duration, pid) for _ in range(args.runs)]
+                rows.append((name, c, summarize(name, runs)))
+    print("| message | clients | msg/s | p50 ms | p99 ms | CPU µs/msg | non-2xx |\n|---|---|---|---|---|---|---|")
     for name, c, r in rows:
-        print(f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |")
+        print(f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_request:,.0f} | "
+              f"{r.non_2xx + r.socket_errors} |")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from app.api.deps import (
     require_admin,
 )
 from app.errors import InvalidInput, ModelNotFound
+from app.grpc.kserve import model_config_json
 from app.protocol import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from app.service import InferenceService
 from app.workers import broadcast
@@ -31,6 +32,17 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 UNKNOWN = "_unknown_"
 # a directory part of an absolute path (POSIX or Windows drive), not inside a relative one like "ad-ctr/2/x"
 _HOST_DIRS = re.compile(r"(?<![\w.\-/])(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\":]+)+[/\\]")
+
+
+_TENSOR_CONFIG: dict[str, Any] = {"type": "object", "properties": {
+    "name": {"type": "string"}, "data_type": {"type": "string"}, "dims": {"type": "array", "items": {"type": "integer"}}}}
+MODEL_CONFIG: dict[str, Any] = {"type": "object", "required": ["name", "platform", "max_batch_size", "input", "output"],
+                                "properties": {"name": {"type": "string"}, "platform": {"type": "string"},
+                                               "backend": {"type": "string"}, "max_batch_size": {"type": "integer"},
+                                               "input": {"type": "array", "items": _TENSOR_CONFIG},
+                                               "output": {"type": "array", "items": _TENSOR_CONFIG},
+                                               "dynamic_batching": {"type": "object"}}}  # fmt: skip
+"""``GET /v2/models/{model}/config``: Triton's model configuration as JSON (what ``app.grpc.kserve`` serves)."""
 
 
 def _package_version() -> str:
@@ -77,6 +89,15 @@ async def model_ready(request: Request, model: str) -> Response:
 
 async def version_ready(request: Request, model: str, version: str) -> Response:
     return _ready(request, model, parse_version(version))
+
+
+async def model_config(request: Request, model: str) -> Response:
+    return json_response(model_config_json(get_service(request), model, None))
+
+
+async def version_config(request: Request, model: str, version: str) -> Response:
+    """Triton's model configuration (batch size, tensors, dynamic batching): perf_analyzer over HTTP reads it."""
+    return json_response(model_config_json(get_service(request), model, parse_version(version)))
 
 
 def _ready(request: Request, model: str, version: int | None) -> Response:
@@ -155,6 +176,9 @@ def register(app: FastAPI) -> None:
     get("/v2/models/{model}/ready", model_ready, doc.MODEL_READY, 404, extra=ready_503, summary="Model readiness")
     get("/v2/models/{model}/versions/{version}/ready", version_ready, doc.MODEL_READY, 400, 404, extra=ready_503,
         summary="Version readiness")
+    get("/v2/models/{model}/config", model_config, MODEL_CONFIG, 404, 503, summary="Model configuration (Triton)")
+    get("/v2/models/{model}/versions/{version}/config", version_config, MODEL_CONFIG, 400, 404, 503,
+        summary="Version configuration (Triton)")
     app.add_api_route("/v2/repository/index", repository_index, methods=["POST"], tags=tags,
                       summary="Every version with its state", openapi_extra={"requestBody": doc.INDEX_BODY},
                       responses={**doc.errors(400, 413), **doc.json_ok(doc.INDEX)})

@@ -4,5 +4,5 @@ over the same :class:`~app.service.InferenceService` (so an HTTP and a gRPC requ
 
 Modules: ``server`` (build/start/stop), ``kserve`` and ``tasks`` (servicers), ``tensors`` (proto <-> numpy),
 ``task_messages`` (proto <-> task request/response dicts), ``status`` (error -> gRPC status), ``calls``
-(deadline/priority/auth from metadata), ``generated`` (checked-in stubs; ``python -m app.grpc.generate``).
+(deadline/priority/auth from metadata), ``decode`` (unparsable request bytes -> INVALID_ARGUMENT), ``generated`` (checked-in stubs; ``python -m app.grpc.generate``).
 """

@@ -20,6 +20,7 @@ from app.grpc.generated import model_config_pb2 as config_pb
 from app.grpc.tensors import decode_infer_request, encode_infer_response
 from app.service import InferenceService
 from app.supervisor import HEALTH
+from app.workers import broadcast
 
 EXTENSIONS = ["model_repository", "model_configuration", "parameters"]
 INFER_ENDPOINT = "grpc_v2_infer"
@@ -134,7 +135,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                 return encode_infer_response(request.model_name, mv.version, outputs, req)
         except ServiceError as e:
             await status.abort(context, e)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any other failure is a generic INTERNAL, never a traceback
             await status.abort_internal(context, e, "ModelInfer", rid)
 
     async def RepositoryIndex(
@@ -153,6 +154,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self.svc.registry.load_model(request.model_name)
         except ServiceError as e:
             await status.abort(context, e)
+        broadcast("load", request.model_name)  # sibling worker processes repeat it, as after the HTTP call
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
@@ -163,4 +165,5 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self.svc.registry.unload_model(request.model_name)
         except ServiceError as e:
             await status.abort(context, e)
+        broadcast("unload", request.model_name)  # sibling worker processes repeat it, as after the HTTP call
         return pb.RepositoryModelUnloadResponse()

@@ -25,6 +25,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from app.grpc.decode import MalformedRequests
 from app.grpc.generated import POOL
 from app.grpc.generated import grpc_service_pb2 as kserve_pb
 from app.grpc.generated import grpc_service_pb2_grpc as kserve_grpc
@@ -101,7 +102,7 @@ class GrpcServer:
         """Bind ``APP_HOST:APP_GRPC_PORT`` and serve; returns the bound port (a free one for port 0)."""
         s = self.svc.settings
         limit = s.grpc_max_message_bytes
-        server = aio.server(options=[
+        server = aio.server(interceptors=[MalformedRequests([KSERVE_SERVICE, TASK_SERVICE])], options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 1 if worker_count() > 1 else 0),  # workers share the port; alone, a clash is an error

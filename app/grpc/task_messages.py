@@ -113,9 +113,105 @@ def chat_response(doc: dict[str, Any]) -> pb.ChatResponse:
     return pb.ChatResponse(**{k: doc[k] for k in fields if doc.get(k) is not None})
 
 
+def recommend_request(msg: pb.RecommendRequest) -> dict[str, Any]:
+    """Unset optional fields stay out of the dict, so the schema's defaults and ``None`` rules are the REST ones
+    (an unset ``history`` is JSON's ``null``; an empty one is ``[]``)."""
+    doc: dict[str, Any] = {"exclude": list(msg.exclude), "exclude_purchased": msg.exclude_purchased}
+    if msg.HasField("user_id"):
+        doc["user_id"] = msg.user_id
+    if msg.HasField("history"):
+        doc["history"] = list(msg.history.ids)
+    if msg.HasField("k"):
+        doc["k"] = msg.k
+    return doc
+
+
+def encode_recommend(doc: dict[str, Any]) -> pb.RecommendRequest:
+    """Client side: a ``/v1/recommend`` JSON body as a ``RecommendRequest``."""
+    msg = pb.RecommendRequest(exclude=doc.get("exclude") or [], exclude_purchased=bool(doc.get("exclude_purchased")))
+    if doc.get("user_id") is not None:
+        msg.user_id = doc["user_id"]
+    if doc.get("history") is not None:
+        msg.history.SetInParent()
+        msg.history.ids.extend(doc["history"])
+    if doc.get("k") is not None:
+        msg.k = doc["k"]
+    return msg
+
+
+def recommend_response(doc: dict[str, Any]) -> pb.RecommendResponse:
+    resp = pb.RecommendResponse(model=doc["model"], version=doc["version"], degraded=doc["degraded"],
+                                history_source=doc["history_source"], history_used=doc["history_used"],
+                                unknown_items=doc["unknown_items"])  # fmt: skip
+    items = resp.items
+    for it in doc["items"]:
+        items.add(item_id=it["item_id"], score=it["score"], title=it["title"])
+    return resp
+
+
+def event_request(msg: pb.EventRequest) -> dict[str, Any]:
+    doc: dict[str, Any] = {"user_id": msg.user_id, "item_id": msg.item_id, "type": msg.type}
+    if msg.HasField("ts"):
+        doc["ts"] = msg.ts
+    return doc
+
+
+def event_response(doc: dict[str, Any]) -> pb.EventResponse:
+    return pb.EventResponse(stored=doc["stored"], degraded=doc["degraded"], backend=doc["backend"])
+
+
+def search_candidate(msg: pb.SearchCandidate, i: int) -> dict[str, Any]:
+    """One candidate as its JSON object: ``product_id`` plus the text fields (strings, or lists of strings)."""
+    fields: dict[str, Any] = dict(msg.text)
+    for name, values in msg.text_lists.items():
+        if name in fields:
+            raise InvalidInput(f"candidates[{i}].{name}: given in both text and text_lists", code="invalid_field",
+                               status=422)
+        fields[name] = list(values.values)
+    if "product_id" in fields:
+        raise InvalidInput(f"candidates[{i}]: product_id is not a text field", code="unknown_field", status=422)
+    return {"product_id": msg.product_id, **fields}
+
+
+def rank_search_request(msg: pb.RankSearchRequest) -> dict[str, Any]:
+    doc: dict[str, Any] = {"query": msg.query, "model_version": msg.model_version or None,
+                           "candidates": [search_candidate(c, i) for i, c in enumerate(msg.candidates)]}  # fmt: skip
+    if msg.HasField("k"):
+        doc["k"] = msg.k
+    return doc
+
+
+def encode_rank_search(doc: dict[str, Any]) -> pb.RankSearchRequest:
+    """Client side: a ``/v1/search/rank`` JSON body as a ``RankSearchRequest`` (null text fields are left out)."""
+    msg = pb.RankSearchRequest(query=doc["query"], model_version=doc.get("model_version") or 0)
+    if doc.get("k") is not None:
+        msg.k = doc["k"]
+    for cand in doc["candidates"]:
+        c = msg.candidates.add(product_id=cand["product_id"])
+        for name, value in cand.items():
+            if name == "product_id" or value is None:
+                continue
+            if isinstance(value, list):
+                c.text_lists[name].values.extend(value)
+            else:
+                c.text[name] = value
+    return msg
+
+
+def rank_search_response(doc: dict[str, Any]) -> pb.RankSearchResponse:
+    resp = pb.RankSearchResponse(query_truncated=doc["query_truncated"], model=doc["model"], version=doc["version"])
+    results = resp.results
+    for r in doc["results"]:
+        results.add(product_id=r["product_id"], score=r["score"], rank=r["rank"], truncated=r["truncated"])
+    return resp
+
+
 TASK_RPCS: tuple[TaskRpc, ...] = (
     TaskRpc("ScoreAds", "/v1/ads/ctr", score_ads_request, score_ads_response),
     TaskRpc("Chat", "/v1/chat", chat_request, chat_response),
+    TaskRpc("Recommend", "/v1/recommend", recommend_request, recommend_response),
+    TaskRpc("RecordEvent", "/v1/events", event_request, event_response),
+    TaskRpc("RankSearch", "/v1/search/rank", rank_search_request, rank_search_response),
 )
 
 

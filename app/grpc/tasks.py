@@ -55,7 +55,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 return rpc.from_response(result)
             except ServiceError as e:
                 await status.abort(context, e)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any other failure is a generic INTERNAL, never a traceback
                 await status.abort_internal(context, e, rpc.method, rid)
 
         call.__name__ = rpc.method
@@ -70,3 +70,12 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     async def Chat(self, request: Any, context: aio.ServicerContext) -> Message:
         return await self._missing(context, "Chat")
+
+    async def Recommend(self, request: Any, context: aio.ServicerContext) -> Message:
+        return await self._missing(context, "Recommend")
+
+    async def RecordEvent(self, request: Any, context: aio.ServicerContext) -> Message:
+        return await self._missing(context, "RecordEvent")
+
+    async def RankSearch(self, request: Any, context: aio.ServicerContext) -> Message:
+        return await self._missing(context, "RankSearch")

@@ -112,10 +112,10 @@ class RecommendTask(Task):
         files.aux("histories")
         state = RecState.load(files.state())
         store = feature_store(ctx)
-        if store.backend == "memory":  # Redis is filled by `python -m compress features load`
+        if store.backend != "redis":  # Redis is filled by `python -m compress features load`
             hist = load_histories(files.aux("histories"))
             n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
-            LOG.info("seeded the in-process feature store with %d customers from %s", n, HISTORIES_FILE)
+            LOG.info("seeded the %s feature store with %d customers from %s", store.backend, n, HISTORIES_FILE)
         return cls(state, store, rec_metrics(ctx))
 
     # ---- request side (event loop) ----

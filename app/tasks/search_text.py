@@ -24,6 +24,8 @@ CODE_VERSION = "search-pre-1"
 STATE_FILE = "search.json"
 TOKENIZER_FILE = "tokenizer.json"
 CATALOGUE_FILE = "catalogue.jsonl.gz"
+VECTORS_FILE = "product_vectors.npz"  # bi-encoder versions: catalogue vectors, INT8 with a scale per row
+CROSS, BI = "cross_encoder", "bi_encoder"
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
 CHARS_PER_TOKEN_CAP = 12  # product text is cut to max_tokens * this many chars before tokenising (it is cut anyway)
 _SPACE = re.compile(r"\s+")
@@ -39,6 +41,8 @@ class SearchState:
     max_query_chars: int = 200
     max_text_chars: int = 20000
     relevant_gain: float = 1.0
+    mode: str = CROSS
+    """``cross_encoder``: one pair per row; ``bi_encoder``: one text per row -> a unit vector (dot-product scores)."""
     kind: str = KIND
     code_version: str = CODE_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
@@ -136,3 +140,33 @@ def pad_pairs(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     from app.tasks.chat import pad_batch
 
     return pad_batch(seqs, PAD_ID)
+
+
+def single_seq(tokens: Sequence[int]) -> list[int]:
+    """``[CLS] tokens [SEP]``: a bi-encoder's one-text row (tokens already cut by :class:`PairEncoder`)."""
+    return [CLS_ID, *tokens, SEP_ID]
+
+
+def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric INT8 per row: ``(int8 [N, D], fp32 scale [N])`` with ``vectors ~= int8 * scale[:, None]``."""
+    v = np.asarray(vectors, np.float32)
+    scale = np.maximum(np.abs(v).max(axis=1), 1e-12) / 127.0
+    q = np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+def dot_scores(query: np.ndarray, q8: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Dot products of one query vector with INT8 rows (the served bi-encoder score), float64 [N]."""
+    return (q8.astype(np.float32) @ np.asarray(query, np.float32)).astype(np.float64) * scale.astype(np.float64)
+
+
+def write_vectors(path: Path, ids: Sequence[str], vectors: np.ndarray) -> None:
+    """Quantise and store the catalogue's product vectors (``ids``, ``q8``, ``scale``)."""
+    q8, scale = quantize_rows(vectors)
+    np.savez(path, ids=np.asarray(ids, dtype=str), q8=q8, scale=scale)
+
+
+def read_vectors(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(product ids, int8 vectors [N, D], fp32 scales [N]) of a version's vectors file."""
+    with np.load(path, allow_pickle=False) as z:
+        return [str(i) for i in z["ids"]], z["q8"], z["scale"]

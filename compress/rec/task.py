@@ -24,10 +24,28 @@ from compress.rec.metrics import ranking_metrics
 log = logging.getLogger("compress")
 
 
+_LAST_SPLIT: dict[str, tuple[tuple[Any, ...], RecSplit]] = {}
+
+
 def load_split(cfg: RecConfig) -> RecSplit:
+    """The cleaned, temporally split log. The last one is kept (keyed by the file's size and mtime and the config
+    sections that shape it), so a process that needs the same split twice reads and cleans the file once."""
     non_product_pattern_ok(cfg.data.item_pattern)
+    path = cfg.data.resolved_path()
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    key = None if st is None else (str(path), st.st_size, st.st_mtime_ns, cfg.data.model_dump_json(),
+                                   cfg.split.model_dump_json(), cfg.train.history_len)
+    last = _LAST_SPLIT.get("split")
+    if key is not None and last is not None and last[0] == key:
+        return last[1]
     frame, dropped = read_log(cfg.data)
-    return make_split(frame, dropped, cfg.split, cfg.train.history_len)
+    split = make_split(frame, dropped, cfg.split, cfg.train.history_len)
+    if key is not None:
+        _LAST_SPLIT["split"] = (key, split)
+    return split
 
 
 class RecTask:

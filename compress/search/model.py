@@ -42,3 +42,26 @@ def load_cross_encoder(weights: Path, layers: list[int]) -> CrossEncoder:
 def student_of(teacher: CrossEncoder, layers: list[int], keep_tokens: torch.Tensor | None, max_pos: int) -> CrossEncoder:
     """The teacher's ``layers`` (indices into its own), its head, optionally a pruned vocabulary."""
     return CrossEncoder(make_student(copy.deepcopy(teacher.encoder), layers, keep_tokens, max_pos=max_pos))
+
+
+class BiEncoder(nn.Module):
+    """input_ids, attention_mask [N, T] of one text per row -> unit vector [N, 384] (queries and products alike).
+
+    Relevance is the dot product of a query's and a product's vectors, so product vectors can be computed once,
+    at publish time, and a request costs one short query encoding.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embed(input_ids, attention_mask)
+
+
+def load_bi_encoder(weights: Path, layers: list[int]) -> BiEncoder:
+    """all-MiniLM-L6-v2 as published (zero-shot sentence embeddings), keeping ``layers`` (all six but in CI)."""
+    enc = load_teacher(weights, 1)
+    if layers != list(range(len(enc.layers))):
+        enc = make_student(enc, layers, None, max_pos=enc.position.num_embeddings)
+    return BiEncoder(enc)

@@ -18,16 +18,22 @@ import numpy as np
 
 from app.manifest import TensorSpec
 from app.tasks.search_text import (
+    BI,
     CATALOGUE_FILE,
     CODE_VERSION,
     KIND,
     STATE_FILE,
     TOKENIZER_FILE,
+    VECTORS_FILE,
     PairEncoder,
     SearchState,
+    dot_scores,
     pad_pairs,
     product_text,
+    quantize_rows,
+    single_seq,
     write_catalogue,
+    write_vectors,
 )
 from compress.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
@@ -46,7 +52,9 @@ class SearchTask:
         self.cfg = cfg
         self.inputs = [TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
                        TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1])]
-        self.outputs = [TensorSpec(name="score", dtype="FP32", shape=[-1, 1])]
+        self.bi = cfg.rank.mode == BI
+        self.outputs = [TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN]) if self.bi
+                        else TensorSpec(name="score", dtype="FP32", shape=[-1, 1])]
         self.fp32: Any = None
         self.history: dict[str, Any] = {}
 
@@ -69,7 +77,11 @@ class SearchTask:
         self.query_tokens = qtoks
         self.parts = {"train": self.lists(self.split.train), "validation": self.lists(self.split.validation),
                       "test": self.lists(self.split.test)}
-        self.feeds = {k: self._feeds(self.parts[k].seqs) for k in ("validation", "test")}
+        if self.bi:
+            self.singles = {k: self._singles(getattr(self.split, k)) for k in ("validation", "test")}
+            self.feeds = {k: self._feeds(v[0]) for k, v in self.singles.items()}
+        else:
+            self.feeds = {k: self._feeds(self.parts[k].seqs) for k in ("validation", "test")}
         log.info("search data: %s", self.split.describe(self.data)["queries"])
 
     def lists(self, queries: list[int]) -> Lists:
@@ -83,6 +95,23 @@ class SearchTask:
             groups.append(np.arange(start, len(seqs)))
             gains.append(j.gains)
         return Lists(seqs, groups, gains)
+
+    def _singles(self, queries: list[int]) -> tuple[list[list[int]], list[int]]:
+        """Bi-encoder rows of a part: its queries, then its distinct products; and each pair's product row."""
+        products = sorted({p for q in queries for p in self.data.lists[q].products})
+        row = {p: len(queries) + i for i, p in enumerate(products)}
+        seqs = [single_seq(self.query_tokens[q]) for q in queries] + [single_seq(self.product_tokens[p])
+                                                                        for p in products]
+        return seqs, [row[p] for q in queries for p in self.data.lists[q].products]
+
+    def bi_scores(self, vectors: np.ndarray, split: str) -> np.ndarray:
+        """Pair scores as served: query vector . INT8 product vector (row-wise scale), in the part's pair order."""
+        _, prow = self.singles[split]
+        queries = getattr(self.split, split)
+        qv = np.asarray(vectors, np.float32)[: len(queries)]
+        q8, scale = quantize_rows(np.asarray(vectors, np.float32))
+        qidx = np.concatenate([np.full(len(self.data.lists[q].products), i) for i, q in enumerate(queries)])
+        return np.array([dot_scores(qv[i], q8[[r]], scale[[r]])[0] for i, r in zip(qidx, prow, strict=True)])
 
     @staticmethod
     def _feeds(seqs: list[list[int]]) -> dict[str, np.ndarray]:
@@ -105,10 +134,23 @@ class SearchTask:
     # ---- models ----
     def train_fp32(self) -> Any:
         from compress.chat.train import torch_threads
-        from compress.search.model import load_cross_encoder
+        from compress.search.model import load_bi_encoder, load_cross_encoder
         from compress.search.train import fine_tune, score
 
         t = self.cfg.train
+        if self.bi:
+            import torch
+
+            model = load_bi_encoder(self.weights, t.layers)
+            feeds = self.feeds["validation"]
+            with torch_threads(t.threads), torch.no_grad():
+                vec = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+            val = self.metrics(vec.numpy(), "validation")
+            self.history["teacher"] = {"model": f"bi-encoder: all-MiniLM-L6-v2 zero-shot (layers {t.layers}), "
+                                       "product vectors INT8 row-wise", "validation": val}
+            log.info("bi-encoder (zero-shot): validation %s", val)
+            self.fp32 = model
+            return model
         with torch_threads(t.threads):
             model = load_cross_encoder(self.weights, t.layers)
             hist = fine_tune(model, self.parts["train"], epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
@@ -121,6 +163,8 @@ class SearchTask:
         return model
 
     def torch_transforms(self) -> dict[str, Callable[[Any], tuple[Any, dict[str, Any]]]]:
+        if self.bi:
+            return {"emb_int8": self._emb_int8}
         return {"distilled": self._distilled, "emb_int8": self._emb_int8}
 
     def student_vocabulary(self) -> Any:
@@ -163,15 +207,20 @@ class SearchTask:
         return self.feeds[split]
 
     def metrics(self, outputs: np.ndarray, split: str) -> dict[str, float]:
+        if self.bi:
+            return self.part_metrics(self.bi_scores(outputs, split), self.parts[split])
         return self.part_metrics(np.asarray(outputs).reshape(-1), self.parts[split])
 
     def predict(self, sess: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
         from compress.chat.onnx import predict_trimmed
 
-        return predict_trimmed(sess, feeds, [output])[0].reshape(-1).astype(np.float64)
+        out = predict_trimmed(sess, feeds, [output])[0].astype(np.float64)
+        return out if self.bi else out.reshape(-1)
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
         q, train = self.cfg.quantize, self.parts["train"].seqs
+        if self.bi:
+            train = [single_seq(self.product_tokens[self.data.lists[q_].products[0]]) for q_ in self.split.train]
         n = min(q.calibration_rows, len(train))
 
         def batches() -> Iterator[dict[str, np.ndarray]]:
@@ -194,6 +243,9 @@ class SearchTask:
     def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
         """``b`` random test pairs padded to their longest: a ``b``-candidate request as served."""
         rng = np.random.default_rng(self.cfg.split.seed)
+        if self.bi:  # a request of id-only candidates is one query row, whatever its candidate count
+            qs = [single_seq(self.query_tokens[q]) for q in self.split.test]
+            return {b: self._feeds([qs[int(rng.integers(len(qs)))]]) for b in batch_sizes}
         seqs = self.parts["test"].seqs
         return {b: self._feeds([seqs[i] for i in rng.choice(len(seqs), b, replace=b > len(seqs))]) for b in batch_sizes}
 
@@ -202,13 +254,25 @@ class SearchTask:
         r, d = self.cfg.rank, self.cfg.data
         return SearchState(text_fields=list(d.text_fields), max_tokens=r.max_tokens, max_query_tokens=r.max_query_tokens,
                            max_query_chars=r.max_query_chars, max_text_chars=r.max_text_chars,
-                           relevant_gain=d.relevant_gain)
+                           relevant_gain=d.relevant_gain, mode=r.mode)
 
     def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
         """tokenizer.json and the catalogue's product text (tokenised by the server when the version loads)."""
         shutil.copyfile(self.tokenizer_file, version_dir / TOKENIZER_FILE)
         write_catalogue(version_dir / CATALOGUE_FILE, self.data.catalogue.items(), self.cfg.data.text_fields)
-        return {"tokenizer": TOKENIZER_FILE, "catalogue": CATALOGUE_FILE}
+        files = {"tokenizer": TOKENIZER_FILE, "catalogue": CATALOGUE_FILE}
+        if self.bi:
+            write_vectors(version_dir / VECTORS_FILE, self.product_ids, self.product_vectors(model_path))
+            files["product_vectors"] = VECTORS_FILE
+        return files
+
+    def product_vectors(self, model_path: Path) -> np.ndarray:
+        """Every catalogue product's vector from the version's own ONNX model (so INT8 models store their own)."""
+        from compress.evaluate import session
+
+        seqs = [single_seq(self.product_tokens[p]) for p in self.product_ids]
+        return np.asarray(self.predict(session(model_path, threads=self.cfg.train.threads), self._feeds(seqs),
+                                       self.outputs[0].name), np.float32)
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         self.state().save(version_dir / STATE_FILE)

@@ -220,14 +220,40 @@ def test_repository_load_and_unload_need_the_bearer_token(served: tuple[ServerPr
     client.close()
 
 
+def _loads(server: ServerProcess, event: str) -> float:
+    """``model_load_events_total`` of ad-ctr v1 summed over every worker (metrics are merged across workers)."""
+    labels = (f'event="{event}"', 'model="ad-ctr"', 'version="1"')
+    return sum(float(line.rsplit(" ", 1)[1]) for line in server.get("/metrics").text.splitlines()
+               if line.startswith("model_load_events_total{") and all(x in line for x in labels))  # fmt: skip
+
+
+def test_repository_control_over_grpc_reaches_every_worker(ctr_repo: Path, start_server: ServerFactory) -> None:
+    """Two workers share the gRPC port; the call reaches one, its sibling repeats it (app.workers.broadcast)."""
+    server = start_server(ctr_repo, APP_WORKERS="2", APP_ADMIN_TOKEN=TOKEN, APP_REQUIRED_MODELS="ad-ctr")
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 90, "both workers ready")
+    assert _loads(server, "load") == 2 and _loads(server, "unload") == 0
+    auth = (("authorization", f"Bearer {TOKEN}"),)
+    from app.grpc.generated import grpc_service_pb2 as pb
+    from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelUnload(
+            pb.RepositoryModelUnloadRequest(model_name="ad-ctr"), metadata=auth, timeout=30)
+    wait_until(lambda: _loads(server, "unload") == 2, 30, "ad-ctr unloaded by both workers")
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 503, 30, "no worker ready")
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(
+            pb.RepositoryModelLoadRequest(model_name="ad-ctr"), metadata=auth, timeout=30)
+    wait_until(lambda: _loads(server, "load") == 4, 30, "ad-ctr loaded again by both workers")
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 30, "both workers ready again")
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_perf_analyzer_drives_the_server(protocol: str, served: tuple[ServerProcess, Path], tmp_path: Path) -> None:
     binary = shutil.which("perf_analyzer")
     if binary is None:
         pytest.skip("perf_analyzer not installed (bash .ci/install-perf-analyzer.sh: PyPI's binary needs glibc 2.38)")
-    server, repo = served
-    if protocol == "http" and server.get("/v2/models/ad-ctr/config").status_code == 404:
-        pytest.skip("perf_analyzer over HTTP reads GET /v2/models/{model}/config, which the HTTP API does not serve yet")
+    server, repo = served  # over HTTP it reads GET /v2/models/{model}/config first, over gRPC the ModelConfig RPC
     x = _inputs(repo, raw_records(16, offset=8500))
     data = {"data": [{"dense": x["dense"][i].tolist(), "sparse": x["sparse"][i].tolist()} for i in range(16)]}
     (tmp_path / "input.json").write_text(json.dumps(data))

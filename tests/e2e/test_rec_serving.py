@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
+from compress.cli import main as compress_main
 from tests.fixtures.compress_run import CompressRun
 from tests.fixtures.rec_run import REC_CI_CONFIG, KillableRedis
-from tests.fixtures.servers import ROOT, ServerFactory, ServerProcess, wait_until
+from tests.fixtures.servers import ServerFactory, ServerProcess, wait_until
 
 
 def _env(run: CompressRun, **extra: str) -> dict[str, str]:
@@ -89,11 +89,12 @@ def test_events_change_the_next_recommendation_in_process(
 
 def test_redis_backend_loader_events_and_degraded_mode(
     rec_compress_run: CompressRun, rec_test_users: dict[str, list[str]], killable_redis: KillableRedis,
-    start_server: ServerFactory,
+    start_server: ServerFactory, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    loaded = subprocess.run([sys.executable, "-m", "compress", "-q", "features", "load", str(REC_CI_CONFIG),
-                             "--redis-url", killable_redis.url], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert loaded.returncode == 0, loaded.stderr
+    # the CLI entry point in process: the session's split is already cleaned (compress.rec.task.load_split)
+    assert compress_main(["-q", "features", "load", str(REC_CI_CONFIG), "--redis-url", killable_redis.url]) == 0
+    published = json.loads((rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text())
+    assert f"loaded the recent histories of {len(published)} customers" in capsys.readouterr().out
     server = _start(start_server, rec_compress_run, REDIS_URL=killable_redis.url)
     user = sorted(rec_test_users)[0]
     before = _recommend(server, {"user_id": user, "k": 10})

@@ -76,7 +76,7 @@ def test_a_differently_shaped_log_runs_by_config_alone(rec_config: RecConfig, tm
         "data": {"path": str(log), "format": "csv", "user": "shopper", "item": "sku", "timestamp": "epoch",
                  "timestamp_unit": "s"},
         "split": {"test_days": 21, "validation_days": 21},
-        "train": {"epochs": 1, "dim": 16, "hidden": 16, "history_len": 16, "max_examples": 1000},
+        "train": {"epochs": 1, "dim": 16, "hidden": 16, "history_len": 16, "max_examples": 1000, "threads": 1},
         "retrieval": {"top_k": 20, "shortlist": 20},
         "latency": {"batch_sizes": [1, 32], "repeats": 5}, "engine": {"enabled": False},
         "select": {"batch_size": 32, "min_compression": 1.0},
@@ -87,6 +87,26 @@ def test_a_differently_shaped_log_runs_by_config_alone(rec_config: RecConfig, tm
     assert man["lineage"]["split"]["test_customers"] > 50
     assert man["metrics"]["candidate"]["recall@10"] > 0.0
     assert man["lineage"]["split"]["cleaning"]["rows_read"] == len(pd.read_csv(log))
+
+
+def test_training_rows_are_earlier_baskets_newest_first() -> None:
+    """The split's example builder on a hand-made log: what each row's history and target must be."""
+    from compress.rec.config import RecSplitSection
+    from compress.rec.data import make_split
+
+    day = pd.Timestamp("2011-01-01")
+    rows = [("A", "x", 0, "a1"), ("A", "y", 0, "a1"), ("A", "z", 2, "a2"), ("B", "y", 2, "b1"),
+            ("A", "x", 4, "a3"), ("A", "w", 4, "a3"), ("B", "z", 5, "b2"), ("C", "x", 9, "c1")]
+    log = pd.DataFrame([{"user": u, "item": i, "ts": day + pd.Timedelta(days=d), "basket": b} for u, i, d, b in rows])
+    split = make_split(log, {}, RecSplitSection(test_days=1, validation_days=1), history_len=3)
+    ix = split.index
+    ex = split.training(day + pd.Timedelta(days=6), None)
+    # most recent first: B's 2nd basket (day 5), A's 3rd (day 4), A's 2nd (day 2); first baskets have no history
+    assert ex.history.tolist() == [[ix["y"], 0, 0], [ix["z"], ix["y"], ix["x"]], [ix["y"], ix["x"], 0]]
+    assert [t.tolist() for t in ex.targets] == [[ix["z"]], sorted([ix["x"], ix["w"]]), [ix["z"]]]
+    assert ex.age_days.tolist() == [1.0, 2.0, 4.0]
+    assert split.training(day + pd.Timedelta(days=6), 2).history.tolist() == ex.history.tolist()[:2]
+    assert split.histories(day + pd.Timedelta(days=6)) == {"A": [ix["w"], ix["x"], ix["z"]], "B": [ix["z"], ix["y"]]}
 
 
 @pytest.mark.parametrize("bad, msg", [({"user": None}, "user"), ({"timestamp_unit": "days"}, "timestamp_unit")])

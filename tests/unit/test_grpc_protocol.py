@@ -27,8 +27,23 @@ from app.errors import (
 from app.grpc import calls, status
 from app.grpc.generated import grpc_service_pb2 as pb
 from app.grpc.generated.shopinfer.v1 import tasks_pb2
-from app.grpc.task_messages import chat_request, encode_score_ads, features, score_ads_request
+from app.grpc.task_messages import (
+    TASK_RPCS,
+    chat_request,
+    encode_rank_search,
+    encode_recommend,
+    encode_score_ads,
+    event_request,
+    features,
+    rank_search_request,
+    recommend_request,
+    score_ads_request,
+    validate,
+)
 from app.grpc.tensors import decode_infer_request, encode_infer_response
+from app.tasks.rec_schemas import EventRequest, RecommendRequest
+from app.tasks.registry import all_routes
+from app.tasks.search_schema import SearchRequest
 
 GENERATED = Path(__file__).resolve().parents[2] / "app" / "grpc" / "generated"
 
@@ -183,6 +198,62 @@ def test_task_messages_become_the_rest_request_dicts() -> None:
     with pytest.raises(InvalidInput, match="given more than once") as err:
         features(tasks_pb2.Features(ints={"I1": 1}, floats={"I1": 1.0}))
     assert err.value.code == "invalid_feature"
+
+
+def test_every_task_route_has_an_rpc_in_the_proto() -> None:
+    """The proto grows with the tasks: a route without a TaskService method (or a stale row) fails here."""
+    service = tasks_pb2.DESCRIPTOR.services_by_name["TaskService"]
+    assert sorted(r.path for r in all_routes()) == sorted(rpc.path for rpc in TASK_RPCS)
+    assert {rpc.method for rpc in TASK_RPCS} == {m.name for m in service.methods}
+
+
+def test_recommend_and_event_messages_keep_the_rest_semantics_of_unset_fields() -> None:
+    session = tasks_pb2.RecommendRequest(history=tasks_pb2.ItemIds(ids=["85123A", "71053"]), k=5)
+    assert recommend_request(session) == {"history": ["85123A", "71053"], "k": 5, "exclude": [],
+                                          "exclude_purchased": False}  # fmt: skip
+    # an empty history is JSON's [] (popularity for an anonymous session), an unset one is null
+    empty = tasks_pb2.RecommendRequest()
+    empty.history.SetInParent()
+    assert recommend_request(empty)["history"] == []
+    assert "history" not in recommend_request(tasks_pb2.RecommendRequest(user_id="12347"))
+    assert validate(RecommendRequest, recommend_request(empty)).history == []  # type: ignore[attr-defined]
+    req = validate(RecommendRequest, recommend_request(tasks_pb2.RecommendRequest(user_id="12347")))
+    assert (req.user_id, req.history, req.k) == ("12347", None, 10)  # type: ignore[attr-defined]
+    for doc in ({"user_id": "u1", "k": 3, "exclude": ["a"], "exclude_purchased": True}, {"history": [], "k": 1}):
+        assert validate(RecommendRequest, recommend_request(encode_recommend(doc))) == RecommendRequest.model_validate(doc)
+    for bad, where in [(tasks_pb2.RecommendRequest(user_id="u", k=0), "k"),  # set to 0: refused, not the default
+                       (tasks_pb2.RecommendRequest(user_id=""), "user_id")]:  # fmt: skip
+        with pytest.raises(InvalidInput, match=f"^{where}:") as err:
+            validate(RecommendRequest, recommend_request(bad))
+        assert (err.value.code, err.value.status) == ("invalid_request", 422)
+
+    event = tasks_pb2.EventRequest(user_id="12347", item_id="85123A", type="purchase", ts=1.5)
+    assert event_request(event) == {"user_id": "12347", "item_id": "85123A", "type": "purchase", "ts": 1.5}
+    assert "ts" not in event_request(tasks_pb2.EventRequest(user_id="u", item_id="i", type="view"))
+    with pytest.raises(InvalidInput, match="^type:") as err:
+        validate(EventRequest, event_request(tasks_pb2.EventRequest(user_id="u", item_id="i", type="like")))
+    assert err.value.code == "invalid_request"
+
+
+def test_rank_search_message_is_the_json_body() -> None:
+    body = {"query": "dish towels", "model_version": 2, "k": 1,
+            "candidates": [{"product_id": "B07NCQWCQS"},
+                           {"product_id": "sku-1", "title": "Cotton towels", "category": ["Home", "Kitchen"]}]}  # fmt: skip
+    msg = encode_rank_search(body)
+    assert dict(msg.candidates[1].text) == {"title": "Cotton towels"}
+    assert list(msg.candidates[1].text_lists["category"].values) == ["Home", "Kitchen"]
+    assert rank_search_request(msg) == body
+    parsed = validate(SearchRequest, rank_search_request(msg))
+    assert parsed.candidates[1].text_fields() == {"title": "Cotton towels", "category": ["Home", "Kitchen"]}  # type: ignore[attr-defined]
+    unset = rank_search_request(tasks_pb2.RankSearchRequest(query="q"))
+    assert unset == {"query": "q", "model_version": None, "candidates": []}  # k unset: every candidate, ranked
+    twice = tasks_pb2.SearchCandidate(product_id="p", text={"title": "a"})
+    twice.text_lists["title"].values.append("b")
+    id_as_text = tasks_pb2.SearchCandidate(product_id="p", text={"product_id": "q"})
+    for cand, code in [(twice, "invalid_field"), (id_as_text, "unknown_field")]:
+        with pytest.raises(InvalidInput, match=r"candidates\[0\]") as err:
+            rank_search_request(tasks_pb2.RankSearchRequest(query="q", candidates=[cand]))
+        assert (err.value.code, err.value.status) == (code, 422)
 
 
 def test_tritonclient_messages_parse_with_our_stubs_in_the_same_process() -> None:

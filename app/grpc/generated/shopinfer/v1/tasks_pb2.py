@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x18shopinfer/v1/tasks.proto\x12\x0cshopinfer.v1\"\xac\x03\n\x08\x46\x65\x61tures\x12.\n\x04ints\x18\x01 \x03(\x0b\x32 .shopinfer.v1.Features.IntsEntry\x12\x32\n\x06\x66loats\x18\x02 \x03(\x0b\x32\".shopinfer.v1.Features.FloatsEntry\x12\x34\n\x07strings\x18\x03 \x03(\x0b\x32#.shopinfer.v1.Features.StringsEntry\x12\x10\n\x08int_keys\x18\x04 \x03(\r\x12\x12\n\nint_values\x18\x05 \x03(\x12\x12\x12\n\nfloat_keys\x18\x06 \x03(\r\x12\x14\n\x0c\x66loat_values\x18\x07 \x03(\x01\x12\x13\n\x0bstring_keys\x18\x08 \x03(\r\x12\x15\n\rstring_values\x18\t \x03(\t\x1a+\n\tIntsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0b\x46loatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cStringsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x0b\x41\x64\x43\x61ndidate\x12\r\n\x05\x61\x64_id\x18\x01 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x16.shopinfer.v1.Features\"\x97\x01\n\x0fScoreAdsRequest\x12\'\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x16.shopinfer.v1.Features\x12-\n\ncandidates\x18\x02 \x03(\x0b\x32\x19.shopinfer.v1.AdCandidate\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x15\n\rfeature_names\x18\x04 \x03(\t\"&\n\x07\x41\x64Score\x12\r\n\x05\x61\x64_id\x18\x01 \x01(\t\x12\x0c\n\x04pctr\x18\x02 \x01(\x01\"Y\n\x10ScoreAdsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x06scores\x18\x03 \x03(\x0b\x32\x15.shopinfer.v1.AdScore\"]\n\x0b\x43hatRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x17\n\nsession_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\rmodel_version\x18\x03 \x01(\rB\r\n\x0b_session_id\"\xad\x01\n\x0c\x43hatResponse\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\r\n\x05reply\x18\x03 \x01(\t\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\x17\n\nsession_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_session_id2\x9b\x01\n\x0bTaskService\x12K\n\x08ScoreAds\x12\x1d.shopinfer.v1.ScoreAdsRequest\x1a\x1e.shopinfer.v1.ScoreAdsResponse\"\x00\x12?\n\x04\x43hat\x12\x19.shopinfer.v1.ChatRequest\x1a\x1a.shopinfer.v1.ChatResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x18shopinfer/v1/tasks.proto\x12\x0cshopinfer.v1\"\xac\x03\n\x08\x46\x65\x61tures\x12.\n\x04ints\x18\x01 \x03(\x0b\x32 .shopinfer.v1.Features.IntsEntry\x12\x32\n\x06\x66loats\x18\x02 \x03(\x0b\x32\".shopinfer.v1.Features.FloatsEntry\x12\x34\n\x07strings\x18\x03 \x03(\x0b\x32#.shopinfer.v1.Features.StringsEntry\x12\x10\n\x08int_keys\x18\x04 \x03(\r\x12\x12\n\nint_values\x18\x05 \x03(\x12\x12\x12\n\nfloat_keys\x18\x06 \x03(\r\x12\x14\n\x0c\x66loat_values\x18\x07 \x03(\x01\x12\x13\n\x0bstring_keys\x18\x08 \x03(\r\x12\x15\n\rstring_values\x18\t \x03(\t\x1a+\n\tIntsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a-\n\x0b\x46loatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cStringsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x0b\x41\x64\x43\x61ndidate\x12\r\n\x05\x61\x64_id\x18\x01 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x16.shopinfer.v1.Features\"\x97\x01\n\x0fScoreAdsRequest\x12\'\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x16.shopinfer.v1.Features\x12-\n\ncandidates\x18\x02 \x03(\x0b\x32\x19.shopinfer.v1.AdCandidate\x12\x15\n\rmodel_version\x18\x03 \x01(\r\x12\x15\n\rfeature_names\x18\x04 \x03(\t\"&\n\x07\x41\x64Score\x12\r\n\x05\x61\x64_id\x18\x01 \x01(\t\x12\x0c\n\x04pctr\x18\x02 \x01(\x01\"Y\n\x10ScoreAdsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x06scores\x18\x03 \x03(\x0b\x32\x15.shopinfer.v1.AdScore\"]\n\x0b\x43hatRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x17\n\nsession_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\rmodel_version\x18\x03 \x01(\rB\r\n\x0b_session_id\"\xad\x01\n\x0c\x43hatResponse\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\r\n\x05reply\x18\x03 \x01(\t\x12\x0f\n\x07handoff\x18\x04 \x01(\x08\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\x17\n\nsession_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_session_id\"\x16\n\x07ItemIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x9e\x01\n\x10RecommendRequest\x12\x14\n\x07user_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12&\n\x07history\x18\x02 \x01(\x0b\x32\x15.shopinfer.v1.ItemIds\x12\x0e\n\x01k\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0f\n\x07\x65xclude\x18\x04 \x03(\t\x12\x19\n\x11\x65xclude_purchased\x18\x05 \x01(\x08\x42\n\n\x08_user_idB\x04\n\x02_k\"@\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05title\x18\x03 \x01(\t\"\xb8\x01\n\x11RecommendResponse\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.shopinfer.v1.RecommendedItem\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x16\n\x0ehistory_source\x18\x05 \x01(\t\x12\x14\n\x0chistory_used\x18\x06 \x01(\x03\x12\x15\n\runknown_items\x18\x07 \x03(\t\"V\n\x0c\x45ventRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x02ts\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x05\n\x03_ts\"B\n\rEventResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"\x1a\n\x08TextList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x95\x02\n\x0fSearchCandidate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x35\n\x04text\x18\x02 \x03(\x0b\x32\'.shopinfer.v1.SearchCandidate.TextEntry\x12@\n\ntext_lists\x18\x03 \x03(\x0b\x32,.shopinfer.v1.SearchCandidate.TextListsEntry\x1a+\n\tTextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aH\n\x0eTextListsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.shopinfer.v1.TextList:\x02\x38\x01\"\x82\x01\n\x11RankSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x31\n\ncandidates\x18\x02 \x03(\x0b\x32\x1d.shopinfer.v1.SearchCandidate\x12\x0e\n\x01k\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\rB\x04\n\x02_k\"S\n\rRankedProduct\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"{\n\x12RankSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shopinfer.v1.RankedProduct\x12\x17\n\x0fquery_truncated\x18\x02 \x01(\x08\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x32\x88\x03\n\x0bTaskService\x12K\n\x08ScoreAds\x12\x1d.shopinfer.v1.ScoreAdsRequest\x1a\x1e.shopinfer.v1.ScoreAdsResponse\"\x00\x12?\n\x04\x43hat\x12\x19.shopinfer.v1.ChatRequest\x1a\x1a.shopinfer.v1.ChatResponse\"\x00\x12N\n\tRecommend\x12\x1e.shopinfer.v1.RecommendRequest\x1a\x1f.shopinfer.v1.RecommendResponse\"\x00\x12H\n\x0bRecordEvent\x12\x1a.shopinfer.v1.EventRequest\x1a\x1b.shopinfer.v1.EventResponse\"\x00\x12Q\n\nRankSearch\x12\x1f.shopinfer.v1.RankSearchRequest\x1a .shopinfer.v1.RankSearchResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURES_FLOATSENTRY']._serialized_options = b'8\001'
   _globals['_FEATURES_STRINGSENTRY']._loaded_options = None
   _globals['_FEATURES_STRINGSENTRY']._serialized_options = b'8\001'
+  _globals['_SEARCHCANDIDATE_TEXTENTRY']._loaded_options = None
+  _globals['_SEARCHCANDIDATE_TEXTENTRY']._serialized_options = b'8\001'
+  _globals['_SEARCHCANDIDATE_TEXTLISTSENTRY']._loaded_options = None
+  _globals['_SEARCHCANDIDATE_TEXTLISTSENTRY']._serialized_options = b'8\001'
   _globals['_FEATURES']._serialized_start=43
   _globals['_FEATURES']._serialized_end=471
   _globals['_FEATURES_INTSENTRY']._serialized_start=333
@@ -57,6 +61,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATREQUEST']._serialized_end=923
   _globals['_CHATRESPONSE']._serialized_start=926
   _globals['_CHATRESPONSE']._serialized_end=1099
-  _globals['_TASKSERVICE']._serialized_start=1102
-  _globals['_TASKSERVICE']._serialized_end=1257
+  _globals['_ITEMIDS']._serialized_start=1101
+  _globals['_ITEMIDS']._serialized_end=1123
+  _globals['_RECOMMENDREQUEST']._serialized_start=1126
+  _globals['_RECOMMENDREQUEST']._serialized_end=1284
+  _globals['_RECOMMENDEDITEM']._serialized_start=1286
+  _globals['_RECOMMENDEDITEM']._serialized_end=1350
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1353
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1537
+  _globals['_EVENTREQUEST']._serialized_start=1539
+  _globals['_EVENTREQUEST']._serialized_end=1625
+  _globals['_EVENTRESPONSE']._serialized_start=1627
+  _globals['_EVENTRESPONSE']._serialized_end=1693
+  _globals['_TEXTLIST']._serialized_start=1695
+  _globals['_TEXTLIST']._serialized_end=1721
+  _globals['_SEARCHCANDIDATE']._serialized_start=1724
+  _globals['_SEARCHCANDIDATE']._serialized_end=2001
+  _globals['_SEARCHCANDIDATE_TEXTENTRY']._serialized_start=1884
+  _globals['_SEARCHCANDIDATE_TEXTENTRY']._serialized_end=1927
+  _globals['_SEARCHCANDIDATE_TEXTLISTSENTRY']._serialized_start=1929
+  _globals['_SEARCHCANDIDATE_TEXTLISTSENTRY']._serialized_end=2001
+  _globals['_RANKSEARCHREQUEST']._serialized_start=2004
+  _globals['_RANKSEARCHREQUEST']._serialized_end=2134
+  _globals['_RANKEDPRODUCT']._serialized_start=2136
+  _globals['_RANKEDPRODUCT']._serialized_end=2219
+  _globals['_RANKSEARCHRESPONSE']._serialized_start=2221
+  _globals['_RANKSEARCHRESPONSE']._serialized_end=2344
+  _globals['_TASKSERVICE']._serialized_start=2347
+  _globals['_TASKSERVICE']._serialized_end=2739
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,21 @@ class TaskServiceStub(object):
                 request_serializer=shopinfer_dot_v1_dot_tasks__pb2.ChatRequest.SerializeToString,
                 response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.ChatResponse.FromString,
                 _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/shopinfer.v1.TaskService/Recommend',
+                request_serializer=shopinfer_dot_v1_dot_tasks__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.RecommendResponse.FromString,
+                _registered_method=True)
+        self.RecordEvent = channel.unary_unary(
+                '/shopinfer.v1.TaskService/RecordEvent',
+                request_serializer=shopinfer_dot_v1_dot_tasks__pb2.EventRequest.SerializeToString,
+                response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.EventResponse.FromString,
+                _registered_method=True)
+        self.RankSearch = channel.unary_unary(
+                '/shopinfer.v1.TaskService/RankSearch',
+                request_serializer=shopinfer_dot_v1_dot_tasks__pb2.RankSearchRequest.SerializeToString,
+                response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.RankSearchResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer(object):
@@ -63,6 +78,27 @@ class TaskServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recommend(self, request, context):
+        """POST /v1/recommend: top-k products for a customer (feature-store history) or an anonymous session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvent(self, request, context):
+        """POST /v1/events: append a view / cart / purchase to the customer's recent history in the feature store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RankSearch(self, request, context):
+        """POST /v1/search/rank: rank a query's candidate products with the version's cross-encoder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +111,21 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.Chat,
                     request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.ChatRequest.FromString,
                     response_serializer=shopinfer_dot_v1_dot_tasks__pb2.ChatResponse.SerializeToString,
+            ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.RecommendRequest.FromString,
+                    response_serializer=shopinfer_dot_v1_dot_tasks__pb2.RecommendResponse.SerializeToString,
+            ),
+            'RecordEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvent,
+                    request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.EventRequest.FromString,
+                    response_serializer=shopinfer_dot_v1_dot_tasks__pb2.EventResponse.SerializeToString,
+            ),
+            'RankSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RankSearch,
+                    request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.RankSearchRequest.FromString,
+                    response_serializer=shopinfer_dot_v1_dot_tasks__pb2.RankSearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +182,87 @@ class TaskService(object):
             '/shopinfer.v1.TaskService/Chat',
             shopinfer_dot_v1_dot_tasks__pb2.ChatRequest.SerializeToString,
             shopinfer_dot_v1_dot_tasks__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopinfer.v1.TaskService/Recommend',
+            shopinfer_dot_v1_dot_tasks__pb2.RecommendRequest.SerializeToString,
+            shopinfer_dot_v1_dot_tasks__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopinfer.v1.TaskService/RecordEvent',
+            shopinfer_dot_v1_dot_tasks__pb2.EventRequest.SerializeToString,
+            shopinfer_dot_v1_dot_tasks__pb2.EventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RankSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopinfer.v1.TaskService/RankSearch',
+            shopinfer_dot_v1_dot_tasks__pb2.RankSearchRequest.SerializeToString,
+            shopinfer_dot_v1_dot_tasks__pb2.RankSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
