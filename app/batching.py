@@ -406,7 +406,9 @@ class DynamicBatcher:
                     raise RuntimeError(f"output {name!r} has shape {arr.shape} for a batch of {rows} rows")
             start = 0
             for it in items:
-                by_item[id(it)] = outputs if len(items) == 1 else {n: a[start : start + it.rows] for n, a in outputs.items()}
+                by_item[id(it)] = (
+                    outputs if len(items) == 1 else {n: a[start : start + it.rows] for n, a in outputs.items()}
+                )
                 start += it.rows
             total += rows
         elapsed = time.monotonic() - started

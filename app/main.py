@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from app.api import v2
+from app.api import docs, v2
 from app.api.errors import RequestContextMiddleware, install_error_handlers
 from app.api.hotpath import ServingApp
 from app.api.routes import install_routes
@@ -46,11 +46,14 @@ def create_app(
         summary="Hot-reloading inference service: KServe v2 + task endpoints",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served with local assets by app.api.docs (the defaults need a CDN)
+        redoc_url=None,
     )
     app.state.service = InferenceService(settings, registry, metrics)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     install_routes(app)
+    docs.register(app)
     if settings.hot_path:
         hot = {route.path: task_handler(route) for route in all_routes()}
         app.set_hot_routes(hot, (v2.infer, v2.infer_version), settings.max_body_bytes)
@@ -61,9 +64,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
     overrides = cli_overrides(argv)
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     workers = settings.workers or default_workers()
     if workers > 1:
         from app.workers import serve

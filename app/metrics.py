@@ -48,7 +48,10 @@ class Metrics:
             buckets=BATCH_ROW_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_rows = Gauge(
-            "inference_queue_rows", "Rows waiting in the batcher queue.", ["model", "version"], registry=r,
+            "inference_queue_rows",
+            "Rows waiting in the batcher queue.",
+            ["model", "version"],
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.load_events = Counter(
@@ -63,8 +66,11 @@ class Metrics:
             ["model", "version", "platform", "device"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.loaded_bytes = Gauge(
-            "model_loaded_bytes", "Bytes of model files held by loaded versions (summed over worker processes).",
-            ["model", "version"], registry=r, multiprocess_mode="livesum",
+            "model_loaded_bytes",
+            "Bytes of model files held by loaded versions (summed over worker processes).",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.refusals = Counter(
             "inference_admission_refusals", "Requests refused because their expected queue time exceeded the budget.",

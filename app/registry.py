@@ -59,8 +59,14 @@ def default_runtime_factory(settings: Settings, host: HostCapabilities | None = 
 
     def make(manifest: Manifest) -> Runtime:
         choice = choose_runtime(manifest, host or detect_host(), use_tensorrt_ep=settings.ort_use_tensorrt)
-        LOG.info("%s/%s runs %s on %s: %s", manifest.name, manifest.version, choice.artifact.path, choice.engine,
-                 choice.reason)
+        LOG.info(
+            "%s/%s runs %s on %s: %s",
+            manifest.name,
+            manifest.version,
+            choice.artifact.path,
+            choice.engine,
+            choice.reason,
+        )
         if choice.engine == "tensorrt":
             from app.runtime.tensorrt import TensorRTRuntime
 
@@ -117,7 +123,10 @@ class ModelRegistry:
     """name -> version -> :class:`ModelVersion`, plus the status of every version ever seen."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, runtime_factory: RuntimeFactory | None = None,
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        runtime_factory: RuntimeFactory | None = None,
         ctx: TaskContext | None = None,
     ) -> None:
         self.settings = settings
@@ -294,7 +303,9 @@ class ModelRegistry:
         if cls is None:
             from app.tasks.registry import task_classes
 
-            raise LoadFailed("incompatible", f"unknown preprocessing kind {pre.kind!r} (known: {sorted(task_classes())})")
+            raise LoadFailed(
+                "incompatible", f"unknown preprocessing kind {pre.kind!r} (known: {sorted(task_classes())})"
+            )
         return cls
 
     # ---- retiring ----

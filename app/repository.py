@@ -88,8 +88,10 @@ def read_manifest(version_dir: Path) -> Manifest:
     found = raw.get("schema_version", SCHEMA_VERSION) if isinstance(raw, dict) else SCHEMA_VERSION
     if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
         raise RepositoryError(
-            "unsupported_schema", f"{name} uses manifest schema_version {found}; this service reads up to "
-            f"{SCHEMA_VERSION}: upgrade the service before publishing with a newer compress")
+            "unsupported_schema",
+            f"{name} uses manifest schema_version {found}; this service reads up to "
+            f"{SCHEMA_VERSION}: upgrade the service before publishing with a newer compress",
+        )
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as e:
@@ -129,6 +131,8 @@ def load_verified(root: Path, model: str, version: int) -> tuple[VersionRef, Man
     path = model_dir(root, model) / str(version)
     manifest = read_manifest(path)
     if manifest.name != model:
-        raise RepositoryError("bad_manifest", f"{shown(path, 2)}: manifest names model {manifest.name!r}, folder {model!r}")
+        raise RepositoryError(
+            "bad_manifest", f"{shown(path, 2)}: manifest names model {manifest.name!r}, folder {model!r}"
+        )
     verify_files(path, manifest)
     return VersionRef(model, version, path), manifest

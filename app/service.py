@@ -49,7 +49,9 @@ class Observation:
     def __enter__(self) -> Observation:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is None:
             outcome, code = "ok", "ok"
         else:
@@ -96,7 +98,9 @@ def _check_tensor(spec: TensorSpec, arr: np.ndarray, datatype: str | None) -> in
         raise InvalidInput(f"input {spec.name!r} must be {spec.dtype}, got {datatype}", code="datatype_mismatch")
     ok = arr.ndim == len(spec.shape) and all(d == -1 or d == a for d, a in zip(spec.shape, arr.shape, strict=True))
     if not ok:
-        raise InvalidInput(f"input {spec.name!r} has shape {list(arr.shape)}, model takes {spec.shape}", code="shape_mismatch")
+        raise InvalidInput(
+            f"input {spec.name!r} has shape {list(arr.shape)}, model takes {spec.shape}", code="shape_mismatch"
+        )
     return int(arr.shape[0])
 
 
@@ -165,7 +169,9 @@ class InferenceService:
         task = route.owner
         return self.settings.task_models.get(task.name, task.default_model)
 
-    async def run_task(self, route: Route[Any], req: BaseModel, opts: RequestOptions, obs: Observation) -> dict[str, Any]:
+    async def run_task(
+        self, route: Route[Any], req: BaseModel, opts: RequestOptions, obs: Observation
+    ) -> dict[str, Any]:
         """The one entry point of every task route (HTTP and gRPC): lease the version, run the task's handler."""
         model = self.model_for(route)
         if not route.needs_model:
@@ -174,8 +180,11 @@ class InferenceService:
             obs.version = str(mv.version)
             if not isinstance(mv.task, route.owner):
                 kind = mv.manifest.preprocessing.kind if mv.manifest.preprocessing else "none"
-                raise ModelNotReady(f"model {model!r} (pre-processing {kind!r}) cannot serve {route.path}; "
-                                    f"set APP_TASK_MODELS to a {route.owner.kind} model", code="wrong_task")
+                raise ModelNotReady(
+                    f"model {model!r} (pre-processing {kind!r}) cannot serve {route.path}; "
+                    f"set APP_TASK_MODELS to a {route.owner.kind} model",
+                    code="wrong_task",
+                )
             return await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
 
     # ---- repository ----

@@ -44,9 +44,7 @@ class Settings(BaseSettings):
         env_prefix="APP_", extra="ignore", populate_by_name=True, validate_default=True, frozen=True
     )
 
-    model_repo: Path = Field(
-        default=Path("model_repo"), validation_alias=AliasChoices("APP_MODEL_REPO", "MODEL_REPO")
-    )
+    model_repo: Path = Field(default=Path("model_repo"), validation_alias=AliasChoices("APP_MODEL_REPO", "MODEL_REPO"))
     """Root of the versioned model repository (``<repo>/<model>/<version>/manifest.json``)."""
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("APP_REDIS_URL", "REDIS_URL"))
     """Optional Redis for the ``model-published`` notice; without it only the periodic rescan finds versions."""

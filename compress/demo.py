@@ -7,6 +7,7 @@ labelled as such in the warning, the final summary line, the data path and the m
 still run the service end to end; synthetic models are for the demo only and their metrics mean nothing.
 Without the Bitext data the chatbot is skipped (with a warning).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,9 @@ from compress.pipeline import RunResult, run
 from compress.progress import stage_log
 
 log = logging.getLogger("compress.demo")
-DEMO_CONFIGS = [PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml", "search.toml",
-                                                                        "recommend.toml")]
+DEMO_CONFIGS = [
+    PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml", "search.toml", "recommend.toml")
+]
 
 
 def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: int = 0) -> Path:
@@ -61,11 +63,15 @@ def summary(cfg: CompressConfig, repo: Path, result: RunResult) -> str:
         return f"{cfg.model.name}{label}: published {where}"
     ref = result.candidates[0]
     nums = sel.gate.numbers
-    gate = "; ".join(f"{m} {nums[m]:.4f} (FP32 {nums[m + '_fp32']:.4f}, limit {nums[m + '_limit']:.4f})"
-                     for m in sorted({k for k in nums if not k.endswith(("_fp32", "_limit"))}))
+    gate = "; ".join(
+        f"{m} {nums[m]:.4f} (FP32 {nums[m + '_fp32']:.4f}, limit {nums[m + '_limit']:.4f})"
+        for m in sorted({k for k in nums if not k.endswith(("_fp32", "_limit"))})
+    )
     b = str(cfg.select.batch_size)
-    return (f"{cfg.model.name}{label}: published {where}; {sel.name} is {ref.bytes / sel.bytes:.1f}x smaller than "
-            f"FP32, {sel.latency.get(b, 0.0):.3f} ms at batch {b}; gate passed: {gate}")
+    return (
+        f"{cfg.model.name}{label}: published {where}; {sel.name} is {ref.bytes / sel.bytes:.1f}x smaller than "
+        f"FP32, {sel.latency.get(b, 0.0):.3f} ms at batch {b}; gate passed: {gate}"
+    )
 
 
 def ensure_demo_models(repo: Path) -> list[str]:
@@ -78,18 +84,28 @@ def ensure_demo_models(repo: Path) -> list[str]:
             stage_log.info("[%s] already published in %s: nothing to build", cfg.model.name, repo / cfg.model.name)
             continue
         if _data_present(cfg):
-            stage_log.info("[%s] building from %s on %s (1-4 minutes on 2 cores; stage lines follow)",
-                           cfg.model.name, config.name, cfg.data.resolved_path())
+            stage_log.info(
+                "[%s] building from %s on %s (1-4 minutes on 2 cores; stage lines follow)",
+                cfg.model.name,
+                config.name,
+                cfg.data.resolved_path(),
+            )
             built.append(summary(cfg, repo, run(cfg, repo)))
             continue
         if cfg.model.task != "ad_ctr":
-            log.warning("data %s not found: skipping %s (set DATA_DIR; see README, 'Data')",
-                        cfg.data.resolved_path(), cfg.model.name)
+            log.warning(
+                "data %s not found: skipping %s (set DATA_DIR; see README, 'Data')",
+                cfg.data.resolved_path(),
+                cfg.model.name,
+            )
             continue
         with tempfile.TemporaryDirectory(prefix="demo-data-") as tmp:  # removed after the run, even on failure
-            log.warning("data %s not found: training %s on a SYNTHETIC log for the demo only; its metrics mean "
-                        "nothing. Get the real Criteo sample (see README, 'Data') and set DATA_DIR.",
-                        cfg.data.resolved_path(), cfg.model.name)
+            log.warning(
+                "data %s not found: training %s on a SYNTHETIC log for the demo only; its metrics mean "
+                "nothing. Get the real Criteo sample (see README, 'Data') and set DATA_DIR.",
+                cfg.data.resolved_path(),
+                cfg.model.name,
+            )
             cfg.data.path = str(synthetic_ctr_log(Path(tmp) / "SYNTHETIC-ctr-demo.tsv", cfg))
             cfg.data.synthetic = True
             cfg.select.min_compression = 1.0

@@ -22,8 +22,13 @@ class EngineResult:
     tensorrt_version: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"status": self.status, "reason": self.reason, "path": self.path.name if self.path else None,
-                "compute_capability": self.compute_capability, "tensorrt_version": self.tensorrt_version}
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "path": self.path.name if self.path else None,
+            "compute_capability": self.compute_capability,
+            "tensorrt_version": self.tensorrt_version,
+        }
 
 
 def gpu_compute_capability() -> str | None:

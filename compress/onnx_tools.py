@@ -27,8 +27,12 @@ LEGACY_EXPORTER_WARNINGS = (
     r"The feature will be removed\. Please remove usage of this function",
 )
 _ONNX_DTYPES: dict[int, str] = {
-    onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT8: "INT8", onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.FLOAT: "FP32",
+    onnx.TensorProto.FLOAT16: "FP16",
+    onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.INT32: "INT32",
+    onnx.TensorProto.INT8: "INT8",
+    onnx.TensorProto.UINT8: "UINT8",
     onnx.TensorProto.BOOL: "BOOL",
 }
 
@@ -47,16 +51,24 @@ def export_torch(
     names_in = [t.name for t in inputs]
     names_out = [t.name for t in outputs]
     args = tuple(torch.from_numpy(example[n]) for n in names_in)
-    axes = {t.name: {i: ("batch" if i == 0 else f"axis{i}") for i, d in enumerate(t.shape) if d == -1 or i == 0}
-            for t in [*inputs, *outputs]}
+    axes = {
+        t.name: {i: ("batch" if i == 0 else f"axis{i}") for i, d in enumerate(t.shape) if d == -1 or i == 0}
+        for t in [*inputs, *outputs]
+    }
     model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             for message in LEGACY_EXPORTER_WARNINGS:  # narrow: these two texts only; see LEGACY_EXPORTER_WARNINGS
                 warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
             torch.onnx.export(
-                model, args, str(path), input_names=names_in, output_names=names_out,
-                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                model,
+                args,
+                str(path),
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
             )
     except Exception as e:  # the exporter raises many types; surface one clear error
         raise ExportError(f"torch.onnx.export failed: {e}") from e
@@ -76,9 +88,13 @@ def gemm_to_matmul(path: Path) -> None:
     new_nodes = []
     for node in g.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type != "Gemm" or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get(
-            "beta", 1.0
-        ) != 1.0 or node.input[1] not in inits:
+        if (
+            node.op_type != "Gemm"
+            or attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+            or node.input[1] not in inits
+        ):
             new_nodes.append(node)
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
@@ -86,9 +102,13 @@ def gemm_to_matmul(path: Path) -> None:
             w = np.ascontiguousarray(w.T)
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
         mm_out = node.output[0] + "_mm" if len(node.input) > 2 else node.output[0]
-        new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], node.input[1]], [mm_out], name=node.name + "_MatMul"))
+        new_nodes.append(
+            onnx.helper.make_node("MatMul", [node.input[0], node.input[1]], [mm_out], name=node.name + "_MatMul")
+        )
         if len(node.input) > 2:
-            new_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add"))
+            new_nodes.append(
+                onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add")
+            )
     del g.node[:]
     g.node.extend(new_nodes)
     onnx.checker.check_model(model)

@@ -40,11 +40,16 @@ class RunResult:
 
     def report(self, cfg: CompressConfig) -> dict[str, Any]:
         return {
-            "model": cfg.model.name, "task": cfg.model.task, "created_at": datetime.now(UTC).isoformat(),
+            "model": cfg.model.name,
+            "task": cfg.model.task,
+            "created_at": datetime.now(UTC).isoformat(),
             "gate_rule": describe(cfg.gate.rules),
-            "baseline": self.baseline, "selected": self.selected.name if self.selected else None,
-            "published": self.published, "tensorrt": self.engine,
-            "select": cfg.select.model_dump(), "latency": cfg.latency.model_dump(),
+            "baseline": self.baseline,
+            "selected": self.selected.name if self.selected else None,
+            "published": self.published,
+            "tensorrt": self.engine,
+            "select": cfg.select.model_dump(),
+            "latency": cfg.latency.model_dump(),
             "selection": self.selection.as_dict() if self.selection else None,
             "candidates": [c.as_dict() for c in self.candidates],
         }
@@ -53,8 +58,13 @@ class RunResult:
 def code_version() -> str:
     """``git describe`` of the checkout when available, else the package version."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return f"git:{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
@@ -98,15 +108,23 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         if result.selected is None:
             reasons = "; ".join(f"{n}: {r}" for n, r in selection.rejected.items())
-            raise GateFailed(f"no candidate passed the gate within the budgets (min_compression="
-                             f"{cfg.select.min_compression:g}, max_latency_ratio={cfg.select.max_latency_ratio}): "
-                             f"{reasons}; nothing was published. Report: {work / REPORT_FILE}")
-        stages.say("selected %s (%s objective; %d tied within noise)", result.selected.name,
-                   selection.rule["objective"], len(selection.tied))
+            raise GateFailed(
+                f"no candidate passed the gate within the budgets (min_compression="
+                f"{cfg.select.min_compression:g}, max_latency_ratio={cfg.select.max_latency_ratio}): "
+                f"{reasons}; nothing was published. Report: {work / REPORT_FILE}"
+            )
+        stages.say(
+            "selected %s (%s objective; %d tied within noise)",
+            result.selected.name,
+            selection.rule["objective"],
+            len(selection.tied),
+        )
         if publish_versions:
             _publish_all(cfg, task, repo, result, work)
-            stages.say("published %s", ", ".join(f"{repo / cfg.model.name / str(v)} ({n})"
-                                                 for n, v in result.published.items()))
+            stages.say(
+                "published %s",
+                ", ".join(f"{repo / cfg.model.name / str(v)} ({n})" for n, v in result.published.items()),
+            )
         return result
     finally:
         if own_tmp:
@@ -129,11 +147,13 @@ def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: Run
     assert result.selected is not None
     to_publish.append(result.selected)
     if cfg.engine.enabled and "int8_qdq" in result.selected.name and result.selected.path is not None:
-        eng = build_engine(result.selected.path, work, max_batch=cfg.publish.max_batch_rows,
-                           workspace_mib=cfg.engine.workspace_mib)
+        eng = build_engine(
+            result.selected.path, work, max_batch=cfg.publish.max_batch_rows, workspace_mib=cfg.engine.workspace_mib
+        )
     else:
-        eng = EngineResult("skipped", "the selected candidate is not a QDQ model" if cfg.engine.enabled
-                           else "disabled in [engine]")
+        eng = EngineResult(
+            "skipped", "the selected candidate is not a QDQ model" if cfg.engine.enabled else "disabled in [engine]"
+        )
     result.engine = eng.as_dict()
     for cand in to_publish:
         engine = eng if cand is result.selected else None
@@ -143,7 +163,11 @@ def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: Run
 
 
 def _publish_one(
-    cfg: CompressConfig, task: TaskAdapter, repo: Path, cand: Candidate, result: RunResult,
+    cfg: CompressConfig,
+    task: TaskAdapter,
+    repo: Path,
+    cand: Candidate,
+    result: RunResult,
     engine: EngineResult | None,
 ) -> int:
     assert cand.path is not None
@@ -157,31 +181,54 @@ def _publish_one(
         artifacts = [Artifact(format="onnx", precision=cand.precision, **file_info(d, "model.onnx"))]
         if engine is not None and engine.status == "built" and engine.path is not None:
             shutil.copyfile(engine.path, d / engine.path.name)
-            artifacts.append(Artifact(format="tensorrt", precision=cand.precision,
-                                      compute_capability=engine.compute_capability,
-                                      tensorrt_version=engine.tensorrt_version, **file_info(d, engine.path.name)))
+            artifacts.append(
+                Artifact(
+                    format="tensorrt",
+                    precision=cand.precision,
+                    compute_capability=engine.compute_capability,
+                    tensorrt_version=engine.tensorrt_version,
+                    **file_info(d, engine.path.name),
+                )
+            )
         extra = task_write_aux(task, d, d / "model.onnx")  # before pre-processing: may calibrate its state
         pre = task.write_preprocessing(d)
         (d / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
-        aux = [AuxFile(role="preprocess", **file_info(d, pre["path"])),
-               AuxFile(role="report", **file_info(d, REPORT_FILE)),
-               *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items())]
+        aux = [
+            AuxFile(role="preprocess", **file_info(d, pre["path"])),
+            AuxFile(role="report", **file_info(d, REPORT_FILE)),
+            *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items()),
+        ]
         gate = cand.gate
         return Manifest(
-            name=cfg.model.name, version=version, task=cfg.model.task, created_at=datetime.now(UTC),
-            inputs=task.inputs, outputs=task.outputs, artifacts=artifacts, aux_files=aux,
+            name=cfg.model.name,
+            version=version,
+            task=cfg.model.task,
+            created_at=datetime.now(UTC),
+            inputs=task.inputs,
+            outputs=task.outputs,
+            artifacts=artifacts,
+            aux_files=aux,
             preprocessing=Preprocessing(**pre),
             metrics={"candidate": cand.metrics, "fp32": result.candidates[0].metrics, "baseline": result.baseline},
             latency=cand.latency,
-            gate=Gate(passed=True, rule=gate.rule, numbers=gate.numbers) if gate else Gate(
-                passed=True, rule="reference (FP32 baseline, gated by definition)", numbers={}),
-            recipe={"candidate": cand.name, **cand.recipe, "kept_fp32": cand.kept_fp32,
-                    "tensorrt": engine.as_dict() if engine else {"status": "skipped", "reason": "FP32 baseline"},
-                    "selection": result.selection.as_dict() if result.selection else None,
-                    "config": cfg.model_dump(mode="json")},
+            gate=Gate(passed=True, rule=gate.rule, numbers=gate.numbers)
+            if gate
+            else Gate(passed=True, rule="reference (FP32 baseline, gated by definition)", numbers={}),
+            recipe={
+                "candidate": cand.name,
+                **cand.recipe,
+                "kept_fp32": cand.kept_fp32,
+                "tensorrt": engine.as_dict() if engine else {"status": "skipped", "reason": "FP32 baseline"},
+                "selection": result.selection.as_dict() if result.selection else None,
+                "config": cfg.model_dump(mode="json"),
+            },
             lineage=Lineage(parent_version=parent, code_version=code_version(), **_lineage(task, cfg)),
-            serving=Serving(max_batch_rows=cfg.publish.max_batch_rows, max_queue_delay_us=cfg.publish.max_queue_delay_us,
-                            queue_cap_rows=cfg.publish.queue_cap_rows, warmup_batch_sizes=cfg.publish.warmup_batch_sizes),
+            serving=Serving(
+                max_batch_rows=cfg.publish.max_batch_rows,
+                max_queue_delay_us=cfg.publish.max_queue_delay_us,
+                queue_cap_rows=cfg.publish.queue_cap_rows,
+                warmup_batch_sizes=cfg.publish.warmup_batch_sizes,
+            ),
             candidate=cand.name,
         )
 
@@ -196,5 +243,7 @@ def _synthetic(cfg: CompressConfig) -> bool:
 def _lineage(task: TaskAdapter, cfg: CompressConfig) -> dict[str, Any]:
     """Data files and split; ``split["synthetic"]`` is True only for generated data (the demo's fallback)."""
     lin = task.lineage()
-    return {"data_files": lin["data_files"],
-            "split": {**lin["split"], "training": lin.get("training", {}), "synthetic": _synthetic(cfg)}}
+    return {
+        "data_files": lin["data_files"],
+        "split": {**lin["split"], "training": lin.get("training", {}), "synthetic": _synthetic(cfg)},
+    }

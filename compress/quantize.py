@@ -24,8 +24,9 @@ def _preprocess(src: Path, dst: Path) -> None:
     quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] | None = None, *,
-                          reduce_range: bool = False) -> None:
+def quantize_dynamic_int8(
+    src: Path, dst: Path, weight: str, exclude: list[str] | None = None, *, reduce_range: bool = False
+) -> None:
     """Dynamic INT8: activations quantized per batch at run time; ``weight`` is 'u8' or 's8'.
 
     On AVX2 without VNNI, ORT's u8s8 kernels can saturate (vpmaddubsw), so both weight types are candidates and
@@ -38,8 +39,13 @@ def quantize_dynamic_int8(src: Path, dst: Path, weight: str, exclude: list[str] 
         pre = Path(tmp) / "pre.onnx"
         _preprocess(src, pre)
         quantize_dynamic(
-            str(pre), str(dst), op_types_to_quantize=["MatMul"], per_channel=False, weight_type=wtype,
-            nodes_to_exclude=exclude or [], reduce_range=reduce_range,
+            str(pre),
+            str(dst),
+            op_types_to_quantize=["MatMul"],
+            per_channel=False,
+            weight_type=wtype,
+            nodes_to_exclude=exclude or [],
+            reduce_range=reduce_range,
         )
 
 
@@ -54,8 +60,13 @@ class _Reader:
 
 
 def quantize_qdq_int8(
-    src: Path, dst: Path, calibration: Callable[[], Iterator[Feeds]], *, per_channel: bool = True,
-    method: str = "minmax", exclude: list[str] | None = None,
+    src: Path,
+    dst: Path,
+    calibration: Callable[[], Iterator[Feeds]],
+    *,
+    per_channel: bool = True,
+    method: str = "minmax",
+    exclude: list[str] | None = None,
 ) -> None:
     """Static INT8 in QDQ format, signed activations and weights, symmetric scales (zero point 0).
 
@@ -64,16 +75,25 @@ def quantize_qdq_int8(
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-             "entropy": CalibrationMethod.Entropy}[method]
+    calib = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         _preprocess(src, pre)
         try:
             quantize_static(
-                str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
+                str(pre),
+                str(dst),
+                _Reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"],
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=calib,
                 nodes_to_exclude=exclude or [],
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )

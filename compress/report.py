@@ -29,8 +29,17 @@ def markdown(report: dict[str, Any]) -> str:
     ref = next(c for c in cands if c["status"] == "reference")
     sizes = sorted({k for c in cands for k in c["latency_ms"]}, key=int)
     metrics = list(ref["metrics"])
-    head = ["candidate", "status", "bytes", "x smaller", *[f"ms@{b}" for b in sizes],
-            *metrics, *[f"Δ{m}" for m in metrics], "kept FP32", "note"]
+    head = [
+        "candidate",
+        "status",
+        "bytes",
+        "x smaller",
+        *[f"ms@{b}" for b in sizes],
+        *metrics,
+        *[f"Δ{m}" for m in metrics],
+        "kept FP32",
+        "note",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cands:
         m = c["metrics"]
@@ -38,19 +47,29 @@ def markdown(report: dict[str, Any]) -> str:
         note = c["error"] or ((c["gate"] or {}).get("reason") or "") or rejected.get(c["name"], "")
         if c["name"] == report.get("selected"):
             note = ("**selected** " + note).strip()
-        row = [c["name"], c["status"], f"{c['bytes']:,}", f"{ref['bytes'] / c['bytes']:.2f}" if c["bytes"] else "-",
-               *[f"{c['latency_ms'][b]:.3f}" if b in c["latency_ms"] else "-" for b in sizes],
-               *[f"{m[k]:.5f}" if k in m else "-" for k in metrics],
-               *[f"{m[k] - ref['metrics'][k]:+.5f}" if k in m else "-" for k in metrics],
-               ", ".join(c["kept_fp32"]) or "-", note.replace("|", "/")]
+        row = [
+            c["name"],
+            c["status"],
+            f"{c['bytes']:,}",
+            f"{ref['bytes'] / c['bytes']:.2f}" if c["bytes"] else "-",
+            *[f"{c['latency_ms'][b]:.3f}" if b in c["latency_ms"] else "-" for b in sizes],
+            *[f"{m[k]:.5f}" if k in m else "-" for k in metrics],
+            *[f"{m[k] - ref['metrics'][k]:+.5f}" if k in m else "-" for k in metrics],
+            ", ".join(c["kept_fp32"]) or "-",
+            note.replace("|", "/"),
+        ]
         lines.append("| " + " | ".join(row) + " |")
     base = report.get("baseline") or {}
     if base:
         lines.append("")
-        lines.append("Non-neural baseline on the same test rows: " + ", ".join(
-            f"{k} {v:.5f}" for k, v in base.items() if isinstance(v, float)))
-    lines.append(f"Gate: {report.get('gate_rule')}. TensorRT: {report.get('tensorrt', {}).get('status')} "
-                 f"({report.get('tensorrt', {}).get('reason') or 'ok'}).")
+        lines.append(
+            "Non-neural baseline on the same test rows: "
+            + ", ".join(f"{k} {v:.5f}" for k, v in base.items() if isinstance(v, float))
+        )
+    lines.append(
+        f"Gate: {report.get('gate_rule')}. TensorRT: {report.get('tensorrt', {}).get('status')} "
+        f"({report.get('tensorrt', {}).get('reason') or 'ok'})."
+    )
     return "\n".join(lines)
 
 
@@ -68,10 +87,17 @@ def plot(report: dict[str, Any], out: Path) -> Path:
     colors = {"reference": "black", "passed": "tab:green", "failed": "tab:red", "error": "grey"}
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for c in cands:
-        ax.scatter(c["latency_ms"][b], c["metrics"][metric], s=40 + 800 * c["bytes"] / biggest,
-                   c=colors[c["status"]], alpha=0.6, edgecolors="k")
-        ax.annotate(c["name"], (c["latency_ms"][b], c["metrics"][metric]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.scatter(
+            c["latency_ms"][b],
+            c["metrics"][metric],
+            s=40 + 800 * c["bytes"] / biggest,
+            c=colors[c["status"]],
+            alpha=0.6,
+            edgecolors="k",
+        )
+        ax.annotate(
+            c["name"], (c["latency_ms"][b], c["metrics"][metric]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
     ax.set_xlabel(f"ORT CPU latency at batch {b} (ms, 1 thread)")
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"{report['model']}: accuracy vs latency (marker area ~ bytes; green passed, red failed)")

@@ -17,8 +17,10 @@ from compress.candidates import Candidate
 from compress.config import SelectSection
 
 TIE_BREAK = ["smaller file (bytes)", "fewer recipe steps", "candidate name"]
-NOISE_RULE = ("latency medians whose per-round-median ranges overlap the fastest candidate's range are ties "
-              "(within measurement noise)")
+NOISE_RULE = (
+    "latency medians whose per-round-median ranges overlap the fastest candidate's range are ties "
+    "(within measurement noise)"
+)
 
 
 @dataclass
@@ -31,8 +33,12 @@ class Selection:
     rejected: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "selected": self.chosen.name if self.chosen else None, "tied": self.tied,
-                "rejected": self.rejected}
+        return {
+            "rule": self.rule,
+            "selected": self.chosen.name if self.chosen else None,
+            "tied": self.tied,
+            "rejected": self.rejected,
+        }
 
 
 def _steps(c: Candidate) -> int:
@@ -56,8 +62,12 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
     b = str(cfg.batch_size)
     objective = "latency" if cfg.objective == "throughput" else cfg.objective
     rule: dict[str, Any] = {
-        "objective": objective, "batch_size": cfg.batch_size, "min_compression": cfg.min_compression,
-        "max_latency_ratio": cfg.max_latency_ratio, "noise": NOISE_RULE, "tie_break": TIE_BREAK,
+        "objective": objective,
+        "batch_size": cfg.batch_size,
+        "min_compression": cfg.min_compression,
+        "max_latency_ratio": cfg.max_latency_ratio,
+        "noise": NOISE_RULE,
+        "tie_break": TIE_BREAK,
     }
     ref = next(c for c in cands if c.status == "reference")
     rejected: dict[str, str] = {}
@@ -70,8 +80,10 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
         elif c.status != "passed":
             rejected[c.name] = f"gate: {c.gate.reason if c.gate else 'not gated'}"
         elif c.bytes * cfg.min_compression > ref.bytes:
-            rejected[c.name] = (f"size budget: {ref.bytes / c.bytes:.2f}x smaller than FP32 < "
-                                f"[select].min_compression {cfg.min_compression:g}x")
+            rejected[c.name] = (
+                f"size budget: {ref.bytes / c.bytes:.2f}x smaller than FP32 < "
+                f"[select].min_compression {cfg.min_compression:g}x"
+            )
         else:
             ok.append(c)
     if ok and cfg.max_latency_ratio is not None:
@@ -79,8 +91,10 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
         limit = _lat(fastest, b)[0] * cfg.max_latency_ratio
         for c in list(ok):
             if _lat(c, b)[0] > limit:
-                rejected[c.name] = (f"latency budget: {_fmt(c, b)} > [select].max_latency_ratio "
-                                    f"{cfg.max_latency_ratio:g} x fastest {fastest.name} {_lat(fastest, b)[0]:.3f} ms")
+                rejected[c.name] = (
+                    f"latency budget: {_fmt(c, b)} > [select].max_latency_ratio "
+                    f"{cfg.max_latency_ratio:g} x fastest {fastest.name} {_lat(fastest, b)[0]:.3f} ms"
+                )
                 ok.remove(c)
     if not ok:
         return Selection(None, rule, [], rejected)
@@ -99,8 +113,10 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
         if c is chosen:
             continue
         if c in ties:
-            rejected[c.name] = (f"tied with {chosen.name} within measurement noise ({_fmt(c, b)} vs "
-                                f"{_fmt(chosen, b)}); tie broken by {', then '.join(TIE_BREAK)}")
+            rejected[c.name] = (
+                f"tied with {chosen.name} within measurement noise ({_fmt(c, b)} vs "
+                f"{_fmt(chosen, b)}); tie broken by {', then '.join(TIE_BREAK)}"
+            )
         else:
             rejected[c.name] = f"slower at batch {b}: {_fmt(c, b)} vs fastest {fastest.name} {_fmt(fastest, b)}"
     return Selection(chosen, rule, sorted(c.name for c in ties if c is not chosen), rejected)

@@ -31,7 +31,11 @@ class FallbackResult:
 
 
 def layer_sensitivity(
-    layers: list[str], quantize: Quantizer, evaluate: Evaluator, fp32: dict[str, float], rules: list[GateRule],
+    layers: list[str],
+    quantize: Quantizer,
+    evaluate: Evaluator,
+    fp32: dict[str, float],
+    rules: list[GateRule],
     workdir: Path,
 ) -> dict[str, float]:
     """Gate margin lost when only ``layer`` is quantized (higher = more sensitive)."""
@@ -46,8 +50,14 @@ def layer_sensitivity(
 
 
 def fallback(
-    layers: list[str], quantize: Quantizer, evaluate: Evaluator, fp32: dict[str, float], rules: list[GateRule],
-    workdir: Path, dst: Path, max_layers: int | None = None,
+    layers: list[str],
+    quantize: Quantizer,
+    evaluate: Evaluator,
+    fp32: dict[str, float],
+    rules: list[GateRule],
+    workdir: Path,
+    dst: Path,
+    max_layers: int | None = None,
 ) -> FallbackResult | None:
     """Keep the most sensitive layers in FP32, one more at a time, until the gate passes.
 

@@ -79,7 +79,9 @@ def get_task(cfg: CompressConfig) -> TaskAdapter:
         from compress.rec.task import RecTask
 
         if not isinstance(cfg, RecConfig):
-            raise ConfigError("task 'recommendation' needs a recommendation config (load it with compress.config.load_config)")
+            raise ConfigError(
+                "task 'recommendation' needs a recommendation config (load it with compress.config.load_config)"
+            )
         return RecTask(cfg)
     if cfg.model.task == "search_rank":
         from compress.config import SearchConfig

@@ -21,7 +21,7 @@ from loadtest.peers.measure import Row, run_wrk, summarize
 MESSAGES = {
     "short": "where is my order?",
     "long": "Hello, I placed an order last week with order number 12345678 and it still has not arrived, "
-            "could you please tell me how I can track it and when it will be delivered to my address?",
+    "could you please tell me how I can track it and when it will be delivered to my address?",
 }
 
 
@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((name, c, summarize(name, runs)))
     print("| message | clients | msg/s | p50 ms | p99 ms | CPU µs/msg | non-2xx |\n|---|---|---|---|---|---|---|")
     for name, c, r in rows:
-        print(f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_request:,.0f} | "
-              f"{r.non_2xx + r.socket_errors} |")
+        print(
+            f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_request:,.0f} | "
+            f"{r.non_2xx + r.socket_errors} |"
+        )
 
 
 if __name__ == "__main__":

@@ -58,13 +58,22 @@ def candidates_from_repo(repo: Path, model: str) -> dict[str, Path]:
     return out
 
 
-def bench(models: dict[str, Path], tok: ChatTokenizer, messages: list[str], batch_sizes: list[int], rounds: int,
-          calls: int, threads: int) -> dict[str, dict[int, dict[str, float]]]:
+def bench(
+    models: dict[str, Path],
+    tok: ChatTokenizer,
+    messages: list[str],
+    batch_sizes: list[int],
+    rounds: int,
+    calls: int,
+    threads: int,
+) -> dict[str, dict[int, dict[str, float]]]:
     """{candidate: {batch: {'msgs_per_s', 'p50_ms', 'p99_ms'}}} over interleaved rounds."""
     sessions = {name: _session(p, threads) for name, p in models.items()}
     rng = np.random.default_rng(0)
-    batches = {b: [[messages[i] for i in rng.choice(len(messages), b, replace=False)] for _ in range(calls)]
-               for b in batch_sizes}
+    batches = {
+        b: [[messages[i] for i in rng.choice(len(messages), b, replace=False)] for _ in range(calls)]
+        for b in batch_sizes
+    }
     lat: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batch_sizes} for n in sessions}
     rate: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batch_sizes} for n in sessions}
 
@@ -84,15 +93,28 @@ def bench(models: dict[str, Path], tok: ChatTokenizer, messages: list[str], batc
                     call(sess, msgs)
                     lat[name][b].append((time.perf_counter() - t0) * 1e3)
                 rate[name][b].append(b * calls / (time.perf_counter() - t_round))
-    return {n: {b: {"msgs_per_s": statistics.median(rate[n][b]), "p50_ms": float(np.percentile(lat[n][b], 50)),
-                    "p99_ms": float(np.percentile(lat[n][b], 99))} for b in batch_sizes} for n in sessions}
+    return {
+        n: {
+            b: {
+                "msgs_per_s": statistics.median(rate[n][b]),
+                "p50_ms": float(np.percentile(lat[n][b], 50)),
+                "p99_ms": float(np.percentile(lat[n][b], 99)),
+            }
+            for b in batch_sizes
+        }
+        for n in sessions
+    }
 
 
 def markdown(results: dict[str, dict[int, dict[str, float]]], models: dict[str, Path]) -> str:
     sizes = list(next(iter(results.values())))
     ref = next(iter(results))
-    head = ["candidate", "MB", *[f"b{b} msg/s | b{b} p50 ms | b{b} p99 ms" for b in sizes],
-            *[f"x vs {ref.split()[-1]} @b{b}" for b in sizes]]
+    head = [
+        "candidate",
+        "MB",
+        *[f"b{b} msg/s | b{b} p50 ms | b{b} p99 ms" for b in sizes],
+        *[f"x vs {ref.split()[-1]} @b{b}" for b in sizes],
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (2 + 4 * len(sizes))]
     for name, per in results.items():
         cells = [name, f"{models[name].stat().st_size / 1e6:.1f}"]
@@ -138,8 +160,10 @@ def main(argv: list[str] | None = None) -> None:
         models = candidates_from_workdir(workdir)
     tok, messages = _held_out(cfg, version_dir)
     results = bench(models, tok, messages, args.batch_sizes, args.rounds, args.calls, args.threads)
-    print(f"{len(messages)} held-out messages, {args.rounds} rounds x {args.calls} batches, "
-          f"{args.threads} ORT thread(s); timed: tokenize + pad + session.run\n")
+    print(
+        f"{len(messages)} held-out messages, {args.rounds} rounds x {args.calls} batches, "
+        f"{args.threads} ORT thread(s); timed: tokenize + pad + session.run\n"
+    )
     print(markdown(results, models))
 
 

@@ -78,8 +78,9 @@ def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = N
     full = [sys.executable, *[a.replace("{port}", str(port)) for a in args]]
     extra = {"PYTHONPATH": str(cwd)} if cwd is not None else {}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(full, env={**os.environ, **env, **extra, "APP_PORT": str(port)}, stdout=out,
-                                stderr=out, cwd=cwd)
+        proc = subprocess.Popen(
+            full, env={**os.environ, **env, **extra, "APP_PORT": str(port)}, stdout=out, stderr=out, cwd=cwd
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc)
@@ -93,7 +94,9 @@ def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = N
             proc.wait(5)
 
 
-def in_process(version_dir: Path, bodies: dict[int, dict[str, Any]], concurrency: int, seconds: float) -> dict[str, Result]:
+def in_process(
+    version_dir: Path, bodies: dict[int, dict[str, Any]], concurrency: int, seconds: float
+) -> dict[str, Result]:
     """Time ``session.run`` alone and featurizer + run on the rows of ``concurrency`` requests at once."""
     import onnxruntime as ort
 
@@ -146,7 +149,10 @@ def bodies_for(candidates: list[int]) -> dict[int, dict[str, Any]]:
     from tests.fixtures.ctr_model import raw_records
 
     records = raw_records(max(candidates))
-    return {n: {"context": {}, "candidates": [{"ad_id": f"ad{i}", "features": r} for i, r in enumerate(records[:n])]} for n in candidates}
+    return {
+        n: {"context": {}, "candidates": [{"ad_id": f"ad{i}", "features": r} for i, r in enumerate(records[:n])]}
+        for n in candidates
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,17 +163,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--candidates", default="1,100")
     p.add_argument("--markdown", type=Path, help="also write the table here")
-    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra setting for the service, e.g. APP_MAX_QUEUE_DELAY_US=2000 (repeatable)")
-    p.add_argument("--compare-tree", type=Path, metavar="DIR",
-                   help="also run the service from another checkout (e.g. `git worktree add /tmp/before <commit>`), "
-                   "interleaved run by run with this one: before/after figures from one machine state")
-    p.add_argument("--compare-repo", type=Path, metavar="DIR",
-                   help="model repository for --compare-tree (published by that checkout's own code)")
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for the service, e.g. APP_MAX_QUEUE_DELAY_US=2000 (repeatable)",
+    )
+    p.add_argument(
+        "--compare-tree",
+        type=Path,
+        metavar="DIR",
+        help="also run the service from another checkout (e.g. `git worktree add /tmp/before <commit>`), "
+        "interleaved run by run with this one: before/after figures from one machine state",
+    )
+    p.add_argument(
+        "--compare-repo",
+        type=Path,
+        metavar="DIR",
+        help="model repository for --compare-tree (published by that checkout's own code)",
+    )
     p.add_argument("--no-naive", action="store_true", help="skip the per-request baseline server")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
-                   help="another service configuration in the same interleaved run, e.g. "
-                   "'python-feat:APP_CTR_FEATURIZE=python' (repeatable)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="another service configuration in the same interleaved run, e.g. "
+        "'python-feat:APP_CTR_FEATURIZE=python' (repeatable)",
+    )
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -183,21 +207,29 @@ def main(argv: list[str] | None = None) -> None:
             scripts[n] = work / f"post{n}.lua"
             scripts[n].write_text(LUA.format(body=work / f"body{n}.json"))
         rows = measure(args, repo, version_dir, work, scripts, concurrencies)
-        in_proc = [(name, c, r) for c in concurrencies
-                   for name, r in in_process(version_dir, bodies, c, min(args.duration, 3.0)).items()]
+        in_proc = [
+            (name, c, r)
+            for c in concurrencies
+            for name, r in in_process(version_dir, bodies, c, min(args.duration, 3.0)).items()
+        ]
     table = render(rows, in_proc, args)
     print(table)
     if args.markdown:
         args.markdown.write_text(table + "\n")
 
 
-def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[int, Path], concurrencies: list[int]) -> list[tuple[str, int, Row]]:
+def measure(
+    args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[int, Path], concurrencies: list[int]
+) -> list[tuple[str, int, Row]]:
     service_env = {"MODEL_REPO": str(repo), "APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0"}
     service_env.update(kv.split("=", 1) for kv in args.service_env)
     naive_args = ["-m", "loadtest.naive_app", "--version-dir", str(version_dir), "--port", "{port}"]
     out: list[tuple[str, int, Row]] = []
-    labels = {"service": "service (batched)", "naive": "naive (per-request run)",
-              "compare": f"service @ {args.compare_tree} (batched)"}
+    labels = {
+        "service": "service (batched)",
+        "naive": "naive (per-request run)",
+        "compare": f"service @ {args.compare_tree} (batched)",
+    }
     with ExitStack() as stack:
         targets = {"service": stack.enter_context(server(["-m", "app"], service_env, work / "service.log"))}
         if not args.no_naive:
@@ -209,8 +241,13 @@ def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[
             targets[name] = stack.enter_context(server(["-m", "app"], env, work / f"{name}.log"))
         if args.compare_tree is not None:
             targets["compare"] = stack.enter_context(
-                server(["-m", "app"], {**service_env, "MODEL_REPO": str(args.compare_repo or repo)},
-                       work / "compare.log", cwd=args.compare_tree.resolve()))
+                server(
+                    ["-m", "app"],
+                    {**service_env, "MODEL_REPO": str(args.compare_repo or repo)},
+                    work / "compare.log",
+                    cwd=args.compare_tree.resolve(),
+                )
+            )
         for n, script in scripts.items():
             for c in concurrencies:
                 per: dict[str, list[Sample]] = {name: [] for name in targets}
@@ -233,8 +270,10 @@ def render(rows: list[tuple[str, int, Row]], in_proc: list[tuple[str, int, Resul
     ]
     for name, c, r in rows:
         n = int(name.rsplit(", ", 1)[1].split()[0])
-        lines.append(f"| {name} | {c} | {r.rps:,.0f} | {r.rps * n:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-                     f"{r.cores:.2f} | {r.cpu_us_per_request:,.0f} | {r.non_2xx} | {r.socket_errors} |")
+        lines.append(
+            f"| {name} | {c} | {r.rps:,.0f} | {r.rps * n:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.cores:.2f} | {r.cpu_us_per_request:,.0f} | {r.non_2xx} | {r.socket_errors} |"
+        )
     lines += ["", "| in-process | concurrency | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
     for name, c, res in in_proc:
         lines.append(f"| {name} | {c} | {res.rps:,.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} |")

@@ -175,7 +175,9 @@ def perf_analyzer(target: str, version_dir: Path, batch: int, concurrency: int, 
     subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds * 4 + 60)
     header, row = csv.read_text().splitlines()[:2]
     stats = dict(zip(header.split(","), row.split(","), strict=True))
-    return Result(float(stats["Inferences/Second"]) / batch, int(stats["p50 latency"]) / 1e3, int(stats["p99 latency"]) / 1e3)
+    return Result(
+        float(stats["Inferences/Second"]) / batch, int(stats["p50 latency"]) / 1e3, int(stats["p99 latency"]) / 1e3
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,15 +212,19 @@ def main(argv: list[str] | None = None) -> None:
                     cells: dict[str, list[Result]] = {}
                     for _ in range(args.runs):  # interleaved, so background load hits every protocol alike
                         cells.setdefault(f"gRPC ScoreAds, {n} cand", []).append(
-                            uvloop.run(grpc_run(target, message, c, args.duration)))
+                            uvloop.run(grpc_run(target, message, c, args.duration))
+                        )
                         cells.setdefault(f"HTTP /v1/ads/ctr, {n} cand", []).append(
-                            uvloop.run(http_run(url, raw, c, args.duration)))
+                            uvloop.run(http_run(url, raw, c, args.duration))
+                        )
                         if shutil.which("wrk"):
                             cells.setdefault(f"HTTP /v1/ads/ctr via wrk, {n} cand", []).append(
-                                run_wrk(url + "/v1/ads/ctr", work / f"body{n}.lua", c, args.duration))
+                                run_wrk(url + "/v1/ads/ctr", work / f"body{n}.lua", c, args.duration)
+                            )
                         if args.perf_analyzer and shutil.which("perf_analyzer"):
                             cells.setdefault(f"gRPC v2 ModelInfer (perf_analyzer), {n} rows", []).append(
-                                perf_analyzer(target, version_dir, n, c, args.duration, work))
+                                perf_analyzer(target, version_dir, n, c, args.duration, work)
+                            )
                     rows += [(name, c, median(results)) for name, results in cells.items()]
                     print(f"{n} cand, concurrency {c}: " + "; ".join(
                         f"{name.split(',')[0]} {median(r).rps:,.0f}/s" for name, r in cells.items()), flush=True)  # fmt: skip

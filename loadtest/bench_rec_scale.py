@@ -110,8 +110,8 @@ def pq_at_scale(weight: np.ndarray, m: int, c: int, seed: int, sample: int = 163
     codes = np.empty((len(weight), m), np.uint8)
     norms = (books**2).sum(-1)  # [m, c]
     for a in range(0, len(weight), 1 << 14):
-        x = sub[a:a + (1 << 14)]
-        codes[a:a + len(x)] = (norms[None] - 2 * np.einsum("nmd,mcd->nmc", x, books)).argmin(-1)
+        x = sub[a : a + (1 << 14)]
+        codes[a : a + len(x)] = (norms[None] - 2 * np.einsum("nmd,mcd->nmc", x, books)).argmin(-1)
     pq.codes = torch.from_numpy(codes)
     pq.n = len(weight)
     return pq
@@ -140,8 +140,16 @@ def build_onnx(cfg: Any, model: Any, feeds: dict[str, np.ndarray], work: Path) -
     t0 = time.perf_counter()
     path = work / "fp32_matmul.onnx"
     matmul_layout(out[0].path, path)
-    out.append(Built("fp32, table stored [D, N] (MatMul)", "onnx", path, path.stat().st_size,
-                     time.perf_counter() - t0, "the fp32 graph with its Einsum rewritten as MatMul (not published)"))
+    out.append(
+        Built(
+            "fp32, table stored [D, N] (MatMul)",
+            "onnx",
+            path,
+            path.stat().st_size,
+            time.perf_counter() - t0,
+            "the fp32 graph with its Einsum rewritten as MatMul (not published)",
+        )
+    )
     t0 = time.perf_counter()
     fp16, _ = with_tables(model, "fp16")
     export("table_fp16", fp16, t0, "fp16 table, CastLike to fp32 per call")
@@ -153,8 +161,12 @@ def build_onnx(cfg: Any, model: Any, feeds: dict[str, np.ndarray], work: Path) -
     pq_model = copy.deepcopy(int8)
     pq_model.pq = pq_at_scale(table_weight(model).numpy(), r.pq_subspaces, r.pq_centroids, cfg.train.seed)
     pq_model.shortlist = r.shortlist
-    export("table_int8+pq", pq_model, t0,
-           f"PQ {r.pq_subspaces}x{r.pq_centroids} Gather-sum in the graph, exact re-scoring of {r.shortlist}")
+    export(
+        "table_int8+pq",
+        pq_model,
+        t0,
+        f"PQ {r.pq_subspaces}x{r.pq_centroids} Gather-sum in the graph, exact re-scoring of {r.shortlist}",
+    )
     gc.collect()
     return out
 
@@ -196,10 +208,18 @@ def build_faiss(cfg: Any, vectors: np.ndarray, work: Path, hnsw: bool) -> list[B
     ip = faiss.METRIC_INNER_PRODUCT
     specs: list[tuple[str, str, Any, str]] = [
         ("faiss flat (exact)", "faiss", faiss.IndexFlatIP(d), "exact inner product, fp32 (BLAS)"),
-        (f"faiss PQ {r.pq_subspaces}x8bit + re-score", "faiss_rescore", faiss.IndexPQ(d, r.pq_subspaces, 8, ip),
-         f"ADC scan, {r.shortlist} re-scored with the int8 table"),
-        ("faiss PQ fast-scan 16x4bit + re-score", "faiss_rescore", faiss.IndexPQFastScan(d, 16, 4, ip),
-         f"SIMD 4-bit ADC, {r.shortlist} re-scored with the int8 table"),
+        (
+            f"faiss PQ {r.pq_subspaces}x8bit + re-score",
+            "faiss_rescore",
+            faiss.IndexPQ(d, r.pq_subspaces, 8, ip),
+            f"ADC scan, {r.shortlist} re-scored with the int8 table",
+        ),
+        (
+            "faiss PQ fast-scan 16x4bit + re-score",
+            "faiss_rescore",
+            faiss.IndexPQFastScan(d, 16, 4, ip),
+            f"SIMD 4-bit ADC, {r.shortlist} re-scored with the int8 table",
+        ),
     ]
     if hnsw:
         index = faiss.IndexHNSWFlat(d, 32, ip)
@@ -274,12 +294,16 @@ def time_one(kind: str, path: Path, feeds_path: Path, shortlist: int, top_k: int
             part = np.argpartition(-exact, top_k - 1, axis=1)[:, :top_k]
             best = np.take_along_axis(part, np.argsort(-np.take_along_axis(exact, part, 1), 1, kind="stable"), 1)
             return np.asarray(np.take_along_axis(short, best, 1))
+
     res: dict[str, Any] = {}
     for b in BATCHES:
         times, ids = _timed(lambda b=b: run(b), seconds)
         times.sort()
-        res[str(b)] = {"p50_ms": float(np.median(times)), "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))],
-                       "calls": len(times)}
+        res[str(b)] = {
+            "p50_ms": float(np.median(times)),
+            "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))],
+            "calls": len(times),
+        }
         if b == max(BATCHES):
             res["top10"] = ids[:, :10].tolist()
     res["rss_added_mib"] = (_status_kib("VmHWM") - rss0) / 1024
@@ -287,8 +311,18 @@ def time_one(kind: str, path: Path, feeds_path: Path, shortlist: int, top_k: int
 
 
 def _time_subprocess(b: Built, feeds: Path, cfg: Any, seconds: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "loadtest.bench_rec_scale", "--time-one", b.kind, str(b.path), "--feeds", str(feeds),
-           "--seconds", str(seconds)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loadtest.bench_rec_scale",
+        "--time-one",
+        b.kind,
+        str(b.path),
+        "--feeds",
+        str(feeds),
+        "--seconds",
+        str(seconds),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT, env=env, timeout=1800)
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -320,7 +354,8 @@ def render(rows: list[Built], n: int, cfg: Any, seconds: float) -> str:
         lines.append(
             f"| {r.name} | {r.stored_bytes / 2**20:,.1f} | {r.timing['rss_added_mib']:,.0f} | {r.build_s:.1f} | "
             f"{b1['p50_ms']:.2f} / {b1['p99_ms']:.2f} | {b32['p50_ms']:.1f} / {b32['p99_ms']:.1f} | "
-            f"{32e3 / b32['p50_ms']:,.0f} | {ov} | {r.notes} |")
+            f"{32e3 / b32['p50_ms']:,.0f} | {ov} | {r.notes} |"
+        )
     return "\n".join(lines)
 
 
@@ -349,8 +384,9 @@ def main(argv: list[str] | None = None) -> None:
         rows, feeds_path = build_all(cfg, n, work, args)
         for b in rows:
             b.timing = _time_subprocess(b, feeds_path, cfg, args.seconds)
-            print(f"  timed {b.name}: {b.timing['1']['p50_ms']:.2f} / {b.timing['32']['p50_ms']:.1f} ms",
-                  file=sys.stderr)
+            print(
+                f"  timed {b.name}: {b.timing['1']['p50_ms']:.2f} / {b.timing['32']['p50_ms']:.1f} ms", file=sys.stderr
+            )
     table = render(rows, n, cfg, args.seconds)
     print(table)
     if args.markdown:

@@ -54,7 +54,9 @@ def create_naive_app(version_dir: Path) -> Any:
 
     state = RecState.load(version_dir / STATE_FILE)
     index = {it: i for i, it in enumerate(state.items) if i}
-    histories = {u: [index[i] for i in h if i in index] for u, h in load_histories(version_dir / HISTORIES_FILE).items()}
+    histories = {
+        u: [index[i] for i in h if i in index] for u, h in load_histories(version_dir / HISTORIES_FILE).items()
+    }
     sess = ort_session(version_dir / "model.onnx", threads=1)
     version = int(version_dir.name)
     app = FastAPI()
@@ -73,10 +75,20 @@ def create_naive_app(version_dir: Path) -> Any:
         hist[0, : len(seq)] = seq
         excl = [index[i] for i in req.exclude if i in index] or [0]
         ids, scores = sess.run(None, {"history": hist, "exclude": np.asarray([excl], np.int64)})
-        items = [{"item_id": state.items[i], "score": float(s), "title": state.titles[i]}
-                 for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if 0 < i and s > -1e8][: req.k]
-        return {"items": items, "model": version_dir.parent.name, "version": version, "degraded": False,
-                "history_source": source, "history_used": len(seq), "unknown_items": []}
+        items = [
+            {"item_id": state.items[i], "score": float(s), "title": state.titles[i]}
+            for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+            if 0 < i and s > -1e8
+        ][: req.k]
+        return {
+            "items": items,
+            "model": version_dir.parent.name,
+            "version": version,
+            "degraded": False,
+            "history_source": source,
+            "history_used": len(seq),
+            "unknown_items": [],
+        }
 
     @app.get("/v2/health/ready")
     def ready() -> dict[str, bool]:
@@ -88,8 +100,15 @@ def create_naive_app(version_dir: Path) -> Any:
 def serve_naive(version_dir: Path, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_naive_app(version_dir), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        create_naive_app(version_dir),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 # ---- request bodies ----
@@ -112,8 +131,11 @@ def in_process(version_dir: Path, concurrencies: list[int], seconds: float) -> l
 
     state = RecState.load(version_dir / STATE_FILE)
     index = {it: i for i, it in enumerate(state.items) if i}
-    seqs = [[index[i] for i in h if i in index][: state.history_len]
-            for h in load_histories(version_dir / HISTORIES_FILE).values() if h]
+    seqs = [
+        [index[i] for i in h if i in index][: state.history_len]
+        for h in load_histories(version_dir / HISTORIES_FILE).values()
+        if h
+    ]
     sess = ort_session(version_dir / "model.onnx", threads=1)
     out = []
     for c in concurrencies:
@@ -129,27 +151,44 @@ def in_process(version_dir: Path, concurrencies: list[int], seconds: float) -> l
             sess.run(None, feeds)
             times.append((time.perf_counter() - t) * 1e3)
         times.sort()
-        out.append((c, c * len(times) / (sum(times) / 1e3), times[len(times) // 2], times[min(len(times) - 1, int(0.99 * len(times)))]))
+        out.append(
+            (
+                c,
+                c * len(times) / (sum(times) / 1e3),
+                times[len(times) // 2],
+                times[min(len(times) - 1, int(0.99 * len(times)))],
+            )
+        )
     return out
 
 
 # ---- the benchmark ----
-def measure(args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[str, Path],
-            concurrencies: list[int]) -> list[tuple[str, int, Row]]:
+def measure(
+    args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[str, Path], concurrencies: list[int]
+) -> list[tuple[str, int, Row]]:
     """Interleaved wrk runs against every server; medians per (body kind, target, concurrency)."""
     from loadtest.bench_ctr import server
 
-    service_env = {"MODEL_REPO": str(repo), "APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0",
-                   "APP_TASK_MODELS": json.dumps({"recommend": version_dir.parent.name}),
-                   "APP_REQUIRED_MODELS": version_dir.parent.name, "APP_WORKERS": "1"}
+    service_env = {
+        "MODEL_REPO": str(repo),
+        "APP_LOG_LEVEL": "warning",
+        "APP_GRPC_PORT": "0",
+        "APP_TASK_MODELS": json.dumps({"recommend": version_dir.parent.name}),
+        "APP_REQUIRED_MODELS": version_dir.parent.name,
+        "APP_WORKERS": "1",
+    }
     service_env.update(kv.split("=", 1) for kv in args.service_env)
     labels = {"service": "service (batched, 1 worker)", "naive": "naive (per-request run)"}
     out: list[tuple[str, int, Row]] = []
     with ExitStack() as stack:
         targets = {"service": stack.enter_context(server(["-m", "app"], service_env, work / "service.log"))}
-        targets["naive"] = stack.enter_context(server(
-            ["-m", "loadtest.bench_recommend", "--serve-naive", str(version_dir), "--port", "{port}"], {},
-            work / "naive.log"))
+        targets["naive"] = stack.enter_context(
+            server(
+                ["-m", "loadtest.bench_recommend", "--serve-naive", str(version_dir), "--port", "{port}"],
+                {},
+                work / "naive.log",
+            )
+        )
         if args.workers > 1:
             labels["workers"] = f"service (batched, {args.workers} workers)"
             env = {**service_env, "APP_WORKERS": str(args.workers)}
@@ -183,8 +222,9 @@ def same_answers(targets: dict[str, tuple[str, int]], scripts: dict[str, Path], 
     print(f"  same answers from {', '.join(targets)} on {n} bodies of each kind", file=sys.stderr)
 
 
-def render(rows: list[tuple[str, int, Row]], in_proc: list[tuple[int, float, float, float]], args: Any,
-           version_dir: Path) -> str:
+def render(
+    rows: list[tuple[str, int, Row]], in_proc: list[tuple[int, float, float, float]], args: Any, version_dir: Path
+) -> str:
     lines = [
         f"`{version_dir.parent.name}/{version_dir.name}`; {args.duration}s x {args.runs} interleaved runs per cell "
         "(medians), wrk -t1, clients = open connections"
@@ -199,17 +239,28 @@ def render(rows: list[tuple[str, int, Row]], in_proc: list[tuple[int, float, flo
         kind = name.rsplit(", ", 1)[1]
         ref = naive.get((kind, c))
         ratio = r.rps / ref.rps if ref and ref.rps else float("nan")
-        lines.append(f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {ratio:.2f} | {r.cores:.2f} | "
-                     f"{r.cpu_us_per_request:,.0f} | {r.non_2xx} | {r.socket_errors} |")
+        lines.append(
+            f"| {name} | {c} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {ratio:.2f} | {r.cores:.2f} | "
+            f"{r.cpu_us_per_request:,.0f} | {r.non_2xx} | {r.socket_errors} |"
+        )
         if c == TARGET_CLIENTS and not name.startswith("naive"):
             ok = ratio >= TARGET_RPS_RATIO and r.p99_ms < TARGET_P99_MS and r.non_2xx + r.socket_errors == 0
-            verdicts.append(f"{name} at {c} clients: {ratio:.2f}x naive, p99 {r.p99_ms:.1f} ms -> "
-                            f"{'target met' if ok else 'target NOT met'}")
-    lines += ["", "| in-process: `session.run` alone (1 thread) | rows per call | rows/s | p50 ms | p99 ms |",
-              "|---|---:|---:|---:|---:|"]
+            verdicts.append(
+                f"{name} at {c} clients: {ratio:.2f}x naive, p99 {r.p99_ms:.1f} ms -> "
+                f"{'target met' if ok else 'target NOT met'}"
+            )
+    lines += [
+        "",
+        "| in-process: `session.run` alone (1 thread) | rows per call | rows/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
     lines += [f"| model only | {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |" for c, rps, p50, p99 in in_proc]
-    lines += ["", f"Targets (>= {TARGET_RPS_RATIO:g}x the naive req/s at {TARGET_CLIENTS} clients, p99 < "
-              f"{TARGET_P99_MS:g} ms, no errors):", *[f"- {v}" for v in verdicts]]
+    lines += [
+        "",
+        f"Targets (>= {TARGET_RPS_RATIO:g}x the naive req/s at {TARGET_CLIENTS} clients, p99 < "
+        f"{TARGET_P99_MS:g} ms, no errors):",
+        *[f"- {v}" for v in verdicts],
+    ]
     return "\n".join(lines)
 
 
@@ -218,8 +269,10 @@ def latest_version(repo: Path, model: str) -> Path:
 
     versions = list_versions(repo, model)
     if not versions:
-        raise SystemExit(f"{repo} has no published {model} version (python -m compress run "
-                         "compress/configs/recommend.toml --repo REPO)")
+        raise SystemExit(
+            f"{repo} has no published {model} version (python -m compress run "
+            "compress/configs/recommend.toml --repo REPO)"
+        )
     return repo / model / str(versions[-1])
 
 

@@ -85,7 +85,13 @@ def in_process(cfg_path: Path, workdir: Path, seconds: float) -> list[dict[str, 
         if not path.is_file():
             continue
         sess = session(path, 1)
-        row = {"name": c["name"], "bytes": c["bytes"], "metrics": c["metrics"], "selected": c["name"] == report["selected"]}
+        row = {
+            "name": c["name"],
+            "bytes": c["bytes"],
+            "metrics": c["metrics"],
+            "selected": c["name"] == report["selected"],
+        }
+
         def run(s: Any = sess) -> object:
             return s.run(None, feeds)
 
@@ -118,10 +124,19 @@ def _baselines(task: Any, query: str, products: list[str], seconds: float) -> li
         return p_vec @ embed(enc, q_seq)[0]
 
     out = []
-    for name, fn in (("baseline: BM25 (rank-bm25)", lambda: bm.get_batch_scores(words(query), pos)),
-                     ("baseline: zero-shot MiniLM cosine", minilm)):
-        out.append({"name": name, "bytes": 0, "metrics": {}, "selected": False,
-                    **{f"c{c}": timed(fn, c, seconds) for c in (1, 8)}})
+    for name, fn in (
+        ("baseline: BM25 (rank-bm25)", lambda: bm.get_batch_scores(words(query), pos)),
+        ("baseline: zero-shot MiniLM cosine", minilm),
+    ):
+        out.append(
+            {
+                "name": name,
+                "bytes": 0,
+                "metrics": {},
+                "selected": False,
+                **{f"c{c}": timed(fn, c, seconds) for c in (1, 8)},
+            }
+        )
     return out
 
 
@@ -171,8 +186,15 @@ def over_http(repo: Path, cfg_path: Path, seconds: int, runs: int, budget_ms: fl
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = int(sk.getsockname()[1])
-    env = {**os.environ, "MODEL_REPO": str(repo), "APP_REQUIRED_MODELS": name, "APP_LOG_LEVEL": "warning",
-           "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "APP_QUEUE_BUDGETS_MS": json.dumps({name: budget_ms})}
+    env = {
+        **os.environ,
+        "MODEL_REPO": str(repo),
+        "APP_REQUIRED_MODELS": name,
+        "APP_LOG_LEVEL": "warning",
+        "APP_PORT": str(port),
+        "APP_HOST": "127.0.0.1",
+        "APP_QUEUE_BUDGETS_MS": json.dumps({name: budget_ms}),
+    }
     url = f"http://127.0.0.1:{port}"
     with open(work / "server.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=log, stderr=log)
@@ -209,8 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.workdir:
         rows = in_process(args.config, args.workdir, args.seconds)
         ref = rows[0]["bytes"]
-        print("| candidate | bytes | x smaller | NDCG@10 | MRR | 50-cand. p50 / p99 ms, 1 client | "
-              "p50 / p99 ms, 8 clients | req/s at 8 |\n|---|---|---|---|---|---|---|---|")
+        print(
+            "| candidate | bytes | x smaller | NDCG@10 | MRR | 50-cand. p50 / p99 ms, 1 client | "
+            "p50 / p99 ms, 8 clients | req/s at 8 |\n|---|---|---|---|---|---|---|---|"
+        )
         for r in rows:
             m = r["metrics"]
             size = f"{r['bytes']:,} | {ref / r['bytes']:.2f}" if r["bytes"] else "- | -"

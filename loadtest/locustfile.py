@@ -97,7 +97,9 @@ SINGLES_PB = [encode_score_ads(d) for d in SINGLES]
 
 @events.init_command_line_parser.add_listener
 def _args(parser: Any) -> None:
-    parser.add_argument("--grpc-host", default="", help="gRPC target HOST:PORT (default: the --host address, port 8001)")
+    parser.add_argument(
+        "--grpc-host", default="", help="gRPC target HOST:PORT (default: the --host address, port 8001)"
+    )
 
 
 def grpc_target(environment: Environment) -> str:

@@ -59,7 +59,9 @@ def main() -> None:
     p.add_argument("--intra-op-threads", type=int, default=1)
     args = p.parse_args()
     app = create_naive_app(args.version_dir, args.intra_op_threads)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning", access_log=False)
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,21 @@ SCRIPT = ROOT / "loadtest" / "overload.lua"
 def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: int = 0) -> dict[str, Any]:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     threads = min(2, connections)
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", str(SCRIPT),
-            url, "--", str(body_file), "", str(pace_ms)]
+    args = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{round(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(SCRIPT),
+        url,
+        "--",
+        str(body_file),
+        "",
+        str(pace_ms),
+    ]
     subprocess.run(args, check=True, capture_output=True, env={**os.environ, "OVERLOAD_OUT": str(out)})
     doc: dict[str, Any] = json.loads(out.read_text())
     out.unlink()
@@ -94,8 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     url = args.url
     if url is None:
         port = 18000 + os.getpid() % 1000
-        env = {**os.environ, "MODEL_REPO": str(args.repo), "APP_PORT": str(port), "APP_LOG_LEVEL": "warning",
-               **dict(kv.split("=", 1) for kv in args.env)}
+        env = {
+            **os.environ,
+            "MODEL_REPO": str(args.repo),
+            "APP_PORT": str(port),
+            "APP_LOG_LEVEL": "warning",
+            **dict(kv.split("=", 1) for kv in args.env),
+        }
         proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

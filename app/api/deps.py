@@ -76,7 +76,9 @@ def request_options(request: Request, default_timeout_ms: int | None) -> Request
 def parse_version(raw: str) -> int:
     version = parse_ascii_int(raw, 1, MAX_VERSION)
     if version is None:
-        raise InvalidInput(f"model version {raw[:32]!r} must be an integer from 1 to {MAX_VERSION}", code="invalid_version")
+        raise InvalidInput(
+            f"model version {raw[:32]!r} must be an integer from 1 to {MAX_VERSION}", code="invalid_version"
+        )
     return version
 
 

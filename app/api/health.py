@@ -41,10 +41,16 @@ async def metrics(request: Request) -> Response:
 
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-_LIVE: dict[str, Any] = {"type": "object", "required": ["live"], "properties": {
-    "live": {"type": "boolean"}, "dead": {"type": "object", "additionalProperties": {"type": "string"}}}}
-_READY: dict[str, Any] = {"type": "object", "required": ["ready"], "properties": {
-    "ready": {"type": "boolean"}, "waiting_for": {"type": "array", "items": {"type": "string"}}}}
+_LIVE: dict[str, Any] = {
+    "type": "object",
+    "required": ["live"],
+    "properties": {"live": {"type": "boolean"}, "dead": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
+_READY: dict[str, Any] = {
+    "type": "object",
+    "required": ["ready"],
+    "properties": {"ready": {"type": "boolean"}, "waiting_for": {"type": "array", "items": {"type": "string"}}},
+}
 
 
 def _doc(schema: dict[str, Any], bad: str) -> dict[int | str, dict[str, Any]]:
@@ -54,16 +60,36 @@ def _doc(schema: dict[str, Any], bad: str) -> dict[int | str, dict[str, Any]]:
 
 def register(app: FastAPI) -> None:
     tags: list[str | Enum] = ["health"]
-    app.add_api_route("/v2/health/live", live, methods=["GET"], tags=tags, summary="Liveness",
-                      responses=_doc(_LIVE, "a background loop is down for good: restart the process"))
-    app.add_api_route("/v2/health/ready", ready, methods=["GET"], tags=tags, summary="Readiness",
-                      responses=_doc(_READY, "required models are not warm yet"))
     app.add_api_route(
-        "/metrics", metrics, methods=["GET"], tags=tags, summary="Prometheus metrics",
+        "/v2/health/live",
+        live,
+        methods=["GET"],
+        tags=tags,
+        summary="Liveness",
+        responses=_doc(_LIVE, "a background loop is down for good: restart the process"),
+    )
+    app.add_api_route(
+        "/v2/health/ready",
+        ready,
+        methods=["GET"],
+        tags=tags,
+        summary="Readiness",
+        responses=_doc(_READY, "required models are not warm yet"),
+    )
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=tags,
+        summary="Prometheus metrics",
         description="Request counts by endpoint/model/version/outcome/code (unknown model names are counted as "
         "`_unknown_`), latency, queue-wait and compute histograms, batch sizes, queue depth, admission refusals, "
         "load events and failures, background-task crashes.",
-        responses={200: {"description": "Prometheus text exposition format 0.0.4",
-                         "content": {PROMETHEUS: {"schema": {"type": "string"}}}}},
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {PROMETHEUS: {"schema": {"type": "string"}}},
+            }
+        },
         response_class=Response,
     )

@@ -83,6 +83,7 @@ class ServingApp(FastAPI):
             LOG.exception("unhandled error; request_id=%s POST %s", rid, scope.get("path"))
             await _send_error(scope, send_with_id, ServiceError(f"internal error (request id {rid})"))
             return
-        await send_with_id({"type": "http.response.start", "status": response.status_code,
-                            "headers": response.raw_headers})
+        await send_with_id(
+            {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        )
         await send({"type": "http.response.body", "body": response.body})

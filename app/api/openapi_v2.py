@@ -55,7 +55,13 @@ CTR_EXAMPLE: dict[str, Any] = {
         {"name": "sparse", "datatype": "INT64", "shape": [1, 26], "data": [1] * 26},
     ],
 }
-MODEL_PARAM: dict[str, Any] = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}, "example": "ad-ctr"}
+MODEL_PARAM: dict[str, Any] = {
+    "name": "model",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "example": "ad-ctr",
+}
 VERSION_PARAM: dict[str, Any] = {
     "name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
     "description": "a positive integer (ASCII digits)", "example": "1",

@@ -16,11 +16,17 @@ from app.tasks.registry import all_routes
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
 }
 _COMMON_ERRORS = {
-    404: "model_not_found", 503: "model_not_ready, overloaded (with Retry-After), wrong_task",
+    404: "model_not_found",
+    503: "model_not_ready, overloaded (with Retry-After), wrong_task",
     504: "deadline_exceeded",
 }
 
@@ -55,6 +61,11 @@ def openapi_extra(route: Route[Any], defs: dict[str, Any]) -> dict[str, Any]:
         str(status): {"description": f"codes: {codes}", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
         for status, codes in sorted(errors.items())
     }
+    if route.response_example is not None:
+        responses["200"] = {
+            "description": "Successful Response",
+            "content": {"application/json": {"example": route.response_example}},
+        }
     return {"requestBody": {"required": True, "content": {"application/json": content}}, "responses": responses}
 
 
@@ -62,8 +73,14 @@ def register(app: FastAPI) -> None:
     defs: dict[str, Any] = {}
     for route in all_routes():
         add_hot_route(
-            app, route.path, task_handler(route), response_model=route.response, summary=route.summary,
-            description=route.description, openapi_extra=openapi_extra(route, defs), name=f"task_{route.endpoint}",
+            app,
+            route.path,
+            task_handler(route),
+            response_model=route.response,
+            summary=route.summary,
+            description=route.description,
+            openapi_extra=openapi_extra(route, defs),
+            name=f"task_{route.endpoint}",
             tags=[route.owner.name],
         )
     generate = app.openapi

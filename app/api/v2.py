@@ -34,8 +34,14 @@ UNKNOWN = "_unknown_"
 _HOST_DIRS = re.compile(r"(?<![\w.\-/])(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\":]+)+[/\\]")
 
 
-_TENSOR_CONFIG: dict[str, Any] = {"type": "object", "properties": {
-    "name": {"type": "string"}, "data_type": {"type": "string"}, "dims": {"type": "array", "items": {"type": "integer"}}}}
+_TENSOR_CONFIG: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "data_type": {"type": "string"},
+        "dims": {"type": "array", "items": {"type": "integer"}},
+    },
+}
 MODEL_CONFIG: dict[str, Any] = {"type": "object", "required": ["name", "platform", "max_batch_size", "input", "output"],
                                 "properties": {"name": {"type": "string"}, "platform": {"type": "string"},
                                                "backend": {"type": "string"}, "max_batch_size": {"type": "integer"},
@@ -158,32 +164,93 @@ async def unload_model(request: Request, model: str) -> Response:
 def register(app: FastAPI) -> None:
     """Inference routes first: they are matched on every request."""
     tags: list[str | Enum] = ["KServe v2"]
-    add_hot_route(app, "/v2/models/{model}/infer", infer, summary="Infer (newest ready version)", tags=tags,
-                  openapi_extra=doc.infer_extra(False), name="v2_infer")
-    add_hot_route(app, "/v2/models/{model}/versions/{version}/infer", infer_version, summary="Infer (one version)",
-                  tags=tags, openapi_extra=doc.infer_extra(True), name="v2_infer_version")
-    ready_503: dict[int | str, Any] = {503: {"description": "not ready", "content": {"application/json": {"schema": doc.MODEL_READY}}}}
+    add_hot_route(
+        app,
+        "/v2/models/{model}/infer",
+        infer,
+        summary="Infer (newest ready version)",
+        tags=tags,
+        openapi_extra=doc.infer_extra(False),
+        name="v2_infer",
+    )
+    add_hot_route(
+        app,
+        "/v2/models/{model}/versions/{version}/infer",
+        infer_version,
+        summary="Infer (one version)",
+        tags=tags,
+        openapi_extra=doc.infer_extra(True),
+        name="v2_infer_version",
+    )
+    ready_503: dict[int | str, Any] = {
+        503: {"description": "not ready", "content": {"application/json": {"schema": doc.MODEL_READY}}}
+    }
 
-    def get(path: str, endpoint: Any, schema: dict[str, Any], *err: int, extra: dict[int | str, Any] | None = None,
-            summary: str = "") -> None:
+    def get(
+        path: str,
+        endpoint: Any,
+        schema: dict[str, Any],
+        *err: int,
+        extra: dict[int | str, Any] | None = None,
+        summary: str = "",
+    ) -> None:
         responses = {**doc.errors(*err), **doc.json_ok(schema), **(extra or {})}
         app.add_api_route(path, endpoint, methods=["GET"], responses=responses, tags=tags, summary=summary)
 
     get("/v2", server_metadata, doc.SERVER_METADATA, summary="Server metadata")
     get("/v2/models/{model}", model_metadata, doc.MODEL_METADATA, 404, 503, summary="Model metadata")
-    get("/v2/models/{model}/versions/{version}", version_metadata, doc.MODEL_METADATA, 400, 404, 503,
-        summary="Version metadata")
+    get(
+        "/v2/models/{model}/versions/{version}",
+        version_metadata,
+        doc.MODEL_METADATA,
+        400,
+        404,
+        503,
+        summary="Version metadata",
+    )
     get("/v2/models/{model}/ready", model_ready, doc.MODEL_READY, 404, extra=ready_503, summary="Model readiness")
-    get("/v2/models/{model}/versions/{version}/ready", version_ready, doc.MODEL_READY, 400, 404, extra=ready_503,
-        summary="Version readiness")
+    get(
+        "/v2/models/{model}/versions/{version}/ready",
+        version_ready,
+        doc.MODEL_READY,
+        400,
+        404,
+        extra=ready_503,
+        summary="Version readiness",
+    )
     get("/v2/models/{model}/config", model_config, MODEL_CONFIG, 404, 503, summary="Model configuration (Triton)")
-    get("/v2/models/{model}/versions/{version}/config", version_config, MODEL_CONFIG, 400, 404, 503,
-        summary="Version configuration (Triton)")
-    app.add_api_route("/v2/repository/index", repository_index, methods=["POST"], tags=tags,
-                      summary="Every version with its state", openapi_extra={"requestBody": doc.INDEX_BODY},
-                      responses={**doc.errors(400, 413), **doc.json_ok(doc.INDEX)})
+    get(
+        "/v2/models/{model}/versions/{version}/config",
+        version_config,
+        MODEL_CONFIG,
+        400,
+        404,
+        503,
+        summary="Version configuration (Triton)",
+    )
+    app.add_api_route(
+        "/v2/repository/index",
+        repository_index,
+        methods=["POST"],
+        tags=tags,
+        summary="Every version with its state",
+        openapi_extra={"requestBody": doc.INDEX_BODY},
+        responses={**doc.errors(400, 413), **doc.json_ok(doc.INDEX)},
+    )
     control = {**doc.errors(401, 403, 404, 503), **doc.json_ok(doc.EMPTY)}
-    app.add_api_route("/v2/repository/models/{model}/load", load_model, methods=["POST"], tags=tags,
-                      summary="Load a model now (bearer token)", responses=control)
-    app.add_api_route("/v2/repository/models/{model}/unload", unload_model, methods=["POST"], tags=tags,
-                      summary="Unload a model (bearer token)", responses=control)
+    app.add_api_route(
+        "/v2/repository/models/{model}/load",
+        load_model,
+        methods=["POST"],
+        tags=tags,
+        summary="Load a model now (bearer token)",
+        responses=control,
+    )
+    app.add_api_route(
+        "/v2/repository/models/{model}/unload",
+        unload_model,
+        methods=["POST"],
+        tags=tags,
+        summary="Unload a model (bearer token)",
+        responses=control,
+    )

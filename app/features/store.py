@@ -107,13 +107,15 @@ class RedisStore:
 
     backend = "redis"
 
-    def __init__(self, url: str, cap: int = 100, ttl_s: int = 90 * 86400, timeout_s: float = 0.05,
-                 retry_s: float = 1.0) -> None:
+    def __init__(
+        self, url: str, cap: int = 100, ttl_s: int = 90 * 86400, timeout_s: float = 0.05, retry_s: float = 1.0
+    ) -> None:
         import redis
 
         self.url, self.cap, self.ttl_s, self.retry_s = url, cap, int(ttl_s), retry_s
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                                 retry_on_timeout=False)
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
         self._open_until = 0.0
         self._lock = threading.Lock()
 
@@ -155,7 +157,7 @@ class RedisStore:
         """Replace each user's list (newest first) in chunks of ``chunk`` users per round trip."""
         users = list(histories)
         for i in range(0, len(users), chunk):
-            part = users[i:i + chunk]
+            part = users[i : i + chunk]
 
             def fill(p: Any, part: list[str] = part) -> None:
                 for u in part:
@@ -203,16 +205,19 @@ class SharedFileStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 entries = [e.encode() for e in reversed(events)] + self._read(user_id, now)
-                self._db.execute("INSERT OR REPLACE INTO hist VALUES (?, ?, ?)",
-                                 (user_id, now, "\n".join(entries[: self.cap])))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO hist VALUES (?, ?, ?)", (user_id, now, "\n".join(entries[: self.cap]))
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._appends += 1
             if self._appends % 1000 == 0:  # bound the file: drop the least recently active users
-                self._db.execute("DELETE FROM hist WHERE user IN (SELECT user FROM hist ORDER BY ts DESC "
-                                 "LIMIT -1 OFFSET ?)", (self.max_users,))
+                self._db.execute(
+                    "DELETE FROM hist WHERE user IN (SELECT user FROM hist ORDER BY ts DESC LIMIT -1 OFFSET ?)",
+                    (self.max_users,),
+                )
 
     def histories(self, user_ids: list[str]) -> list[list[Event]]:
         now = time.time()
@@ -227,8 +232,10 @@ class SharedFileStore:
                 for user, events in histories.items():
                     if only_missing and self._read(user, now):
                         continue
-                    self._db.execute("INSERT OR REPLACE INTO hist VALUES (?, ?, ?)",
-                                     (user, now, "\n".join(e.encode() for e in events[: self.cap])))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO hist VALUES (?, ?, ?)",
+                        (user, now, "\n".join(e.encode() for e in events[: self.cap])),
+                    )
                     n += 1
                 self._db.execute("COMMIT")
             except BaseException:

@@ -64,7 +64,9 @@ def model_config_json(svc: InferenceService, model: str, version: int | None) ->
     cfg = model_config(svc, model, version)
 
     def tensors(items: Any) -> list[dict[str, Any]]:
-        return [{"name": t.name, "data_type": config_pb.DataType.Name(t.data_type), "dims": list(t.dims)} for t in items]
+        return [
+            {"name": t.name, "data_type": config_pb.DataType.Name(t.data_type), "dims": list(t.dims)} for t in items
+        ]
 
     doc: dict[str, Any] = {"name": cfg.name, "platform": cfg.platform, "backend": cfg.backend,
                            "max_batch_size": cfg.max_batch_size, "input": tensors(cfg.input), "output": tensors(cfg.output)}  # fmt: skip
@@ -118,7 +120,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: aio.ServicerContext) -> pb.ModelConfigResponse:
         try:
-            return pb.ModelConfigResponse(config=model_config(self.svc, request.name, calls.parse_version(request.version)))
+            return pb.ModelConfigResponse(
+                config=model_config(self.svc, request.name, calls.parse_version(request.version))
+            )
         except ServiceError as e:
             await status.abort(context, e)
 

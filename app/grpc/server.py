@@ -74,9 +74,13 @@ class ReadinessHealth(health.aio.HealthServicer):  # type: ignore[misc]  # grpc_
             return
         for name, check in self._checks.items():
             ok = check()
-            await self.set(name, health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.set(
+                name, health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         await self.refresh()
         return await super().Check(request, context)
 
@@ -125,8 +129,13 @@ class GrpcServer:
         await self._health.refresh()
         self._server, self.port = server, port
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="grpc-health")
-        LOG.info("gRPC listening on %s:%d (KServe v2 + %s; max message %d bytes)", s.host, port,
-                 ", ".join(tasks.served) or "no task RPCs", limit)
+        LOG.info(
+            "gRPC listening on %s:%d (KServe v2 + %s; max message %d bytes)",
+            s.host,
+            port,
+            ", ".join(tasks.served) or "no task RPCs",
+            limit,
+        )
         return port
 
     async def _refresh_loop(self) -> None:
@@ -148,4 +157,3 @@ class GrpcServer:
             await self._server.stop(grace)
             LOG.info("gRPC stopped")
         self._server = None
-

@@ -41,7 +41,9 @@ BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
 def grpc_code(exc: ServiceError) -> grpc.StatusCode:
     if isinstance(exc, Overloaded):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    return BY_HTTP_STATUS.get(exc.status, grpc.StatusCode.INTERNAL if exc.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT)
+    return BY_HTTP_STATUS.get(
+        exc.status, grpc.StatusCode.INTERNAL if exc.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
@@ -50,7 +52,9 @@ def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
     if isinstance(exc, Overloaded):
         delay_ms = max(1, round(exc.retry_after_s * 1000))
         meta.append((RETRY_AFTER_KEY, str(delay_ms)))
-        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay_ms // 1000, nanos=delay_ms % 1000 * 1_000_000))
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=delay_ms // 1000, nanos=delay_ms % 1000 * 1_000_000)
+        )
         detail = any_pb2.Any()
         detail.Pack(retry)
         rich = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=exc.message, details=[detail])

@@ -40,21 +40,30 @@ def features(msg: pb.Features, names: Sequence[str] = ()) -> dict[str, Any]:
         if not keys and not values:
             continue
         if len(keys) != len(values):
-            raise InvalidInput(f"{kind}_keys has {len(keys)} entries but {kind}_values {len(values)}",
-                               code="invalid_feature", status=422)
+            raise InvalidInput(
+                f"{kind}_keys has {len(keys)} entries but {kind}_values {len(values)}",
+                code="invalid_feature",
+                status=422,
+            )
         try:
             out.update(zip([names[k] for k in keys], values, strict=True))
         except IndexError:
-            raise InvalidInput(f"a {kind} key is not an index into the request's {len(names)} feature_names",
-                               code="invalid_feature", status=422) from None
+            raise InvalidInput(
+                f"a {kind} key is not an index into the request's {len(names)} feature_names",
+                code="invalid_feature",
+                status=422,
+            ) from None
         given += len(keys)
     for by_name in (msg.ints, msg.floats, msg.strings):
         if by_name:
             out.update(by_name)
             given += len(by_name)
     if len(out) != given:
-        raise InvalidInput("a feature is given more than once (in two of ints/floats/strings or both forms)",
-                           code="invalid_feature", status=422)
+        raise InvalidInput(
+            "a feature is given more than once (in two of ints/floats/strings or both forms)",
+            code="invalid_feature",
+            status=422,
+        )
     return out
 
 
@@ -165,8 +174,9 @@ def search_candidate(msg: pb.SearchCandidate, i: int) -> dict[str, Any]:
     fields: dict[str, Any] = dict(msg.text)
     for name, values in msg.text_lists.items():
         if name in fields:
-            raise InvalidInput(f"candidates[{i}].{name}: given in both text and text_lists", code="invalid_field",
-                               status=422)
+            raise InvalidInput(
+                f"candidates[{i}].{name}: given in both text and text_lists", code="invalid_field", status=422
+            )
         fields[name] = list(values.values)
     if "product_id" in fields:
         raise InvalidInput(f"candidates[{i}]: product_id is not a text field", code="unknown_field", status=422)

@@ -40,8 +40,9 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
-        raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs; "
-                           "send every input raw or none")
+        raise InvalidInput(
+            f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs; send every input raw or none"
+        )
     req = InferRequest({}, {}, id=msg.id or None, parameters=parameters(msg.parameters))
     for i, tensor in enumerate(msg.inputs):
         name = tensor.name

@@ -76,8 +76,10 @@ def choose_runtime(manifest: Manifest, host: HostCapabilities, *, use_tensorrt_e
         if host.compute_capability is None or host.tensorrt_version is None:
             skipped.append(f"{plan.path}: no GPU with TensorRT here")
         elif (plan.compute_capability, plan.tensorrt_version) != (host.compute_capability, host.tensorrt_version):
-            skipped.append(f"{plan.path}: built for sm {plan.compute_capability} / TensorRT {plan.tensorrt_version}, "
-                           f"host has sm {host.compute_capability} / TensorRT {host.tensorrt_version}")
+            skipped.append(
+                f"{plan.path}: built for sm {plan.compute_capability} / TensorRT {plan.tensorrt_version}, "
+                f"host has sm {host.compute_capability} / TensorRT {host.tensorrt_version}"
+            )
         else:
             return RuntimeChoice(plan, "tensorrt", (), f"TensorRT plan matches sm {host.compute_capability}")
     onnx = next((a for a in manifest.artifacts if a.format == "onnx"), None)
@@ -113,8 +115,13 @@ def _compute_capability() -> str | None:
     if smi is None:
         return None
     try:
-        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader", "-i", "0"],
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            [smi, "--query-gpu=compute_cap", "--format=csv,noheader", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     cc = out.stdout.strip().splitlines()

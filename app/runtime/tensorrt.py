@@ -49,7 +49,12 @@ class TensorRTRuntime:
         missing = {s.name for s in [*manifest.inputs, *manifest.outputs]} - names
         if missing:
             raise RuntimeIncompatible(f"the plan lacks tensors {sorted(missing)} named in the manifest")
-        self._engine, self._context, self._torch, self._manifest = engine, engine.create_execution_context(), torch, manifest
+        self._engine, self._context, self._torch, self._manifest = (
+            engine,
+            engine.create_execution_context(),
+            torch,
+            manifest,
+        )
 
     def warmup(self, batch_sizes: Sequence[int]) -> None:
         manifest = self._require()
@@ -97,6 +102,12 @@ class TensorRTRuntime:
 
 
 def _torch_dtype(torch: Any, dtype: str) -> Any:
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16, np.dtype(np.int64): torch.int64,
-            np.dtype(np.int32): torch.int32, np.dtype(np.int8): torch.int8, np.dtype(np.uint8): torch.uint8,
-            np.dtype(np.bool_): torch.bool}[numpy_dtype(dtype)]
+    return {
+        np.dtype(np.float32): torch.float32,
+        np.dtype(np.float16): torch.float16,
+        np.dtype(np.int64): torch.int64,
+        np.dtype(np.int32): torch.int32,
+        np.dtype(np.int8): torch.int8,
+        np.dtype(np.uint8): torch.uint8,
+        np.dtype(np.bool_): torch.bool,
+    }[numpy_dtype(dtype)]

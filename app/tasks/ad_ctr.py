@@ -58,7 +58,9 @@ def _check_dense(value: Any, name: str, where: str) -> None:
     except FeatureError as e:
         raise InvalidInput(f"{where}: {e}", code="invalid_feature", status=422) from None
     except OverflowError:
-        raise InvalidInput(f"{where}: dense feature {name!r} is out of range", code="invalid_feature", status=422) from None
+        raise InvalidInput(
+            f"{where}: dense feature {name!r} is out of range", code="invalid_feature", status=422
+        ) from None
 
 
 async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
@@ -90,14 +92,26 @@ class CtrTask(Task):
     default_model = "ad-ctr"
     routes = (
         Route(
-            "/v1/ads/ctr", "ctr", CtrRequest, CtrResponse, score,
+            "/v1/ads/ctr",
+            "ctr",
+            CtrRequest,
+            CtrResponse,
+            score,
             summary="Score ad candidates (click-through probability)",
             description="Each candidate row is `context` overlaid by the candidate's `features` (raw log fields: "
             "ints, category strings, null = missing). Unknown feature names are refused (422), unseen category "
             "values use the model's rare bucket. Scores come back in candidate order.",
             examples={"two candidates": _EXAMPLE},
-            errors={400: "invalid_json, invalid_header", 413: "payload_too_large, too_many_candidates",
-                    422: "invalid_request, unknown_feature, invalid_feature"},
+            response_example={
+                "model": "ad-ctr",
+                "version": 2,
+                "scores": [{"ad_id": "a1", "pctr": 0.0412}, {"ad_id": "a2", "pctr": 0.2231}],
+            },
+            errors={
+                400: "invalid_json, invalid_header",
+                413: "payload_too_large, too_many_candidates",
+                422: "invalid_request, unknown_feature, invalid_feature",
+            },
         ),
     )
 
@@ -126,8 +140,9 @@ class CtrTask(Task):
         so.inter_op_num_threads = ctx.settings.ort_inter_op_threads
         spin = "1" if ctx.settings.ort_allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        session = ort.InferenceSession(str(files.aux(RAW_MODEL_ROLE)), sess_options=so,
-                                       providers=["CPUExecutionProvider"])  # string lookups run on the CPU
+        session = ort.InferenceSession(
+            str(files.aux(RAW_MODEL_ROLE)), sess_options=so, providers=["CPUExecutionProvider"]
+        )  # string lookups run on the CPU
         return cls(featurizer, output, session)
 
     @property
@@ -139,7 +154,9 @@ class CtrTask(Task):
             if self.raw_session is not None:
                 return raw_arrays(rows, self.featurizer)
             tensors = self.featurizer.transform_records(rows)
-            return tensors if len(self.inputs) == len(tensors) else {k: v for k, v in tensors.items() if k in self.inputs}
+            return (
+                tensors if len(self.inputs) == len(tensors) else {k: v for k, v in tensors.items() if k in self.inputs}
+            )
         except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
             raise InvalidInput(str(e), code="invalid_feature", status=422) from None
 

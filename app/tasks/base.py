@@ -108,7 +108,12 @@ class Call(Generic[T]):
     __slots__ = ("_task", "_batcher", "opts", "model", "version", "ctx")
 
     def __init__(
-        self, task: T | None, batcher: DynamicBatcher | None, opts: RequestOptions, model: str, version: int,
+        self,
+        task: T | None,
+        batcher: DynamicBatcher | None,
+        opts: RequestOptions,
+        model: str,
+        version: int,
         ctx: TaskContext,
     ) -> None:
         self._task, self._batcher, self.opts = task, batcher, opts
@@ -126,7 +131,10 @@ class Call(Generic[T]):
         if self._batcher is None:
             raise ServiceError(f"version {self.model}/{self.version} has no batcher")
         return await self._batcher.submit(
-            rows, len(rows) if n_rows is None else n_rows, deadline=self.opts.deadline, priority=self.opts.priority,
+            rows,
+            len(rows) if n_rows is None else n_rows,
+            deadline=self.opts.deadline,
+            priority=self.opts.priority,
             prepare=self.task.prepare,
         )
 
@@ -166,6 +174,8 @@ class Route(Generic[Req]):
     description: str = ""
     examples: Mapping[str, Any] = field(default_factory=dict)
     """Named request examples for the OpenAPI document."""
+    response_example: Mapping[str, Any] | None = None
+    """An example answer for the OpenAPI document."""
     errors: Mapping[int, str] = field(default_factory=dict)
     """Documented error responses: status -> the codes it carries."""
     utf8_check: bool = False

@@ -120,8 +120,9 @@ def length_buckets(lengths: Sequence[int], max_batch: int) -> list[np.ndarray]:
 class ChatTokenizer:
     """The version's WordPiece tokenizer (``tokenizer.json``) with the token limit and no built-in padding."""
 
-    def __init__(self, tokenizer: Any, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS,
-                 truncate: bool = True) -> None:
+    def __init__(
+        self, tokenizer: Any, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS, truncate: bool = True
+    ) -> None:
         tokenizer.no_padding()  # the file pads to 128: padding is per batch here
         tokenizer.no_truncation()  # truncation is ours, so we know when it happens
         self.tokenizer, self.max_tokens, self.max_chars, self.truncate = tokenizer, max_tokens, max_chars, truncate
@@ -187,8 +188,9 @@ class ChatPreprocessor(ChatTokenizer):
     @classmethod
     def load(cls, version_dir: Path, state: ChatState | None = None) -> ChatPreprocessor:
         st = state or ChatState.load(version_dir / STATE_FILE)
-        return cls.from_file(version_dir / TOKENIZER_FILE, max_tokens=st.max_tokens, max_chars=st.max_chars,
-                             truncate=st.truncate)
+        return cls.from_file(
+            version_dir / TOKENIZER_FILE, max_tokens=st.max_tokens, max_chars=st.max_chars, truncate=st.truncate
+        )
 
 
 # ---- decision and reply ----
@@ -250,8 +252,15 @@ class ChatPostprocessor:
             intent = st.intents[int(k)]
             template = index.best(np.asarray(emb, dtype=np.float32), intent) if index.has_replies else None
             answer = compose_reply(
-                msg, intent, float(c), threshold=st.threshold, template=template, handoff_reply=st.handoff_reply,
-                handoff_intents=st.handoff_intents, has_replies=index.has_replies, company=st.company,
+                msg,
+                intent,
+                float(c),
+                threshold=st.threshold,
+                template=template,
+                handoff_reply=st.handoff_reply,
+                handoff_intents=st.handoff_intents,
+                has_replies=index.has_replies,
+                company=st.company,
                 gazetteer=st.gazetteer,
             )
             out.append(ChatReply(intent, round(float(c), 4), answer.reply, answer.handoff, answer.missing))
@@ -261,7 +270,11 @@ class ChatPostprocessor:
 def load_version(version_dir: Path, manifest: Manifest) -> tuple[ChatPreprocessor, ChatPostprocessor]:
     """Both processors of a published (verified) version, from the aux files its manifest names by role."""
     state = ChatState.load(version_dir / manifest.aux("preprocess").path)
-    pre = ChatPreprocessor.from_file(version_dir / manifest.aux("tokenizer").path, max_tokens=state.max_tokens,
-                                     max_chars=state.max_chars, truncate=state.truncate)
+    pre = ChatPreprocessor.from_file(
+        version_dir / manifest.aux("tokenizer").path,
+        max_tokens=state.max_tokens,
+        max_chars=state.max_chars,
+        truncate=state.truncate,
+    )
     index = ReplyIndex.load(version_dir / manifest.aux("reply_index").path)
     return pre, ChatPostprocessor(state, index)

@@ -33,35 +33,63 @@ SLOTS: dict[str, tuple[str, str]] = {
 }
 # normalised placeholder labels seen in Bitext responses -> slot kind
 _LABEL_SLOTS = {
-    "order number": "order_number", "purchase id": "order_number", "order id": "order_number",
-    "purchase number": "order_number", "invoice number": "invoice_number", "bill number": "invoice_number",
-    "refund amount": "refund_amount", "person name": "person_name", "name field": "person_name",
-    "account type": "account_type", "delivery city": "delivery_city", "delivery country": "delivery_country",
-    "tracking number": "tracking_number", "purchase date": "purchase_date", "payment method": "payment_method",
+    "order number": "order_number",
+    "purchase id": "order_number",
+    "order id": "order_number",
+    "purchase number": "order_number",
+    "invoice number": "invoice_number",
+    "bill number": "invoice_number",
+    "refund amount": "refund_amount",
+    "person name": "person_name",
+    "name field": "person_name",
+    "account type": "account_type",
+    "delivery city": "delivery_city",
+    "delivery country": "delivery_country",
+    "tracking number": "tracking_number",
+    "purchase date": "purchase_date",
+    "payment method": "payment_method",
 }
 DEFAULT_COMPANY = {
-    "website name": "our website", "website": "our website", "website url": "our website",
-    "company name": "our company", "company website": "our website", "website or app": "our website or app",
+    "website name": "our website",
+    "website": "our website",
+    "website url": "our website",
+    "company name": "our company",
+    "company website": "our website",
+    "website or app": "our website or app",
     "customer support phone number": "our customer support phone line",
     "customer service phone number": "our customer support phone line",
-    "customer support email": "our support email address", "customer support availability": "during business hours",
-    "customer support hours": "business hours", "customer service hours": "business hours",
+    "customer support email": "our support email address",
+    "customer support availability": "during business hours",
+    "customer support hours": "business hours",
+    "customer service hours": "business hours",
     "live chat": "Live Chat",
 }
 _PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 _OUR_OUR = re.compile(r"\b(our|your|the)\s+our\s+", re.I)
 _ENTITY_RES: dict[str, list[re.Pattern[str]]] = {  # per slot, patterns tried in order
-    "order_number": [re.compile(
-        r"\b(?:order|purchase|package|shipment|parcel)s?\b(?:\s+(?:number|no\.?|num|id|#))?\s*(?:is|:|#)?\s*"
-        r"#?\s*([A-Za-z]{0,4}-?\d[\d-]{3,})", re.I)],
-    "invoice_number": [re.compile(
-        r"\b(?:invoice|bill|receipt)s?\b(?:\s+(?:number|no\.?|num|id))?\s*(?:is|:)?\s*(#?[A-Za-z]{0,3}\d[\w-]{2,})",
-        re.I), re.compile(r"(#\d{3,})")],
-    "refund_amount": [re.compile(
-        r"([$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\d[\d,]*(?:\.\d{1,2})?\s?(?:dollars|euros|pounds|usd|eur|gbp)\b)", re.I)],
+    "order_number": [
+        re.compile(
+            r"\b(?:order|purchase|package|shipment|parcel)s?\b(?:\s+(?:number|no\.?|num|id|#))?\s*(?:is|:|#)?\s*"
+            r"#?\s*([A-Za-z]{0,4}-?\d[\d-]{3,})",
+            re.I,
+        )
+    ],
+    "invoice_number": [
+        re.compile(
+            r"\b(?:invoice|bill|receipt)s?\b(?:\s+(?:number|no\.?|num|id))?\s*(?:is|:)?\s*(#?[A-Za-z]{0,3}\d[\w-]{2,})",
+            re.I,
+        ),
+        re.compile(r"(#\d{3,})"),
+    ],
+    "refund_amount": [
+        re.compile(
+            r"([$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\d[\d,]*(?:\.\d{1,2})?\s?(?:dollars|euros|pounds|usd|eur|gbp)\b)", re.I
+        )
+    ],
     "person_name": [re.compile(r"\b((?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")],
-    "tracking_number": [re.compile(
-        r"\btracking\s+(?:number|no\.?|id|code)?\s*(?:is|:)?\s*#?\s*([A-Za-z0-9]{6,})", re.I)],
+    "tracking_number": [
+        re.compile(r"\btracking\s+(?:number|no\.?|id|code)?\s*(?:is|:)?\s*#?\s*([A-Za-z0-9]{6,})", re.I)
+    ],
 }
 
 
@@ -100,8 +128,12 @@ def extract_entities(message: str, gazetteer: Mapping[str, Sequence[str]] | None
     return found
 
 
-def fill_placeholders(template: str, message: str, company: Mapping[str, str] | None = None,
-                      gazetteer: Mapping[str, Sequence[str]] | None = None) -> tuple[str, tuple[str, ...]]:
+def fill_placeholders(
+    template: str,
+    message: str,
+    company: Mapping[str, str] | None = None,
+    gazetteer: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[str, tuple[str, ...]]:
     """Fill ``{{...}}`` placeholders; returns the reply and the slot kinds the customer still has to give.
 
     Slots take the value from the message, else stay as ``[prompt]`` and a closing question asks for them;
@@ -132,8 +164,11 @@ def fill_placeholders(template: str, message: str, company: Mapping[str, str] | 
 
 
 # words that, just before "at {{fact}}", already name that fact ("call our hotline at {{Phone}}")
-_FACT_NOUNS = {"phone": {"line", "hotline", "helpline", "number", "phone", "call", "calling"},
-               "email": {"email", "e-mail", "address", "inbox"}, "website": {"website", "site", "page"}}
+_FACT_NOUNS = {
+    "phone": {"line", "hotline", "helpline", "number", "phone", "call", "calling"},
+    "email": {"email", "e-mail", "address", "inbox"},
+    "website": {"website", "site", "page"},
+}
 _VERBS = {"call", "calling", "email", "phone"}
 _STOP = {"our", "the", "your", "a", "an", "of", "to", "and", "or", "during", "on", "at", "by", "via", "us"}
 _FACT_AFTER_PREP = re.compile(r"(\s+(?:at|on|via))?\s+\{\{([^{}]+)\}\}")
@@ -154,13 +189,14 @@ def drop_redundant_facts(template: str, facts: Mapping[str, str]) -> str:
     customer support hotline at" only repeats the phrase ("... hotline at our customer support line"); a real
     phone number or address (digits, '@', '.') is always kept, since it adds information.
     """
+
     def repl(m: re.Match[str]) -> str:
         label = normalise_label(m.group(2))
         value, kind = facts.get(label), _fact_kind(label)
         if value is None or kind is None or re.search(r"[\d@.]", value):
             return m.group(0)
         # "hotline at {{Phone}}": the last 4 words; "our phone number {{Phone}}" (apposition): the last word
-        before = set(re.findall(r"[a-z-]+", m.string[:m.start()].lower())[-4 if m.group(1) else -1:])
+        before = set(re.findall(r"[a-z-]+", m.string[: m.start()].lower())[-4 if m.group(1) else -1 :])
         said = (_FACT_NOUNS[kind] | set(re.findall(r"[a-z-]+", value.lower()))) - _STOP
         if not m.group(1):  # an apposition repeats a noun ("number {{Phone}}"); "call {{Phone}}" needs the fact
             said -= _VERBS
@@ -171,13 +207,24 @@ def drop_redundant_facts(template: str, facts: Mapping[str, str]) -> str:
 
 # ---- small talk: a message that is only a greeting, thanks or goodbye gets a proper answer, not a handoff ----
 _SMALL_TALK: dict[str, tuple[re.Pattern[str], str]] = {
-    "greeting": (re.compile(r"(?:hi+|hello+|hey+|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
-                            r"(?: there| team| all| everyone)?"), "Hello! How can I help you today?"),
-    "thanks": (re.compile(r"(?:(?:ok(?:ay)? |great |perfect )?(?:thanks?|thank you|thx|ty|cheers)"
-                          r"(?: (?:so|very) much| a lot| again)?|much appreciated)"),
-               "You're welcome! Is there anything else I can help you with?"),
-    "goodbye": (re.compile(r"(?:bye|goodbye|bye bye|see you|see ya|have a (?:nice|good|great) day)"),
-                "Goodbye, and thank you for contacting us!"),
+    "greeting": (
+        re.compile(
+            r"(?:hi+|hello+|hey+|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
+            r"(?: there| team| all| everyone)?"
+        ),
+        "Hello! How can I help you today?",
+    ),
+    "thanks": (
+        re.compile(
+            r"(?:(?:ok(?:ay)? |great |perfect )?(?:thanks?|thank you|thx|ty|cheers)"
+            r"(?: (?:so|very) much| a lot| again)?|much appreciated)"
+        ),
+        "You're welcome! Is there anything else I can help you with?",
+    ),
+    "goodbye": (
+        re.compile(r"(?:bye|goodbye|bye bye|see you|see ya|have a (?:nice|good|great) day)"),
+        "Goodbye, and thank you for contacting us!",
+    ),
 }
 
 
@@ -200,10 +247,19 @@ class Answer:
     missing: tuple[str, ...] = ()
 
 
-def compose_reply(message: str, intent: str, confidence: float, *, threshold: float, template: str | None,
-                  handoff_reply: str, handoff_intents: Sequence[str] = (), has_replies: bool = True,
-                  company: Mapping[str, str] | None = None,
-                  gazetteer: Mapping[str, Sequence[str]] | None = None) -> Answer:
+def compose_reply(
+    message: str,
+    intent: str,
+    confidence: float,
+    *,
+    threshold: float,
+    template: str | None,
+    handoff_reply: str,
+    handoff_intents: Sequence[str] = (),
+    has_replies: bool = True,
+    company: Mapping[str, str] | None = None,
+    gazetteer: Mapping[str, Sequence[str]] | None = None,
+) -> Answer:
     """The reply rules, in order (one place, so serving and tests agree):
 
     1. a message that is only small talk (hello, thanks, bye) gets its answer, never a handoff;
@@ -258,8 +314,12 @@ class ReplyIndex:
         """One ``.npz`` (no pickle): float16 embeddings, intent ids, and the texts as UTF-8 JSON bytes."""
         texts = json.dumps({"intents": self.intents, "templates": self.templates}).encode()
         with open(path, "wb") as f:
-            np.savez(f, embeddings=self.embeddings.astype(np.float16), intent_ids=self.intent_ids.astype(np.int16),
-                     texts=np.frombuffer(texts, dtype=np.uint8))
+            np.savez(
+                f,
+                embeddings=self.embeddings.astype(np.float16),
+                intent_ids=self.intent_ids.astype(np.int16),
+                texts=np.frombuffer(texts, dtype=np.uint8),
+            )
 
     @classmethod
     def load(cls, path: Path) -> ReplyIndex:

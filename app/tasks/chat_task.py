@@ -29,8 +29,13 @@ async def chat(req: ChatRequest, call: Call[ChatTask]) -> dict[str, Any]:
     text = task.validate(req.message)
     out = await call.submit([text])
     reply = task.post([text], out["logits"], out["embedding"])[0]
-    return {**reply.as_dict(), "truncated": bool(out[TRUNCATED][0]), "model": call.model, "version": call.version,
-            "session_id": req.session_id}
+    return {
+        **reply.as_dict(),
+        "truncated": bool(out[TRUNCATED][0]),
+        "model": call.model,
+        "version": call.version,
+        "session_id": req.session_id,
+    }
 
 
 class ChatTask(Task):
@@ -39,14 +44,31 @@ class ChatTask(Task):
     default_model = "chat-intent"
     routes = (
         Route(
-            "/v1/chat", "chat", ChatRequest, ChatResponse, chat,
+            "/v1/chat",
+            "chat",
+            ChatRequest,
+            ChatResponse,
+            chat,
             summary="Answer a customer-service message",
             description="Classifies the message's intent and returns a reply retrieved within that intent, with "
             "slots filled from the message, or `handoff: true` when the bot is not confident or the request is "
             "out of scope. Messages longer than the version's token limit are truncated (`truncated: true`).",
             examples={"order status": {"message": "I want to cancel order 12345678", "session_id": "s-1"}},
-            errors={400: "invalid_json, invalid_utf8, invalid_header", 413: "payload_too_large, message_too_long",
-                    422: "invalid_request, empty_message, not_text_message"},
+            response_example={
+                "intent": "cancel_order",
+                "confidence": 0.9931,
+                "handoff": False,
+                "truncated": False,
+                "reply": "I can help you cancel order 12345678. Go to Order History, ...",
+                "model": "chat-intent",
+                "version": 2,
+                "session_id": "s-1",
+            },
+            errors={
+                400: "invalid_json, invalid_utf8, invalid_header",
+                413: "payload_too_large, message_too_long",
+                422: "invalid_request, empty_message, not_text_message",
+            },
             utf8_check=True,
         ),
     )

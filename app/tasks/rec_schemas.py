@@ -12,10 +12,12 @@ ItemId = str
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=128,
-                                description="read the user's recent history from the feature store")
-    history: list[ItemId] | None = Field(default=None, max_length=1000,
-                                         description="item ids, newest first (anonymous sessions); overrides the store")
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="read the user's recent history from the feature store"
+    )
+    history: list[ItemId] | None = Field(
+        default=None, max_length=1000, description="item ids, newest first (anonymous sessions); overrides the store"
+    )
     k: int = Field(default=10, ge=1, le=100)
     exclude: list[ItemId] = Field(default=[], description="item ids never to return")
     exclude_purchased: bool = Field(default=False, description="drop items the user has purchased (feature store)")

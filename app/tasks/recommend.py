@@ -32,10 +32,18 @@ SOURCES = ("request", "store", "none")
 
 class RecMetrics:
     def __init__(self, ctx: TaskContext) -> None:
-        self.degraded = Counter("rec_feature_store_degraded", "Rows answered without the feature store.",
-                                ["reason"], registry=ctx.metrics.registry)
-        self.events = Counter("rec_events", "Events received, by type and outcome (stored|dropped).",
-                              ["type", "outcome"], registry=ctx.metrics.registry)
+        self.degraded = Counter(
+            "rec_feature_store_degraded",
+            "Rows answered without the feature store.",
+            ["reason"],
+            registry=ctx.metrics.registry,
+        )
+        self.events = Counter(
+            "rec_events",
+            "Events received, by type and outcome (stored|dropped).",
+            ["type", "outcome"],
+            registry=ctx.metrics.registry,
+        )
 
 
 def feature_store(ctx: TaskContext) -> FeatureStore:
@@ -53,9 +61,15 @@ async def recommend(req: RecommendRequest, call: Call[RecommendTask]) -> dict[st
     row, unknown = task.validate(req)
     out = await call.submit([row])
     items = task.items_out(out["item_ids"][0], out["scores"][0], req.k)
-    return {"items": items, "model": call.model, "version": call.version, "degraded": bool(out["_degraded"][0]),
-            "history_source": SOURCES[int(out["_source"][0])], "history_used": int(out["_used"][0]),
-            "unknown_items": unknown}
+    return {
+        "items": items,
+        "model": call.model,
+        "version": call.version,
+        "degraded": bool(out["_degraded"][0]),
+        "history_source": SOURCES[int(out["_source"][0])],
+        "history_used": int(out["_used"][0]),
+        "unknown_items": unknown,
+    }
 
 
 async def events(req: EventRequest, call: Call[Any]) -> dict[str, Any]:
@@ -75,30 +89,56 @@ async def events(req: EventRequest, call: Call[Any]) -> dict[str, Any]:
     return {"stored": True, "degraded": False, "backend": store.backend}
 
 
+RECOMMEND_EXAMPLE = {
+    "items": [
+        {"item_id": "85123A", "score": 7.91, "title": "WHITE HANGING HEART T-LIGHT HOLDER"},
+        {"item_id": "22423", "score": 6.87, "title": "REGENCY CAKESTAND 3 TIER"},
+    ],
+    "model": "recommend",
+    "version": 2,
+    "degraded": False,
+    "history_source": "store",
+    "history_used": 14,
+    "unknown_items": [],
+}
+
+
 class RecommendTask(Task):
     kind = KIND
     name = "recommend"
     default_model = "recommend"
     routes = (
         Route(
-            "/v1/recommend", "recommend", RecommendRequest, RecommendResponse, recommend,
+            "/v1/recommend",
+            "recommend",
+            RecommendRequest,
+            RecommendResponse,
+            recommend,
             summary="Personalised products for a customer or a session",
             description="Top-`k` products from the customer's recent history (`user_id`: read from the feature "
             "store) or from `history` sent with the request (anonymous sessions). Unknown history ids are skipped "
             "and listed in `unknown_items`. If the feature store does not answer, the answer uses the request's "
             "own history or popularity and says `degraded: true` (never a 5xx).",
-            examples={"customer": {"user_id": "12347", "k": 10, "exclude_purchased": False},
-                      "session": {"history": ["85123A", "71053"], "k": 5}},
+            examples={
+                "customer": {"user_id": "12347", "k": 10, "exclude_purchased": False},
+                "session": {"history": ["85123A", "71053"], "k": 5},
+            },
             errors={400: "invalid_json", 422: "invalid_request, missing_history, too_many_excludes, k_too_large"},
+            response_example=RECOMMEND_EXAMPLE,
         ),
         Route(
-            "/v1/events", "events", EventRequest, EventResponse, events,
+            "/v1/events",
+            "events",
+            EventRequest,
+            EventResponse,
+            events,
             summary="Record a customer event (view, cart, purchase)",
             description="Appends the item to the customer's recent-history list in the feature store (capped, "
             "with a TTL); the next `/v1/recommend` for that `user_id` sees it. If the store is down the event is "
             "dropped and the answer says `stored: false, degraded: true`.",
             examples={"purchase": {"user_id": "12347", "item_id": "85123A", "type": "purchase"}},
             errors={400: "invalid_json", 422: "invalid_request"},
+            response_example={"stored": True, "degraded": False, "backend": "redis"},
             needs_model=False,
         ),
     )
@@ -126,13 +166,18 @@ class RecommendTask(Task):
         if req.k > s.top_k:
             raise InvalidInput(f"k={req.k}: this version returns at most {s.top_k}", code="k_too_large", status=422)
         if len(req.exclude) > s.max_exclude:
-            raise InvalidInput(f"{len(req.exclude)} exclude ids; at most {s.max_exclude}", code="too_many_excludes",
-                               status=422)
+            raise InvalidInput(
+                f"{len(req.exclude)} exclude ids; at most {s.max_exclude}", code="too_many_excludes", status=422
+            )
         unknown = [i for i in (req.history or []) if i not in self.index]
         unknown += [i for i in req.exclude if i not in self.index]
         hist = None if req.history is None else [self.index[i] for i in req.history if i in self.index]
-        row = {"user_id": req.user_id, "history": hist, "exclude": [self.index[i] for i in req.exclude if i in self.index],
-               "exclude_purchased": req.exclude_purchased}
+        row = {
+            "user_id": req.user_id,
+            "history": hist,
+            "exclude": [self.index[i] for i in req.exclude if i in self.index],
+            "exclude_purchased": req.exclude_purchased,
+        }
         return row, unknown[:100]
 
     def items_out(self, ids: np.ndarray, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
@@ -148,7 +193,11 @@ class RecommendTask(Task):
 
     # ---- batch side (worker thread) ----
     def prepare(self, rows: list[Any]) -> Tensors:
-        need = [i for i, r in enumerate(rows) if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"])]
+        need = [
+            i
+            for i, r in enumerate(rows)
+            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"])
+        ]
         stored: dict[int, list[Event]] = {}
         degraded = np.zeros(len(rows), bool)
         if need:

@@ -99,8 +99,9 @@ class PairEncoder:
 
     def __init__(self, tokenizer: Any, max_tokens: int = 64, max_query_tokens: int = 16) -> None:
         if max_tokens < max_query_tokens + 4:
-            raise ValueError(f"max_tokens {max_tokens} leaves no room for product text after {max_query_tokens} "
-                             "query tokens")
+            raise ValueError(
+                f"max_tokens {max_tokens} leaves no room for product text after {max_query_tokens} query tokens"
+            )
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self.tokenizer, self.max_tokens, self.max_query_tokens = tokenizer, max_tokens, max_query_tokens

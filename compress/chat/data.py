@@ -52,19 +52,31 @@ class ChatSplit:
     def describe(self, data: ChatDataSection, split: SplitSection, files: list[dict[str, Any]]) -> dict[str, Any]:
         own = bool(data.split_column)
         return {
-            "method": (f"the data set's own split (column {data.split_column!r}); training capped per intent, "
-                       "test rows never" if own else
-                       "pooled + de-duplicated utterances; per-intent seeded permutation (numpy default_rng) of the "
-                       "in-scope rest, capped per intent"),
-            "own_split": own, "seed": split.seed,
-            **({} if own else {"fractions": {"train": split.train, "validation": split.validation,
-                                             "test": split.test}}),
-            "caps_per_intent": {"train": data.max_train_per_intent, "eval": data.max_eval_per_intent,
-                                "oos_test": data.max_oos_per_intent},
-            "oos_intents": list(data.oos_intents), "oos_label": data.oos_label, "in_scope_intents": len(self.intents),
+            "method": (
+                f"the data set's own split (column {data.split_column!r}); training capped per intent, test rows never"
+                if own
+                else "pooled + de-duplicated utterances; per-intent seeded permutation (numpy default_rng) of the "
+                "in-scope rest, capped per intent"
+            ),
+            "own_split": own,
+            "seed": split.seed,
+            **(
+                {} if own else {"fractions": {"train": split.train, "validation": split.validation, "test": split.test}}
+            ),
+            "caps_per_intent": {
+                "train": data.max_train_per_intent,
+                "eval": data.max_eval_per_intent,
+                "oos_test": data.max_oos_per_intent,
+            },
+            "oos_intents": list(data.oos_intents),
+            "oos_label": data.oos_label,
+            "in_scope_intents": len(self.intents),
             "double_labels": self.labels_report,
-            "rows": {**{k: len(v) for k, v in self.texts.items()}, "oos_test": len(self.oos_test),
-                     "train_pool (student vocabulary)": len(self.train_pool)},
+            "rows": {
+                **{k: len(v) for k, v in self.texts.items()},
+                "oos_test": len(self.oos_test),
+                "train_pool (student vocabulary)": len(self.train_pool),
+            },
             "files": [Path(f["path"]).name for f in files],
         }
 
@@ -79,13 +91,24 @@ def read_pairs(data: ChatDataSection) -> list[Pair]:
     if not data.pairs:
         return []
     alias, d = data.intent_aliases, data
-    rows = read_records(data.resolved_path() / data.pairs, data.format,
-                        [d.pairs_text_column, d.pairs_label_column, d.response_column])
-    return [Pair(r[d.pairs_text_column], alias.get(r[d.pairs_label_column], r[d.pairs_label_column]),
-                 r[d.response_column], r.get("entity_type") or "", r.get("entity_value") or "") for r in rows]
+    rows = read_records(
+        data.resolved_path() / data.pairs, data.format, [d.pairs_text_column, d.pairs_label_column, d.response_column]
+    )
+    return [
+        Pair(
+            r[d.pairs_text_column],
+            alias.get(r[d.pairs_label_column], r[d.pairs_label_column]),
+            r[d.response_column],
+            r.get("entity_type") or "",
+            r.get("entity_value") or "",
+        )
+        for r in rows
+    ]
 
 
-def resolve_labels(rows: Sequence[tuple[str, str, str]], policy: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+def resolve_labels(
+    rows: Sequence[tuple[str, str, str]], policy: str
+) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     """One label per de-duplicated text (first occurrence's text and part kept); ``policy`` decides conflicts."""
     counts: dict[str, Counter[str]] = {}
     first: dict[str, tuple[str, str]] = {}
@@ -103,16 +126,19 @@ def resolve_labels(rows: Sequence[tuple[str, str, str]], policy: str) -> tuple[l
             out.append((text, next(iter(c)), part))
             continue
         if policy == "error":
-            raise DataError(f"text {text!r} is labelled {sorted(c)}: set [data].double_labels = 'drop' or "
-                            "'majority'")
+            raise DataError(f"text {text!r} is labelled {sorted(c)}: set [data].double_labels = 'drop' or 'majority'")
         (top, n_top), *rest = c.most_common()
         if policy == "majority" and n_top > rest[0][1]:
             out.append((text, top, part))
             kept_majority += 1
         else:
             dropped += 1
-    report = {"policy": policy, "texts_with_two_or_more_labels": dropped + kept_majority, "dropped": dropped,
-              "kept_majority": kept_majority}
+    report = {
+        "policy": policy,
+        "texts_with_two_or_more_labels": dropped + kept_majority,
+        "dropped": dropped,
+        "kept_majority": kept_majority,
+    }
     return out, report
 
 
@@ -143,8 +169,10 @@ def read_utterances(data: ChatDataSection, pairs: list[Pair]) -> tuple[Utterance
         if d.split_column:
             part = parts.get(r[d.split_column], "")
             if not part:
-                raise DataError(f"{d.utterances} row {i + 1}: split value {r[d.split_column]!r} is not one of "
-                                f"[data].split_values {sorted(parts)}")
+                raise DataError(
+                    f"{d.utterances} row {i + 1}: split value {r[d.split_column]!r} is not one of "
+                    f"[data].split_values {sorted(parts)}"
+                )
         tagged.append((r[d.text_column], alias.get(r[d.label_column], r[d.label_column]), part))
     out, report = resolve_labels(tagged, d.double_labels)
     labels = {intent for _, intent, _ in out}
@@ -181,12 +209,12 @@ def split_utterances(utts: Sequence[tuple[str, ...]], data: ChatDataSection, spl
         chosen_parts = _own_parts(by_intent[intent], rng) if own else _seeded_parts(by_intent[intent][""], split, rng)
         out.train_pool.extend(chosen_parts["train"])
         for k, texts in chosen_parts.items():
-            chosen = texts[:caps[k]] if caps[k] is not None else texts
+            chosen = texts[: caps[k]] if caps[k] is not None else texts
             out.texts[k].extend(chosen)
             labels[k].extend([c] * len(chosen))
     for intent in sorted(i for i in by_intent if _is_oos(i, data)):
         texts = by_intent[intent].get("test" if own else "", [])
-        out.oos_test.extend(texts[i] for i in rng.permutation(len(texts))[:None if own else data.max_oos_per_intent])
+        out.oos_test.extend(texts[i] for i in rng.permutation(len(texts))[: None if own else data.max_oos_per_intent])
     out.labels = {k: np.array(v, dtype=np.int64) for k, v in labels.items()}
     return out
 
@@ -194,7 +222,7 @@ def split_utterances(utts: Sequence[tuple[str, ...]], data: ChatDataSection, spl
 def _seeded_parts(texts: list[str], split: SplitSection, rng: np.random.Generator) -> dict[str, list[str]]:
     perm = rng.permutation(len(texts))
     n_train, n_val = round(len(texts) * split.train), round(len(texts) * split.validation)
-    idx = {"train": perm[:n_train], "validation": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
+    idx = {"train": perm[:n_train], "validation": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
     return {k: [texts[i] for i in v] for k, v in idx.items()}
 
 

@@ -89,10 +89,14 @@ class Encoder(nn.Module):
 
 
 _LAYER_KEYS = {
-    "attention.query": "attention.self.query", "attention.key": "attention.self.key",
-    "attention.value": "attention.self.value", "attention.dense": "attention.output.dense",
-    "attention.norm": "attention.output.LayerNorm", "intermediate": "intermediate.dense",
-    "output": "output.dense", "norm": "output.LayerNorm",
+    "attention.query": "attention.self.query",
+    "attention.key": "attention.self.key",
+    "attention.value": "attention.self.value",
+    "attention.dense": "attention.output.dense",
+    "attention.norm": "attention.output.LayerNorm",
+    "intermediate": "intermediate.dense",
+    "output": "output.dense",
+    "norm": "output.LayerNorm",
 }
 
 
@@ -105,7 +109,8 @@ def load_teacher(weights: Path, n_intents: int) -> Encoder:
     sd = {
         "word.weight": w["embeddings.word_embeddings.weight"],
         "position.weight": w["embeddings.position_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0],
-        "norm.weight": w["embeddings.LayerNorm.weight"], "norm.bias": w["embeddings.LayerNorm.bias"],
+        "norm.weight": w["embeddings.LayerNorm.weight"],
+        "norm.bias": w["embeddings.LayerNorm.bias"],
     }
     for i in range(LAYERS):
         for ours, hf in _LAYER_KEYS.items():
@@ -116,16 +121,18 @@ def load_teacher(weights: Path, n_intents: int) -> Encoder:
     return model.eval()
 
 
-def make_student(teacher: Encoder, keep_layers: list[int], keep_tokens: torch.Tensor | None = None,
-                 max_pos: int = 128) -> Encoder:
+def make_student(
+    teacher: Encoder, keep_layers: list[int], keep_tokens: torch.Tensor | None = None, max_pos: int = 128
+) -> Encoder:
     """A shallower copy: the teacher's layers ``keep_layers``, its head, and optionally a pruned vocabulary.
 
     ``keep_tokens`` (sorted ids) become the new embedding rows; every other tokenizer id maps to [UNK].
     Positions are cut to ``max_pos`` (the serving token limit), which is all the student will ever see.
     """
     vocab = teacher.word.num_embeddings
-    student = Encoder(vocab if keep_tokens is None else len(keep_tokens), len(keep_layers),
-                      teacher.head.out_features, max_pos)
+    student = Encoder(
+        vocab if keep_tokens is None else len(keep_tokens), len(keep_layers), teacher.head.out_features, max_pos
+    )
     student.norm = copy.deepcopy(teacher.norm)
     student.head = copy.deepcopy(teacher.head)
     student.layers = nn.ModuleList(copy.deepcopy(teacher.layers[i]) for i in keep_layers)

@@ -17,9 +17,15 @@ from app.tasks.chat_replies import SLOTS, ReplyIndex
 from compress.chat.data import Pair
 
 # Bitext entity_type -> slot kind of app.tasks.chat_replies
-ENTITY_SLOTS = {"order_id": "order_number", "invoice_id": "invoice_number", "refund_amount": "refund_amount",
-                "person_name": "person_name", "account_type": "account_type", "delivery_city": "delivery_city",
-                "delivery_country": "delivery_country"}
+ENTITY_SLOTS = {
+    "order_id": "order_number",
+    "invoice_id": "invoice_number",
+    "refund_amount": "refund_amount",
+    "person_name": "person_name",
+    "account_type": "account_type",
+    "delivery_city": "delivery_city",
+    "delivery_country": "delivery_country",
+}
 GAZETTEER_SLOTS = ("account_type", "delivery_city", "delivery_country")  # closed lists learned from the data
 _ACCOUNT_WORDS = r"(?=[\"']?\s+(?:account|plan|membership|subscription|tier|profile|user))"
 
@@ -73,5 +79,9 @@ def build_index(pairs: Sequence[Pair], intents: list[str], embed: Callable[[list
     if not pairs:  # no responses file: an empty index, so the service answers intent + confidence + handoff only
         return ReplyIndex(np.zeros((0, 384), np.float32), np.zeros(0, np.int64), intents, [])
     emb = embed([p.instruction for p in pairs])
-    return ReplyIndex(emb.astype(np.float32), np.array([pos[p.intent] for p in pairs], dtype=np.int64), intents,
-                      [templatize(p) for p in pairs])
+    return ReplyIndex(
+        emb.astype(np.float32),
+        np.array([pos[p.intent] for p in pairs], dtype=np.int64),
+        intents,
+        [templatize(p) for p in pairs],
+    )

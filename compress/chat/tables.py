@@ -22,8 +22,10 @@ def file_format(path: Path, declared: str) -> str:
         return declared
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; set [data].format "
-                        f"to one of csv, tsv, json, jsonl")
+        raise DataError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; set [data].format "
+            f"to one of csv, tsv, json, jsonl"
+        )
     return fmt
 
 
@@ -40,8 +42,10 @@ def _json_records(path: Path, raw: Any) -> list[dict[str, Any]]:
 def read_records(path: Path, declared_format: str, need: list[str]) -> list[dict[str, str]]:
     """Rows of ``path`` as {column: text}; ``need`` columns must exist in the first row."""
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist: set [data].path in the config (or DATA_DIR) to the data "
-                        "folder; the Bitext data are described in shared/data/chatbot/README.md")
+        raise DataError(
+            f"data file {path} does not exist: set [data].path in the config (or DATA_DIR) to the data "
+            "folder; the Bitext data are described in shared/data/chatbot/README.md"
+        )
     fmt = file_format(path, declared_format)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: Bitext's 20k file starts with a BOM
@@ -65,6 +69,8 @@ def read_records(path: Path, declared_format: str, need: list[str]) -> list[dict
         raise DataError(f"{path} has no rows")
     missing = [c for c in need if c not in rows[0]]
     if missing:
-        raise DataError(f"{path}: columns {missing} are missing (found {list(rows[0])}); set the [data] column "
-                        "names (text_column, label_column, ...)")
+        raise DataError(
+            f"{path}: columns {missing} are missing (found {list(rows[0])}); set the [data] column "
+            "names (text_column, label_column, ...)"
+        )
     return [{k: _text(v) for k, v in r.items()} for r in rows]

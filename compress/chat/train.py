@@ -69,14 +69,20 @@ def _shuffled_buckets(lengths: np.ndarray, batch: int, rng: np.random.Generator)
     out: list[np.ndarray] = []
     window = batch * 20
     for i in range(0, len(perm), window):
-        chunk = perm[i:i + window]
+        chunk = perm[i : i + window]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        out.extend(chunk[j:j + batch] for j in range(0, len(chunk), batch))
+        out.extend(chunk[j : j + batch] for j in range(0, len(chunk), batch))
     return [out[k] for k in rng.permutation(len(out))]
 
 
-def distill(student: nn.Module, seqs: Sequence[Sequence[int]], teacher_emb: np.ndarray, teacher_logits: np.ndarray,
-            cfg: DistillSection, seed: int) -> dict[str, Any]:
+def distill(
+    student: nn.Module,
+    seqs: Sequence[Sequence[int]],
+    teacher_emb: np.ndarray,
+    teacher_logits: np.ndarray,
+    cfg: DistillSection,
+    seed: int,
+) -> dict[str, Any]:
     """Train ``student`` to match the teacher: ``w_e * (1 - cos(emb)) + w_l * T^2 * KL(teacher_T || student_T)``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -95,8 +101,12 @@ def distill(student: nn.Module, seqs: Sequence[Sequence[int]], teacher_emb: np.n
             ids, mask = pad_batch([seqs[i] for i in idx])
             logits, emb = student(torch.from_numpy(ids), torch.from_numpy(mask))
             loss_e = (1.0 - (emb * t_emb[idx]).sum(-1)).mean()
-            loss_l = nn.functional.kl_div(torch.log_softmax(logits / cfg.temperature, -1), t_logp[idx],
-                                          reduction="batchmean", log_target=True) * cfg.temperature ** 2
+            loss_l = (
+                nn.functional.kl_div(
+                    torch.log_softmax(logits / cfg.temperature, -1), t_logp[idx], reduction="batchmean", log_target=True
+                )
+                * cfg.temperature**2
+            )
             loss = cfg.embedding_weight * loss_e + cfg.logit_weight * loss_l
             opt.zero_grad()
             loss.backward()
@@ -108,15 +118,18 @@ def distill(student: nn.Module, seqs: Sequence[Sequence[int]], teacher_emb: np.n
     return {"epochs": cfg.epochs, "loss": history, "train_rows": len(seqs)}
 
 
-def tfidf_baseline(train: list[str], y: np.ndarray, test: list[str], test_labels: np.ndarray, c: float = 10.0
-                   ) -> dict[str, float]:
+def tfidf_baseline(
+    train: list[str], y: np.ndarray, test: list[str], test_labels: np.ndarray, c: float = 10.0
+) -> dict[str, float]:
     """TF-IDF + logistic regression on the same split: word 1-2 grams (the classic) and char 2-5 grams."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     out: dict[str, float] = {}
-    for prefix, vec in (("", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                        ("char_", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))):
+    for prefix, vec in (
+        ("", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        ("char_", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+    ):
         x = vec.fit_transform(train)
         lr = LogisticRegression(C=c, max_iter=3000).fit(x, y)
         m = intent_metrics(lr.decision_function(vec.transform(test)), test_labels)

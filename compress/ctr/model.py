@@ -49,9 +49,7 @@ class DeepFM(nn.Module):
 
     offsets: torch.Tensor
 
-    def __init__(
-        self, cardinalities: list[int], n_dense: int, dim: int, hidden: list[int], dropout: float
-    ) -> None:
+    def __init__(self, cardinalities: list[int], n_dense: int, dim: int, hidden: list[int], dropout: float) -> None:
         super().__init__()
         if n_dense == 0 and not cardinalities:
             raise ValueError("DeepFM needs at least one dense or categorical column")

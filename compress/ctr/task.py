@@ -59,8 +59,18 @@ class CtrTask:
         self.data_file = data_file_record(d, len(y))
         self.inputs = [  # an all-categorical or all-numeric log has one input only
             *([TensorSpec(name="dense", dtype="FP32", shape=[-1, len(d.dense)])] if d.dense else []),
-            *([TensorSpec(name="sparse", dtype="INT64", shape=[-1, len(d.categorical)],  # ids < table rows per field
-                          index_bounds=IndexBounds(high=self.featurizer.cardinalities))] if d.categorical else []),
+            *(
+                [
+                    TensorSpec(
+                        name="sparse",
+                        dtype="INT64",
+                        shape=[-1, len(d.categorical)],  # ids < table rows per field
+                        index_bounds=IndexBounds(high=self.featurizer.cardinalities),
+                    )
+                ]
+                if d.categorical
+                else []
+            ),
         ]
 
     def baseline(self) -> dict[str, float]:
@@ -95,10 +105,20 @@ class CtrTask:
         m = copy.deepcopy(model)
         shapes = prune_mlp(m.mlp, p.keep_ratio)
         if p.finetune_epochs:
-            fit(m, self.data["train"], self.data["validation"], self.cfg.train, epochs=p.finetune_epochs,
-                lr=p.finetune_lr, desc="fine-tune pruned")
-        return m, {"pruned_hidden": [f"{a}->{b}" for a, b in shapes], "keep_ratio": p.keep_ratio,
-                   "finetune_epochs": p.finetune_epochs}
+            fit(
+                m,
+                self.data["train"],
+                self.data["validation"],
+                self.cfg.train,
+                epochs=p.finetune_epochs,
+                lr=p.finetune_lr,
+                desc="fine-tune pruned",
+            )
+        return m, {
+            "pruned_hidden": [f"{a}->{b}" for a, b in shapes],
+            "keep_ratio": p.keep_ratio,
+            "finetune_epochs": p.finetune_epochs,
+        }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
         from compress.ctr.model import RowwiseInt8Embedding
@@ -140,5 +160,8 @@ class CtrTask:
         return {"kind": KIND, "path": PREPROCESS_FILE, "code_version": CODE_VERSION}
 
     def lineage(self) -> dict[str, Any]:
-        return {"data_files": [self.data_file], "split": self.split.describe(self.cfg.split),
-                "training": getattr(self, "history", {})}
+        return {
+            "data_files": [self.data_file],
+            "split": self.split.describe(self.cfg.split),
+            "training": getattr(self, "history", {}),
+        }

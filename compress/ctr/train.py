@@ -43,8 +43,14 @@ def predict(model: nn.Module, data: Arrays, batch: int = 4096) -> np.ndarray:
 
 
 def fit(
-    model: nn.Module, train: Arrays, val: Arrays, cfg: TrainSection, *, epochs: int | None = None,
-    lr: float | None = None, desc: str = "train",
+    model: nn.Module,
+    train: Arrays,
+    val: Arrays,
+    cfg: TrainSection,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    desc: str = "train",
 ) -> dict[str, object]:
     """Adam + BCE on logits (embeddings get their own, stronger L2); keeps the weights of the best validation-AUC epoch. Returns the history."""
     torch.manual_seed(cfg.seed)
@@ -52,7 +58,10 @@ def fit(
     emb = [p for n, p in model.named_parameters() if n.startswith("embedding.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
     opt = torch.optim.Adam(
-        [{"params": emb, "weight_decay": cfg.embedding_weight_decay}, {"params": rest, "weight_decay": cfg.weight_decay}],
+        [
+            {"params": emb, "weight_decay": cfg.embedding_weight_decay},
+            {"params": rest, "weight_decay": cfg.weight_decay},
+        ],
         lr=lr or cfg.lr,
     )
     loss_fn = nn.BCEWithLogitsLoss()

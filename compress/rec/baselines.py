@@ -69,6 +69,8 @@ def all_baselines(split: RecSplit, ex: Examples, before: pd.Timestamp, days: int
     pop = popularity(split, before, days)
     n = len(split.items) - 1
     top_pop = np.tile(pop[:K], (len(ex), 1))
-    return {"popularity": ranking_metrics(top_pop, ex.targets, n),
-            "cooccurrence": ranking_metrics(cooccurrence(split, before, ex, pop), ex.targets, n),
-            "repeat": ranking_metrics(repeat(ex, pop), ex.targets, n)}
+    return {
+        "popularity": ranking_metrics(top_pop, ex.targets, n),
+        "cooccurrence": ranking_metrics(cooccurrence(split, before, ex, pop), ex.targets, n),
+        "repeat": ranking_metrics(repeat(ex, pop), ex.targets, n),
+    }

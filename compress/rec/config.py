@@ -24,7 +24,8 @@ class RecDataSection(_Cfg):
     item: str
     timestamp: str
     timestamp_unit: Literal["datetime", "s", "ms"] = Field(
-        default="datetime", description="'datetime' (parsed) or a numeric epoch in seconds / milliseconds")
+        default="datetime", description="'datetime' (parsed) or a numeric epoch in seconds / milliseconds"
+    )
     basket: str | None = None
     quantity: str | None = None
     price: str | None = None
@@ -74,8 +75,10 @@ class RetrievalSection(_Cfg):
 
 
 def _rec_rules() -> list[GateRule]:
-    return [GateRule(metric="recall@10", kind="min_ratio", value=0.99),
-            GateRule(metric="ndcg@10", kind="min_ratio", value=0.99)]
+    return [
+        GateRule(metric="recall@10", kind="min_ratio", value=0.99),
+        GateRule(metric="ndcg@10", kind="min_ratio", value=0.99),
+    ]
 
 
 class RecConfig(CompressConfig):

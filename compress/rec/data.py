@@ -128,8 +128,10 @@ class RecSplit:
         idx = df["idx"].to_numpy()[order]
         bounds = np.searchsorted(codes[order], np.arange(len(users) + 1))
         L = self.history_len
-        return {str(u): idx[max(a, b - L):b][::-1].tolist()
-                for u, a, b in zip(users, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)}
+        return {
+            str(u): idx[max(a, b - L) : b][::-1].tolist()
+            for u, a, b in zip(users, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        }
 
     def window(self, start: pd.Timestamp, stop: pd.Timestamp) -> Examples:
         """Warm users with a basket in [start, stop): history before ``start``, targets = every item bought in it."""

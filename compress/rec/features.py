@@ -15,8 +15,10 @@ def load_features(cfg: RecConfig, redis_url: str | None) -> int:
     from compress.rec.task import load_split
 
     if not redis_url:
-        raise ConfigError("no Redis URL: pass --redis-url or set REDIS_URL (the in-process store seeds itself "
-                          "from the served version's histories.json)")
+        raise ConfigError(
+            "no Redis URL: pass --redis-url or set REDIS_URL (the in-process store seeds itself "
+            "from the served version's histories.json)"
+        )
     split = load_split(cfg)
     r = cfg.retrieval
     hist = {u: [Event(split.items[i], "purchase") for i in h] for u, h in split.histories(split.test_start).items()}

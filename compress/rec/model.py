@@ -221,8 +221,12 @@ def with_tables(model: TwoTower, kind: str) -> tuple[TwoTower, dict[str, Any]]:
             m.inp = RowwiseInt8Embedding(m.inp.weight)
         notes = {"item_table": "row-wise int8, fp16 scale", "history_embedding": "row-wise int8, fp16 scale"}
     tb = m.table.table_bytes()
-    return m, {**notes, "item_table_bytes": tb, "item_table_fp32_bytes": fp32_bytes,
-               "item_table_compression": round(fp32_bytes / tb, 3)}
+    return m, {
+        **notes,
+        "item_table_bytes": tb,
+        "item_table_fp32_bytes": fp32_bytes,
+        "item_table_compression": round(fp32_bytes / tb, 3),
+    }
 
 
 def with_pq(model: TwoTower, m_sub: int, c: int, shortlist: int, seed: int) -> tuple[TwoTower, dict[str, Any]]:
@@ -230,5 +234,9 @@ def with_pq(model: TwoTower, m_sub: int, c: int, shortlist: int, seed: int) -> t
     m = copy.deepcopy(model)
     m.pq = PQIndex(table_weight(model), m_sub, c, seed)
     m.shortlist = shortlist
-    return m, {"pq": f"{m_sub} sub-spaces x {c} centroids (k-means), uint8 codes", "pq_index_bytes": m.pq.index_bytes(),
-               "shortlist": shortlist, "rescoring": "exact inner product with the item table"}
+    return m, {
+        "pq": f"{m_sub} sub-spaces x {c} centroids (k-means), uint8 codes",
+        "pq_index_bytes": m.pq.index_bytes(),
+        "shortlist": shortlist,
+        "rescoring": "exact inner product with the item table",
+    }

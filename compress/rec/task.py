@@ -36,8 +36,18 @@ def load_split(cfg: RecConfig) -> RecSplit:
         st = path.stat()
     except OSError:
         st = None
-    key = None if st is None else (str(path), st.st_size, st.st_mtime_ns, cfg.data.model_dump_json(),
-                                   cfg.split.model_dump_json(), cfg.train.history_len)
+    key = (
+        None
+        if st is None
+        else (
+            str(path),
+            st.st_size,
+            st.st_mtime_ns,
+            cfg.data.model_dump_json(),
+            cfg.split.model_dump_json(),
+            cfg.train.history_len,
+        )
+    )
     last = _LAST_SPLIT.get("split")
     if key is not None and last is not None and last[0] == key:
         return last[1]
@@ -54,10 +64,14 @@ class RecTask:
     def __init__(self, cfg: RecConfig) -> None:
         self.cfg = cfg
         L = cfg.train.history_len
-        self.inputs = [TensorSpec(name="history", dtype="INT64", shape=[-1, L]),
-                       TensorSpec(name="exclude", dtype="INT64", shape=[-1, -1])]
-        self.outputs = [TensorSpec(name="item_ids", dtype="INT64", shape=[-1, -1]),
-                        TensorSpec(name="scores", dtype="FP32", shape=[-1, -1])]
+        self.inputs = [
+            TensorSpec(name="history", dtype="INT64", shape=[-1, L]),
+            TensorSpec(name="exclude", dtype="INT64", shape=[-1, -1]),
+        ]
+        self.outputs = [
+            TensorSpec(name="item_ids", dtype="INT64", shape=[-1, -1]),
+            TensorSpec(name="scores", dtype="FP32", shape=[-1, -1]),
+        ]
         self.fp32: Any = None
         self.history: dict[str, Any] = {}
 
@@ -65,11 +79,18 @@ class RecTask:
     def prepare(self, version_dir: Path | None = None) -> None:
         self.split = load_split(self.cfg)
         s = self.split
-        self.examples: dict[str, Examples] = {"validation": s.window(s.val_start, s.test_start),
-                                              "test": s.window(s.test_start, s.end)}
+        self.examples: dict[str, Examples] = {
+            "validation": s.window(s.val_start, s.test_start),
+            "test": s.window(s.test_start, s.end),
+        }
         self.feeds = {k: self._feeds(v.history) for k, v in self.examples.items()}
-        log.info("rec data: %d items, %d validation and %d test customers; dropped %s", len(s.items) - 1,
-                 len(self.examples["validation"]), len(self.examples["test"]), s.dropped)
+        log.info(
+            "rec data: %d items, %d validation and %d test customers; dropped %s",
+            len(s.items) - 1,
+            len(self.examples["validation"]),
+            len(self.examples["test"]),
+            s.dropped,
+        )
 
     @staticmethod
     def _feeds(history: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,8 +117,11 @@ class RecTask:
         _, first = fit(self.cfg, n, s.training(s.val_start, t.max_examples), self.examples["validation"], t.epochs)
         model, final = fit(self.cfg, n, s.training(s.test_start, t.max_examples), None, first["best_epoch"])
         torch.set_num_threads(1)
-        self.history = {"model": "two-tower (recency-weighted history mean + MLP; item table, bias, repeat term)",
-                        "selection": first, "final": final}
+        self.history = {
+            "model": "two-tower (recency-weighted history mean + MLP; item table, bias, repeat term)",
+            "selection": first,
+            "final": final,
+        }
         self.fp32 = model
         return model
 
@@ -105,8 +129,11 @@ class RecTask:
         from compress.rec.model import with_pq, with_tables
 
         r = self.cfg.retrieval
-        return {"table_fp16": lambda m: with_tables(m, "fp16"), "table_int8": lambda m: with_tables(m, "int8"),
-                "pq": lambda m: with_pq(m, r.pq_subspaces, r.pq_centroids, r.shortlist, self.cfg.train.seed)}
+        return {
+            "table_fp16": lambda m: with_tables(m, "fp16"),
+            "table_int8": lambda m: with_tables(m, "int8"),
+            "pq": lambda m: with_pq(m, r.pq_subspaces, r.pq_centroids, r.shortlist, self.cfg.train.seed),
+        }
 
     # ---- evaluation hooks ----
     def eval_feeds(self, split: str) -> dict[str, np.ndarray]:
@@ -119,7 +146,7 @@ class RecTask:
         out = []
         n = len(feeds["history"])
         for i in range(0, n, 512):
-            (res,) = sess.run([output], {k: v[i:i + 512] for k, v in feeds.items()})
+            (res,) = sess.run([output], {k: v[i : i + 512] for k, v in feeds.items()})
             out.append(np.asarray(res, np.float64))
         return np.concatenate(out)
 
@@ -129,7 +156,7 @@ class RecTask:
 
         def batches() -> Iterator[dict[str, np.ndarray]]:
             for i in range(0, n, q.calibration_batch):
-                yield self._feeds(hist[i:i + q.calibration_batch])
+                yield self._feeds(hist[i : i + q.calibration_batch])
 
         return batches
 
@@ -151,19 +178,35 @@ class RecTask:
 
         s, r = self.split, self.cfg.retrieval
         pop = popularity(s, s.test_start, self.cfg.split.popularity_days)[: r.top_k]
-        RecState(items=s.items, titles=s.titles, history_len=self.cfg.train.history_len, top_k=r.top_k,
-                 max_exclude=r.max_exclude, history_cap=r.history_cap, history_ttl_s=r.history_ttl_s,
-                 popular=[int(i) for i in pop]).save(version_dir / STATE_FILE)
+        RecState(
+            items=s.items,
+            titles=s.titles,
+            history_len=self.cfg.train.history_len,
+            top_k=r.top_k,
+            max_exclude=r.max_exclude,
+            history_cap=r.history_cap,
+            history_ttl_s=r.history_ttl_s,
+            popular=[int(i) for i in pop],
+        ).save(version_dir / STATE_FILE)
         return {"kind": KIND, "path": STATE_FILE, "code_version": CODE_VERSION}
 
     def lineage(self) -> dict[str, Any]:
         s, d = self.split, self.cfg.data
-        split = {"kind": "temporal", "validation_start": str(s.val_start), "test_start": str(s.test_start),
-                 "end": str(s.end), "items": len(s.items) - 1, "cleaning": s.dropped,
-                 "validation_customers": len(self.examples["validation"]),
-                 "test_customers": len(self.examples["test"]),
-                 "target": "every product of the customer's invoices in the window, given history before it",
-                 "baselines": getattr(self, "baselines", {})}
+        split = {
+            "kind": "temporal",
+            "validation_start": str(s.val_start),
+            "test_start": str(s.test_start),
+            "end": str(s.end),
+            "items": len(s.items) - 1,
+            "cleaning": s.dropped,
+            "validation_customers": len(self.examples["validation"]),
+            "test_customers": len(self.examples["test"]),
+            "target": "every product of the customer's invoices in the window, given history before it",
+            "baselines": getattr(self, "baselines", {}),
+        }
         rec = file_record(d.resolved_path())
-        return {"data_files": [{**rec, "rows": s.dropped.get("rows_read", 0)}], "split": split,
-                "training": self.history}
+        return {
+            "data_files": [{**rec, "rows": s.dropped.get("rows_read", 0)}],
+            "split": split,
+            "training": self.history,
+        }

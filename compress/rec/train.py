@@ -33,7 +33,9 @@ def evaluate(model: TwoTower, ex: Examples, k: int = 50) -> dict[str, float]:
     return ranking_metrics(top, ex.targets, s.shape[1] - 1)
 
 
-def fit(cfg: RecConfig, n_items: int, train: Examples, val: Examples | None, epochs: int) -> tuple[TwoTower, dict[str, Any]]:
+def fit(
+    cfg: RecConfig, n_items: int, train: Examples, val: Examples | None, epochs: int
+) -> tuple[TwoTower, dict[str, Any]]:
     """Adam for ``epochs`` (early-stopped on validation recall@10 when ``val`` is given); the best state wins."""
     t = cfg.train
     torch.manual_seed(t.seed)
@@ -48,7 +50,7 @@ def fit(cfg: RecConfig, n_items: int, train: Examples, val: Examples | None, epo
         order = torch.randperm(len(train), generator=gen)
         total = 0.0
         for i in range(0, len(order), t.batch_size):
-            idx = order[i:i + t.batch_size]
+            idx = order[i : i + t.batch_size]
             y = _multi_hot([train.targets[j] for j in idx.tolist()], n_items)
             logp = F.log_softmax(model.scores(hist[idx]), dim=1)
             loss = (-(y * logp).sum(1) * weight[idx]).sum() / weight[idx].sum()

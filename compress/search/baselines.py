@@ -67,6 +67,11 @@ def per_query_ndcg(task: SearchTask, queries: list[int], scores: list[np.ndarray
     for s in scores:
         groups.append(np.arange(start, start + len(s)))
         start += len(s)
-    nd, _ = per_query(np.concatenate(scores), groups, [task.data.lists[q].gains for q in queries],
-                      task.cfg.rank.ndcg_k, task.cfg.data.relevant_gain)
+    nd, _ = per_query(
+        np.concatenate(scores),
+        groups,
+        [task.data.lists[q].gains for q in queries],
+        task.cfg.rank.ndcg_k,
+        task.cfg.data.relevant_gain,
+    )
     return nd

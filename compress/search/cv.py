@@ -46,17 +46,31 @@ def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
         if models:
             train = [q for q in everyone if folds[q] != k]
             if cfg.split.max_train_queries is not None:
-                train = train[:cfg.split.max_train_queries]
+                train = train[: cfg.split.max_train_queries]
             with torch_threads(t.threads):
                 model = load_cross_encoder(task.weights, t.layers)
-                fine_tune(model, task.lists(train), epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
-                          temperature=t.temperature, seed=t.seed, head_lr=t.head_lr)
+                fine_tune(
+                    model,
+                    task.lists(train),
+                    epochs=t.epochs,
+                    lr=t.lr,
+                    per_step=t.queries_per_step,
+                    temperature=t.temperature,
+                    seed=t.seed,
+                    head_lr=t.head_lr,
+                )
                 part = task.lists(held)
                 out["teacher"].append(task.part_metrics(score(model, part.seqs), part)[f"ndcg_{cfg.rank.ndcg_k}"])
         log.info("fold %d/%d: %s", k + 1, cfg.split.folds, {m: v[-1] for m, v in out.items() if v})
-    return {"folds": cfg.split.folds, "per_fold": out,
-            "summary": {m: {"mean": round(float(np.mean(v)), 5), "std": round(float(np.std(v, ddof=1)), 5)}
-                        for m, v in out.items() if len(v) > 1}}
+    return {
+        "folds": cfg.split.folds,
+        "per_fold": out,
+        "summary": {
+            m: {"mean": round(float(np.mean(v)), 5), "std": round(float(np.std(v, ddof=1)), 5)}
+            for m, v in out.items()
+            if len(v) > 1
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

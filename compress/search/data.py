@@ -43,8 +43,10 @@ def read_judgments(cfg: SearchDataSection) -> SearchData:
     """Read the JSON-lines (optionally gzip) judgments file described by ``[data]``."""
     path = cfg.resolved_path()
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist: set [data].path (or DATA_DIR); the ESCI set is described "
-                        "in shared/data/search/esci_us_products/README.md")
+        raise DataError(
+            f"data file {path} does not exist: set [data].path (or DATA_DIR); the ESCI set is described "
+            "in shared/data/search/esci_us_products/README.md"
+        )
     opener = gzip.open if path.suffix == ".gz" else open
     by_query: dict[str, tuple[list[str], list[float]]] = {}
     catalogue: dict[str, dict[str, Any]] = {}
@@ -84,25 +86,29 @@ class QuerySplit:
         def rows(idx: list[int]) -> int:
             return sum(len(data.lists[i].products) for i in idx)
 
-        return {"method": "by query: seeded permutation (numpy default_rng) of the sorted distinct queries",
-                "seed": self.seed,
-                "queries": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
-                "rows": {"train": rows(self.train), "validation": rows(self.validation), "test": rows(self.test)},
-                "test_queries": [data.lists[i].query for i in self.test],
-                "files": [Path(f["path"]).name for f in data.files]}
+        return {
+            "method": "by query: seeded permutation (numpy default_rng) of the sorted distinct queries",
+            "seed": self.seed,
+            "queries": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
+            "rows": {"train": rows(self.train), "validation": rows(self.validation), "test": rows(self.test)},
+            "test_queries": [data.lists[i].query for i in self.test],
+            "files": [Path(f["path"]).name for f in data.files],
+        }
 
 
 def split_queries(n_queries: int, cfg: SearchSplitSection) -> QuerySplit:
     """validation / test first from the permutation, the rest trains (capped); fold = position mod ``folds``."""
     if cfg.validation_queries + cfg.test_queries >= n_queries:
-        raise DataError(f"{n_queries} queries cannot hold {cfg.validation_queries} validation + {cfg.test_queries} "
-                        "test queries and still train")
+        raise DataError(
+            f"{n_queries} queries cannot hold {cfg.validation_queries} validation + {cfg.test_queries} "
+            "test queries and still train"
+        )
     perm = [int(i) for i in np.random.default_rng(cfg.seed).permutation(n_queries)]
     v, t = cfg.validation_queries, cfg.test_queries
-    train = perm[v + t:]
+    train = perm[v + t :]
     if cfg.max_train_queries is not None:
-        train = train[:cfg.max_train_queries]
+        train = train[: cfg.max_train_queries]
     folds = [0] * n_queries
     for pos, q in enumerate(perm):
         folds[q] = pos % cfg.folds
-    return QuerySplit(train, perm[:v], perm[v:v + t], folds, cfg.seed)
+    return QuerySplit(train, perm[:v], perm[v : v + t], folds, cfg.seed)

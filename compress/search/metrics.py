@@ -27,8 +27,13 @@ def reciprocal_rank(scores: np.ndarray, gains: np.ndarray, relevant_gain: float 
     return 1.0 / (int(hits[0]) + 1) if len(hits) else 0.0
 
 
-def per_query(scores: np.ndarray, groups: Sequence[np.ndarray], gains: Sequence[np.ndarray], k: int = 10,
-              relevant_gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def per_query(
+    scores: np.ndarray,
+    groups: Sequence[np.ndarray],
+    gains: Sequence[np.ndarray],
+    k: int = 10,
+    relevant_gain: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(NDCG@k, reciprocal rank) per query; ``groups[i]`` are query i's row indices into ``scores``."""
     s = np.asarray(scores, np.float64).reshape(-1)
     nd = np.array([ndcg_at_k(s[g], y, k) for g, y in zip(groups, gains, strict=True)])
@@ -36,8 +41,13 @@ def per_query(scores: np.ndarray, groups: Sequence[np.ndarray], gains: Sequence[
     return nd, rr
 
 
-def ranking_metrics(scores: np.ndarray, groups: Sequence[np.ndarray], gains: Sequence[np.ndarray], k: int = 10,
-                    relevant_gain: float = 1.0) -> dict[str, float]:
+def ranking_metrics(
+    scores: np.ndarray,
+    groups: Sequence[np.ndarray],
+    gains: Sequence[np.ndarray],
+    k: int = 10,
+    relevant_gain: float = 1.0,
+) -> dict[str, float]:
     """Mean NDCG@k and MRR over queries (every query weighs the same, whatever its list length)."""
     nd, rr = per_query(scores, groups, gains, k, relevant_gain)
     return {f"ndcg_{k}": round(float(nd.mean()), 6), "mrr": round(float(rr.mean()), 6)}

@@ -39,7 +39,9 @@ def load_cross_encoder(weights: Path, layers: list[int]) -> CrossEncoder:
     return CrossEncoder(enc)
 
 
-def student_of(teacher: CrossEncoder, layers: list[int], keep_tokens: torch.Tensor | None, max_pos: int) -> CrossEncoder:
+def student_of(
+    teacher: CrossEncoder, layers: list[int], keep_tokens: torch.Tensor | None, max_pos: int
+) -> CrossEncoder:
     """The teacher's ``layers`` (indices into its own), its head, optionally a pruned vocabulary."""
     return CrossEncoder(make_student(copy.deepcopy(teacher.encoder), layers, keep_tokens, max_pos=max_pos))
 

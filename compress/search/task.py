@@ -50,11 +50,16 @@ class SearchTask:
 
     def __init__(self, cfg: SearchConfig) -> None:
         self.cfg = cfg
-        self.inputs = [TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
-                       TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1])]
+        self.inputs = [
+            TensorSpec(name="input_ids", dtype="INT64", shape=[-1, -1]),
+            TensorSpec(name="attention_mask", dtype="INT64", shape=[-1, -1]),
+        ]
         self.bi = cfg.rank.mode == BI
-        self.outputs = [TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN]) if self.bi
-                        else TensorSpec(name="score", dtype="FP32", shape=[-1, 1])]
+        self.outputs = [
+            TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN])
+            if self.bi
+            else TensorSpec(name="score", dtype="FP32", shape=[-1, 1])
+        ]
         self.fp32: Any = None
         self.history: dict[str, Any] = {}
 
@@ -75,8 +80,11 @@ class SearchTask:
         self.product_tokens = dict(zip(self.product_ids, ptoks, strict=True))
         qtoks, _ = self.enc.queries([j.query for j in self.data.lists])
         self.query_tokens = qtoks
-        self.parts = {"train": self.lists(self.split.train), "validation": self.lists(self.split.validation),
-                      "test": self.lists(self.split.test)}
+        self.parts = {
+            "train": self.lists(self.split.train),
+            "validation": self.lists(self.split.validation),
+            "test": self.lists(self.split.test),
+        }
         if self.bi:
             self.singles = {k: self._singles(getattr(self.split, k)) for k in ("validation", "test")}
             self.feeds = {k: self._feeds(v[0]) for k, v in self.singles.items()}
@@ -100,8 +108,9 @@ class SearchTask:
         """Bi-encoder rows of a part: its queries, then its distinct products; and each pair's product row."""
         products = sorted({p for q in queries for p in self.data.lists[q].products})
         row = {p: len(queries) + i for i, p in enumerate(products)}
-        seqs = [single_seq(self.query_tokens[q]) for q in queries] + [single_seq(self.product_tokens[p])
-                                                                        for p in products]
+        seqs = [single_seq(self.query_tokens[q]) for q in queries] + [
+            single_seq(self.product_tokens[p]) for p in products
+        ]
         return seqs, [row[p] for q in queries for p in self.data.lists[q].products]
 
     def bi_scores(self, vectors: np.ndarray, split: str) -> np.ndarray:
@@ -141,23 +150,36 @@ class SearchTask:
         if self.bi:
             import torch
 
-            model = load_bi_encoder(self.weights, t.layers)
+            bi = load_bi_encoder(self.weights, t.layers)
             feeds = self.feeds["validation"]
             with torch_threads(t.threads), torch.no_grad():
-                vec = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+                vec = bi(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
             val = self.metrics(vec.numpy(), "validation")
-            self.history["teacher"] = {"model": f"bi-encoder: all-MiniLM-L6-v2 zero-shot (layers {t.layers}), "
-                                       "product vectors INT8 row-wise", "validation": val}
+            self.history["teacher"] = {
+                "model": f"bi-encoder: all-MiniLM-L6-v2 zero-shot (layers {t.layers}), product vectors INT8 row-wise",
+                "validation": val,
+            }
             log.info("bi-encoder (zero-shot): validation %s", val)
-            self.fp32 = model
-            return model
+            self.fp32 = bi
+            return bi
         with torch_threads(t.threads):
             model = load_cross_encoder(self.weights, t.layers)
-            hist = fine_tune(model, self.parts["train"], epochs=t.epochs, lr=t.lr, per_step=t.queries_per_step,
-                             temperature=t.temperature, seed=t.seed, head_lr=t.head_lr)
+            hist = fine_tune(
+                model,
+                self.parts["train"],
+                epochs=t.epochs,
+                lr=t.lr,
+                per_step=t.queries_per_step,
+                temperature=t.temperature,
+                seed=t.seed,
+                head_lr=t.head_lr,
+            )
             val = self.part_metrics(score(model, self.parts["validation"].seqs), self.parts["validation"])
-        self.history["teacher"] = {"model": f"cross-encoder from all-MiniLM-L6-v2 (layers {t.layers})", **hist,
-                                   "validation": val}
+        self.history["teacher"] = {
+            "model": f"cross-encoder from all-MiniLM-L6-v2 (layers {t.layers})",
+            **hist,
+            "validation": val,
+        }
         log.info("teacher fine-tuned: loss %s, validation %s", hist["epoch_loss"], val)
         self.fp32 = model
         return model
@@ -187,13 +209,26 @@ class SearchTask:
         with torch_threads(t.threads):
             teacher_scores = score(model, train.seqs)
             student = student_of(model, c.layers, keep, self.cfg.rank.max_tokens)
-            hist = distill(student, train, teacher_scores, epochs=c.epochs, lr=c.lr, per_step=t.queries_per_step,
-                           temperature=c.temperature, score_weight=c.score_weight, seed=t.seed)
+            hist = distill(
+                student,
+                train,
+                teacher_scores,
+                epochs=c.epochs,
+                lr=c.lr,
+                per_step=t.queries_per_step,
+                temperature=c.temperature,
+                score_weight=c.score_weight,
+                seed=t.seed,
+            )
             val = self.part_metrics(score(student, self.parts["validation"].seqs), self.parts["validation"])
         self.history["distilled"] = {**hist, "validation": val}
         log.info("student distilled: loss %s, validation %s", hist["epoch_loss"], val)
-        return student, {"student_layers": c.layers, "vocab": student.encoder.word.num_embeddings,
-                         "max_positions": self.cfg.rank.max_tokens, "distill_loss": hist["epoch_loss"]}
+        return student, {
+            "student_layers": c.layers,
+            "vocab": student.encoder.word.num_embeddings,
+            "max_positions": self.cfg.rank.max_tokens,
+            "distill_loss": hist["epoch_loss"],
+        }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
         from compress.ctr.model import RowwiseInt8Embedding
@@ -225,7 +260,7 @@ class SearchTask:
 
         def batches() -> Iterator[dict[str, np.ndarray]]:
             for i in range(0, n, q.calibration_batch):
-                yield self._feeds(train[i:i + q.calibration_batch])
+                yield self._feeds(train[i : i + q.calibration_batch])
 
         return batches
 
@@ -237,8 +272,10 @@ class SearchTask:
             optimize(src, dst)
             return {"fp32_optimizer": "ORT basic"}
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
-        return {"fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
-                "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check)}
+        return {
+            "fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
+            "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check),
+        }
 
     def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
         """``b`` random test pairs padded to their longest: a ``b``-candidate request as served."""
@@ -252,9 +289,15 @@ class SearchTask:
     # ---- publishing ----
     def state(self) -> SearchState:
         r, d = self.cfg.rank, self.cfg.data
-        return SearchState(text_fields=list(d.text_fields), max_tokens=r.max_tokens, max_query_tokens=r.max_query_tokens,
-                           max_query_chars=r.max_query_chars, max_text_chars=r.max_text_chars,
-                           relevant_gain=d.relevant_gain, mode=r.mode)
+        return SearchState(
+            text_fields=list(d.text_fields),
+            max_tokens=r.max_tokens,
+            max_query_tokens=r.max_query_tokens,
+            max_query_chars=r.max_query_chars,
+            max_text_chars=r.max_text_chars,
+            relevant_gain=d.relevant_gain,
+            mode=r.mode,
+        )
 
     def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
         """tokenizer.json and the catalogue's product text (tokenised by the server when the version loads)."""
@@ -271,8 +314,10 @@ class SearchTask:
         from compress.evaluate import session
 
         seqs = [single_seq(self.product_tokens[p]) for p in self.product_ids]
-        return np.asarray(self.predict(session(model_path, threads=self.cfg.train.threads), self._feeds(seqs),
-                                       self.outputs[0].name), np.float32)
+        return np.asarray(
+            self.predict(session(model_path, threads=self.cfg.train.threads), self._feeds(seqs), self.outputs[0].name),
+            np.float32,
+        )
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         self.state().save(version_dir / STATE_FILE)

@@ -49,7 +49,7 @@ def _listwise(scores: torch.Tensor, target: torch.Tensor, groups: list[torch.Ten
 
 def _steps(n_lists: int, per_step: int, rng: np.random.Generator) -> list[np.ndarray]:
     perm = rng.permutation(n_lists)
-    return [perm[i:i + per_step] for i in range(0, n_lists, per_step)]
+    return [perm[i : i + per_step] for i in range(0, n_lists, per_step)]
 
 
 def _batch(lists: Lists, picked: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[torch.Tensor]]:
@@ -60,8 +60,17 @@ def _batch(lists: Lists, picked: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(ids), torch.from_numpy(mask), rows, groups
 
 
-def fine_tune(model: nn.Module, lists: Lists, *, epochs: int, lr: float, per_step: int, temperature: float,
-              seed: int, head_lr: float | None = None) -> dict[str, Any]:
+def fine_tune(
+    model: nn.Module,
+    lists: Lists,
+    *,
+    epochs: int,
+    lr: float,
+    per_step: int,
+    temperature: float,
+    seed: int,
+    head_lr: float | None = None,
+) -> dict[str, Any]:
     """Listwise fine-tuning on graded labels: target = softmax(gain / temperature) within each query.
 
     Parameters named ``*head*`` (the fresh score head) train at ``head_lr``: at the encoder's small rate a
@@ -93,13 +102,31 @@ def fine_tune(model: nn.Module, lists: Lists, *, epochs: int, lr: float, per_ste
             run += loss.item()
         history.append(round(run / len(steps), 5))
     model.eval()
-    return {"loss": "listwise softmax cross-entropy, target softmax(gain / T)", "temperature": temperature,
-            "epochs": epochs, "lr": lr, "head_lr": rates[1], "queries_per_step": per_step, "epoch_loss": history,
-            "train_queries": len(lists.groups), "train_pairs": len(lists.seqs)}
+    return {
+        "loss": "listwise softmax cross-entropy, target softmax(gain / T)",
+        "temperature": temperature,
+        "epochs": epochs,
+        "lr": lr,
+        "head_lr": rates[1],
+        "queries_per_step": per_step,
+        "epoch_loss": history,
+        "train_queries": len(lists.groups),
+        "train_pairs": len(lists.seqs),
+    }
 
 
-def distill(student: nn.Module, lists: Lists, teacher_scores: np.ndarray, *, epochs: int, lr: float, per_step: int,
-            temperature: float, score_weight: float, seed: int) -> dict[str, Any]:
+def distill(
+    student: nn.Module,
+    lists: Lists,
+    teacher_scores: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    per_step: int,
+    temperature: float,
+    score_weight: float,
+    seed: int,
+) -> dict[str, Any]:
     """Listwise KL to the teacher's softmax(score / T) per query, plus ``score_weight`` x MSE on raw scores."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -124,8 +151,13 @@ def distill(student: nn.Module, lists: Lists, teacher_scores: np.ndarray, *, epo
             run += loss.item()
         history.append(round(run / max(len(steps), 1), 5))
     student.eval()
-    return {"loss": f"listwise KL to teacher softmax(score / {temperature}) + {score_weight} x MSE(score)",
-            "epochs": epochs, "lr": lr, "epoch_loss": history, "train_pairs": len(lists.seqs)}
+    return {
+        "loss": f"listwise KL to teacher softmax(score / {temperature}) + {score_weight} x MSE(score)",
+        "epochs": epochs,
+        "lr": lr,
+        "epoch_loss": history,
+        "train_pairs": len(lists.seqs),
+    }
 
 
 # ---- baselines ----
@@ -136,15 +168,19 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def bm25_scores(corpus: dict[str, str], queries: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
+def bm25_scores(
+    corpus: dict[str, str], queries: Sequence[str], candidates: Sequence[Sequence[str]]
+) -> list[np.ndarray]:
     """BM25 (Okapi, ``rank-bm25`` defaults k1=1.5, b=0.75) of each query's candidates; IDF over the whole catalogue."""
     from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
 
     ids = list(corpus)
     pos = {p: i for i, p in enumerate(ids)}
     bm = BM25Okapi([words(corpus[p]) for p in ids])
-    return [np.asarray(bm.get_batch_scores(words(q), [pos[p] for p in c]), np.float64)
-            for q, c in zip(queries, candidates, strict=True)]
+    return [
+        np.asarray(bm.get_batch_scores(words(q), [pos[p] for p in c]), np.float64)
+        for q, c in zip(queries, candidates, strict=True)
+    ]
 
 
 def single_seqs(tokens: Sequence[Sequence[int]], max_tokens: int) -> list[list[int]]:

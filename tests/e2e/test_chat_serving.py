@@ -59,15 +59,19 @@ def test_held_out_messages_get_their_intent_and_a_reply_from_it(
         correct += body["intent"] == intent
         if not body["handoff"]:
             answered += 1
-            replies = {fill_placeholders(t, text, state.company, state.gazetteer)[0]
-                       for t, i in zip(index.templates, index.intent_ids, strict=True) if index.intents[i] == body["intent"]}
+            replies = {
+                fill_placeholders(t, text, state.company, state.gazetteer)[0]
+                for t, i in zip(index.templates, index.intent_ids, strict=True)
+                if index.intents[i] == body["intent"]
+            }
             assert body["reply"] in replies  # retrieved from the predicted intent's known requests
     assert correct / len(messages) >= 0.9, f"{correct}/{len(messages)} held-out messages got the right intent"
     assert answered / len(messages) >= 0.7, f"only {answered}/{len(messages)} answered without a handoff"
 
 
-def test_out_of_scope_messages_are_handed_off(chat_server: ServerProcess,
-                                              held_out: tuple[list[tuple[str, str]], list[str]]) -> None:
+def test_out_of_scope_messages_are_handed_off(
+    chat_server: ServerProcess, held_out: tuple[list[tuple[str, str]], list[str]]
+) -> None:
     _, oos = held_out
     handed = [chat_server.post("/v1/chat", json={"message": m}).json()["handoff"] for m in oos]
     assert np.mean(handed) >= 0.8, f"only {sum(handed)}/{len(oos)} out-of-scope messages were handed off"
@@ -106,10 +110,12 @@ def test_long_message_within_chars_is_truncated_with_a_flag(chat_server: ServerP
 def test_encoder_is_reachable_through_kserve_infer(chat_server: ServerProcess) -> None:
     ids = [[101, 1045, 2215, 2000, 17542, 2026, 2344, 102], [101, 7592, 102, 0, 0, 0, 0, 0]]
     mask = [[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]
-    req = {"inputs": [
-        {"name": "input_ids", "shape": [2, 8], "datatype": "INT64", "data": ids},
-        {"name": "attention_mask", "shape": [2, 8], "datatype": "INT64", "data": mask},
-    ]}
+    req = {
+        "inputs": [
+            {"name": "input_ids", "shape": [2, 8], "datatype": "INT64", "data": ids},
+            {"name": "attention_mask", "shape": [2, 8], "datatype": "INT64", "data": mask},
+        ]
+    }
     r = chat_server.post(f"/v2/models/{MODEL}/infer", json=req)
     assert r.status_code == 200, r.text
     outs = {o["name"]: o for o in r.json()["outputs"]}

@@ -115,8 +115,12 @@ def test_typed_contents_give_the_same_scores_as_raw_contents(served: tuple[Serve
     records = raw_records(3, offset=8300)
     x = _inputs(repo, records)
     req = pb.ModelInferRequest(model_name="ad-ctr")
-    req.inputs.add(name="dense", datatype="FP32", shape=x["dense"].shape).contents.fp32_contents.extend(x["dense"].ravel().tolist())
-    req.inputs.add(name="sparse", datatype="INT64", shape=x["sparse"].shape).contents.int64_contents.extend(x["sparse"].ravel().tolist())
+    req.inputs.add(name="dense", datatype="FP32", shape=x["dense"].shape).contents.fp32_contents.extend(
+        x["dense"].ravel().tolist()
+    )
+    req.inputs.add(name="sparse", datatype="INT64", shape=x["sparse"].shape).contents.int64_contents.extend(
+        x["sparse"].ravel().tolist()
+    )
     with grpc.insecure_channel(server.grpc_target) as channel:
         resp = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(req, timeout=10)
     got = np.frombuffer(resp.raw_output_contents[0], "<f4")
@@ -159,10 +163,15 @@ def test_score_ads_rpc_matches_the_rest_route_and_maps_errors(served: tuple[Serv
             stub.ScoreAds(msg, timeout=0.0005)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     metrics = server.get("/metrics").text
-    assert re.search(r'inference_requests_total\{code="ok",endpoint="grpc_ctr",model="ad-ctr",outcome="ok",version="1"\} [1-9]', metrics)
+    assert re.search(
+        r'inference_requests_total\{code="ok",endpoint="grpc_ctr",model="ad-ctr",outcome="ok",version="1"\} [1-9]',
+        metrics,
+    )
 
 
-def test_health_is_serving_only_when_ready_and_reflection_lists_the_services(served: tuple[ServerProcess, Path]) -> None:
+def test_health_is_serving_only_when_ready_and_reflection_lists_the_services(
+    served: tuple[ServerProcess, Path],
+) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -170,7 +179,10 @@ def test_health_is_serving_only_when_ready_and_reflection_lists_the_services(ser
     with grpc.insecure_channel(server.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "inference.GRPCInferenceService", "shopinfer.v1.TaskService", "liveness"):
-            assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
         reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
         asks = [reflection_pb2.ServerReflectionRequest(list_services=""),
                 reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.GRPCInferenceService")]  # fmt: skip
@@ -238,12 +250,14 @@ def test_repository_control_over_grpc_reaches_every_worker(ctr_repo: Path, start
 
     with grpc.insecure_channel(server.grpc_target) as channel:
         pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelUnload(
-            pb.RepositoryModelUnloadRequest(model_name="ad-ctr"), metadata=auth, timeout=30)
+            pb.RepositoryModelUnloadRequest(model_name="ad-ctr"), metadata=auth, timeout=30
+        )
     wait_until(lambda: _loads(server, "unload") == 2, 30, "ad-ctr unloaded by both workers")
     wait_until(lambda: server.get("/v2/health/ready").status_code == 503, 30, "no worker ready")
     with grpc.insecure_channel(server.grpc_target) as channel:
         pb_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(
-            pb.RepositoryModelLoadRequest(model_name="ad-ctr"), metadata=auth, timeout=30)
+            pb.RepositoryModelLoadRequest(model_name="ad-ctr"), metadata=auth, timeout=30
+        )
     wait_until(lambda: _loads(server, "load") == 4, 30, "ad-ctr loaded again by both workers")
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 30, "both workers ready again")
 
@@ -281,8 +295,9 @@ def _batches(server: ServerProcess) -> tuple[float, float]:
 def test_http_and_grpc_share_one_batch_and_grpc_drains_on_sigterm(ctr_repo: Path, start_server: ServerFactory) -> None:
     # a 1 s window: both requests wait in the same queue, and the SIGTERM below lands while one is queued;
     # a 500 ms queue budget: once the queued item is older than that, new work is refused (overload)
-    server = start_server(ctr_repo, APP_MAX_QUEUE_DELAY_US="1000000", APP_QUEUE_BUDGET_MS="500", APP_DRAIN_TIMEOUT_S="10",
-                          APP_WORKERS="1")  # one process: both requests must reach the same batcher
+    server = start_server(
+        ctr_repo, APP_MAX_QUEUE_DELAY_US="1000000", APP_QUEUE_BUDGET_MS="500", APP_DRAIN_TIMEOUT_S="10", APP_WORKERS="1"
+    )  # one process: both requests must reach the same batcher
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
     before = _batches(server)
     rows = raw_records(2, offset=8600)

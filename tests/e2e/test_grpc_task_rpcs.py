@@ -128,10 +128,14 @@ def test_recommend_rpc_answers_like_the_rest_route_and_maps_its_errors(
 def _counted(server: ServerProcess, endpoint: str) -> bool:
     """The RPC's successful calls are counted under ``grpc_<REST endpoint>``."""
     metrics = server.get("/metrics").text
-    return re.search(rf'inference_requests_total\{{code="ok",endpoint="{endpoint}",[^}}]*\}} [1-9]', metrics) is not None
+    return (
+        re.search(rf'inference_requests_total\{{code="ok",endpoint="{endpoint}",[^}}]*\}} [1-9]', metrics) is not None
+    )
 
 
-def test_record_event_feeds_the_next_recommend(both: tuple[ServerProcess, str], stub: tasks_pb2_grpc.TaskServiceStub) -> None:
+def test_record_event_feeds_the_next_recommend(
+    both: tuple[ServerProcess, str], stub: tasks_pb2_grpc.TaskServiceStub
+) -> None:
     server, _ = both
     user = "grpc-shopper-1"
     cold = stub.Recommend(tasks_pb2.RecommendRequest(user_id=user, k=10), timeout=30)
@@ -145,8 +149,14 @@ def test_record_event_feeds_the_next_recommend(both: tuple[ServerProcess, str], 
     # the REST route reads the same store: the gRPC event is visible there too
     assert _rest(server, "/v1/recommend", {"user_id": user, "k": 10})["history_used"] == 1
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    assert _refused(stub.RecordEvent, tasks_pb2.EventRequest(user_id=user, item_id=bought, type="like")) == (invalid, "invalid_request")
-    assert _refused(stub.RecordEvent, tasks_pb2.EventRequest(item_id=bought, type="view")) == (invalid, "invalid_request")
+    assert _refused(stub.RecordEvent, tasks_pb2.EventRequest(user_id=user, item_id=bought, type="like")) == (
+        invalid,
+        "invalid_request",
+    )
+    assert _refused(stub.RecordEvent, tasks_pb2.EventRequest(item_id=bought, type="view")) == (
+        invalid,
+        "invalid_request",
+    )
     assert _counted(server, "grpc_events")
 
 
@@ -160,7 +170,11 @@ def test_rank_search_rpc_answers_like_the_rest_route_and_maps_its_errors(
         body = {"query": j.query, "candidates": [{"product_id": p} for p in j.products] + [inline]}
         http = _rest(server, "/v1/search/rank", body)
         resp = stub.RankSearch(encode_rank_search(body), timeout=30)
-        assert (resp.model, resp.version, resp.query_truncated) == (http["model"], http["version"], http["query_truncated"])
+        assert (resp.model, resp.version, resp.query_truncated) == (
+            http["model"],
+            http["version"],
+            http["query_truncated"],
+        )
         assert [(r.product_id, r.rank, r.truncated) for r in resp.results] == [
             (r["product_id"], r["rank"], r["truncated"]) for r in http["results"]]  # fmt: skip
         assert [r.score for r in resp.results] == pytest.approx([r["score"] for r in http["results"]], abs=1e-5)

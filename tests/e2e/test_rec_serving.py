@@ -38,7 +38,9 @@ def _ids(resp: dict[str, Any]) -> list[str]:
 
 
 def test_served_recommendations_hit_next_purchases_at_the_reported_recall(
-    rec_compress_run: CompressRun, rec_test_users: dict[str, list[str]], start_server: ServerFactory,
+    rec_compress_run: CompressRun,
+    rec_test_users: dict[str, list[str]],
+    start_server: ServerFactory,
 ) -> None:
     server = _start(start_server, rec_compress_run)
     users = sorted(rec_test_users)
@@ -65,7 +67,8 @@ def test_served_recommendations_hit_next_purchases_at_the_reported_recall(
 
 
 def test_events_change_the_next_recommendation_in_process(
-    rec_compress_run: CompressRun, start_server: ServerFactory,
+    rec_compress_run: CompressRun,
+    start_server: ServerFactory,
 ) -> None:
     server = _start(start_server, rec_compress_run)
     cold = _recommend(server, {"user_id": "visitor-1", "k": 10})
@@ -88,12 +91,17 @@ def test_events_change_the_next_recommendation_in_process(
 
 
 def test_redis_backend_loader_events_and_degraded_mode(
-    rec_compress_run: CompressRun, rec_test_users: dict[str, list[str]], killable_redis: KillableRedis,
-    start_server: ServerFactory, capsys: pytest.CaptureFixture[str],
+    rec_compress_run: CompressRun,
+    rec_test_users: dict[str, list[str]],
+    killable_redis: KillableRedis,
+    start_server: ServerFactory,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # the CLI entry point in process: the session's split is already cleaned (compress.rec.task.load_split)
     assert compress_main(["-q", "features", "load", str(REC_CI_CONFIG), "--redis-url", killable_redis.url]) == 0
-    published = json.loads((rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text())
+    published = json.loads(
+        (rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text()
+    )
     assert f"loaded the recent histories of {len(published)} customers" in capsys.readouterr().out
     server = _start(start_server, rec_compress_run, REDIS_URL=killable_redis.url)
     user = sorted(rec_test_users)[0]
@@ -110,8 +118,11 @@ def test_redis_backend_loader_events_and_degraded_mode(
     own = server.post("/v1/recommend", json={"user_id": user, "history": ["85123A"], "k": 5})
     statuses.append(own.status_code)
     assert own.json()["history_source"] == "request" and own.json()["degraded"] is False  # no store read needed
-    for body in ({"user_id": user, "k": 10}, {"user_id": user, "history": ["85123A"], "k": 5, "exclude_purchased": True},
-                 {"user_id": "someone", "k": 3, "exclude_purchased": True}):
+    for body in (
+        {"user_id": user, "k": 10},
+        {"user_id": user, "history": ["85123A"], "k": 5, "exclude_purchased": True},
+        {"user_id": "someone", "k": 3, "exclude_purchased": True},
+    ):
         r = server.post("/v1/recommend", json=body)
         statuses.append(r.status_code)
         assert r.status_code == 200 and r.json()["degraded"] is True and r.json()["items"], r.text

@@ -40,10 +40,15 @@ def server(search_compress_run: CompressRun, tmp_path_factory: pytest.TempPathFa
     """One real ``python -m app`` for the module (the tests only read from it)."""
     port = free_port()
     log = tmp_path_factory.mktemp("search-server") / "server.log"
-    env = {**os.environ, "MODEL_REPO": str(search_compress_run.repo), "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
-           "APP_REQUIRED_MODELS": MODEL,
-           # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
-           "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000})}
+    env = {
+        **os.environ,
+        "MODEL_REPO": str(search_compress_run.repo),
+        "APP_PORT": str(port),
+        "APP_HOST": "127.0.0.1",
+        "APP_REQUIRED_MODELS": MODEL,
+        # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
+        "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000}),
+    }
     env.pop("REDIS_URL", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
@@ -75,7 +80,9 @@ def test_served_rankings_of_held_out_queries_reproduce_the_offline_ndcg(
     manifest = _manifest(search_compress_run)
     ndcgs = []
     for j in judged[1]:
-        r = server.post("/v1/search/rank", json={"query": j.query, "candidates": [{"product_id": p} for p in j.products]})
+        r = server.post(
+            "/v1/search/rank", json={"query": j.query, "candidates": [{"product_id": p} for p in j.products]}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model"] == MODEL and body["version"] == manifest.version
@@ -111,11 +118,17 @@ def test_id_only_and_inline_text_candidates_get_the_same_scores(
 def test_top_k_and_truncation_flags(server: ServerProcess, judged: tuple[SearchData, list[Judged]]) -> None:
     j = judged[1][0]
     long_query = " ".join([j.query] * 8)[:190]
-    body = server.post("/v1/search/rank", json={"query": long_query, "k": 3,
-                                                "candidates": [{"product_id": p} for p in j.products]}).json()
+    body = server.post(
+        "/v1/search/rank", json={"query": long_query, "k": 3, "candidates": [{"product_id": p} for p in j.products]}
+    ).json()
     assert len(body["results"]) == 3 and body["query_truncated"] is True
-    body = server.post("/v1/search/rank", json={"query": "towel", "candidates": [
-        {"product_id": "short", "title": "Towel"}, {"product_id": "long", "title": "Towel " * 200}]}).json()
+    body = server.post(
+        "/v1/search/rank",
+        json={
+            "query": "towel",
+            "candidates": [{"product_id": "short", "title": "Towel"}, {"product_id": "long", "title": "Towel " * 200}],
+        },
+    ).json()
     flags = {x["product_id"]: x["truncated"] for x in body["results"]}
     assert flags == {"short": False, "long": True} and body["query_truncated"] is False
 
@@ -129,16 +142,25 @@ def test_top_k_and_truncation_flags(server: ServerProcess, judged: tuple[SearchD
         (b'{"query": "towel", "candidates": [{"product_id": "x", "price": 3}]}', 422, "unknown_field"),
         (b'{"query": "towel", "candidates": [{"product_id": "x", "title": 3}]}', 422, "invalid_field"),
         (b'{"query": "towel", "candidates": [{"product_id": "x", "title": " "}]}', 422, "empty_product_text"),
-        (b'{"query": "towel", "candidates": [{"product_id": "x", "title": "a"}, {"product_id": "x", "title": "b"}]}',
-         422, "duplicate_product"),
+        (
+            b'{"query": "towel", "candidates": [{"product_id": "x", "title": "a"}, {"product_id": "x", "title": "b"}]}',
+            422,
+            "duplicate_product",
+        ),
         (b'{"query": 42, "candidates": [{"product_id": "x", "title": "t"}]}', 422, "invalid_request"),
         (b'{"query": "towel", "candidates": [{"product_id": "x", "title": "t"}], "k": 0}', 422, "invalid_request"),
         (b'{"query": "towel"', 400, "invalid_json"),
         (b'{"query": "\xff towel", "candidates": []}', 400, "invalid_utf8"),
-        (('{"query": "' + "x" * 500 + '", "candidates": [{"product_id": "x", "title": "t"}]}').encode(), 413,
-         "query_too_long"),
-        (('{"query": "towel", "candidates": [{"product_id": "x", "title": "' + "x" * 30000 + '"}]}').encode(), 413,
-         "product_text_too_long"),
+        (
+            ('{"query": "' + "x" * 500 + '", "candidates": [{"product_id": "x", "title": "t"}]}').encode(),
+            413,
+            "query_too_long",
+        ),
+        (
+            ('{"query": "towel", "candidates": [{"product_id": "x", "title": "' + "x" * 30000 + '"}]}').encode(),
+            413,
+            "product_text_too_long",
+        ),
     ],
 )
 def test_bad_input_gets_a_coded_4xx_and_good_requests_alongside_succeed(

@@ -36,7 +36,10 @@ def test_tritonclient_http(ctr_repo: Path, start_server: ServerFactory) -> None:
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     meta = client.get_model_metadata("ad-ctr")
     assert meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["1"]
-    assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [("dense", "FP32", [-1, 13]), ("sparse", "INT64", [-1, 26])]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [
+        ("dense", "FP32", [-1, 13]),
+        ("sparse", "INT64", [-1, 26]),
+    ]
 
     records = raw_records(5)
     x = CtrFeaturizer.load(ctr_repo / "ad-ctr" / "1" / "preprocess.json").transform_records(records)

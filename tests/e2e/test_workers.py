@@ -38,8 +38,9 @@ def _versions_seen(url: str, n: int) -> set[int]:
 def test_two_workers_share_the_port_and_the_metrics(
     ctr_repo: Path, ctr_artifacts_seed1: Path, start_server: ServerFactory
 ) -> None:
-    server = start_server(ctr_repo, APP_WORKERS="2", APP_RESCAN_INTERVAL_S="0.2", APP_GRPC_ENABLED="false",
-                          APP_ADMIN_TOKEN="t0ken")
+    server = start_server(
+        ctr_repo, APP_WORKERS="2", APP_RESCAN_INTERVAL_S="0.2", APP_GRPC_ENABLED="false", APP_ADMIN_TOKEN="t0ken"
+    )
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 90, "both workers ready")
     log = server.log.read_text()
     assert "with 2 workers (SO_REUSEPORT)" in log and "[w0]" in log and "[w1]" in log
@@ -50,21 +51,33 @@ def test_two_workers_share_the_port_and_the_metrics(
     assert _metric(text, "model_load_events_total", version="1", event="load") == 2  # one load per worker
 
     publish_ctr_version(ctr_repo, seed=1)  # every worker's watcher finds it and swaps
-    wait_until(lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="load") == 2,
-               60, "v2 loaded by both workers")
-    wait_until(lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="1", event="unload") == 2,
-               60, "v1 drained in both workers")
+    wait_until(
+        lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="load") == 2,
+        60,
+        "v2 loaded by both workers",
+    )
+    wait_until(
+        lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="1", event="unload") == 2,
+        60,
+        "v1 drained in both workers",
+    )
     assert _versions_seen(server.url, 20) == {2}
 
     # the admin API reaches one worker; its siblings repeat the action from the pod's control file
     auth = {"authorization": "Bearer t0ken"}
     assert server.post("/v2/repository/models/ad-ctr/unload", headers=auth).status_code == 200
-    wait_until(lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="unload") == 2,
-               30, "v2 unloaded by both workers")
+    wait_until(
+        lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="unload") == 2,
+        30,
+        "v2 unloaded by both workers",
+    )
     assert all(server.post("/v1/ads/ctr", json=ONE).status_code == 503 for _ in range(10))
     assert server.post("/v2/repository/models/ad-ctr/load", headers=auth).status_code == 200
-    wait_until(lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="load") == 4,
-               30, "v2 loaded again by both workers")
+    wait_until(
+        lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="load") == 4,
+        30,
+        "v2 loaded again by both workers",
+    )
     assert _versions_seen(server.url, 20) == {2}
 
 

@@ -22,8 +22,13 @@ def test_qdq_model_builds_a_keyed_engine(tmp_path: Path) -> None:
     m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
     x = np.random.default_rng(0).normal(size=(256, 16)).astype(np.float32)
     src, qdq = tmp_path / "m.onnx", tmp_path / "q.onnx"
-    export_torch(m, {"x": x}, [TensorSpec(name="x", dtype="FP32", shape=[-1, 16])],
-                 [TensorSpec(name="y", dtype="FP32", shape=[-1, 1])], src)
+    export_torch(
+        m,
+        {"x": x},
+        [TensorSpec(name="x", dtype="FP32", shape=[-1, 16])],
+        [TensorSpec(name="y", dtype="FP32", shape=[-1, 1])],
+        src,
+    )
     quantize_qdq_int8(src, qdq, lambda: iter([{"x": x[i : i + 64]} for i in range(0, 256, 64)]))
     res = build_engine(qdq, tmp_path, max_batch=64)
     assert res.status == "built" and res.path is not None and res.path.stat().st_size > 0

@@ -22,8 +22,16 @@ from compress.pipeline import run
 from compress.tasks import get_task
 
 # intents with at least 45 distinct utterances in the 20k file (its cancel_order has only 32)
-INTENTS = ["edit_account", "change_shipping_address", "check_refund_policy", "delivery_period", "get_invoice",
-           "payment_issue", "recover_password", "track_order"]
+INTENTS = [
+    "edit_account",
+    "change_shipping_address",
+    "check_refund_policy",
+    "delivery_period",
+    "get_invoice",
+    "payment_issue",
+    "recover_password",
+    "track_order",
+]
 OOS_SOURCE = "newsletter_subscription"  # becomes the data set's "oos" label
 PARTS = {"trn": 25, "dev": 8, "tst": 12}  # rows per intent and part
 DOUBLE = 5  # texts that appear a second time with another label: dropped and counted
@@ -42,18 +50,21 @@ def derive(src: Path, out: Path) -> dict[str, Any]:
     for intent in [*INTENTS, OOS_SOURCE]:
         keyed = {" ".join(t.lower().split()): t for t in by[intent]}  # one text per de-duplication key
         texts = [t for k, t in keyed.items() if k not in seen]
-        picked = [texts[i] for i in rng.permutation(len(texts))[:sum(PARTS.values())]]
+        picked = [texts[i] for i in rng.permutation(len(texts))[: sum(PARTS.values())]]
         seen.update(" ".join(t.lower().split()) for t in picked)
         label = "oos" if intent == OOS_SOURCE else intent
         start = 0
         for fold, n in PARTS.items():
-            records += [{"text": t, "label": label, "fold": fold} for t in picked[start:start + n]]
+            records += [{"text": t, "label": label, "fold": fold} for t in picked[start : start + n]]
             start += n
     doubled = [r for r in records if r["label"] == INTENTS[0] and r["fold"] == "trn"][:DOUBLE]
     records += [{"text": r["text"].upper(), "label": INTENTS[1], "fold": "trn"} for r in doubled]  # same text
     out.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return {"test_rows": len(INTENTS) * PARTS["tst"], "oos_test": PARTS["tst"],
-            "train_rows": len(INTENTS) * PARTS["trn"] - DOUBLE}
+    return {
+        "test_rows": len(INTENTS) * PARTS["tst"],
+        "oos_test": PARTS["tst"],
+        "train_rows": len(INTENTS) * PARTS["trn"] - DOUBLE,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +72,24 @@ def derived(chat_config: ChatConfig, tmp_path_factory: pytest.TempPathFactory) -
     folder = tmp_path_factory.mktemp("intents")
     facts = derive(chat_config.data.resolved_path() / chat_config.data.utterances, folder / "intents.jsonl")
     raw = chat_config.model_dump(mode="json")
-    raw["data"] = {"path": str(folder), "utterances": "intents.jsonl", "text_column": "text", "label_column": "label",
-                   "split_column": "fold", "split_values": {"train": "trn", "validation": "dev", "test": "tst"},
-                   "pairs": "", "intent_aliases": {}, "oos_label": "oos", "double_labels": "drop"}
+    raw["data"] = {
+        "path": str(folder),
+        "utterances": "intents.jsonl",
+        "text_column": "text",
+        "label_column": "label",
+        "split_column": "fold",
+        "split_values": {"train": "trn", "validation": "dev", "test": "tst"},
+        "pairs": "",
+        "intent_aliases": {},
+        "oos_label": "oos",
+        "double_labels": "drop",
+    }
     raw["candidates"] = ["fp32", "int8_dynamic_u8"]
     raw["select"].update(min_compression=1.0)
-    raw["gate"]["rules"] = [{"metric": "accuracy", "kind": "min_ratio", "value": 0.97},
-                            {"metric": "oos_auroc", "kind": "max_abs_drop", "value": 0.03}]
+    raw["gate"]["rules"] = [
+        {"metric": "accuracy", "kind": "min_ratio", "value": 0.97},
+        {"metric": "oos_auroc", "kind": "max_abs_drop", "value": 0.03},
+    ]
     raw["latency"].update(batch_sizes=[1, 8], repeats=5)
     raw["publish"].update(warmup_batch_sizes=[1, 8])
     cfg = parse_config(raw)
@@ -83,8 +105,12 @@ def test_the_derived_set_is_read_as_described(derived: tuple[ChatConfig, dict[st
     assert s.intents == sorted(INTENTS)  # "oos" is never an intent
     assert len(s.texts["test"]) == facts["test_rows"]  # the data set's own test part, uncapped
     assert len(s.texts["train"]) == facts["train_rows"] and len(s.oos_test) == facts["oos_test"]
-    assert s.labels_report == {"policy": "drop", "texts_with_two_or_more_labels": DOUBLE, "dropped": DOUBLE,
-                               "kept_majority": 0}
+    assert s.labels_report == {
+        "policy": "drop",
+        "texts_with_two_or_more_labels": DOUBLE,
+        "dropped": DOUBLE,
+        "kept_majority": 0,
+    }
     assert all(t.upper() != t for t in s.texts["train"])  # the doubled texts are gone from every part
 
 
@@ -113,13 +139,27 @@ def test_pipeline_publishes_a_model_that_answers_intent_and_confidence_only(
     task.prepare(ref.path)
     texts, labels = task.split.texts["test"], task.split.labels["test"]  # type: ignore[attr-defined]
     sess = ort.InferenceSession(str(ref.path / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits, _ = sess.run(["logits", "embedding"], dict(zip(["input_ids", "attention_mask"], pre.batch(texts), strict=True)))
+    logits, _ = sess.run(
+        ["logits", "embedding"], dict(zip(["input_ids", "attention_mask"], pre.batch(texts), strict=True))
+    )
     assert np.mean(logits.argmax(1) == labels) >= 0.85  # 8 intents, 25 training rows each
     p = np.exp(logits - logits.max(1, keepdims=True))
     conf = (p / p.sum(1, keepdims=True)).max(1)
-    answers = [compose_reply(t, state.intents[int(k)], float(c), threshold=state.threshold, template=None,
-                             handoff_reply=state.handoff_reply, has_replies=index.has_replies)
-               for t, k, c in zip(texts, logits.argmax(1), conf, strict=True)]
+    answers = [
+        compose_reply(
+            t,
+            state.intents[int(k)],
+            float(c),
+            threshold=state.threshold,
+            template=None,
+            handoff_reply=state.handoff_reply,
+            has_replies=index.has_replies,
+        )
+        for t, k, c in zip(texts, logits.argmax(1), conf, strict=True)
+    ]
     assert all(a.reply is None for a in answers if not a.handoff) and {a.kind for a in answers} <= {
-        "intent_only", "handoff", "small_talk"}
+        "intent_only",
+        "handoff",
+        "small_talk",
+    }
     assert main(["-q", "evaluate", str(ref.path)]) == 0 and "reproduced" in capsys.readouterr().out

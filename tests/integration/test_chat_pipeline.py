@@ -36,8 +36,10 @@ def test_published_student_passes_the_gate_and_is_small(chat_compress_run: Compr
     ratio = teacher.artifact().bytes / best.artifact().bytes
     assert ratio >= 4, f"published student is only {ratio:.2f}x smaller than the FP32 teacher"
     assert set(best.latency) == {"1", "8", "32"}
-    print(f"size ratio {ratio:.1f}x; latency ratio vs teacher " + ", ".join(
-        f"b{b}: {teacher.latency[b] / best.latency[b]:.1f}x" for b in ("1", "8", "32")))
+    print(
+        f"size ratio {ratio:.1f}x; latency ratio vs teacher "
+        + ", ".join(f"b{b}: {teacher.latency[b] / best.latency[b]:.1f}x" for b in ("1", "8", "32"))
+    )
     assert [t.name for t in best.inputs] == ["input_ids", "attention_mask"]
     assert [(t.name, t.shape) for t in best.outputs] == [("logits", [-1, 24]), ("embedding", [-1, 384])]
     assert best.preprocessing is not None and best.preprocessing.kind == "chat-v1"
@@ -72,7 +74,7 @@ def test_held_out_messages_through_the_serving_path(chat_compress_run: CompressR
     def serve(messages: list[str]) -> list:  # type: ignore[type-arg]
         out = []
         for i in range(0, len(messages), 32):
-            chunk = messages[i:i + 32]
+            chunk = messages[i : i + 32]
             ids, mask = pre.batch(chunk)
             assert ids.shape[1] == mask.sum(1).max()  # padded to the batch's longest message
             logits, emb = sess.run(["logits", "embedding"], {"input_ids": ids, "attention_mask": mask})
@@ -93,15 +95,17 @@ def test_held_out_messages_through_the_serving_path(chat_compress_run: CompressR
     assert cancel.intent == "cancel_order" and "732201349959" in cancel.reply and not cancel.handoff
 
 
-def test_evaluate_reproduces_published_metrics(chat_compress_run: CompressRun,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_reproduces_published_metrics(
+    chat_compress_run: CompressRun, capsys: pytest.CaptureFixture[str]
+) -> None:
     for v in (1, 2):
         assert main(["evaluate", str(chat_compress_run.repo / MODEL / str(v))]) == 0
         assert "reproduced" in capsys.readouterr().out
 
 
-def test_report_command_lists_every_candidate(chat_compress_run: CompressRun, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_lists_every_candidate(
+    chat_compress_run: CompressRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", MODEL, "--repo", str(chat_compress_run.repo), "--out", str(tmp_path / "p.png")]) == 0
     text = capsys.readouterr().out
     assert f"| {TARGET} |" in text and "**selected**" in text and "ms@32" in text

@@ -51,14 +51,17 @@ def test_every_candidate_is_reported_with_size_latency_and_accuracy(ctr_compress
             assert c["gate"]["reason"]
 
 
-def test_evaluate_reproduces_published_metrics(ctr_compress_run: CompressRun, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_reproduces_published_metrics(
+    ctr_compress_run: CompressRun, capsys: pytest.CaptureFixture[str]
+) -> None:
     for v in (1, 2):
         assert main(["evaluate", str(ctr_compress_run.repo / MODEL / str(v))]) == 0
         assert "reproduced" in capsys.readouterr().out
 
 
-def test_report_command_writes_table_and_plot(ctr_compress_run: CompressRun, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_table_and_plot(
+    ctr_compress_run: CompressRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "plot.png"
     assert main(["report", MODEL, "--repo", str(ctr_compress_run.repo), "--out", str(out)]) == 0
     text = capsys.readouterr().out
@@ -66,8 +69,9 @@ def test_report_command_writes_table_and_plot(ctr_compress_run: CompressRun, tmp
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_detects_a_tampered_artifact(ctr_compress_run: CompressRun, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_detects_a_tampered_artifact(
+    ctr_compress_run: CompressRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     copy = tmp_path / "repo" / MODEL / "2"

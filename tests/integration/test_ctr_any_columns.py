@@ -32,6 +32,7 @@ def _config(tmp_path: Path, **data: Any) -> Path:
 
 def _toml(raw: dict[str, Any]) -> str:
     """A minimal TOML writer for the config's shapes (scalars, lists, inline tables, one level of tables)."""
+
     def value(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -42,9 +43,13 @@ def _toml(raw: dict[str, Any]) -> str:
         if isinstance(v, dict):
             return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return repr(v)
+
     top = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    tables = [f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
-              for k, v in raw.items() if isinstance(v, dict)]
+    tables = [
+        f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+        for k, v in raw.items()
+        if isinstance(v, dict)
+    ]
     return "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n"
 
 

@@ -18,7 +18,10 @@ CTR = "/v1/ads/ctr"
 
 
 def request_for(records: list[dict[str, Any]], context: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"context": context or {}, "candidates": [{"ad_id": f"ad-{i}", "features": r} for i, r in enumerate(records)]}
+    return {
+        "context": context or {},
+        "candidates": [{"ad_id": f"ad-{i}", "features": r} for i, r in enumerate(records)],
+    }
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from app.repository import list_versions, load_verified
 from compress.demo import ensure_demo_models
 
 
-def test_demo_without_data_builds_a_labelled_synthetic_ctr_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_demo_without_data_builds_a_labelled_synthetic_ctr_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -39,14 +40,17 @@ def test_demo_without_data_builds_a_labelled_synthetic_ctr_model(tmp_path: Path,
     assert ensure_demo_models(tmp_path / "repo") == []
 
 
-async def test_the_service_labels_a_synthetic_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_service_labels_a_synthetic_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Whoever serves the demo's fallback model is told, in the log and in the v2 metadata."""
     from tests.fixtures.asgi import running_app
     from tests.fixtures.ctr_model import publish_ctr_version
 
     def synthetic(m: Any) -> Any:
-        return m.model_copy(update={"lineage": m.lineage.model_copy(update={"split": {**m.lineage.split, "synthetic": True}})})
+        return m.model_copy(
+            update={"lineage": m.lineage.model_copy(update={"split": {**m.lineage.split, "synthetic": True}})}
+        )
 
     publish_ctr_version(tmp_path, seed=0)
     publish_ctr_version(tmp_path, seed=0, tweak=synthetic)

@@ -52,7 +52,10 @@ async def test_grpc_can_be_turned_off(ctr_repo: Path) -> None:
 async def test_request_bytes_that_do_not_parse_are_invalid_argument_with_a_code(ctr_repo: Path) -> None:
     bad_utf8 = b"\x12\x04\x0a\x02\xff\xfe"  # ScoreAdsRequest.candidates[0].ad_id = b"\xff\xfe": not UTF-8
     truncated = b"\x0a\x05ad"  # ModelInferRequest.model_name says 5 bytes, 2 follow
-    async with running_app(ctr_repo, grpc_port=0) as t, aio.insecure_channel(f"127.0.0.1:{t.app.state.grpc_port}") as channel:
+    async with (
+        running_app(ctr_repo, grpc_port=0) as t,
+        aio.insecure_channel(f"127.0.0.1:{t.app.state.grpc_port}") as channel,
+    ):
         for method, payload in [("/shopinfer.v1.TaskService/ScoreAds", bad_utf8),
                                 ("/inference.GRPCInferenceService/ModelInfer", truncated)]:  # fmt: skip
             call = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)

@@ -71,7 +71,9 @@ async def test_warmup_failure_leaves_v2_unavailable(ctr_repo: Path, ctr_artifact
         assert (await svc.client.post(CTR, json=ONE)).json()["version"] == 1
 
 
-async def test_drain_timeout_unloads_a_stuck_version_and_fails_its_queue(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
+async def test_drain_timeout_unloads_a_stuck_version_and_fails_its_queue(
+    ctr_repo: Path, ctr_artifacts_seed1: Path
+) -> None:
     """A batch that never finishes cannot keep the old version alive past ``drain_timeout_s``: queued work behind
     it gets a clean 503, the version is unloaded, and the stuck request, whose runtime is gone when its batch
     finally proceeds, gets a clean 503 too (not a 500)."""
@@ -103,7 +105,9 @@ async def test_drain_timeout_unloads_a_stuck_version_and_fails_its_queue(ctr_rep
 async def test_default_timeout_applies_without_a_header(ctr_repo: Path) -> None:
     gate = threading.Event()
     rt = GatedRuntime(infer_gate=gate)
-    async with running_app(ctr_repo, runtime_factory=lambda _m: rt, max_queue_delay_us=0, default_timeout_ms=100) as svc:
+    async with running_app(
+        ctr_repo, runtime_factory=lambda _m: rt, max_queue_delay_us=0, default_timeout_ms=100
+    ) as svc:
         gate.clear()
         rt.infer_entered.clear()
         blocker = asyncio.create_task(svc.client.post(CTR, json=ONE, headers={"timeout-ms": "60000"}))
@@ -126,8 +130,9 @@ async def test_batch_concurrency_runs_batches_side_by_side(ctr_repo: Path) -> No
             both_in.wait()  # only returns when a second batch runs at the same time
             return self.inner.infer(inputs)
 
-    async with running_app(ctr_repo, runtime_factory=lambda _m: Concurrent(), max_queue_delay_us=0,
-                           batch_concurrency=2, max_batch_rows=1) as svc:
+    async with running_app(
+        ctr_repo, runtime_factory=lambda _m: Concurrent(), max_queue_delay_us=0, batch_concurrency=2, max_batch_rows=1
+    ) as svc:
         a, b = await asyncio.gather(svc.client.post(CTR, json=ONE), svc.client.post(CTR, json=ONE))
         assert a.status_code == b.status_code == 200
         assert not both_in.broken

@@ -60,8 +60,13 @@ def _second_log(src: Path, dst: Path) -> Path:
     df = pd.read_parquet(src, columns=["CustomerID", "StockCode", "InvoiceDate", "Quantity"])
     df = df[(df["Quantity"] > 0) & df["CustomerID"].notna()]
     df = df[df["CustomerID"].astype(int) % 4 == 0]  # a quarter of the customers: a different, smaller shop
-    out = pd.DataFrame({"shopper": "s" + df["CustomerID"].astype(int).astype(str), "sku": df["StockCode"],
-                        "epoch": df["InvoiceDate"].astype("int64") // 10**9})
+    out = pd.DataFrame(
+        {
+            "shopper": "s" + df["CustomerID"].astype(int).astype(str),
+            "sku": df["StockCode"],
+            "epoch": df["InvoiceDate"].astype("int64") // 10**9,
+        }
+    )
     out.to_csv(dst, index=False)
     return dst
 
@@ -70,17 +75,26 @@ def test_a_differently_shaped_log_runs_by_config_alone(rec_config: RecConfig, tm
     from compress.pipeline import run
 
     log = _second_log(rec_config.data.resolved_path(), tmp_path / "shop.csv")
-    cfg = parse_config({
-        "model": {"name": "shop-rec", "task": "recommendation"},
-        "candidates": ["fp32", "table_int8"],
-        "data": {"path": str(log), "format": "csv", "user": "shopper", "item": "sku", "timestamp": "epoch",
-                 "timestamp_unit": "s"},
-        "split": {"test_days": 21, "validation_days": 21},
-        "train": {"epochs": 1, "dim": 16, "hidden": 16, "history_len": 16, "max_examples": 1000, "threads": 1},
-        "retrieval": {"top_k": 20, "shortlist": 20},
-        "latency": {"batch_sizes": [1, 32], "repeats": 5}, "engine": {"enabled": False},
-        "select": {"batch_size": 32, "min_compression": 1.0},
-    })
+    cfg = parse_config(
+        {
+            "model": {"name": "shop-rec", "task": "recommendation"},
+            "candidates": ["fp32", "table_int8"],
+            "data": {
+                "path": str(log),
+                "format": "csv",
+                "user": "shopper",
+                "item": "sku",
+                "timestamp": "epoch",
+                "timestamp_unit": "s",
+            },
+            "split": {"test_days": 21, "validation_days": 21},
+            "train": {"epochs": 1, "dim": 16, "hidden": 16, "history_len": 16, "max_examples": 1000, "threads": 1},
+            "retrieval": {"top_k": 20, "shortlist": 20},
+            "latency": {"batch_sizes": [1, 32], "repeats": 5},
+            "engine": {"enabled": False},
+            "select": {"batch_size": 32, "min_compression": 1.0},
+        }
+    )
     result = run(cfg, tmp_path / "repo", workdir=tmp_path / "work")
     assert result.selected is not None and result.selected.name == "table_int8"
     man = json.loads((tmp_path / "repo" / "shop-rec" / "2" / "manifest.json").read_text())
@@ -95,8 +109,16 @@ def test_training_rows_are_earlier_baskets_newest_first() -> None:
     from compress.rec.data import make_split
 
     day = pd.Timestamp("2011-01-01")
-    rows = [("A", "x", 0, "a1"), ("A", "y", 0, "a1"), ("A", "z", 2, "a2"), ("B", "y", 2, "b1"),
-            ("A", "x", 4, "a3"), ("A", "w", 4, "a3"), ("B", "z", 5, "b2"), ("C", "x", 9, "c1")]
+    rows = [
+        ("A", "x", 0, "a1"),
+        ("A", "y", 0, "a1"),
+        ("A", "z", 2, "a2"),
+        ("B", "y", 2, "b1"),
+        ("A", "x", 4, "a3"),
+        ("A", "w", 4, "a3"),
+        ("B", "z", 5, "b2"),
+        ("C", "x", 9, "c1"),
+    ]
     log = pd.DataFrame([{"user": u, "item": i, "ts": day + pd.Timedelta(days=d), "basket": b} for u, i, d, b in rows])
     split = make_split(log, {}, RecSplitSection(test_days=1, validation_days=1), history_len=3)
     ix = split.index

@@ -71,7 +71,12 @@ async def test_pinned_policy_ignores_newer_versions(ctr_repo: Path, ctr_artifact
         await until(lambda: svc.app.state.watcher.rescans >= rescans + 2, 10, "two rescans")
         assert await _versions_ready(svc) == [1]
         index = (await svc.client.post("/v2/repository/index")).json()
-        assert index[1] == {"name": "ad-ctr", "version": "2", "state": "UNAVAILABLE", "reason": "not selected by the version policy"}
+        assert index[1] == {
+            "name": "ad-ctr",
+            "version": "2",
+            "state": "UNAVAILABLE",
+            "reason": "not selected by the version policy",
+        }
         r = await svc.client.post(CTR, json={**ONE, "model_version": 2})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
 

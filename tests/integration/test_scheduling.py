@@ -56,7 +56,11 @@ async def test_expired_request_is_504_and_never_runs(ctr_repo: Path) -> None:
         blocker = asyncio.create_task(svc.client.post(CTR, json=one_row(raw_records(1)[0])))
         await asyncio.to_thread(rt.infer_entered.wait, 10)
         records = raw_records(7)
-        r = await svc.client.post(CTR, json={"candidates": [{"ad_id": str(i), "features": x} for i, x in enumerate(records)]}, headers={"timeout-ms": "50"})
+        r = await svc.client.post(
+            CTR,
+            json={"candidates": [{"ad_id": str(i), "features": x} for i, x in enumerate(records)]},
+            headers={"timeout-ms": "50"},
+        )
         assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
         gate.set()
         assert (await blocker).status_code == 200
@@ -74,8 +78,12 @@ async def test_queue_full_is_503_with_retry_after(ctr_repo: Path) -> None:
         records = raw_records(8)
         blocker = asyncio.create_task(svc.client.post(CTR, json=one_row(records[0])))
         await asyncio.to_thread(rt.infer_entered.wait, 10)
-        queued = asyncio.create_task(svc.client.post(CTR, json={"candidates": [{"ad_id": str(i), "features": x} for i, x in enumerate(records)]}))
-        await until(lambda: svc.app.state.service.registry.resolve("ad-ctr").batcher.queued_rows == 8, 10, "8 queued rows")
+        queued = asyncio.create_task(
+            svc.client.post(CTR, json={"candidates": [{"ad_id": str(i), "features": x} for i, x in enumerate(records)]})
+        )
+        await until(
+            lambda: svc.app.state.service.registry.resolve("ad-ctr").batcher.queued_rows == 8, 10, "8 queued rows"
+        )
         r = await svc.client.post(CTR, json={"candidates": [{"ad_id": "x", "features": records[0]}] * 3})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["code"] == "overloaded"

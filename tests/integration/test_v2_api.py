@@ -32,7 +32,12 @@ def json_request(x: dict[str, np.ndarray], **extra: Any) -> dict[str, Any]:
     return {
         "inputs": [
             {"name": "dense", "datatype": "FP32", "shape": list(x["dense"].shape), "data": x["dense"].tolist()},
-            {"name": "sparse", "datatype": "INT64", "shape": list(x["sparse"].shape), "data": x["sparse"].ravel().tolist()},
+            {
+                "name": "sparse",
+                "datatype": "INT64",
+                "shape": list(x["sparse"].shape),
+                "data": x["sparse"].ravel().tolist(),
+            },
         ],
         **extra,
     }

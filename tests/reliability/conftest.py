@@ -85,8 +85,17 @@ class WrkResult:
         return self.n(status) / self.duration_s
 
 
-def run_wrk(url: str, body: Any, tmp: Path, *, connections: int, seconds: float, timeout_ms: str = "",
-            threads: int = 2, pace_ms: float = 0) -> WrkResult:
+def run_wrk(
+    url: str,
+    body: Any,
+    tmp: Path,
+    *,
+    connections: int,
+    seconds: float,
+    timeout_ms: str = "",
+    threads: int = 2,
+    pace_ms: float = 0,
+) -> WrkResult:
     """``wrk`` POSTing ``body`` to ``url``; latencies are split by status (admitted vs refused)."""
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -94,10 +103,24 @@ def run_wrk(url: str, body: Any, tmp: Path, *, connections: int, seconds: float,
     body_file, out = tmp / f"body-{os.getpid()}.json", tmp / "wrk-out.json"
     body_file.write_text(json.dumps(body))
     out.unlink(missing_ok=True)
-    args = [wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s",
-            "-s", str(WRK_SCRIPT), url, "--", str(body_file), timeout_ms, str(int(pace_ms))]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60,
-                          env={**os.environ, "OVERLOAD_OUT": str(out)})
+    args = [
+        wrk,
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{round(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(body_file),
+        timeout_ms,
+        str(int(pace_ms)),
+    ]
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "OVERLOAD_OUT": str(out)}
+    )
     assert proc.returncode == 0 and out.is_file(), proc.stderr + proc.stdout
     doc = json.loads(out.read_text())
     status = {int(k): v for k, v in doc["status"].items()}
@@ -117,8 +140,19 @@ class RestartableRedis:
 
     def start(self) -> None:
         binary = shutil.which("redis-server") or "redis-server"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.dir)]
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: _redis_ping(self.port), 10, f"redis-server on port {self.port}")
 
@@ -152,11 +186,14 @@ def lua_post(tmp: Path, body: Any, headers: dict[str, str]) -> Path:
     """A minimal wrk script that POSTs ``body`` with ``headers`` (for plain wrk runs)."""
     script = tmp / "post.lua"
     hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         wrk.method = "POST"
         wrk.body = [[{json.dumps(body)}]]
         wrk.headers["content-type"] = "application/json"
-        """) + hdrs)
+        """)
+        + hdrs
+    )
     return script
 
 

@@ -61,24 +61,28 @@ def test_odd_numerals_are_400_everywhere(repo: Path, start_server: ServerFactory
         r = server.post(f"/v2/models/ad-ctr/versions/{version}/infer", json=v2_body([[2] * 26]))
         assert r.status_code == 400 and r.json()["code"] == "invalid_version", (version, r.text)
     assert server.get("/v2/models/ad-ctr/versions/1").status_code == 200
-    r = server.post("/v2/models/ad-ctr/infer", content=json.dumps(v2_body([[2] * 26])),
-                    headers={"inference-header-content-length": "²".encode()})
+    r = server.post(
+        "/v2/models/ad-ctr/infer",
+        content=json.dumps(v2_body([[2] * 26])),
+        headers={"inference-header-content-length": "²".encode()},
+    )
     assert r.status_code == 400 and r.json()["code"] == "invalid_header"
     assert metric(server, "inference_requests_total", code="internal") == 0
 
 
 def test_405_has_allow(repo: Path, start_server: ServerFactory) -> None:
     server = start(start_server, repo)
-    for method, path, allowed in (("GET", "/v1/ads/ctr", "POST"), ("DELETE", "/v2/health/live", "GET"),
-                                  ("PUT", "/v2/models/ad-ctr/infer", "POST")):
+    for method, path, allowed in (
+        ("GET", "/v1/ads/ctr", "POST"),
+        ("DELETE", "/v2/health/live", "GET"),
+        ("PUT", "/v2/models/ad-ctr/infer", "POST"),
+    ):
         r = httpx.request(method, server.url + path, timeout=10)
         assert r.status_code == 405, (method, path, r.text)
         assert allowed in r.headers["allow"], r.headers
 
 
-def test_index_hides_host_paths_and_failed_versions_are_not_rehashed(
-    repo: Path, start_server: ServerFactory
-) -> None:
+def test_index_hides_host_paths_and_failed_versions_are_not_rehashed(repo: Path, start_server: ServerFactory) -> None:
     publish_ctr_version(repo, seed=0, corrupt=True)  # version 2 fails sha256
     odd = repo / "ad-ctr" / "²"  # not a version: must neither crash the rescan nor be served as 2
     odd.mkdir()

@@ -22,8 +22,12 @@ def test_short_deadlines_under_load_leave_the_batcher_working(
     server = start(start_server, repo)
     ready(server)
     script = lua_post(tmp_path, ctr_body(1), {"timeout-ms": "20"})
-    out = subprocess.run([wrk, "-t2", "-c64", "-d4s", "-s", str(script), server.url + "/v1/ads/ctr"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [wrk, "-t2", "-c64", "-d4s", "-s", str(script), server.url + "/v1/ads/ctr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     # the race fired: some requests expired (504) while others ran
     assert metric(server, "inference_requests_total", code="deadline_exceeded") > 0

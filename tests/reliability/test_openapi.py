@@ -16,7 +16,10 @@ MAX_EXAMPLES = 15  # per operation: bounded CI time
 
 def refs(node: Any) -> list[str]:
     if isinstance(node, dict):
-        return [*([node["$ref"]] if isinstance(node.get("$ref"), str) else []), *(r for v in node.values() for r in refs(v))]
+        return [
+            *([node["$ref"]] if isinstance(node.get("$ref"), str) else []),
+            *(r for v in node.values() for r in refs(v)),
+        ]
     if isinstance(node, list):
         return [r for v in node for r in refs(v)]
     return []
@@ -55,8 +58,13 @@ def test_openapi_is_complete_and_fuzzes_clean(repo: Path, start_server: ServerFa
         label = operation.label
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         def run(case: Any) -> None:
             nonlocal cases
             cases += 1

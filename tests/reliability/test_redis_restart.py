@@ -30,14 +30,20 @@ async def test_watcher_survives_a_redis_restart(
         traffic = Traffic(client, workers=4, max_s=60)
         traffic.start()
         redis.kill()
-        await asyncio.to_thread(wait_until, lambda: "redis notices unavailable" in server.log.read_text(), 20,
-                                "the watcher to notice Redis is gone")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: "redis notices unavailable" in server.log.read_text(),
+            20,
+            "the watcher to notice Redis is gone",
+        )
         redis.start()
         await asyncio.to_thread(wait_until, lambda: subscribers(redis) == 1, 30, "the watcher to resubscribe")
         version = publish_ctr_version(repo, seed=0)
         redis.command("PUBLISH", "model-published", f"ad-ctr/{version}")
         await asyncio.to_thread(
-            wait_until, lambda: httpx.get(server.url + "/v2/models/ad-ctr").json()["versions"] == [str(version)], 30,
+            wait_until,
+            lambda: httpx.get(server.url + "/v2/models/ad-ctr").json()["versions"] == [str(version)],
+            30,
             f"version {version} to be served after the notice",
         )
         await traffic.stop()

@@ -26,8 +26,9 @@ async def test_sigterm_drains_in_flight_requests(repo: Path, start_server: Serve
         assert metric(server, "inference_queue_rows", model="ad-ctr") == 80
         server.proc.send_signal(signal.SIGTERM)
         after: list[str] = []
-        async with httpx.AsyncClient(base_url=server.url, timeout=30,
-                                     limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        ) as fresh:
             while server.proc.poll() is None and len(after) < 200:
                 try:
                     r = await fresh.post("/v1/ads/ctr", json=body)

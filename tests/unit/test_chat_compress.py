@@ -26,8 +26,9 @@ def test_chat_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     text = CHAT.read_text()
     cases = {
         text.replace("[distill]\n", "[distill]\nlayerz = 2\n"): "distill.layerz: unknown key",
-        text.replace('oos_intents = ["check_cancellation_fee", "newsletter_subscription", "review"]', ""):
-            "data: Value error, name the out-of-scope data: data.oos_intents",
+        text.replace(
+            'oos_intents = ["check_cancellation_fee", "newsletter_subscription", "review"]', ""
+        ): "data: Value error, name the out-of-scope data: data.oos_intents",
         text.replace("target_coverage = 0.95", "target_coverage = 1.5"): "reply.target_coverage",
     }
     for body, expected in cases.items():
@@ -45,9 +46,19 @@ def test_missing_chat_data_folder_is_one_error_line(tmp_path: Path, capsys: pyte
 
 
 def test_split_holds_whole_intents_out_and_is_seeded() -> None:
-    cfg = parse_config({"model": {"name": "c", "task": "chat_intent"}, "candidates": ["fp32"],
-                        "data": {"path": "/x", "oos_intents": ["c"], "max_train_per_intent": 10,
-                                 "max_eval_per_intent": 5, "max_oos_per_intent": 5}})
+    cfg = parse_config(
+        {
+            "model": {"name": "c", "task": "chat_intent"},
+            "candidates": ["fp32"],
+            "data": {
+                "path": "/x",
+                "oos_intents": ["c"],
+                "max_train_per_intent": 10,
+                "max_eval_per_intent": 5,
+                "max_oos_per_intent": 5,
+            },
+        }
+    )
     assert isinstance(cfg, ChatConfig)
     utts = [(f"{intent} text {i}", intent) for intent in "abc" for i in range(40)]
     one = split_utterances(utts, cfg.data, SplitSection(seed=1, train=0.5, validation=0.25, test=0.25))
@@ -71,15 +82,23 @@ def test_intent_metrics() -> None:
 
 
 def test_templates_replace_the_pairs_literal_entity_values() -> None:
-    bill = Pair("see my bill #00108", "check_invoice", "Your bill #00108 is ready.\r\nFeel free to ask.",
-                "invoice_id", "#00108")
+    bill = Pair(
+        "see my bill #00108", "check_invoice", "Your bill #00108 is ready.\r\nFeel free to ask.", "invoice_id", "#00108"
+    )
     assert templatize(bill) == "Your bill {{Invoice Number}} is ready.\nFeel free to ask."
-    acct = Pair("open a free account", "create_account",
-                'Feel free to open a free account: pick "free" and {{Website Name}}.', "account_type", "free")
+    acct = Pair(
+        "open a free account",
+        "create_account",
+        'Feel free to open a free account: pick "free" and {{Website Name}}.',
+        "account_type",
+        "free",
+    )
     assert templatize(acct) == (
-        'Feel free to open a {{Account Type}} account: pick {{Account Type}} and {{Website Name}}.')
-    order = Pair("cancel order 00004587345", "cancel_order", "Order 4587345 ({{4587345}}) is cancelled.",
-                 "order_id", "4587345")
+        "Feel free to open a {{Account Type}} account: pick {{Account Type}} and {{Website Name}}."
+    )
+    order = Pair(
+        "cancel order 00004587345", "cancel_order", "Order 4587345 ({{4587345}}) is cancelled.", "order_id", "4587345"
+    )
     assert templatize(order) == "Order {{Order Number}} ({{Order Number}}) is cancelled."
     assert gazetteer([acct, bill]) == {"account_type": ["free"]}
 
@@ -104,8 +123,14 @@ def test_double_labels_are_dropped_counted_or_kept_by_majority() -> None:
     from compress.chat.data import resolve_labels
     from compress.errors import DataError
 
-    rows = [("Cancel it", "cancel", ""), ("cancel  IT", "cancel", ""), ("cancel it", "refund", ""),
-            ("where is it", "track", ""), ("Where is it", "refund", ""), ("hi", "greet", "")]
+    rows = [
+        ("Cancel it", "cancel", ""),
+        ("cancel  IT", "cancel", ""),
+        ("cancel it", "refund", ""),
+        ("where is it", "track", ""),
+        ("Where is it", "refund", ""),
+        ("hi", "greet", ""),
+    ]
     dropped, report = resolve_labels(rows, "drop")
     assert dropped == [("hi", "greet", "")] and report["dropped"] == 2 and report["kept_majority"] == 0
     majority, report = resolve_labels(rows, "majority")  # 2 x cancel beat 1 x refund; track/refund is a tie
@@ -129,8 +154,10 @@ def test_every_format_reads_the_same_records(tmp_path: Path, fmt: str) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         sep = "," if fmt == "csv" else "\t"
-        path.write_text(f"text{sep}label\n" + "".join(
-            (f'"{r["text"]}"' if fmt == "csv" else r["text"]) + f"{sep}{r['label']}\n" for r in rows))
+        path.write_text(
+            f"text{sep}label\n"
+            + "".join((f'"{r["text"]}"' if fmt == "csv" else r["text"]) + f"{sep}{r['label']}\n" for r in rows)
+        )
     assert read_records(path, "auto", ["text", "label"]) == rows
     with pytest.raises(DataError, match=r"columns \['utterance'\] are missing"):
         read_records(path, "auto", ["utterance"])

@@ -12,11 +12,19 @@ import pytest
 
 from app.tasks.chat_replies import compose_reply, drop_redundant_facts, fill_placeholders, small_talk
 
-COMPANY = {"Website Name": "our website", "Customer Support Phone Number": "our customer support line",
-           "Customer Support Availability": "during business hours", "Live Chat": "Live Chat"}  # chatbot.toml's
+COMPANY = {
+    "Website Name": "our website",
+    "Customer Support Phone Number": "our customer support line",
+    "Customer Support Availability": "during business hours",
+    "Live Chat": "Live Chat",
+}  # chatbot.toml's
 HANDOFF = "I'll hand you to a human agent."
-PAIRS = Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data")) / "chatbot" / \
-    "bitext" / "bitext_customer_support_llm_training_v1.csv"
+PAIRS = (
+    Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    / "chatbot"
+    / "bitext"
+    / "bitext_customer_support_llm_training_v1.csv"
+)
 
 
 def test_a_descriptive_fact_is_not_repeated_after_a_phrase_that_already_says_it() -> None:
@@ -29,7 +37,10 @@ def test_a_descriptive_fact_is_not_repeated_after_a_phrase_that_already_says_it(
     real = {**COMPANY, "Customer Support Phone Number": "+1 555 0100"}  # a real number adds information: kept
     tpl = "Call our hotline at {{Customer Support Phone Number}}."
     assert fill_placeholders(tpl, "hi", real)[0] == "Call our hotline at +1 555 0100."
-    assert drop_redundant_facts("see {{Order History}} at {{Website Name}}", {}) == "see {{Order History}} at {{Website Name}}"
+    assert (
+        drop_redundant_facts("see {{Order History}} at {{Website Name}}", {})
+        == "see {{Order History}} at {{Website Name}}"
+    )
 
 
 @pytest.mark.skipif(not PAIRS.is_file(), reason=f"Bitext pairs not found at {PAIRS} (set DATA_DIR)")
@@ -43,14 +54,29 @@ def test_no_bitext_reply_says_the_support_line_twice() -> None:
     assert sum("our customer support line" in t for t in filled) > 1000  # the fact is still filled in elsewhere
 
 
-@pytest.mark.parametrize(("message", "kind"), [
-    ("hello", "greeting"), ("Hi there!", "greeting"), ("good morning :)", "greeting"), ("thanks a lot", "thanks"),
-    ("Thank you so much!", "thanks"), ("bye", "goodbye"), ("have a nice day", "goodbye"),
-])
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("hello", "greeting"),
+        ("Hi there!", "greeting"),
+        ("good morning :)", "greeting"),
+        ("thanks a lot", "thanks"),
+        ("Thank you so much!", "thanks"),
+        ("bye", "goodbye"),
+        ("have a nice day", "goodbye"),
+    ],
+)
 def test_small_talk_is_answered_not_handed_off(message: str, kind: str) -> None:
     assert small_talk(message) is not None and small_talk(message)[0] == kind  # type: ignore[index]
-    a = compose_reply(message, "contact_human_agent", 0.50, threshold=0.8, template=None, handoff_reply=HANDOFF,
-                      handoff_intents=["contact_human_agent"])
+    a = compose_reply(
+        message,
+        "contact_human_agent",
+        0.50,
+        threshold=0.8,
+        template=None,
+        handoff_reply=HANDOFF,
+        handoff_intents=["contact_human_agent"],
+    )
     assert not a.handoff and a.kind == "small_talk" and a.reply and a.reply != HANDOFF
 
 
@@ -62,8 +88,15 @@ def test_a_greeting_with_a_request_is_not_small_talk() -> None:
 def test_handoff_answers_carry_the_handoff_message() -> None:
     tpl = "You can check {{Order History}} on {{Website Name}} yourself."
     low = compose_reply("cancel it", "cancel_order", 0.3, threshold=0.5, template=tpl, handoff_reply=HANDOFF)
-    agent = compose_reply("I need a person", "contact_human_agent", 0.99, threshold=0.5, template=tpl,
-                          handoff_reply=HANDOFF, handoff_intents=["contact_human_agent"])
+    agent = compose_reply(
+        "I need a person",
+        "contact_human_agent",
+        0.99,
+        threshold=0.5,
+        template=tpl,
+        handoff_reply=HANDOFF,
+        handoff_intents=["contact_human_agent"],
+    )
     for a in (low, agent):
         assert a.handoff and a.reply == HANDOFF and a.kind == "handoff"
     none = compose_reply("x", "cancel_order", 0.9, threshold=0.5, template=None, handoff_reply=HANDOFF)
@@ -72,9 +105,11 @@ def test_handoff_answers_carry_the_handoff_message() -> None:
 
 def test_retrieved_reply_is_filled_and_a_version_without_responses_answers_intent_only() -> None:
     tpl = "Order {{Order Number}} is cancelled."
-    a = compose_reply("cancel order 732201349959", "cancel_order", 0.9, threshold=0.5, template=tpl,
-                      handoff_reply=HANDOFF)
+    a = compose_reply(
+        "cancel order 732201349959", "cancel_order", 0.9, threshold=0.5, template=tpl, handoff_reply=HANDOFF
+    )
     assert (a.reply, a.handoff, a.kind, a.missing) == ("Order 732201349959 is cancelled.", False, "retrieved", ())
-    b = compose_reply("cancel my order", "cancel_order", 0.9, threshold=0.5, template=None, handoff_reply=HANDOFF,
-                      has_replies=False)
+    b = compose_reply(
+        "cancel my order", "cancel_order", 0.9, threshold=0.5, template=None, handoff_reply=HANDOFF, has_replies=False
+    )
     assert (b.reply, b.handoff, b.kind) == (None, False, "intent_only")

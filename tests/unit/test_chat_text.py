@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.chat import (ChatPostprocessor, ChatState, ChatTokenizer, MessageError, length_buckets, oos_scores,
-                            pad_batch, truncate_ids, validate_message)
+from app.tasks.chat import (
+    ChatPostprocessor,
+    ChatState,
+    ChatTokenizer,
+    MessageError,
+    length_buckets,
+    oos_scores,
+    pad_batch,
+    truncate_ids,
+    validate_message,
+)
 from app.tasks.chat_replies import ReplyIndex, extract_entities, fill_placeholders
 
 
@@ -44,8 +53,10 @@ def test_truncation_keeps_cls_and_sep_or_refuses() -> None:
 
 
 # ---- validation ----
-@pytest.mark.parametrize(("text", "code"), [("", "empty"), ("   \n\t", "empty"), (None, "not_text"), (42, "not_text"),
-                                            ("x" * 1001, "too_long")])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("", "empty"), ("   \n\t", "empty"), (None, "not_text"), (42, "not_text"), ("x" * 1001, "too_long")],
+)
 def test_invalid_messages_raise_a_clear_error(text: object, code: str) -> None:
     with pytest.raises(MessageError) as e:
         validate_message(text, max_chars=1000)
@@ -79,7 +90,9 @@ def test_entities_are_extracted_from_the_message() -> None:
     assert found["order_number"] == "732201349959" and found["invoice_number"] == "#00108"
     assert found["person_name"] == "Mr. Smith" and found["refund_amount"] == "$45.50"
     assert extract_entities("open a gold account for delivery to toronto", gaz) == {
-        "account_type": "Gold", "delivery_city": "toronto"}
+        "account_type": "Gold",
+        "delivery_city": "toronto",
+    }
     assert extract_entities("where is my order?") == {}
 
 
@@ -91,8 +104,11 @@ def test_placeholders_filled_from_the_message() -> None:
 
 def test_missing_entity_becomes_a_prompt_back_to_the_customer() -> None:
     text, missing = fill_placeholders("Your order {{Order Number}} for {{Refund Amount}}.", "where is my order?")
-    assert "[your order number]" in text and "[the amount to refund]" in text and missing == (
-        "order_number", "refund_amount")
+    assert (
+        "[your order number]" in text
+        and "[the amount to refund]" in text
+        and missing == ("order_number", "refund_amount")
+    )
     assert text.endswith("Could you tell me your order number and the amount to refund?")
 
 
@@ -106,10 +122,15 @@ def test_company_defaults_read_naturally() -> None:
 def _post(threshold: float = 0.6) -> ChatPostprocessor:
     intents = ["cancel_order", "track_order", "contact_human_agent"]
     emb = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 1, 0], [0, 0, 1]], np.float32)
-    index = ReplyIndex(emb, np.array([0, 0, 1, 2]), intents,
-                       ["cancel A {{Order Number}}", "cancel B", "track C {{Order Number}}", "agent D"])
-    state = ChatState(intents=intents, threshold=threshold, handoff_reply="HANDOFF",
-                      handoff_intents=["contact_human_agent"])
+    index = ReplyIndex(
+        emb,
+        np.array([0, 0, 1, 2]),
+        intents,
+        ["cancel A {{Order Number}}", "cancel B", "track C {{Order Number}}", "agent D"],
+    )
+    state = ChatState(
+        intents=intents, threshold=threshold, handoff_reply="HANDOFF", handoff_intents=["contact_human_agent"]
+    )
     return ChatPostprocessor(state, index)
 
 

@@ -42,7 +42,10 @@ def test_retry_after_and_auth_headers() -> None:
 
 
 def test_body_shapes() -> None:
-    assert json.loads(error_body("/v2/models/m/infer", "invalid_input", "bad")) == {"error": "bad", "code": "invalid_input"}
+    assert json.loads(error_body("/v2/models/m/infer", "invalid_input", "bad")) == {
+        "error": "bad",
+        "code": "invalid_input",
+    }
     assert json.loads(error_body("/v2", "not_found", "m")) == {"error": "m", "code": "not_found"}
     assert json.loads(error_body("/v1/ads/ctr", "invalid_feature", "bad")) == {
         "error": {"code": "invalid_feature", "message": "bad"}

@@ -21,7 +21,9 @@ def test_events_from_another_process_are_seen_newest_first_and_capped(tmp_path: 
     child.join(30)
     assert child.exitcode == 0
     assert here.histories(["u1", "nobody"]) == [
-        [Event("from-child", "purchase"), Event("i2", "cart"), Event("i1", "view")], []]
+        [Event("from-child", "purchase"), Event("i2", "cart"), Event("i1", "view")],
+        [],
+    ]
     here.append("u1", [Event("i5", "view")])
     assert [e.item_id for e in here.histories(["u1"])[0]] == ["i5", "from-child", "i2"]  # capped at 3
 

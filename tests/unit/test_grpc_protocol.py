@@ -93,7 +93,10 @@ def test_infer_request_decodes_both_content_kinds_to_the_same_arrays(raw: bool) 
         (lambda r: r.raw_input_contents.__setitem__(0, b"x" * 5), "raw bytes do not match shape"),
         (lambda r: setattr(r.inputs[0], "datatype", "BYTES"), "BYTES tensors are not supported"),
         (lambda r: setattr(r.inputs[0], "datatype", "FP8"), "unknown datatype"),
-        (lambda r: r.inputs.add(name="dense", datatype="FP32", shape=[0]) and r.raw_input_contents.append(b""), "given twice"),
+        (
+            lambda r: r.inputs.add(name="dense", datatype="FP32", shape=[0]) and r.raw_input_contents.append(b""),
+            "given twice",
+        ),
     ],
 )
 def test_malformed_raw_requests_are_invalid_input(mutate: object, message: str) -> None:
@@ -181,8 +184,11 @@ def test_task_messages_become_the_rest_request_dicts() -> None:
                                                                    float_keys=[2], float_values=[0.5]))  # fmt: skip
     compact.candidates.add(ad_id="b")
     assert score_ads_request(compact) == score_ads_request(msg)  # both forms mean the same request
-    rest = {"context": {"I1": 3}, "model_version": 2,
-            "candidates": [{"ad_id": "a", "features": {"C1": "68fd1e64", "I2": 0.5}}, {"ad_id": "b", "features": {}}]}
+    rest = {
+        "context": {"I1": 3},
+        "model_version": 2,
+        "candidates": [{"ad_id": "a", "features": {"C1": "68fd1e64", "I2": 0.5}}, {"ad_id": "b", "features": {}}],
+    }
     assert score_ads_request(encode_score_ads(rest)) == rest  # the client helper round-trips a REST body
     mixed = tasks_pb2.Features(int_keys=[0], int_values=[-7], strings={"C2": "x"})
     assert features(mixed, names) == {"I1": -7, "C2": "x"}
@@ -220,7 +226,9 @@ def test_recommend_and_event_messages_keep_the_rest_semantics_of_unset_fields() 
     req = validate(RecommendRequest, recommend_request(tasks_pb2.RecommendRequest(user_id="12347")))
     assert (req.user_id, req.history, req.k) == ("12347", None, 10)  # type: ignore[attr-defined]
     for doc in ({"user_id": "u1", "k": 3, "exclude": ["a"], "exclude_purchased": True}, {"history": [], "k": 1}):
-        assert validate(RecommendRequest, recommend_request(encode_recommend(doc))) == RecommendRequest.model_validate(doc)
+        assert validate(RecommendRequest, recommend_request(encode_recommend(doc))) == RecommendRequest.model_validate(
+            doc
+        )
     for bad, where in [(tasks_pb2.RecommendRequest(user_id="u", k=0), "k"),  # set to 0: refused, not the default
                        (tasks_pb2.RecommendRequest(user_id=""), "user_id")]:  # fmt: skip
         with pytest.raises(InvalidInput, match=f"^{where}:") as err:

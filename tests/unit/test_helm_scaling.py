@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(HELM is None, reason="helm not installed (bash .
 
 
 def render(*args: str) -> dict[str, dict[str, Any]]:
-    out = subprocess.run([HELM or "helm", "template", "t", str(CHART), *args], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [HELM or "helm", "template", "t", str(CHART), *args], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     return {d["kind"]: d for d in docs}
@@ -57,7 +59,10 @@ def test_schema_check_catches_a_wrong_field() -> None:
 def test_defaults_autoscale_on_cpu_keep_one_pod_up_and_drain_within_the_grace_period() -> None:
     objs = render()
     hpa = objs["HorizontalPodAutoscaler"]
-    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["scaleTargetRef"]["name"] == objs["Deployment"]["metadata"]["name"]
+    assert (
+        hpa["apiVersion"] == "autoscaling/v2"
+        and hpa["spec"]["scaleTargetRef"]["name"] == objs["Deployment"]["metadata"]["name"]
+    )
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]
     assert "replicas" not in objs["Deployment"]["spec"]  # the HPA owns the replica count
     assert objs["PodDisruptionBudget"]["spec"]["selector"] == objs["Deployment"]["spec"]["selector"]
@@ -89,7 +94,10 @@ def test_redis_url_value_goes_through_a_secret_not_the_configmap() -> None:
     objs = render("--set", "redisUrl=redis://:pw@redis:6379/0")
     assert objs["Secret"]["stringData"]["url"] == "redis://:pw@redis:6379/0"
     assert "REDIS_URL" not in objs["ConfigMap"]["data"]
-    assert {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": objs["Secret"]["metadata"]["name"], "key": "url"}}} in container(objs)["env"]
+    assert {
+        "name": "REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": objs["Secret"]["metadata"]["name"], "key": "url"}},
+    } in container(objs)["env"]
 
 
 def test_publisher_runs_compress_into_the_shared_volume_and_is_never_selected_as_a_serving_pod() -> None:

@@ -26,5 +26,7 @@ def test_runtime_and_batching_do_not_import_onnxruntime() -> None:
 
 
 def test_building_the_app_does_not_import_onnxruntime() -> None:
-    loaded = _imported_after("from app.main import create_app\nfrom app.settings import Settings\ncreate_app(Settings())")
+    loaded = _imported_after(
+        "from app.main import create_app\nfrom app.settings import Settings\ncreate_app(Settings())"
+    )
     assert loaded["fastapi"] and not loaded["onnxruntime"], loaded

@@ -21,13 +21,18 @@ def make_manifest(d: Path, version: int, name: str = "m") -> Manifest:
     (d / "model.onnx").write_bytes(b"not really onnx " + str(version).encode())
     (d / "pre.json").write_text("{}")
     return Manifest(
-        name=name, version=version, task="generic", created_at=datetime.now(UTC),
+        name=name,
+        version=version,
+        task="generic",
+        created_at=datetime.now(UTC),
         inputs=[TensorSpec(name="x", dtype="FP32", shape=[-1, 3])],
         outputs=[TensorSpec(name="y", dtype="FP32", shape=[-1, 1])],
         artifacts=[Artifact(format="onnx", precision="fp32", **file_info(d, "model.onnx"))],
         aux_files=[AuxFile(role="preprocess", **file_info(d, "pre.json"))],
         metrics={"candidate": {"auc": 0.7}, "fp32": {"auc": 0.7}},
-        gate=Gate(passed=True, rule="r", numbers={}), recipe={}, lineage=Lineage(code_version="test"),
+        gate=Gate(passed=True, rule="r", numbers={}),
+        recipe={},
+        lineage=Lineage(code_version="test"),
         candidate="fp32",
     )
 

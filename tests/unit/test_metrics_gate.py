@@ -10,8 +10,10 @@ from compress.config import GateRule
 from compress.gate import check, margin
 from compress.metrics import logloss, roc_auc
 
-RULES = [GateRule(metric="auc", kind="min_ratio", value=0.999),
-         GateRule(metric="logloss", kind="max_rel_increase", value=0.005)]
+RULES = [
+    GateRule(metric="auc", kind="min_ratio", value=0.999),
+    GateRule(metric="logloss", kind="max_rel_increase", value=0.005),
+]
 
 
 @pytest.mark.parametrize("ties", [False, True])

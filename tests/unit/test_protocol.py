@@ -101,7 +101,13 @@ def test_malformed_binary_requests() -> None:
 
 @pytest.mark.parametrize(
     ("params", "priority"),
-    [({"priority": "high"}, "HIGH"), ({"priority": 1}, "HIGH"), ({"priority": 2}, "LOW"), ({"priority": 0}, "LOW"), ({}, "LOW")],
+    [
+        ({"priority": "high"}, "HIGH"),
+        ({"priority": 1}, "HIGH"),
+        ({"priority": 2}, "LOW"),
+        ({"priority": 0}, "LOW"),
+        ({}, "LOW"),
+    ],
 )
 def test_kserve_priority_parameter(params: dict[str, object], priority: str) -> None:
     from app.service import RequestOptions, _with_parameters

@@ -15,16 +15,31 @@ H100_TRT10 = HostCapabilities(("CUDAExecutionProvider", "CPUExecutionProvider"),
 
 
 def _artifact(fmt: str, path: str, cc: str | None = None, trt: str | None = None) -> Artifact:
-    return Artifact(path=path, format=fmt, precision="int8-qdq", sha256="0" * 64, bytes=10,  # type: ignore[arg-type]
-                    compute_capability=cc, tensorrt_version=trt)
+    return Artifact(
+        path=path,
+        format=fmt,
+        precision="int8-qdq",
+        sha256="0" * 64,
+        bytes=10,  # type: ignore[arg-type]
+        compute_capability=cc,
+        tensorrt_version=trt,
+    )
 
 
 def _manifest(*artifacts: Artifact) -> Manifest:
     return Manifest(
-        name="m", version=1, task="generic", created_at=datetime.now(UTC),
-        inputs=[TensorSpec(name="x", dtype="FP32", shape=[-1, 4])], outputs=[TensorSpec(name="y", dtype="FP32", shape=[-1, 1])],
-        artifacts=list(artifacts), metrics={}, gate=Gate(passed=True, rule="r", numbers={}), recipe={},
-        lineage=Lineage(code_version="t"), candidate="c",
+        name="m",
+        version=1,
+        task="generic",
+        created_at=datetime.now(UTC),
+        inputs=[TensorSpec(name="x", dtype="FP32", shape=[-1, 4])],
+        outputs=[TensorSpec(name="y", dtype="FP32", shape=[-1, 1])],
+        artifacts=list(artifacts),
+        metrics={},
+        gate=Gate(passed=True, rule="r", numbers={}),
+        recipe={},
+        lineage=Lineage(code_version="t"),
+        candidate="c",
     )
 
 

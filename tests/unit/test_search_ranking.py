@@ -61,7 +61,7 @@ def test_pair_layout_and_limits() -> None:
     (p,), (p_cut,) = enc.products(["cotton dish towel set of four, lemon print, made in india, 18 x 28 inch"])
     ids, cut = enc.pair(q, p)
     assert not q_cut and p_cut and cut and len(ids) == 16
-    assert ids[0] == CLS_ID and ids[len(q) + 1] == SEP_ID and ids[-1] == SEP_ID and ids[1:len(q) + 1] == q
+    assert ids[0] == CLS_ID and ids[len(q) + 1] == SEP_ID and ids[-1] == SEP_ID and ids[1 : len(q) + 1] == q
     (long_q,), (long_cut,) = enc.queries(["very long query with many words indeed"])
     assert long_cut and len(long_q) == 4
     with pytest.raises(ValueError):

@@ -16,16 +16,25 @@ from compress.selection import TIE_BREAK, select
 def cand(name: str, size: int, ms: float, spread: float = 0.01, status: str = "passed") -> Candidate:
     """A measured candidate: median ``ms`` at batch 64, per-round medians within ``ms +- spread``."""
     gate = GateResult(status == "passed", "auc >= 0.999 x FP32", {}, [] if status == "passed" else ["auc 0.70 < 0.75"])
-    return Candidate(name, status=status, bytes=size, latency={"64": ms}, latency_range={"64": (ms - spread, ms + spread)},
-                     gate=None if status == "reference" else gate)
+    return Candidate(
+        name,
+        status=status,
+        bytes=size,
+        latency={"64": ms},
+        latency_range={"64": (ms - spread, ms + spread)},
+        gate=None if status == "reference" else gate,
+    )
 
 
 FP32 = cand("fp32", 1_000_000, 0.50, status="reference")
 
 
 def test_latencies_within_noise_tie_and_the_smaller_simpler_candidate_wins_in_any_order() -> None:
-    cands = [cand("a+int8_dynamic_u8", 240_000, 0.247), cand("int8_dynamic_s8", 250_000, 0.250),
-             cand("b+c+int8_dynamic_s8", 240_000, 0.249)]
+    cands = [
+        cand("a+int8_dynamic_u8", 240_000, 0.247),
+        cand("int8_dynamic_s8", 250_000, 0.250),
+        cand("b+c+int8_dynamic_s8", 240_000, 0.249),
+    ]
     picks = set()
     for order in itertools.permutations(cands):
         s = select([FP32, *order], SelectSection(batch_size=64, min_compression=3.5))
@@ -45,12 +54,20 @@ def test_a_clearly_faster_candidate_wins_and_the_slower_one_is_told_why() -> Non
 
 
 def test_every_rejection_names_its_reason() -> None:
-    cands = [FP32, cand("failed", 100_000, 0.1, status="failed"), Candidate("broken", status="error", error="boom"),
-             cand("big", 600_000, 0.1), cand("ok", 200_000, 0.2)]
+    cands = [
+        FP32,
+        cand("failed", 100_000, 0.1, status="failed"),
+        Candidate("broken", status="error", error="boom"),
+        cand("big", 600_000, 0.1),
+        cand("ok", 200_000, 0.2),
+    ]
     s = select(cands, SelectSection(batch_size=64, min_compression=2.0))
     assert s.chosen is not None and s.chosen.name == "ok"
-    assert s.rejected == {"failed": "gate: auc 0.70 < 0.75", "broken": "build error: boom",
-                          "big": "size budget: 1.67x smaller than FP32 < [select].min_compression 2x"}
+    assert s.rejected == {
+        "failed": "gate: auc 0.70 < 0.75",
+        "broken": "build error: boom",
+        "big": "size budget: 1.67x smaller than FP32 < [select].min_compression 2x",
+    }
     assert set(s.as_dict()) == {"rule", "selected", "tied", "rejected"}
     assert select(cands[:3], SelectSection(batch_size=64)).chosen is None
 

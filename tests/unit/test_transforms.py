@@ -103,7 +103,9 @@ def test_qdq_is_signed_symmetric_per_channel(tmp_path: Path) -> None:
     for n in dq_nodes:
         zp = inits.get(n.input[2]) if len(n.input) > 2 else None
         assert zp is not None and zp.dtype == np.int8 and not zp.any()  # S8, symmetric (zero point 0)
-    weights = [(inits[n.input[0]], inits[n.input[1]]) for n in dq_nodes if n.input[0] in inits and inits[n.input[0]].ndim == 2]
+    weights = [
+        (inits[n.input[0]], inits[n.input[1]]) for n in dq_nodes if n.input[0] in inits and inits[n.input[0]].ndim == 2
+    ]
     assert len(weights) == 3
     assert all(w.dtype == np.int8 and s.shape == (w.shape[1],) for w, s in weights)  # one scale per output channel
     np.testing.assert_allclose(predict(session(dst), feeds(), "y"), predict(session(src), feeds(), "y"), atol=0.05)
@@ -149,7 +151,10 @@ def test_deepfm_int8_embedding_exports_int8_gather(tmp_path: Path) -> None:
     m = DeepFM([5, 7, 3], n_dense=2, dim=4, hidden=[8], dropout=0.0)
     m.embedding = RowwiseInt8Embedding(m.embedding.weight)
     f = {"dense": np.zeros((4, 2), np.float32), "sparse": np.array([[0, 1, 2]] * 4, dtype=np.int64)}
-    ins = [TensorSpec(name="dense", dtype="FP32", shape=[-1, 2]), TensorSpec(name="sparse", dtype="INT64", shape=[-1, 3])]
+    ins = [
+        TensorSpec(name="dense", dtype="FP32", shape=[-1, 2]),
+        TensorSpec(name="sparse", dtype="INT64", shape=[-1, 3]),
+    ]
     p = tmp_path / "e.onnx"
     export_torch(m, f, ins, [TensorSpec(name="pctr", dtype="FP32", shape=[-1, 1])], p)
     g = onnx.load(str(p)).graph
