@@ -7,9 +7,11 @@ range. Queue wait and compute are separate histograms so a slow p99 can be blame
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from app.batching import BatchStats
 
@@ -98,22 +100,47 @@ class Metrics:
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if folder is None:
             return generate_latest(self.registry)
-        from prometheus_client import multiprocess
-
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        merged.register(_HeldVersionsOnly(folder))
         return generate_latest(merged)
 
     def forget_version(self, model: str, version: int) -> None:
         """Drop the per-version gauges of an unloaded version (counters stay: they record history)."""
         labels = (model, str(version))
+        multiproc = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         for gauge in (self.queue_rows, self.loaded_bytes):
             try:
+                if multiproc:  # the value lives on in this worker's file: zero it so the merged view drops it
+                    gauge.labels(*labels).set(0)
                 gauge.remove(*labels)
             except KeyError:
                 pass
         for sample_labels in [k for k in self.runtime_info._metrics if k[:2] == labels]:
+            if multiproc:
+                self.runtime_info.labels(*sample_labels).set(0)
             self.runtime_info.remove(*sample_labels)
+
+
+PER_VERSION_GAUGES = ("model_loaded_bytes", "inference_queue_rows", "model_runtime_info")
+
+
+class _HeldVersionsOnly:
+    """The merged multiprocess view without per-version gauges of versions no worker holds any more (a worker's
+    mmap file keeps every label it ever set; a version held by some worker has ``model_loaded_bytes`` > 0)."""
+
+    def __init__(self, folder: str) -> None:
+        from prometheus_client import multiprocess
+
+        self._inner = multiprocess.MultiProcessCollector(None, path=folder)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        families: list[Metric] = list(self._inner.collect())  # type: ignore[no-untyped-call]
+        held = {(s.labels.get("model"), s.labels.get("version")) for f in families if f.name == "model_loaded_bytes"
+                for s in f.samples if s.value > 0}  # fmt: skip
+        for family in families:
+            if family.name in PER_VERSION_GAUGES:
+                family.samples = [s for s in family.samples if (s.labels.get("model"), s.labels.get("version")) in held]
+            yield family
 
 
 class VersionBatchStats(BatchStats):

@@ -29,6 +29,12 @@ def bm25_lists(task: SearchTask, queries: list[int]) -> list[np.ndarray]:
 
 def minilm_lists(task: SearchTask, queries: list[int]) -> list[np.ndarray]:
     """Cosine of all-MiniLM-L6-v2 query and product embeddings (product text cut to the pair limit)."""
+    return minilm_both(task, queries)[0]
+
+
+def minilm_both(task: SearchTask, queries: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(FP32 cosine, the served bi-encoder's score: query . row-wise INT8 product vector) per query list."""
+    from app.tasks.search_text import dot_scores, quantize_rows
     from compress.chat.model import load_teacher
     from compress.chat.train import torch_threads
     from compress.search.train import embed, single_seqs
@@ -40,7 +46,12 @@ def minilm_lists(task: SearchTask, queries: list[int]) -> list[np.ndarray]:
         p_emb = embed(enc, single_seqs([task.product_tokens[p] for p in products], r.max_tokens))
         q_emb = embed(enc, single_seqs([task.query_tokens[q] for q in queries], r.max_tokens))
     row = {p: i for i, p in enumerate(products)}
-    return [p_emb[[row[p] for p in d.lists[q].products]] @ q_emb[i] for i, q in enumerate(queries)]
+    at = [[row[p] for p in d.lists[q].products] for q in queries]
+    q8, scale = quantize_rows(p_emb)
+    return (
+        [p_emb[a] @ q_emb[i] for i, a in enumerate(at)],
+        [dot_scores(q_emb[i], q8[a], scale[a]) for i, a in enumerate(at)],
+    )
 
 
 def _metrics(task: SearchTask, queries: list[int], scores: list[np.ndarray]) -> dict[str, float]:

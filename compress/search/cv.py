@@ -1,8 +1,9 @@
 """k-fold cross-validation over queries: how noisy is a 25-query NDCG@10?
 
 Each fold's queries are held out in turn (folds from ``[split]``: the seeded query permutation, position mod k);
-the teacher is fine-tuned on the other folds with the config's ``[train]`` settings, and it and both baselines are
-scored on the held-out fold. Prints mean and standard deviation over folds; ``--json`` writes the numbers.
+the teacher is fine-tuned on the other folds with the config's ``[train]`` settings, and it, both baselines and the
+zero-shot bi-encoder as served (query vector . row-wise INT8 product vector; nothing to train, so no fold leaks)
+are scored on the held-out fold. ``--baselines-only`` skips the teacher (the per-fold training is the CPU cost). Prints mean and standard deviation over folds; ``--json`` writes the numbers.
 
     python -m compress.search.cv compress/configs/search.toml --json /tmp/search-cv.json
 """
@@ -18,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from compress.config import SearchConfig, load_config
-from compress.search.baselines import bm25_lists, minilm_lists, per_query_ndcg
+from compress.search.baselines import bm25_lists, minilm_both, per_query_ndcg
 from compress.search.task import SearchTask
 
 log = logging.getLogger("compress")
 
 
 def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
-    """Per-fold mean NDCG@k of BM25, zero-shot MiniLM and (``models``) the fine-tuned teacher."""
+    """Per-fold mean NDCG@k of BM25, zero-shot MiniLM (FP32 cosine and the INT8-vector bi-encoder) and
+    (``models``) the fine-tuned teacher."""
     from compress.chat.train import torch_threads
     from compress.search.model import load_cross_encoder
     from compress.search.train import fine_tune, score
@@ -35,14 +37,17 @@ def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
     n = len(task.data.lists)
     everyone = list(range(n))
     bm25 = per_query_ndcg(task, everyone, bm25_lists(task, everyone))
-    minilm = per_query_ndcg(task, everyone, minilm_lists(task, everyone))
+    cosine, served = minilm_both(task, everyone)
+    minilm = per_query_ndcg(task, everyone, cosine)
+    bi = per_query_ndcg(task, everyone, served)
     folds = np.asarray(task.split.folds)
-    out: dict[str, list[float]] = {"bm25": [], "minilm": [], "teacher": []}
+    out: dict[str, list[float]] = {"bm25": [], "minilm": [], "bi_encoder_int8": [], "teacher": []}
     t = cfg.train
     for k in range(cfg.split.folds):
         held = [q for q in everyone if folds[q] == k]
         out["bm25"].append(float(bm25[held].mean()))
         out["minilm"].append(float(minilm[held].mean()))
+        out["bi_encoder_int8"].append(float(bi[held].mean()))
         if models:
             train = [q for q in everyone if folds[q] != k]
             if cfg.split.max_train_queries is not None:

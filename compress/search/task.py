@@ -254,8 +254,13 @@ class SearchTask:
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
         q, train = self.cfg.quantize, self.parts["train"].seqs
-        if self.bi:
-            train = [single_seq(self.product_tokens[self.data.lists[q_].products[0]]) for q_ in self.split.train]
+        if self.bi:  # the rows a bi-encoder sees: training queries and their products, interleaved
+            lists = [self.data.lists[i] for i in self.split.train]
+            train = [
+                single_seq(t)
+                for i, j in zip(self.split.train, lists, strict=True)
+                for t in (self.query_tokens[i], self.product_tokens[j.products[0]])
+            ]
         n = min(q.calibration_rows, len(train))
 
         def batches() -> Iterator[dict[str, np.ndarray]]:

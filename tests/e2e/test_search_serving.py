@@ -38,11 +38,21 @@ def judged(search_config: SearchConfig) -> tuple[SearchData, list[Judged]]:
 @pytest.fixture(scope="module")
 def server(search_compress_run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real ``python -m app`` for the module (the tests only read from it)."""
+    yield from _serve(search_compress_run, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bi_server(search_bi_compress_run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real server of the bi-encoder version (query encoder + stored INT8 product vectors)."""
+    yield from _serve(search_bi_compress_run, tmp_path_factory)
+
+
+def _serve(run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     port = free_port()
     log = tmp_path_factory.mktemp("search-server") / "server.log"
     env = {
         **os.environ,
-        "MODEL_REPO": str(search_compress_run.repo),
+        "MODEL_REPO": str(run.repo),
         "APP_PORT": str(port),
         "APP_HOST": "127.0.0.1",
         "APP_REQUIRED_MODELS": MODEL,
@@ -77,9 +87,19 @@ def _manifest(run: CompressRun) -> Manifest:
 def test_served_rankings_of_held_out_queries_reproduce_the_offline_ndcg(
     search_compress_run: CompressRun, server: ServerProcess, judged: tuple[SearchData, list[Judged]]
 ) -> None:
-    manifest = _manifest(search_compress_run)
+    _reproduces_offline_ndcg(search_compress_run, server, judged[1])
+
+
+def test_bi_encoder_served_rankings_reproduce_the_offline_ndcg(
+    search_bi_compress_run: CompressRun, bi_server: ServerProcess, judged: tuple[SearchData, list[Judged]]
+) -> None:
+    _reproduces_offline_ndcg(search_bi_compress_run, bi_server, judged[1])
+
+
+def _reproduces_offline_ndcg(run: CompressRun, server: ServerProcess, lists: list[Judged]) -> None:
+    manifest = _manifest(run)
     ndcgs = []
-    for j in judged[1]:
+    for j in lists:
         r = server.post(
             "/v1/search/rank", json={"query": j.query, "candidates": [{"product_id": p} for p in j.products]}
         )
@@ -99,6 +119,17 @@ def test_served_rankings_of_held_out_queries_reproduce_the_offline_ndcg(
 def test_id_only_and_inline_text_candidates_get_the_same_scores(
     server: ServerProcess, judged: tuple[SearchData, list[Judged]]
 ) -> None:
+    _id_only_equals_inline(server, judged, 1e-5)
+
+
+def test_bi_encoder_id_only_and_inline_text_candidates_get_the_same_scores(
+    bi_server: ServerProcess, judged: tuple[SearchData, list[Judged]]
+) -> None:
+    """Vectors stored at publish time vs encoded in the request: equal up to INT8 rounding of float noise."""
+    _id_only_equals_inline(bi_server, judged, 1e-3)
+
+
+def _id_only_equals_inline(server: ServerProcess, judged: tuple[SearchData, list[Judged]], tol: float) -> None:
     data, lists = judged
     j = lists[0]
     ids = j.products[:8]
@@ -108,11 +139,11 @@ def test_id_only_and_inline_text_candidates_get_the_same_scores(
     assert by_id.status_code == with_text.status_code == 200, with_text.text
     a = {x["product_id"]: x["score"] for x in by_id.json()["results"]}
     b = {x["product_id"]: x["score"] for x in with_text.json()["results"]}
-    assert a.keys() == b.keys() and all(abs(a[p] - b[p]) < 1e-5 for p in a), (a, b)
+    assert a.keys() == b.keys() and all(abs(a[p] - b[p]) < tol for p in a), (a, b)
     # a product outside the catalogue, carrying the same text, scores as the catalogue product in the same batch
     mixed = [{"product_id": ids[0]}, {"product_id": "not-in-catalogue", **data.catalogue[ids[0]]}]
     res = server.post("/v1/search/rank", json={"query": j.query, "candidates": mixed, "k": 2}).json()["results"]
-    assert abs(res[0]["score"] - res[1]["score"]) < 1e-5
+    assert abs(res[0]["score"] - res[1]["score"]) < tol
 
 
 def test_top_k_and_truncation_flags(server: ServerProcess, judged: tuple[SearchData, list[Judged]]) -> None:

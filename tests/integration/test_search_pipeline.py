@@ -6,7 +6,7 @@ import json
 
 from app.manifest import Manifest
 from app.repository import list_versions
-from app.tasks.search_text import KIND, SearchState
+from app.tasks.search_text import KIND, VECTORS_FILE, SearchState, read_catalogue, read_vectors
 from compress.pipeline import RunResult
 from tests.fixtures.compress_run import CompressRun
 
@@ -41,3 +41,21 @@ def test_every_failed_candidate_names_its_reason(search_compress_run: CompressRu
         assert c.status in {"passed", "failed", "error"}
         if c is not res.selected:
             assert res.selection.rejected.get(c.name)
+
+
+def test_bi_encoder_version_stores_int8_vectors_of_its_whole_catalogue(search_bi_compress_run: CompressRun) -> None:
+    res = search_bi_compress_run.result
+    assert isinstance(res, RunResult) and res.selected is not None
+    versions = list_versions(search_bi_compress_run.repo, MODEL)
+    assert len(versions) == 1  # CI config: the selected candidate only
+    vdir = search_bi_compress_run.repo / MODEL / str(versions[-1])
+    m = Manifest.model_validate(json.loads((vdir / "manifest.json").read_text()))
+    assert m.aux("product_vectors").path == VECTORS_FILE
+    assert [(o.name, o.shape) for o in m.outputs] == [("embedding", [-1, 384])]
+    assert SearchState.load(vdir / "search.json").mode == "bi_encoder"
+    ids, q8, scale = read_vectors(vdir / VECTORS_FILE)
+    cat_ids, _ = read_catalogue(vdir / m.aux("catalogue").path, search_bi_compress_run.cfg.data.text_fields)
+    assert sorted(ids) == sorted(cat_ids) and q8.dtype.name == "int8" and q8.shape == (len(ids), 384)
+    assert int(abs(q8.astype(int)).max(axis=1).min()) == 127 and (scale > 0).all()  # symmetric, full range per row
+    ref = res.candidates[0].metrics
+    assert m.gate.passed and m.metrics["candidate"]["ndcg_10"] >= 0.99 * ref["ndcg_10"]

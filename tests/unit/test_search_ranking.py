@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.tasks.search_text import CLS_ID, SEP_ID, PairEncoder, product_text
+from app.tasks.search_text import (
+    CLS_ID,
+    SEP_ID,
+    PairEncoder,
+    dot_scores,
+    product_text,
+    quantize_rows,
+    read_vectors,
+    single_seq,
+    write_vectors,
+)
 from compress.config import SearchSplitSection
 from compress.errors import DataError
 from compress.search.data import split_queries
@@ -66,3 +77,22 @@ def test_pair_layout_and_limits() -> None:
     assert long_cut and len(long_q) == 4
     with pytest.raises(ValueError):
         PairEncoder(tok, max_tokens=6, max_query_tokens=4)
+
+
+def test_int8_product_vectors_round_trip_and_score_like_float(tmp_path: Path) -> None:
+    """Row-wise symmetric INT8: each row's largest |value| maps to 127; dot products stay within the rounding bound."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(50, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v[3] *= 0.01  # a short row keeps its own scale (not a global one)
+    q8, scale = quantize_rows(v)
+    assert q8.dtype == np.int8 and (np.abs(q8).max(axis=1) == 127).all()
+    assert np.allclose(scale, np.abs(v).max(axis=1) / 127, rtol=1e-6)
+    query = v[0]
+    exact = v.astype(np.float64) @ query
+    bound = 0.5 * scale.astype(np.float64) * np.abs(query).sum()  # half a step per element
+    assert (np.abs(dot_scores(query, q8, scale) - exact) <= bound + 1e-9).all()
+    write_vectors(tmp_path / "v.npz", [f"p{i}" for i in range(50)], v)
+    ids, q8b, sb = read_vectors(tmp_path / "v.npz")
+    assert ids[:2] == ["p0", "p1"] and (q8b == q8).all() and (sb == scale).all()
+    assert single_seq([7, 8]) == [CLS_ID, 7, 8, SEP_ID]
