@@ -109,16 +109,18 @@ class Metrics:
         labels = (model, str(version))
         multiproc = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         for gauge in (self.queue_rows, self.loaded_bytes):
+            if multiproc:  # labels cannot be removed from a worker's file: zero them, the merged view drops them
+                gauge.labels(*labels).set(0)
+                continue
             try:
-                if multiproc:  # the value lives on in this worker's file: zero it so the merged view drops it
-                    gauge.labels(*labels).set(0)
                 gauge.remove(*labels)
             except KeyError:
                 pass
         for sample_labels in [k for k in self.runtime_info._metrics if k[:2] == labels]:
             if multiproc:
                 self.runtime_info.labels(*sample_labels).set(0)
-            self.runtime_info.remove(*sample_labels)
+            else:
+                self.runtime_info.remove(*sample_labels)
 
 
 PER_VERSION_GAUGES = ("model_loaded_bytes", "inference_queue_rows", "model_runtime_info")

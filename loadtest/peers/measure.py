@@ -37,6 +37,11 @@ class WrkResult:
     def errors(self) -> int:
         return self.non_2xx + self.socket_errors
 
+    @property
+    def good_rps(self) -> float:
+        """Goodput: successful answers per second (a refused request is not throughput)."""
+        return self.rps * max(0, self.requests - self.errors) / self.requests if self.requests else 0.0
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -60,6 +65,7 @@ class Row:
     non_2xx: int
     socket_errors: int
     runs: int
+    good_rps: float = 0.0
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -165,7 +171,7 @@ def summarize(name: str, samples: list[Sample]) -> Row:
     return Row(
         name, med(s.wrk.rps for s in samples), med(s.wrk.p50_ms for s in samples), med(s.wrk.p99_ms for s in samples),
         med(s.cores for s in samples), max(s.rss_mib for s in samples), sum(s.wrk.non_2xx for s in samples),
-        sum(s.wrk.socket_errors for s in samples), len(samples),
+        sum(s.wrk.socket_errors for s in samples), len(samples), med(s.wrk.good_rps for s in samples),
     )  # fmt: skip
 
 

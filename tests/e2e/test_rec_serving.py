@@ -12,8 +12,8 @@ import pytest
 
 from compress.cli import main as compress_main
 from tests.fixtures.compress_run import CompressRun
-from tests.fixtures.rec_run import REC_CI_CONFIG, KillableRedis
-from tests.fixtures.servers import ServerFactory, ServerProcess, wait_until
+from tests.fixtures.rec_run import REC_CI_CONFIG
+from tests.fixtures.servers import RedisServer, ServerFactory, ServerProcess, wait_until
 
 
 def _env(run: CompressRun, **extra: str) -> dict[str, str]:
@@ -93,17 +93,17 @@ def test_events_change_the_next_recommendation_in_process(
 def test_redis_backend_loader_events_and_degraded_mode(
     rec_compress_run: CompressRun,
     rec_test_users: dict[str, list[str]],
-    killable_redis: KillableRedis,
+    redis_server: RedisServer,
     start_server: ServerFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # the CLI entry point in process: the session's split is already cleaned (compress.rec.task.load_split)
-    assert compress_main(["-q", "features", "load", str(REC_CI_CONFIG), "--redis-url", killable_redis.url]) == 0
+    assert compress_main(["-q", "features", "load", str(REC_CI_CONFIG), "--redis-url", redis_server.url]) == 0
     published = json.loads(
         (rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text()
     )
     assert f"loaded the recent histories of {len(published)} customers" in capsys.readouterr().out
-    server = _start(start_server, rec_compress_run, REDIS_URL=killable_redis.url)
+    server = _start(start_server, rec_compress_run, REDIS_URL=redis_server.url)
     user = sorted(rec_test_users)[0]
     before = _recommend(server, {"user_id": user, "k": 10})
     assert before["history_source"] == "store" and not before["degraded"]
@@ -113,7 +113,7 @@ def test_redis_backend_loader_events_and_degraded_mode(
     after = _recommend(server, {"user_id": user, "k": 10})
     assert _ids(after) != _ids(before)
 
-    killable_redis.kill()
+    redis_server.kill()
     statuses: list[int] = []
     own = server.post("/v1/recommend", json={"user_id": user, "history": ["85123A"], "k": 5})
     statuses.append(own.status_code)

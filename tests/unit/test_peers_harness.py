@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,8 @@ def test_medians_and_table_with_ratio_column() -> None:
 
     rows = [summarize("us", [s(4000, 12, 1.0), s(5000, 10, 0.9), s(100, 90, 1.0)]),
             summarize("them", [s(12000, 5, 1.4), s(13000, 4, 1.5), s(14000, 6, 1.3)])]  # fmt: skip
-    assert rows[0] == Row("us", 4000, 1.0, 12, 1.0, 100.0, 3, 0, 3)
+    assert rows[0].good_rps == pytest.approx(3999.9)  # goodput: the 1 non-2xx answer of 40,000 is not throughput
+    assert dataclasses.replace(rows[0], good_rps=0.0) == Row("us", 4000, 1.0, 12, 1.0, 100.0, 3, 0, 3)
     table = render(rows, "header", reference="us")
     assert "| us | 4,000 | 1.00 | 12.0 | 1.00 | 250 | 100 | 3 / 0 | 1.00 |" in table
     assert "| them | 13,000 | 1.00 | 5.0 | 1.40 | 108 | 100 | 3 / 0 | 3.25 |" in table
