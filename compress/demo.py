@@ -24,7 +24,8 @@ from compress.progress import stage_log
 
 log = logging.getLogger("compress.demo")
 DEMO_CONFIGS = [
-    PROJECT_ROOT / "compress" / "configs" / n for n in ("ad_ctr.toml", "chatbot.toml", "search_bi.toml", "recommend.toml")
+    PROJECT_ROOT / "compress" / "configs" / n
+    for n in ("ad_ctr.toml", "chatbot.toml", "search_bi.toml", "recommend.toml")
 ]
 
 
