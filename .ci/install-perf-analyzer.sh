@@ -15,7 +15,9 @@ python -m zipfile -e "$tmp"/perf_analyzer-2.60.0-*.whl "$tmp/wheel"
 install -m 0755 "$tmp/wheel/perf_analyzer/bin/perf_analyzer" "$root/perf_analyzer.bin"
 if ! "$root/perf_analyzer.bin" --version >/dev/null 2>&1; then
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$tmp/trixie.list"
+  # the machine's own Debian mirror (the first active "URIs:" of its deb822 sources), with the trixie suite
+  mirror=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v -- '-security' | head -n 1)
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} trixie main" >"$tmp/trixie.list"
   o=(-oDir::Etc::SourceList="$tmp/trixie.list" -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists="$tmp/lists" -oDir::Cache="$tmp/cache")
   apt-get "${o[@]}" update -q >/dev/null
   (cd "$tmp/debs" && apt-get "${o[@]}" download libc6 libstdc++6 libgcc-s1 libssl3t64 zlib1g >/dev/null 2>&1)
