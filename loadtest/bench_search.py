@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -154,39 +149,12 @@ def _baselines(task: Any, query: str, products: list[str], seconds: float) -> li
     return out
 
 
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("{body}", "r")
-wrk.body = f:read("*a")
-f:close()
-"""
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not m:
-        raise ValueError(f"cannot parse wrk latency {text!r}")
-    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-
-
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> tuple[float, float, float, int]:
-    """(req/s, p50 ms, p99 ms, non-2xx + socket errors) of one wrk run."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return rps, p50, p99, (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
-
-
 def over_http(repo: Path, cfg_path: Path, seconds: int, runs: int, budget_ms: float) -> list[tuple[int, Any]]:
     """wrk against a real ``python -m app`` serving the repository's latest ranker; medians over ``runs``."""
-    import httpx
-
     from compress.config import load_config
     from compress.search.task import SearchTask
+    from loadtest.bench_ctr import LUA, server
+    from loadtest.peers.measure import run_wrk
 
     task = SearchTask(load_config(cfg_path))  # type: ignore[arg-type]
     task.prepare()
@@ -196,41 +164,17 @@ def over_http(repo: Path, cfg_path: Path, seconds: int, runs: int, budget_ms: fl
     body.write_text(json.dumps({"query": query, "candidates": [{"product_id": p} for p in products]}))
     script = work / "rank.lua"
     script.write_text(LUA.format(body=body))
-    name = task.cfg.model.name  # 8 clients x 50 pairs queue longer than the 25 ms default admission budget
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = int(sk.getsockname()[1])
-    env = {
-        **os.environ,
-        "MODEL_REPO": str(repo),
-        "APP_REQUIRED_MODELS": name,
-        "APP_LOG_LEVEL": "warning",
-        "APP_PORT": str(port),
-        "APP_HOST": "127.0.0.1",
-        "APP_QUEUE_BUDGETS_MS": json.dumps({name: budget_ms}),
-    }
-    url = f"http://127.0.0.1:{port}"
-    with open(work / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"the server did not become ready; see {work / 'server.log'}")
-        out = []
+    name = task.cfg.model.name
+    env = {"MODEL_REPO": str(repo), "APP_REQUIRED_MODELS": name, "APP_LOG_LEVEL": "warning",
+           "APP_QUEUE_BUDGETS_MS": json.dumps({name: budget_ms})}  # fmt: skip
+    out: list[tuple[int, Any]] = []
+    with server(["-m", "app"], env, work / "server.log") as (url, pid):
         for c in (1, 8):
-            res = [run_wrk(url + "/v1/search/rank", script, c, seconds) for _ in range(runs)]
-            out.append((c, tuple(statistics.median(r[i] for r in res) for i in range(4))))
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(20)
+            samples = [run_wrk(url + "/v1/search/rank", script, c, seconds, pid) for _ in range(runs)]
+            errors = statistics.median(s.wrk.errors for s in samples)
+            med = [statistics.median(getattr(s.wrk, k) for s in samples) for k in ("rps", "p50_ms", "p99_ms")]
+            out.append((c, (*med, errors)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,3 +54,21 @@ def predict_trimmed(sess: Any, feeds: Feeds, outputs: list[str], batch: int = 25
         for r, g in zip(res, got, strict=True):
             r[idx] = g
     return res
+
+
+HIDDEN, HEADS = 384, 12
+"""all-MiniLM-L6-v2's width and attention heads (the chatbot and the search ranker both start from it)."""
+
+
+def optimize_minilm(src: Path, dst: Path, fp32_optimizer: str, check: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The FP32 reference graph of a MiniLM model: ORT basic optimisation, or the transformer optimizer's fusions
+    checked against the unfused graph on ``check``; returns the recipe notes."""
+    from compress.onnx_tools import optimize
+
+    if fp32_optimizer == "basic":
+        optimize(src, dst)
+        return {"fp32_optimizer": "ORT basic"}
+    return {
+        "fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
+        "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check),
+    }

@@ -24,11 +24,11 @@ from app.tasks.chat import (
     softmax,
 )
 from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
+from compress.chat.onnx import HIDDEN
 from compress.config import ChatConfig
 from compress.errors import DataError
 from compress.metrics import intent_metrics
 
-HIDDEN, HEADS = 384, 12
 log = logging.getLogger("compress")
 
 
@@ -185,17 +185,10 @@ class ChatTask:
         return batches
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
-        from compress.chat.onnx import transformer_optimize
-        from compress.onnx_tools import optimize
+        from compress.chat.onnx import optimize_minilm
 
-        if self.cfg.export.fp32_optimizer == "basic":
-            optimize(src, dst)
-            return {"fp32_optimizer": "ORT basic"}
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
-        return {
-            "fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
-            "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check),
-        }
+        return optimize_minilm(src, dst, self.cfg.export.fp32_optimizer, check)
 
     def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
         """Realistic batches: ``b`` random held-out in-scope messages, padded to their longest (as served)."""

@@ -35,12 +35,12 @@ from app.tasks.search_text import (
     write_catalogue,
     write_vectors,
 )
+from compress.chat.onnx import HIDDEN
 from compress.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
 from compress.search.metrics import ranking_metrics
 from compress.search.train import Lists
 
-HIDDEN, HEADS = 384, 12
 SPECIAL_TOKENS = (0, 100, 101, 102, 103)
 log = logging.getLogger("compress")
 
@@ -270,17 +270,10 @@ class SearchTask:
         return batches
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
-        from compress.chat.onnx import transformer_optimize
-        from compress.onnx_tools import optimize
+        from compress.chat.onnx import optimize_minilm
 
-        if self.cfg.export.fp32_optimizer == "basic":
-            optimize(src, dst)
-            return {"fp32_optimizer": "ORT basic"}
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
-        return {
-            "fp32_optimizer": "ORT transformer optimizer (bert, level 1)",
-            "fused": transformer_optimize(src, dst, HEADS, HIDDEN, check),
-        }
+        return optimize_minilm(src, dst, self.cfg.export.fp32_optimizer, check)
 
     def latency_feeds(self, batch_sizes: list[int]) -> dict[int, dict[str, np.ndarray]]:
         """``b`` random test pairs padded to their longest: a ``b``-candidate request as served."""
