@@ -1,12 +1,14 @@
 """Building and measuring one compression candidate: model transforms -> ONNX -> INT8 -> metrics and gate.
 
 A candidate name is ``+``-joined steps: model-level transforms of the task (e.g. ``pruned``, ``emb_int8``)
-followed by at most one graph-level step (``int8_dynamic_u8``, ``int8_dynamic_s8``, ``int8_qdq``); ``fp32``
+followed by at most one graph-level step (``int8_dynamic_u8``, ``int8_dynamic_s8``, ``int8_qdq``, weight-only
+``int8_weights`` / ``int8_weights_int4emb``); ``fp32``
 is the optimised FP32 export every other candidate is gated against.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from compress.onnx_tools import check_schema, export_torch, quantizable_nodes
 from compress.quantize import quantize_dynamic_int8, quantize_qdq_int8
 from compress.sensitivity import fallback
 from compress.tasks import TaskAdapter, task_latency_feeds, task_optimize_fp32, task_predict
+from compress.weight_only import quantize_weights
 
 # dynamic step -> (weight type, reduce_range); ``_rr`` = 7-bit weights, ORT's cure for AVX2-without-VNNI saturation
 DYNAMIC_STEPS = {
@@ -29,13 +32,17 @@ DYNAMIC_STEPS = {
     "int8_dynamic_u8_rr": ("u8", True),
     "int8_dynamic_s8_rr": ("s8", True),
 }
-GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq")
+# weight-only steps -> INT4 block size of the largest embedding table (None: INT8 everywhere)
+WEIGHT_ONLY_STEPS: dict[str, int | None] = {"int8_weights": None, "int8_weights_int4emb": 32}
+GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq", *WEIGHT_ONLY_STEPS)
 PRECISION = {
     "int8_dynamic_u8": "int8-dynamic-u8",
     "int8_dynamic_s8": "int8-dynamic-s8",
     "int8_dynamic_u8_rr": "int8-dynamic-u8-rr",
     "int8_dynamic_s8_rr": "int8-dynamic-s8-rr",
     "int8_qdq": "int8-qdq-s8s8",
+    "int8_weights": "int8-weights",
+    "int8_weights_int4emb": "int8-weights-int4-emb",
     "emb_int8": "emb-int8",
     "pruned": "pruned",
 }
@@ -146,6 +153,12 @@ class Builder:
         q = self.cfg.quantize
         if step is None:
             return task_optimize_fp32(self.task, src, dst)
+        if step in WEIGHT_ONLY_STEPS:
+            with tempfile.TemporaryDirectory() as tmp:  # fuse first (Attention, EmbedLayerNorm), then store
+                fused = Path(tmp) / "fused.onnx"
+                notes = task_optimize_fp32(self.task, src, fused)
+                block = WEIGHT_ONLY_STEPS[step]
+                return {**notes, **quantize_weights(fused, dst, exclude=exclude, int4_embedding_block=block)}
         if step in DYNAMIC_STEPS:
             weight, reduce_range = DYNAMIC_STEPS[step]
             quantize_dynamic_int8(src, dst, weight, exclude, reduce_range=reduce_range)

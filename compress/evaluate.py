@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from app.runtime.ort_options import session_config
+
 Feeds = dict[str, np.ndarray]
 
 
@@ -22,6 +24,8 @@ def session(path: Path, threads: int = 1) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    for key, value in session_config(path).items():  # as the server does (weight-only graphs fold their DQ)
+        so.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

@@ -25,8 +25,11 @@ function init(args)
   f:close()
   timeout_ms = args[2]
   local pace = tonumber(args[3] or "0") or 0
-  if pace > 0 then  -- pacing: each connection waits `pace` ms after a response (offered load ~ connections / pace)
-    delay = function() return pace end
+  if pace > 0 then  -- pacing: each connection waits ~`pace` ms after a response (offered load ~ connections / pace)
+    -- exponential pauses (mean `pace`), not a constant: with a constant pause the connections stay in lockstep and
+    -- the "load" is a burst of every connection at once followed by silence (measured: p50 82 ms at 1/3 capacity)
+    math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+    delay = function() return math.floor(-pace * math.log(1 - math.random()) + 0.5) end
   end
   counts, chunks, buf, nchunks = {}, {}, {}, 0
 end

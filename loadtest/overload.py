@@ -12,6 +12,8 @@ Latencies are split by status with ``loadtest/overload.lua`` (the send time ride
 
     python -m loadtest.overload --repo /tmp/repo --seconds 8                    # current settings
     python -m loadtest.overload --repo /tmp/repo --env APP_QUEUE_BUDGET_MS=     # admission off (row cap only)
+    # a 2-core box: server on CPU 0, wrk on CPU 1, so the generator can offer 3x without stealing server CPU
+    python -m loadtest.overload --repo /tmp/repo --server-cpus 0 --client-cpus 1 --env APP_WORKERS=1
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "loadtest" / "overload.lua"
 
 
+CLIENT_CPUS: list[str] = []  # taskset prefix for wrk (--client-cpus), set once in main()
+
+
 def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: int = 0) -> dict[str, Any]:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     threads = min(2, connections)
     args = [
+        *CLIENT_CPUS,
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
@@ -67,15 +73,24 @@ def p99_ms(doc: dict[str, Any], status: str) -> float | None:
     return None if s is None or s["sampled"] == 0 else s["p99_us"] / 1000
 
 
-def measure(url: str, body_file: Path, seconds: float, factor: float, conns: list[int]) -> dict[str, Any]:
+def measure(
+    url: str, body_file: Path, seconds: float, factor: float, conns: list[int], connections: int = 64
+) -> dict[str, Any]:
     unloaded = wrk(url, body_file, 1, seconds)
     capacity_runs = {c: wrk(url, body_file, c, seconds) for c in conns}
     best = max(capacity_runs, key=lambda c: rate(capacity_runs[c], "200"))
     capacity = rate(capacity_runs[best], "200")
-    connections = 64
-    pace_ms = max(1, round(1000 * connections / (factor * capacity)))
-    over = wrk(url, body_file, connections, seconds, pace_ms)
-    total = sum(v["n"] for v in over["status"].values()) / over["seconds"]
+    # closed loop: a connection's cycle is its response time + the pause, so pace from the target rate, then
+    # shorten the pause until the offered rate is within 15 % of the target (at most 4 tries)
+    target = factor * capacity
+    pace_ms = max(1, round(1000 * connections / target))
+    for _ in range(4):
+        over = wrk(url, body_file, connections, seconds, pace_ms)
+        total = sum(v["n"] for v in over["status"].values()) / over["seconds"]
+        if total >= 0.85 * target or pace_ms == 1:
+            break
+        latency_ms = 1000 * connections / max(total, 1e-9) - pace_ms  # cycle = pause + mean response time
+        pace_ms = max(1, round(1000 * connections / target - latency_ms))
     return {
         "unloaded_p99_ms": p99_ms(unloaded, "200"),
         "capacity_rps": round(capacity, 1), "capacity_at_connections": best,
@@ -97,9 +112,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--factor", type=float, default=3.0, help="offered load as a multiple of capacity")
     p.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for the server")
     p.add_argument("--shapes", default="1,100", help="candidates per request, comma-separated")
+    p.add_argument("--server-cpus", help="pin the server to these CPUs (taskset list, e.g. 0)")
+    p.add_argument("--client-cpus", help="pin wrk to these CPUs (e.g. 1): on a small box the load generator")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections of the overload run")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed")
+    if (args.server_cpus or args.client_cpus) and shutil.which("taskset") is None:
+        sys.exit("--server-cpus/--client-cpus need taskset (util-linux)")
+    CLIENT_CPUS[:] = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
+    server_cpus = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
     sys.path.insert(0, str(ROOT))
     from tests.fixtures.ctr_model import raw_records
 
@@ -114,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             "APP_LOG_LEVEL": "warning",
             **dict(kv.split("=", 1) for kv in args.env),
         }
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
+        proc = subprocess.Popen([*server_cpus, sys.executable, "-m", "app"], cwd=ROOT, env=env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -132,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             body_file = Path(tempfile.mkstemp(suffix=".json")[1])
             body_file.write_text(json.dumps(body))
             conns = [4, 16] if n > 1 else [16, 64]
-            results[f"{n}-candidate"] = measure(url + "/v1/ads/ctr", body_file, args.seconds, args.factor, conns)
+            results[f"{n}-candidate"] = measure(
+                url + "/v1/ads/ctr", body_file, args.seconds, args.factor, conns, args.connections
+            )
             body_file.unlink()
             print(json.dumps({f"{n}-candidate": results[f"{n}-candidate"]}), flush=True)
     finally:

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.manifest import Manifest, TensorSpec
 from app.runtime.base import RuntimeIncompatible, RuntimeOptions, dummy_inputs
+from app.runtime.ort_options import session_config
 from app.runtime.select import RuntimeChoice, ort_providers
 
 LOG = logging.getLogger(__name__)
@@ -76,7 +77,11 @@ class OnnxRuntime:
         spin = "1" if self.options.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        session = ort.InferenceSession(str(version_dir / artifact.path), sess_options=so, providers=providers)
+        path = version_dir / artifact.path
+        if artifact.format == "onnx":
+            for key, value in session_config(path).items():  # e.g. fold a weight-only graph's DequantizeLinear
+                so.add_session_config_entry(key, value)
+        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         check_signature("input", manifest.inputs, session.get_inputs())
         check_signature("output", manifest.outputs, session.get_outputs())
         self._session, self._manifest, self._bytes = session, manifest, artifact.bytes

@@ -5,6 +5,7 @@ Both score exactly the judged lists of the given queries (the same rows as the m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,6 +53,23 @@ def minilm_both(task: SearchTask, queries: list[int]) -> tuple[list[np.ndarray],
         [p_emb[a] @ q_emb[i] for i, a in enumerate(at)],
         [dot_scores(q_emb[i], q8[a], scale[a]) for i, a in enumerate(at)],
     )
+
+
+def onnx_bi_lists(task: SearchTask, queries: list[int], model_path: Path) -> list[np.ndarray]:
+    """A bi-encoder ONNX candidate's scores as served: its query vector . its own row-wise INT8 product vectors."""
+    from app.tasks.search_text import dot_scores, pad_pairs, quantize_rows, single_seq
+    from compress.evaluate import session
+
+    d = task.data
+    products = sorted({p for q in queries for p in d.lists[q].products})
+    seqs = [single_seq(task.query_tokens[q]) for q in queries] + [single_seq(task.product_tokens[p]) for p in products]
+    ids, mask = pad_pairs(seqs)
+    sess = session(model_path, threads=task.cfg.train.threads)
+    vec = np.asarray(task.predict(sess, {"input_ids": ids, "attention_mask": mask}, task.outputs[0].name), np.float32)
+    q_emb, (q8, scale) = vec[: len(queries)], quantize_rows(vec[len(queries) :])
+    row = {p: i for i, p in enumerate(products)}
+    at = [[row[p] for p in d.lists[q].products] for q in queries]
+    return [dot_scores(q_emb[i], q8[a], scale[a]) for i, a in enumerate(at)]
 
 
 def _metrics(task: SearchTask, queries: list[int], scores: list[np.ndarray]) -> dict[str, float]:

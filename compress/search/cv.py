@@ -6,6 +6,8 @@ zero-shot bi-encoder as served (query vector . row-wise INT8 product vector; not
 are scored on the held-out fold. ``--baselines-only`` skips the teacher (the per-fold training is the CPU cost). Prints mean and standard deviation over folds; ``--json`` writes the numbers.
 
     python -m compress.search.cv compress/configs/search.toml --json /tmp/search-cv.json
+    python -m compress.search.cv compress/configs/search_bi.toml --baselines-only \
+        --onnx int8_weights_int4emb=/tmp/srch/w8/work/int8_weights_int4emb.onnx
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ from typing import Any
 import numpy as np
 
 from compress.config import SearchConfig, load_config
-from compress.search.baselines import bm25_lists, minilm_both, per_query_ndcg
+from compress.search.baselines import bm25_lists, minilm_both, onnx_bi_lists, per_query_ndcg
 from compress.search.task import SearchTask
 
 log = logging.getLogger("compress")
 
 
-def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
-    """Per-fold mean NDCG@k of BM25, zero-shot MiniLM (FP32 cosine and the INT8-vector bi-encoder) and
-    (``models``) the fine-tuned teacher."""
+def cross_validate(cfg: SearchConfig, models: bool = True, onnx: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Per-fold mean NDCG@k of BM25, zero-shot MiniLM (FP32 cosine and the INT8-vector bi-encoder),
+    (``models``) the fine-tuned teacher and ``onnx``: bi-encoder candidates of a ``compress run`` as served
+    (zero-shot, so scoring every query with them leaks nothing)."""
     from compress.chat.train import torch_threads
     from compress.search.model import load_cross_encoder
     from compress.search.train import fine_tune, score
@@ -40,14 +43,18 @@ def cross_validate(cfg: SearchConfig, models: bool = True) -> dict[str, Any]:
     cosine, served = minilm_both(task, everyone)
     minilm = per_query_ndcg(task, everyone, cosine)
     bi = per_query_ndcg(task, everyone, served)
+    cands = {name: per_query_ndcg(task, everyone, onnx_bi_lists(task, everyone, p)) for name, p in (onnx or {}).items()}
     folds = np.asarray(task.split.folds)
     out: dict[str, list[float]] = {"bm25": [], "minilm": [], "bi_encoder_int8": [], "teacher": []}
+    out.update({name: [] for name in cands})
     t = cfg.train
     for k in range(cfg.split.folds):
         held = [q for q in everyone if folds[q] == k]
         out["bm25"].append(float(bm25[held].mean()))
         out["minilm"].append(float(minilm[held].mean()))
         out["bi_encoder_int8"].append(float(bi[held].mean()))
+        for name, per_q in cands.items():
+            out[name].append(float(per_q[held].mean()))
         if models:
             train = [q for q in everyone if folds[q] != k]
             if cfg.split.max_train_queries is not None:
@@ -83,12 +90,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("config", type=Path)
     p.add_argument("--baselines-only", action="store_true", help="skip the per-fold teacher training")
     p.add_argument("--json", type=Path, help="write the per-fold numbers here")
+    p.add_argument(
+        "--onnx",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also score this bi-encoder ONNX candidate as served (e.g. a compress run's workdir file); repeatable",
+    )
     args = p.parse_args(argv)
+    onnx = {}
+    for spec in args.onnx:
+        name, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--onnx {spec!r}: expected NAME=PATH of an existing ONNX file")
+        onnx[name] = Path(path)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = load_config(args.config)
     if not isinstance(cfg, SearchConfig):
         raise SystemExit(f"{args.config} is not a search_rank config")
-    res = cross_validate(cfg, models=not args.baselines_only)
+    res = cross_validate(cfg, models=not args.baselines_only, onnx=onnx)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     for m, s in res["summary"].items():

@@ -6,6 +6,7 @@ import json
 
 from app.manifest import Manifest
 from app.repository import list_versions
+from app.runtime.ort_options import wants_dequantize_on_load
 from app.tasks.search_text import KIND, VECTORS_FILE, SearchState, read_catalogue, read_vectors
 from compress.pipeline import RunResult
 from tests.fixtures.compress_run import CompressRun
@@ -59,3 +60,7 @@ def test_bi_encoder_version_stores_int8_vectors_of_its_whole_catalogue(search_bi
     assert int(abs(q8.astype(int)).max(axis=1).min()) == 127 and (scale > 0).all()  # symmetric, full range per row
     ref = res.candidates[0].metrics
     assert m.gate.passed and m.metrics["candidate"]["ndcg_10"] >= 0.99 * ref["ndcg_10"]
+    # the published recipe: weight-only INT8 + 4-bit word table, marked to be folded to FP32 at load
+    art = m.artifact("onnx")
+    assert art.precision == "int8-weights-int4-emb" and wants_dequantize_on_load(vdir / art.path)
+    assert art.bytes * 4 <= res.candidates[0].bytes, (art.bytes, res.candidates[0].bytes)
