@@ -6,6 +6,10 @@ driven separately, since per-batch padding makes short messages cheaper. Runs ar
 and repeated ``--runs`` times; medians are printed.
 
     python -m loadtest.bench_chat_http --repo /tmp/chat-repo --duration 5 --runs 3
+    # side by side with another checkout (e.g. a git worktree of an older commit), runs interleaved:
+    python -m loadtest.bench_chat_http --repo /tmp/chat-repo --compare-tree /tmp/before --compare-repo /tmp/r1-repo
+
+Before timing, every target must give the same intent for both messages.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
+
+import httpx
 
 from loadtest.bench_ctr import LUA, server
 from loadtest.peers.measure import Row, run_wrk, summarize
@@ -31,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--compare-tree", type=Path, help="another checkout of this project, served side by side")
+    p.add_argument("--compare-repo", type=Path, help="repository for --compare-tree (default: --repo)")
     args = p.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-chat-"))
@@ -42,11 +51,28 @@ def main(argv: list[str] | None = None) -> None:
         scripts[name].write_text(LUA.format(body=body))
     env = {"MODEL_REPO": str(args.repo), "APP_REQUIRED_MODELS": "chat-intent", "APP_LOG_LEVEL": "warning"}
     rows: list[tuple[str, int, Row]] = []
-    with server(["-m", "app"], env, work / "server.log") as (url, pid):
+    with ExitStack() as stack:
+        targets = {"service": stack.enter_context(server(["-m", "app"], env, work / "server.log"))}
+        if args.compare_tree is not None:
+            compare_env = {**env, "MODEL_REPO": str(args.compare_repo or args.repo)}
+            cwd = args.compare_tree.resolve()
+            targets[f"@{args.compare_tree}"] = stack.enter_context(
+                server(["-m", "app"], compare_env, work / "compare.log", cwd=cwd)
+            )
+        for name, text in MESSAGES.items():  # same model, same answers, or the comparison means nothing
+            intents = {
+                t: httpx.post(u + "/v1/chat", json={"message": text}).json()["intent"] for t, (u, _) in targets.items()
+            }
+            if len(set(intents.values())) != 1:
+                raise SystemExit(f"targets disagree on {name!r}: {intents}")
         for name, script in scripts.items():
             for c in concurrencies:
-                runs = [run_wrk(url + "/v1/chat", script, c, args.duration, pid) for _ in range(args.runs)]
-                rows.append((name, c, summarize(name, runs)))
+                per: dict[str, list] = {t: [] for t in targets}
+                for _ in range(args.runs):  # interleaved so background load affects all alike
+                    for t, (url, pid) in targets.items():
+                        per[t].append(run_wrk(url + "/v1/chat", script, c, args.duration, pid))
+                for t, samples in per.items():
+                    rows.append((f"{name} ({t})" if len(targets) > 1 else name, c, summarize(name, samples)))
     print("| message | clients | msg/s | p50 ms | p99 ms | CPU µs/msg | non-2xx |\n|---|---|---|---|---|---|---|")
     for name, c, r in rows:
         print(
