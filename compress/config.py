@@ -198,13 +198,16 @@ class SelectSection(_Cfg):
     measurement noise counting as ties, broken by smaller file, then fewer recipe steps. ``"size"``: the
     smallest file. Two budgets trade size against latency explicitly: ``min_compression`` (only candidates at
     least that many times smaller than FP32 qualify) and ``max_latency_ratio`` (only candidates at most that
-    many times slower than the fastest gate-passing one qualify; unset = no latency budget).
+    many times slower than the fastest gate-passing one qualify; unset = no latency budget). ``max_latency_ms``
+    is an absolute budget at ``batch_size`` on this machine (e.g. what one request may cost to meet a p99
+    objective); unset = none.
     """
 
     objective: Literal["latency", "throughput", "size"] = "latency"
     batch_size: int = Field(default=64, ge=1)
     min_compression: float = Field(default=1.0, ge=1.0)
     max_latency_ratio: float | None = Field(default=None, ge=1.0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
 
 
 class EngineSection(_Cfg):

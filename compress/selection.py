@@ -66,6 +66,7 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
         "batch_size": cfg.batch_size,
         "min_compression": cfg.min_compression,
         "max_latency_ratio": cfg.max_latency_ratio,
+        "max_latency_ms": cfg.max_latency_ms,
         "noise": NOISE_RULE,
         "tie_break": TIE_BREAK,
     }
@@ -84,6 +85,8 @@ def select(cands: Sequence[Candidate], cfg: SelectSection) -> Selection:
                 f"size budget: {ref.bytes / c.bytes:.2f}x smaller than FP32 < "
                 f"[select].min_compression {cfg.min_compression:g}x"
             )
+        elif cfg.max_latency_ms is not None and _lat(c, b)[0] > cfg.max_latency_ms:
+            rejected[c.name] = f"latency budget: {_fmt(c, b)} > [select].max_latency_ms {cfg.max_latency_ms:g} ms"
         else:
             ok.append(c)
     if ok and cfg.max_latency_ratio is not None:

@@ -81,6 +81,16 @@ def test_size_objective_and_the_latency_budget_trade_size_against_speed() -> Non
     assert budget.rejected["student_u8"].startswith("latency budget: 0.600 ms")
 
 
+def test_an_absolute_latency_budget_rejects_slow_candidates_before_the_objective() -> None:
+    small_slow, big_fast = cand("small_slow", 100_000, 0.60), cand("big_fast", 300_000, 0.20)
+    s = select([FP32, small_slow, big_fast], SelectSection(batch_size=64, objective="size", max_latency_ms=0.5))
+    assert s.chosen is big_fast and s.rule["max_latency_ms"] == 0.5
+    assert s.rejected["small_slow"] == "latency budget: 0.600 ms (rounds 0.590-0.610) > [select].max_latency_ms 0.5 ms"
+    assert select([FP32, small_slow], SelectSection(batch_size=64, max_latency_ms=0.5)).chosen is None
+    with pytest.raises(ValueError, match="max_latency_ms"):
+        SelectSection(max_latency_ms=0)
+
+
 def test_throughput_is_the_old_name_of_latency_and_bad_values_are_rejected() -> None:
     assert select([FP32, cand("x", 1, 0.1)], SelectSection(objective="throughput")).rule["objective"] == "latency"
     with pytest.raises(ValueError, match="max_latency_ratio"):
