@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from app.runtime.ort_options import DEQUANTIZE_ON_LOAD
+from compress.errors import ExportError
 
 ROW_WISE_CONSUMERS = frozenset({"Gather", "EmbedLayerNormalization"})  # tables: one scale per row (per token)
 MIN_ELEMENTS = 4096  # biases and LayerNorm vectors stay FP32: they are <1 % of the bytes and error-sensitive
@@ -69,7 +70,7 @@ def _pack_int4(q: np.ndarray) -> bytes:
 def _int4_blocks(name: str, a: np.ndarray, block: int) -> tuple[list[TensorProto], onnx.NodeProto]:
     rows, cols = a.shape
     if cols % block:
-        raise ValueError(f"{name}: {cols} columns are not a multiple of the INT4 block size {block}")
+        raise ExportError(f"{name}: {cols} columns are not a multiple of the INT4 block size {block}")
     blocks = a.reshape(rows, cols // block, block)
     amax = np.abs(blocks).max(axis=2)
     scale = np.where(amax > 0, amax / 7, 1.0).astype(np.float32)
@@ -160,7 +161,7 @@ def _raise_opset(model: onnx.ModelProto, target: int) -> None:
         }
     )
     if changed:
-        raise ValueError(f"INT4 needs opset {target}; these ops changed since opset {opset.version}: {changed}")
+        raise ExportError(f"INT4 needs opset {target}; these ops changed since opset {opset.version}: {changed}")
     opset.version = target
 
 
