@@ -56,9 +56,12 @@ class Settings(BaseSettings):
     ctr_featurize: Literal["graph", "python"] = "graph"
     """CTR featurization: inside the published ``model_raw.onnx`` (one ORT call per batch) or the reference Python
     featurizer + ``model.onnx``; versions without a ``raw_model`` file always use Python."""
-    inline_batch_us: int = Field(default=0, ge=0)
+    inline_batch_us: int = Field(default=200, ge=0)
     """Run batches whose measured cost is at most this many µs on the event loop instead of a worker thread
-    (0 = never)."""
+    (0 = never). Handing a batch to a thread and back costs a wake-up, a GIL hand-over and often a context
+    switch each way: for sub-200 µs batches (1-row CTR, small MLPs) that is more than the work, measured 1.22x
+    req/s on 1-row v2 JSON (docs/benchmarks.md). Costlier batches (100 candidates, text models) stay on threads,
+    so the loop is never held longer than this."""
     coalesce_writes: bool = True
     """Write each response's headers and body with one send (off only to compare)."""
     hot_path: bool = True

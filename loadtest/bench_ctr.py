@@ -192,6 +192,13 @@ def main(argv: list[str] | None = None) -> None:
         help="another service configuration in the same interleaved run, e.g. "
         "'python-feat:APP_CTR_FEATURIZE=python' (repeatable)",
     )
+    p.add_argument(
+        "--granian",
+        type=int,
+        default=0,
+        metavar="WORKERS",
+        help="also serve the same app with granian (pip install granian; ASGI, uvloop) and this many workers",
+    )
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -239,6 +246,13 @@ def measure(
             env = {**service_env, **dict(kv.split("=", 1) for kv in kvs.split(",") if kv)}
             labels[name] = f"service [{name}] (batched)"
             targets[name] = stack.enter_context(server(["-m", "app"], env, work / f"{name}.log"))
+        if args.granian:
+            labels["granian"] = f"service on granian, {args.granian} workers (batched)"
+            granian = ["-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--workers", str(args.granian)]
+            granian += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+            targets["granian"] = stack.enter_context(
+                server([*granian, "--factory", "app.main:create_app"], service_env, work / "granian.log")
+            )
         if args.compare_tree is not None:
             targets["compare"] = stack.enter_context(
                 server(

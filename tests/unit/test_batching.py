@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from app.batching import BatchConfig, DynamicBatcher, Priority
+from app.batching import BatchConfig, BatchCost, DynamicBatcher, Priority
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
 
 
@@ -205,3 +205,37 @@ async def test_raw_rows_are_prepared_once_per_batch_alongside_tensor_items(model
     assert a["y"][:, 0].tolist() == [2, 4] and t["y"][:, 0].tolist() == [10] and c["y"][:, 0].tolist() == [6]
     assert isinstance(bad, InvalidInput) and bad.code == "invalid_feature"  # isolated by the per-item retry
     await b.close()
+
+
+def test_batch_cost_separates_the_fixed_cost_from_the_per_row_cost() -> None:
+    cost = BatchCost()
+    assert cost.estimate(1) == float("inf")  # nothing measured: never inline
+    for _ in range(20):  # one batch size only: the average seconds per row
+        cost.observe(10, 100e-6)
+    assert cost.estimate(20) == pytest.approx(200e-6)
+    for r in [1, 2, 4, 8, 16, 32] * 10:  # 20 µs per call + 2 µs per row
+        cost.observe(r, 20e-6 + 2e-6 * r)
+    assert cost.estimate(1) == pytest.approx(22e-6, rel=0.05)
+    assert cost.estimate(64) == pytest.approx(148e-6, rel=0.05)  # per-row alone would say 64 x 22 µs = 1.4 ms
+
+
+async def test_cheap_batches_run_on_the_event_loop_and_costly_ones_in_a_worker_thread() -> None:
+    threads: list[int] = []
+    per_row = {"s": 0.0}
+
+    def infer(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        time.sleep(per_row["s"] * len(x["x"]))
+        return {"y": x["x"] * 2}
+
+    b = DynamicBatcher("test/1", infer, BatchConfig(max_queue_delay_us=0, inline_max_s=0.005))
+    b.start()
+    await b.submit(rows(1), 1)  # not measured yet: a worker thread
+    await b.submit(rows(1, 2), 2)  # measured cheap: on the loop
+    loop_thread = threading.get_ident()
+    assert threads[0] != loop_thread and threads[1] == loop_thread
+    per_row["s"] = 0.02  # now 20 ms per row: 2 rows are far over the 5 ms limit once measured
+    await b.submit(rows(1, 2), 2)  # still estimated cheap (runs inline), and measured slow
+    await b.submit(rows(1, 2), 2)  # the estimate (EWMA) has moved past the limit: a worker thread
+    assert threads[2] == loop_thread and threads[3] != loop_thread
+    await b.close(5)
