@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
 
 from app.manifest import TensorSpec
-from compress.config import CompressConfig
+from compress.config import CompressConfig, QuantizeSection
 from compress.errors import ConfigError
 
 Feeds = dict[str, np.ndarray]
+
+
+class Sliceable(Protocol):
+    """Rows a task calibrates on: a list of token sequences, an array of histories, ..."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: slice, /) -> Self: ...
+
+
+Rows = TypeVar("Rows", bound=Sliceable)
+
+
+def calibration_batches(
+    rows: Rows, q: QuantizeSection, feeds: Callable[[Rows], Feeds]
+) -> Callable[[], Iterator[Feeds]]:
+    """Factory of calibration batches: the first ``calibration_rows`` rows, ``calibration_batch`` at a time, each
+    turned into model inputs only when the quantizer asks for it (bounded memory, deterministic)."""
+    n = min(q.calibration_rows, len(rows))
+
+    def batches() -> Iterator[Feeds]:
+        for i in range(0, n, q.calibration_batch):
+            yield feeds(rows[i : i + q.calibration_batch])
+
+    return batches
 
 
 class TaskAdapter(Protocol):

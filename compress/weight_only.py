@@ -96,10 +96,12 @@ def quantize_weights(
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     skip = set(exclude or [])
-    tables = [
-        t.name for t in graph.initializer if any(n.op_type in ROW_WISE_CONSUMERS for n in consumers.get(t.name, []))
-    ]
-    largest = max(tables, key=lambda n: int(np.prod(_dims(graph, n))), default=None)
+    tables = {  # name -> element count
+        t.name: int(np.prod(t.dims))
+        for t in graph.initializer
+        if any(n.op_type in ROW_WISE_CONSUMERS for n in consumers.get(t.name, []))
+    }
+    largest = max(tables, key=tables.__getitem__, default=None)
     kept, dq_nodes, counts = [], [], {"int8": 0, "int4": 0, "fp32": 0}
     for init in graph.initializer:
         users = consumers.get(init.name, [])
@@ -163,7 +165,3 @@ def _raise_opset(model: onnx.ModelProto, target: int) -> None:
     if changed:
         raise ExportError(f"INT4 needs opset {target}; these ops changed since opset {opset.version}: {changed}")
     opset.version = target
-
-
-def _dims(graph: onnx.GraphProto, name: str) -> list[int]:
-    return next(list(t.dims) for t in graph.initializer if t.name == name)

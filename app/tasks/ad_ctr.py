@@ -57,10 +57,6 @@ def _check_dense(value: Any, name: str, where: str) -> None:
         dense_value(value, name)
     except FeatureError as e:
         raise InvalidInput(f"{where}: {e}", code="invalid_feature", status=422) from None
-    except OverflowError:
-        raise InvalidInput(
-            f"{where}: dense feature {name!r} is out of range", code="invalid_feature", status=422
-        ) from None
 
 
 async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:

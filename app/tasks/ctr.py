@@ -43,8 +43,9 @@ def cat_key(value: Any) -> str | None:
     return text or None
 
 
-def dense_value(value: Any, column: str) -> float:
-    """``log1p(max(x, 0))``; missing (None, NaN, '') -> NaN, to be replaced by the training mean."""
+def raw_dense(value: Any, column: str) -> float:
+    """The number a dense field holds, before ``log1p``: missing (None, NaN, '') -> NaN; booleans, non-numbers,
+    infinities and ints beyond float range are refused. Shared by both featurization paths so they refuse alike."""
     if value is None or value == "":
         return math.nan
     if isinstance(value, bool):
@@ -53,11 +54,17 @@ def dense_value(value: Any, column: str) -> float:
         x = float(value)
     except (TypeError, ValueError):
         raise FeatureError(f"dense feature {column!r} must be a number, got {value!r}") from None
-    if math.isnan(x):
-        return math.nan
+    except OverflowError:
+        raise FeatureError(f"dense feature {column!r} is out of range") from None
     if math.isinf(x):
         raise FeatureError(f"dense feature {column!r} must be finite, got {value!r}")
-    return math.log1p(max(x, 0.0))
+    return x
+
+
+def dense_value(value: Any, column: str) -> float:
+    """``log1p(max(x, 0))`` of :func:`raw_dense`; missing -> NaN, to be replaced by the training mean."""
+    x = raw_dense(value, column)
+    return x if math.isnan(x) else math.log1p(max(x, 0.0))
 
 
 def _dense_array(raw: Sequence[Any], column: str) -> np.ndarray:

@@ -9,7 +9,6 @@ counts above 2**24, fractional values and values beyond float32's range would ot
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from itertools import repeat
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.ctr import CtrFeaturizer, FeatureError, cat_key
+from app.tasks.ctr import CtrFeaturizer, cat_key, raw_dense
 
 DENSE_RAW = "dense_raw"  # graph input: float64 [N, D], NaN = missing
 CAT_RAW = "cat_raw"  # graph input: string [N, C], "" = missing
@@ -26,21 +25,6 @@ RAW_MODEL_ROLE = "raw_model"  # its role among the manifest's aux_files
 _NUMBER_TYPES = {int, float, type(None)}
 _SPACE = re.compile(r"\s")  # exactly the characters str.strip() removes
 _ASCII_SPACE = [c for c in map(chr, range(128)) if c.isspace()]
-
-
-def _raw_dense(value: Any, column: str) -> float:
-    """The raw number behind ``dense_value`` (before ``log1p``): same errors, NaN for missing."""
-    if value is None or value == "":
-        return math.nan
-    if isinstance(value, bool):
-        raise FeatureError(f"dense feature {column!r} must be a number, got a boolean")
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise FeatureError(f"dense feature {column!r} must be a finite number, got {value!r}") from None
-    if math.isinf(x):
-        raise FeatureError(f"dense feature {column!r} must be finite, got {value!r}")
-    return x
 
 
 def _dense_matrix(flat: list[Any], n: int, columns: Sequence[str]) -> np.ndarray:
@@ -53,7 +37,7 @@ def _dense_matrix(flat: list[Any], n: int, columns: Sequence[str]) -> np.ndarray
         if not np.isinf(x).any():
             return x.reshape(n, len(columns))
     d = len(columns)
-    return np.array([_raw_dense(v, columns[i % d]) for i, v in enumerate(flat)], dtype=np.float64).reshape(n, d)
+    return np.array([raw_dense(v, columns[i % d]) for i, v in enumerate(flat)], dtype=np.float64).reshape(n, d)
 
 
 def _cat_texts(flat: list[Any]) -> list[Any]:

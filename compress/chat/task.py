@@ -28,6 +28,7 @@ from compress.chat.onnx import HIDDEN
 from compress.config import ChatConfig
 from compress.errors import DataError
 from compress.metrics import intent_metrics
+from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
 
@@ -175,14 +176,7 @@ class ChatTask:
         return predict_trimmed(sess, feeds, [output])[0].astype(np.float64)
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-        q, train = self.cfg.quantize, self.seqs["train"]
-        n = min(q.calibration_rows, len(train))
-
-        def batches() -> Iterator[dict[str, np.ndarray]]:
-            for i in range(0, n, q.calibration_batch):
-                yield self._feeds(train[i : i + q.calibration_batch])
-
-        return batches
+        return calibration_batches(self.seqs["train"], self.cfg.quantize, self._feeds)
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
         from compress.chat.onnx import optimize_minilm

@@ -20,6 +20,7 @@ from app.tasks.rec_state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, 
 from compress.rec.config import RecConfig
 from compress.rec.data import Examples, RecSplit, file_record, make_split, non_product_pattern_ok, read_log
 from compress.rec.metrics import ranking_metrics
+from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
 
@@ -151,14 +152,7 @@ class RecTask:
         return np.concatenate(out)
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-        q, hist = self.cfg.quantize, self.examples["validation"].history
-        n = min(q.calibration_rows, len(hist))
-
-        def batches() -> Iterator[dict[str, np.ndarray]]:
-            for i in range(0, n, q.calibration_batch):
-                yield self._feeds(hist[i : i + q.calibration_batch])
-
-        return batches
+        return calibration_batches(self.examples["validation"].history, self.cfg.quantize, self._feeds)
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
         """No offline ORT pass: constant folding would expand the INT8/FP16 tables back to FP32 on disk."""

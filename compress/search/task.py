@@ -40,6 +40,7 @@ from compress.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
 from compress.search.metrics import ranking_metrics
 from compress.search.train import Lists
+from compress.tasks import calibration_batches
 
 SPECIAL_TOKENS = (0, 100, 101, 102, 103)
 log = logging.getLogger("compress")
@@ -253,7 +254,7 @@ class SearchTask:
         return out if self.bi else out.reshape(-1)
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-        q, train = self.cfg.quantize, self.parts["train"].seqs
+        train = self.parts["train"].seqs
         if self.bi:  # the rows a bi-encoder sees: training queries and their products, interleaved
             lists = [self.data.lists[i] for i in self.split.train]
             train = [
@@ -261,13 +262,7 @@ class SearchTask:
                 for i, j in zip(self.split.train, lists, strict=True)
                 for t in (self.query_tokens[i], self.product_tokens[j.products[0]])
             ]
-        n = min(q.calibration_rows, len(train))
-
-        def batches() -> Iterator[dict[str, np.ndarray]]:
-            for i in range(0, n, q.calibration_batch):
-                yield self._feeds(train[i : i + q.calibration_batch])
-
-        return batches
+        return calibration_batches(train, self.cfg.quantize, self._feeds)
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
         from compress.chat.onnx import optimize_minilm

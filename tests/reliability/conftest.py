@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.fixtures.ctr_model import DATA, publish_ctr_version, raw_records
-from tests.fixtures.servers import ServerFactory, ServerProcess, _redis_ping, free_port, wait_until
+from tests.fixtures.servers import ServerFactory, ServerProcess, free_port, start_redis, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WRK_SCRIPT = ROOT / "loadtest" / "overload.lua"
@@ -139,22 +139,7 @@ class RestartableRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server") or "redis-server"
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _redis_ping(self.port), 10, f"redis-server on port {self.port}")
+        self.proc = start_redis(shutil.which("redis-server") or "redis-server", self.port, self.dir)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from app.runtime.ort_options import DEQUANTIZE_ON_LOAD, session_config, wants_dequantize_on_load
+from app.runtime.ort_options import DEQUANTIZE_ON_LOAD, model_metadata, session_config, wants_dequantize_on_load
 from compress.errors import ExportError
 from compress.weight_only import quantize_weights
 
@@ -60,6 +60,7 @@ def test_int8_weights_are_4x_smaller_marked_and_folded_to_fp32_at_load(tmp_path:
     assert notes["weight_only"] == {"tensors_int8": 2, "tensors_int4": 0, "kept_fp32": 1}  # the bias stays FP32
     assert src.stat().st_size / dst.stat().st_size > 3.5
     assert wants_dequantize_on_load(dst) and not wants_dequantize_on_load(src)
+    assert model_metadata(dst) == {p.key: p.value for p in onnx.load(str(dst)).metadata_props}  # graph skipped
     assert session_config(dst) == {"session.disable_quant_qdq": "1"} and session_config(src) == {}
 
     folded, unfolded = tmp_path / "folded.onnx", tmp_path / "unfolded.onnx"
