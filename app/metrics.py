@@ -7,6 +7,9 @@ range. Queue wait and compute are separate histograms so a slow p99 can be blame
 from __future__ import annotations
 
 import os
+import struct
+import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +26,65 @@ LATENCY_BUCKETS = (
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
+class FastHistogram:
+    """``observe`` on one labelled histogram child by binary search over its bounds (prometheus_client scans the 27
+    bounds in a Python loop; a request makes two observations). Same values, same exposition (tested)."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._sum: Any = child._sum
+        self._buckets: list[Any] = child._buckets
+        self._bounds: list[float] = child._upper_bounds
+
+    def observe(self, amount: float) -> None:
+        self._sum.inc(amount)
+        self._buckets[bisect_left(self._bounds, amount)].inc(1)
+
+
+_PACK = struct.Struct("dd").pack_into
+_WRITE_LOCK = threading.Lock()
+
+
+def use_lean_multiprocess_values() -> None:
+    """Make every metric value created from now on write its mmap slot directly.
+
+    prometheus_client's multiprocess value takes a lock, checks for a fork (``os.getpid``) and looks its slot up by
+    key on every ``inc``/``set``: ~0.8 µs, about eight times per request. Worker processes are spawned, never
+    forked after their metrics exist, so the fork check is dropped and the slot's offset is kept; one lock still
+    serialises writers (batch statistics are recorded from worker threads). Reading and merging are unchanged.
+    """
+    from prometheus_client import values
+
+    base: Any = values.ValueClass
+    if not getattr(base, "_multiprocess", False) or getattr(base, "lean", False):
+        return
+
+    class LeanMmapedValue(base):  # type: ignore[misc]
+        lean = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._slot = self._file._positions[self._key]
+
+        def inc(self, amount: float) -> None:
+            with _WRITE_LOCK:
+                self._value += amount
+                _PACK(self._file._m, self._slot, self._value, 0.0)
+
+        def set(self, value: float, timestamp: float | None = None) -> None:
+            with _WRITE_LOCK:
+                self._value = value
+                _PACK(self._file._m, self._slot, value, timestamp or 0.0)
+
+    values.ValueClass = LeanMmapedValue
+
+
 class Metrics:
     """Holds the metric objects; one instance per app, created by the app factory."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        use_lean_multiprocess_values()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -90,7 +148,7 @@ class Metrics:
         key = (endpoint, model, version, outcome, code)
         pair = self._request_children.get(key)
         if pair is None:
-            pair = (self.requests.labels(*key), self.request_latency.labels(endpoint, model, version))
+            pair = (self.requests.labels(*key), FastHistogram(self.request_latency.labels(endpoint, model, version)))
             self._request_children[key] = pair
         return pair
 
@@ -151,9 +209,9 @@ class VersionBatchStats(BatchStats):
     def __init__(self, metrics: Metrics, model: str, version: int) -> None:
         labels = (model, str(version))
         self._depth = metrics.queue_rows.labels(*labels)
-        self._wait = metrics.queue_time.labels(*labels)
-        self._compute = metrics.compute_time.labels(*labels)
-        self._rows = metrics.batch_rows.labels(*labels)
+        self._wait = FastHistogram(metrics.queue_time.labels(*labels))
+        self._compute = FastHistogram(metrics.compute_time.labels(*labels))
+        self._rows = FastHistogram(metrics.batch_rows.labels(*labels))
         self._crashes = metrics.task_crashes.labels("batcher")
         self._refused = metrics.refusals.labels(*labels)
 

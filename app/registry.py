@@ -17,9 +17,8 @@ import asyncio
 import enum
 import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +118,27 @@ def select_versions(on_disk: list[int], failed: set[int], policy: VersionPolicy)
     return set(healthy[-(policy.latest or 1) :])
 
 
+class Lease:
+    """``with registry.lease(...) as mv``: counts the request on the version so a swap drains it before unloading
+    (a class, not ``@contextmanager``: a generator per request cost more than the rest of the lookup)."""
+
+    __slots__ = ("mv",)
+
+    def __init__(self, mv: ModelVersion) -> None:
+        self.mv = mv
+        mv.leases += 1
+        mv.released.clear()
+
+    def __enter__(self) -> ModelVersion:
+        return self.mv
+
+    def __exit__(self, *exc: object) -> None:
+        mv = self.mv
+        mv.leases -= 1
+        if mv.leases == 0:
+            mv.released.set()
+
+
 class ModelRegistry:
     """name -> version -> :class:`ModelVersion`, plus the status of every version ever seen."""
 
@@ -145,18 +165,9 @@ class ModelRegistry:
         self.required: set[str] = set(settings.required_models or [])
 
     # ---- request side ----
-    @contextmanager
-    def lease(self, model: str, version: int | None = None) -> Iterator[ModelVersion]:
-        """Hold a READY version (the default one if ``version`` is None) until the block exits."""
-        mv = self.resolve(model, version)
-        mv.leases += 1
-        mv.released.clear()
-        try:
-            yield mv
-        finally:
-            mv.leases -= 1
-            if mv.leases == 0:
-                mv.released.set()
+    def lease(self, model: str, version: int | None = None) -> Lease:
+        """Hold a READY version (the default one if ``version`` is None) until the ``with`` block exits."""
+        return Lease(self.resolve(model, version))
 
     def resolve(self, model: str, version: int | None = None) -> ModelVersion:
         versions = self._loaded.get(model)
@@ -165,9 +176,12 @@ class ModelRegistry:
                 raise ModelNotFound(f"{model!r} is not a valid model name")
             versions = {}
         if version is None:
-            ready = [v for v in versions.values() if v.state is VersionState.READY]
-            if ready:
-                return max(ready, key=lambda v: v.version)
+            newest = None  # a plain loop: this runs several times per request
+            for v in versions.values():
+                if v.state is VersionState.READY and (newest is None or v.version > newest.version):
+                    newest = v
+            if newest is not None:
+                return newest
             if model in self._on_disk or model in self._loaded:
                 raise ModelNotReady(f"model {model!r} has no ready version")
             raise ModelNotFound(f"model {model!r} is not in the repository")

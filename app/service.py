@@ -29,9 +29,10 @@ REJECTIONS = RateLimitedLog(logging.getLogger("app.validation"), interval_s=10.0
 """Bad inputs are the client's problem: a warning at most every 10 s (with a count), never a line per request."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestOptions:
-    """Per-request scheduling: absolute deadline on ``time.monotonic()``, priority, id for logs."""
+    """Per-request scheduling: absolute deadline on ``time.monotonic()``, priority, id for logs. Treated as
+    immutable (a changed copy is a new object); not ``frozen``, whose ``__init__`` costs 3x on every request."""
 
     deadline: float | None = None
     priority: Priority = Priority.LOW

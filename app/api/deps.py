@@ -36,8 +36,18 @@ def add_hot_route(app: FastAPI, path: str, endpoint: Callable[[Request], Awaitab
     app.add_api_route(path, endpoint, methods=["POST"], **docs)
 
 
+class RawResponse(Response):
+    """A complete body with its content type, headers built directly: Starlette's ``Response.__init__`` inspects
+    and re-encodes every header on each request."""
+
+    def __init__(self, body: bytes, content_type: bytes = b"application/json", status_code: int = 200,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:  # fmt: skip
+        self.status_code, self.body, self.background = status_code, body, None
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type), *(extra or ())]
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
+    return RawResponse(orjson.dumps(content), status_code=status_code)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -53,8 +63,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def request_options(request: Request, default_timeout_ms: int | None) -> RequestOptions:
     """``timeout-ms`` (positive integer) and ``priority`` (high|low) headers -> :class:`RequestOptions`."""
-    headers = request.headers
-    raw = headers.get("timeout-ms")
+    raw = level = None
+    for key, value in request.scope["headers"]:  # one pass over the raw list; no Headers object per request
+        if key == b"timeout-ms" and raw is None:
+            raw = value.decode("latin-1")
+        elif key == b"priority" and level is None:
+            level = value.decode("latin-1")
     timeout_ms = default_timeout_ms
     if raw is not None:
         timeout_ms = parse_ascii_int(raw, 1, MAX_TIMEOUT_MS)
@@ -63,7 +77,6 @@ def request_options(request: Request, default_timeout_ms: int | None) -> Request
                 f"timeout-ms header {raw[:32]!r} must be an integer from 1 to {MAX_TIMEOUT_MS}", code="invalid_header"
             )
     priority = Priority.LOW
-    level = headers.get("priority")
     if level is not None:
         try:
             priority = Priority[level.strip().upper()]

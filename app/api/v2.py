@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from app.api import openapi_v2 as doc
 from app.api.deps import (
+    RawResponse,
     add_hot_route,
     admit_early,
     get_service,
@@ -130,7 +131,8 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
         req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
         mv, outputs = await svc.infer(model, version, req, opts, obs)
         content, headers = encode_infer_response(model, mv.version, outputs, req)
-    return Response(content, headers=headers)
+    ctype = headers.pop("content-type").encode()
+    return RawResponse(content, ctype, extra=[(k.encode(), v.encode()) for k, v in headers.items()])
 
 
 async def repository_index(request: Request) -> Response:
