@@ -36,6 +36,7 @@ SCRIPT = ROOT / "loadtest" / "overload.lua"
 
 
 CLIENT_CPUS: list[str] = []  # taskset prefix for wrk (--client-cpus), set once in main()
+SERVER_PID: list[int] = []  # the started server (not with --url): its CPU time is read around every wrk run
 
 
 def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: int = 0) -> dict[str, Any]:
@@ -57,11 +58,47 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: in
         "",
         str(pace_ms),
     ]
+    tree = measure_tree()
+    cpu0 = cpu_seconds(tree)
     subprocess.run(args, check=True, capture_output=True, env={**os.environ, "OVERLOAD_OUT": str(out)})
     doc: dict[str, Any] = json.loads(out.read_text())
     out.unlink()
     doc["seconds"] = doc["duration_us"] / 1e6
+    doc["server_cpu_s"] = cpu_seconds(tree) - cpu0 if tree else None
     return doc
+
+
+def measure_tree() -> list[int]:
+    from loadtest.peers.measure import process_tree
+
+    return process_tree(SERVER_PID[0]) if SERVER_PID else []
+
+
+def cpu_seconds(tree: list[int]) -> float:
+    from loadtest.peers.measure import cpu_seconds as tree_cpu
+
+    return tree_cpu(tree) if tree else 0.0
+
+
+def feasibility(capacity_run: dict[str, Any], over: dict[str, Any], offered_x: float) -> dict[str, Any]:
+    """What the server's CPU allows at this offered load, from the runs themselves.
+
+    ``serve`` = server CPU per answered request at capacity (everything refused there is ignored: none is);
+    ``refuse`` = what the overload run's CPU left after its answered requests, per refused request. With
+    ``cores`` = the server's CPU share at capacity, answering ``g`` x capacity while refusing the rest of ``f`` x
+    capacity needs ``g*serve + (f-g)*refuse <= cores/capacity``, so ``g <= (1 - f*rho) / (1 - rho)`` with
+    ``rho = refuse/serve``: goodput beyond that bound is impossible for any admission rule on this CPU.
+    """
+    n_ok = capacity_run["status"].get("200", {}).get("n", 0)
+    over_ok, over_refused = (over["status"].get(k, {}).get("n", 0) for k in ("200", "503"))
+    if capacity_run.get("server_cpu_s") is None or not n_ok or not over_refused:
+        return {}
+    serve = capacity_run["server_cpu_s"] / n_ok
+    refuse = max(0.0, over["server_cpu_s"] - over_ok * serve) / over_refused
+    rho = refuse / serve
+    bound = max(0.0, (1 - offered_x * rho) / (1 - rho)) if rho < 1 else 0.0
+    return {"serve_cpu_us": round(serve * 1e6, 1), "refuse_cpu_us": round(refuse * 1e6, 1),
+            "goodput_bound_of_capacity": round(min(1.0, bound), 3)}  # fmt: skip
 
 
 def rate(doc: dict[str, Any], status: str) -> float:
@@ -101,6 +138,7 @@ def measure(
         "refused_share": round(rate(over, "503") / max(total, 1e-9), 3), "refused_p99_ms": p99_ms(over, "503"),
         "other_statuses": {k: v["n"] for k, v in over["status"].items() if k not in ("200", "503")},
         "socket_errors": over["socket_errors"],
+        **feasibility(capacity_runs[best], over, total / capacity),
     }  # fmt: skip
 
 
@@ -137,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             **dict(kv.split("=", 1) for kv in args.env),
         }
         proc = subprocess.Popen([*server_cpus, sys.executable, "-m", "app"], cwd=ROOT, env=env)
+        SERVER_PID[:] = [proc.pid]  # taskset execs the server in place: same pid
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
