@@ -274,6 +274,7 @@ class ModelRegistry:
             queue_cap_rows=s.queue_cap_rows or m.queue_cap_rows,
             concurrency=s.batch_concurrency,
             queue_budget_s=s.queue_budget_for(manifest.name, m.queue_budget_ms),
+            max_in_flight=s.max_in_flight_for(manifest.name),
             inline_max_s=s.inline_batch_us / 1e6,
         )
 

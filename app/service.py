@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -119,6 +120,17 @@ class InferenceService:
 
     def observe(self, endpoint: str, model: str) -> Observation:
         return Observation(self.metrics, endpoint, model)
+
+    def admit(self, model: str, version: int | None = None) -> AbstractContextManager[None]:
+        """Admission before the body is read and parsed (every transport): raises ``Overloaded`` (503 + Retry-After)
+        when the version's queue is over its time budget or its requests in progress are at their cap; otherwise
+        a block that holds the request's place until it is answered. Unknown and not-ready models pass: the lease
+        answers them with their own codes."""
+        try:
+            mv = self.registry.resolve(model, version)
+        except ServiceError:
+            return nullcontext()
+        return nullcontext() if mv.batcher is None else mv.batcher.admit()
 
     # ---- KServe v2 ----
     async def infer(

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     cores (about 60-80 ms of queue), while 3x that load is shed instead of queueing for seconds."""
     queue_budgets_ms: dict[str, float] = {}
     """Per-model queue-time budgets, e.g. ``{"ad-ctr": 40}``."""
+    max_in_flight: int | None = Field(default=None, ge=1)
+    """Admission: at most this many requests of one version in progress per worker process (admitted, not yet
+    answered: body read, parse, queue and batch); more are refused (503 ``overloaded``) before their body is
+    read. Per model: ``max_in_flight_models``. Unset = no cap. Under 3x overload it keeps the worker at its
+    capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/reliability.md)."""
+    max_in_flight_models: dict[str, int] = {}
+    """Per-model caps, e.g. ``{"ad-ctr": 3}``."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
@@ -134,7 +141,7 @@ class Settings(BaseSettings):
             return [m.strip() for m in v.split(",") if m.strip()]
         return v
 
-    @field_validator("default_timeout_ms", "queue_budget_ms", mode="before")
+    @field_validator("default_timeout_ms", "queue_budget_ms", "max_in_flight", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
@@ -143,6 +150,10 @@ class Settings(BaseSettings):
         """The queue-time budget of ``model`` in seconds: settings per model, then the manifest, then the default."""
         ms = self.queue_budgets_ms.get(model, manifest_ms if manifest_ms is not None else self.queue_budget_ms)
         return None if ms is None else ms / 1000
+
+    def max_in_flight_for(self, model: str) -> int | None:
+        """The in-progress cap of ``model``: settings per model, then the default (None = no cap)."""
+        return self.max_in_flight_models.get(model, self.max_in_flight)
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)

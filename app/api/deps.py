@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.batching import Priority
-from app.errors import Forbidden, InvalidInput, PayloadTooLarge, ServiceError, Unauthorized
+from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
 from app.ints import parse_ascii_int
 from app.service import InferenceService, RequestOptions
 
@@ -95,15 +96,11 @@ def parse_version(raw: str) -> int:
     return version
 
 
-def admit_early(svc: InferenceService, model: str, version: int | None = None) -> None:
-    """Refuse (503 ``overloaded`` + Retry-After) before the body is read and parsed when the version's queue is
-    already over its time budget: under overload a refusal must cost far less than the work it sheds."""
-    try:
-        mv = svc.registry.resolve(model, version)
-    except ServiceError:
-        return  # unknown / not-ready models are answered by the lease, with their own codes
-    if mv.batcher is not None:
-        mv.batcher.check_admission()
+def admit_early(svc: InferenceService, model: str, version: int | None = None) -> AbstractContextManager[None]:
+    """Refuse (503 ``overloaded`` + Retry-After) before the body is read and parsed when the version is over its
+    queue-time budget or its cap of requests in progress: under overload a refusal must cost far less than the
+    work it sheds. Use as ``with admit_early(...):`` around the rest of the request."""
+    return svc.admit(model, version)
 
 
 def require_admin(request: Request) -> None:

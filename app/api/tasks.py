@@ -4,6 +4,7 @@ limits, errors and metrics. No task is named in this module; tasks come from :mo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,10 +39,10 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
         svc = get_service(request)
         with svc.observe(route.endpoint, svc.model_for(route)) as obs:
             opts = request_options(request, svc.settings.default_timeout_ms)
-            if route.needs_model:
-                admit_early(svc, obs.model)  # overloaded: refuse before reading and parsing the body
-            body = await read_body(request, svc.settings.max_body_bytes)
-            result = await svc.run_task(route, route.parse(body), opts, obs)
+            # overloaded: refuse before reading and parsing the body
+            with admit_early(svc, obs.model) if route.needs_model else nullcontext():
+                body = await read_body(request, svc.settings.max_body_bytes)
+                result = await svc.run_task(route, route.parse(body), opts, obs)
         return json_response(result)
 
     handle.__name__ = f"task_{route.endpoint}"

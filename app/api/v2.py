@@ -126,10 +126,10 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
     with svc.observe("v2_infer", metric_model(svc, model)) as obs:
         version = None if raw_version is None else parse_version(raw_version)
         opts = request_options(request, svc.settings.default_timeout_ms)
-        admit_early(svc, model, version)  # an overloaded model refuses before the body is read and parsed
-        body = await read_body(request, svc.settings.max_body_bytes)
-        req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
-        mv, outputs = await svc.infer(model, version, req, opts, obs)
+        with admit_early(svc, model, version):  # an overloaded model refuses before the body is read and parsed
+            body = await read_body(request, svc.settings.max_body_bytes)
+            req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
+            mv, outputs = await svc.infer(model, version, req, opts, obs)
         content, headers = encode_infer_response(model, mv.version, outputs, req)
     ctype = headers.pop("content-type").encode()
     return RawResponse(content, ctype, extra=[(k.encode(), v.encode()) for k, v in headers.items()])

@@ -134,8 +134,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             with svc.observe(INFER_ENDPOINT, request.model_name) as obs:
                 opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
                 version = calls.parse_version(request.model_version)
-                req = decode_infer_request(request)
-                mv, outputs = await svc.infer(request.model_name, version, req, opts, obs)
+                with svc.admit(request.model_name, version):
+                    req = decode_infer_request(request)
+                    mv, outputs = await svc.infer(request.model_name, version, req, opts, obs)
                 return encode_infer_response(request.model_name, mv.version, outputs, req)
         except ServiceError as e:
             await status.abort(context, e)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from google.protobuf.message import Message
@@ -50,8 +51,9 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
             try:
                 with svc.observe(endpoint, svc.model_for(route)) as obs:
                     opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
-                    req = validate(route.request, rpc.to_request(request))
-                    result = await svc.run_task(route, req, opts, obs)
+                    with svc.admit(obs.model) if route.needs_model else nullcontext():
+                        req = validate(route.request, rpc.to_request(request))
+                        result = await svc.run_task(route, req, opts, obs)
                 return rpc.from_response(result)
             except ServiceError as e:
                 await status.abort(context, e)

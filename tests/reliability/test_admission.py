@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytest
 from app.batching import BatchConfig, DynamicBatcher
 from app.errors import Overloaded
 from app.settings import Settings
-from tests.fixtures.servers import ServerFactory
-from tests.reliability.conftest import ctr_body, metric, ready, run_wrk, start
+from tests.fixtures.servers import ServerFactory, wait_until
+from tests.reliability.conftest import client, ctr_body, metric, ready, run_wrk, start
 
 
 async def test_expected_queue_time_over_budget_is_refused_with_retry_after() -> None:
@@ -66,3 +67,47 @@ def test_overload_keeps_admitted_latency_and_refuses_fast(
     # before the fix the admitted p99 was seconds (1.7 s here); refusals come back fast, not after the queue
     assert over.p(200) < 0.5, over.status
     assert over.p(503) < 0.3, over.status
+
+
+async def test_requests_in_progress_are_capped_and_every_exit_releases_its_place() -> None:
+    b = DynamicBatcher("m/1", lambda x: x, BatchConfig(max_in_flight=2))
+    with b.admit(), b.admit():
+        assert b.admitted == 2
+        with pytest.raises(Overloaded) as e:  # refused before any body is read: nothing is queued
+            b.admit()
+        assert e.value.status == 503 and "cap 2" in e.value.message and b.queued_rows == 0
+    assert b.admitted == 0
+    with pytest.raises(RuntimeError), b.admit():  # a failing request gives its place back too
+        raise RuntimeError("bad input")
+    assert b.admitted == 0
+    unlimited = DynamicBatcher("m/2", lambda x: x, BatchConfig())
+    with unlimited.admit(), unlimited.admit(), unlimited.admit():
+        assert unlimited.admitted == 3
+    await b.close(1)
+    await unlimited.close(1)
+
+
+def test_max_in_flight_settings() -> None:
+    s = Settings(max_in_flight=8, max_in_flight_models={"ad-ctr": 3})
+    assert s.max_in_flight_for("ad-ctr") == 3 and s.max_in_flight_for("other") == 8
+    assert Settings().max_in_flight_for("ad-ctr") is None  # no cap unless configured: it depends on the traffic
+
+
+def test_cap_refuses_early_with_retry_after_and_admits_again_when_answered(
+    repo: Path, start_server: ServerFactory
+) -> None:
+    # two 1-candidate requests wait in the queue for the 4 s batching delay; a third finds the cap full
+    server = start(start_server, repo, APP_MAX_IN_FLIGHT="2", APP_MAX_QUEUE_DELAY_US="4000000")
+    ready(server)
+    url = server.url + "/v1/ads/ctr"
+    with ThreadPoolExecutor(2) as pool, client(server) as c:
+        held = [pool.submit(c.post, url, json=ctr_body(1, offset=8000 + i)) for i in range(2)]
+        wait_until(lambda: metric(server, "inference_queue_rows", model="ad-ctr") == 2, 10, "two requests queued")
+        refused = c.post(url, json=ctr_body(1))
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "overloaded" and int(refused.headers["Retry-After"]) >= 1
+        assert [f.result(timeout=30).status_code for f in held] == [200, 200]
+    assert metric(server, "inference_admission_refusals_total", model="ad-ctr") == 1
+    assert metric(server, "inference_requests_total", endpoint="ctr", code="overloaded") == 1
+    with client(server) as c:  # places given back: admitted again
+        assert c.post(url, json=ctr_body(1)).status_code == 200
