@@ -35,7 +35,9 @@ async def test_expected_queue_time_over_budget_is_refused_with_retry_after() -> 
     running = asyncio.create_task(b.submit({"x": np.ones((1, 1), np.float32)}, rows=1))
     await asyncio.sleep(0)
     queued = [asyncio.create_task(b.submit({"x": np.ones((4, 1), np.float32)}, rows=4)) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):  # the 1-row item is running (held by the gate), the three 4-row items queued
+        while b.queued_rows != 12:
+            await asyncio.sleep(0)
     with pytest.raises(Overloaded) as e:  # 12 rows ahead x >= 5 ms = 60 ms > 50 ms
         await b.submit({"x": np.ones((1, 1), np.float32)}, rows=1)
     assert e.value.status == 503 and e.value.headers["Retry-After"] == "1"
