@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from loadtest.peers.measure import cpu_seconds, process_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "loadtest" / "overload.lua"
 
@@ -58,7 +60,7 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: in
         "",
         str(pace_ms),
     ]
-    tree = measure_tree()
+    tree = process_tree(SERVER_PID[0]) if SERVER_PID else []
     cpu0 = cpu_seconds(tree)
     subprocess.run(args, check=True, capture_output=True, env={**os.environ, "OVERLOAD_OUT": str(out)})
     doc: dict[str, Any] = json.loads(out.read_text())
@@ -66,18 +68,6 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: in
     doc["seconds"] = doc["duration_us"] / 1e6
     doc["server_cpu_s"] = cpu_seconds(tree) - cpu0 if tree else None
     return doc
-
-
-def measure_tree() -> list[int]:
-    from loadtest.peers.measure import process_tree
-
-    return process_tree(SERVER_PID[0]) if SERVER_PID else []
-
-
-def cpu_seconds(tree: list[int]) -> float:
-    from loadtest.peers.measure import cpu_seconds as tree_cpu
-
-    return tree_cpu(tree) if tree else 0.0
 
 
 def feasibility(capacity_run: dict[str, Any], over: dict[str, Any], offered_x: float) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
@@ -94,13 +93,6 @@ def parse_version(raw: str) -> int:
             f"model version {raw[:32]!r} must be an integer from 1 to {MAX_VERSION}", code="invalid_version"
         )
     return version
-
-
-def admit_early(svc: InferenceService, model: str, version: int | None = None) -> AbstractContextManager[None]:
-    """Refuse (503 ``overloaded`` + Retry-After) before the body is read and parsed when the version is over its
-    queue-time budget or its cap of requests in progress: under overload a refusal must cost far less than the
-    work it sheds. Use as ``with admit_early(...):`` around the rest of the request."""
-    return svc.admit(model, version)
 
 
 def require_admin(request: Request) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import add_hot_route, admit_early, get_service, json_response, read_body, request_options
+from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
 from app.tasks.base import Route
 from app.tasks.registry import all_routes
 
@@ -40,7 +40,7 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
         with svc.observe(route.endpoint, svc.model_for(route)) as obs:
             opts = request_options(request, svc.settings.default_timeout_ms)
             # overloaded: refuse before reading and parsing the body
-            with admit_early(svc, obs.model) if route.needs_model else nullcontext():
+            with svc.admit(obs.model) if route.needs_model else nullcontext():
                 body = await read_body(request, svc.settings.max_body_bytes)
                 result = await svc.run_task(route, route.parse(body), opts, obs)
         return json_response(result)

@@ -15,7 +15,6 @@ from app.api import openapi_v2 as doc
 from app.api.deps import (
     RawResponse,
     add_hot_route,
-    admit_early,
     get_service,
     json_response,
     parse_version,
@@ -126,7 +125,7 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
     with svc.observe("v2_infer", metric_model(svc, model)) as obs:
         version = None if raw_version is None else parse_version(raw_version)
         opts = request_options(request, svc.settings.default_timeout_ms)
-        with admit_early(svc, model, version):  # an overloaded model refuses before the body is read and parsed
+        with svc.admit(model, version):  # an overloaded model refuses before the body is read and parsed
             body = await read_body(request, svc.settings.max_body_bytes)
             req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
             mv, outputs = await svc.infer(model, version, req, opts, obs)
