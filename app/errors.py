@@ -20,8 +20,9 @@ unit test fails when a code raised anywhere in ``app/`` is missing from it (or i
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 
@@ -109,6 +110,21 @@ class InferenceFailed(ServiceError):
 
     code = "inference_failed"
     status = 500
+
+
+def names_hint(given: str | Collection[str], valid: Collection[str], noun: str, *, limit: int = 60) -> str:
+    """ "did you mean 'I5'? <noun>: I1, I2, ..." for a message about unknown names: the closest valid name of each
+    (case-insensitive, difflib) and the valid ones, so a newcomer fixes the request without reading the source."""
+    by_lower = {v.lower(): v for v in valid}
+    guesses = []
+    for name in [given] if isinstance(given, str) else given:
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+        if close and by_lower[close[0]] != name:
+            guesses.append(repr(by_lower[close[0]]))
+    names = sorted(valid)
+    listed = ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+    hint = f"did you mean {' or '.join(dict.fromkeys(guesses))}? " if guesses else ""
+    return f"{hint}{noun}: {listed or 'none'}"
 
 
 @dataclass(frozen=True)
@@ -214,4 +230,5 @@ __all__ = [
     "ServiceError",
     "Unauthorized",
     "codes_with_status",
+    "names_hint",
 ]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.batching import BatchConfig, DynamicBatcher
-from app.errors import ModelNotFound, ModelNotReady
+from app.errors import ModelNotFound, ModelNotReady, names_hint
 from app.manifest import MODEL_NAME_RE, Manifest
 from app.metrics import Metrics, VersionBatchStats
 from app.repository import RepositoryError, list_models, list_versions, load_verified
@@ -184,7 +184,7 @@ class ModelRegistry:
                 return newest
             if model in self._on_disk or model in self._loaded:
                 raise ModelNotReady(f"model {model!r} has no ready version")
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+            raise self.not_in_repository(model)
         mv = versions.get(version)
         if mv is not None and mv.state is VersionState.READY:
             return mv
@@ -361,8 +361,9 @@ class ModelRegistry:
     # ---- explicit control (repository API) ----
     async def load_model(self, model: str) -> None:
         """Re-enable ``model``, forget its past failures, and converge now; raises if nothing became ready."""
-        if model not in (await asyncio.to_thread(list_models, self.root)):
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+        on_disk = await asyncio.to_thread(list_models, self.root)
+        if model not in on_disk:
+            raise ModelNotFound(f"model {model!r} is not in the repository; {names_hint(model, on_disk, 'models')}")
         self._disabled.discard(model)
         self._failed.pop(model, None)
         await self.sync(only=model)
@@ -383,7 +384,12 @@ class ModelRegistry:
 
     def resolve_name(self, model: str) -> None:
         if model not in self._on_disk and model not in self._loaded:
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+            raise self.not_in_repository(model)
+
+    def not_in_repository(self, model: str) -> ModelNotFound:
+        """The 404 for an unknown name, listing the models served (and the close match) so a typo is obvious."""
+        served = set(self._on_disk) | set(self._loaded)
+        return ModelNotFound(f"model {model!r} is not in the repository; {names_hint(model, served, 'models served')}")
 
     async def close(self) -> None:
         """Shutdown: finish retirements, then drain and unload everything."""

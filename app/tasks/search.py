@@ -55,7 +55,9 @@ async def rank(req: SearchRequest, call: Call[SearchTask]) -> dict[str, Any]:
         raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
     limit = call.ctx.settings.max_candidates
     if n > limit:
-        raise PayloadTooLarge(f"{n} candidates; at most {limit} per request", code="too_many_candidates")
+        raise PayloadTooLarge(
+            f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"
+        )
     (q_tokens,), (q_cut,) = task.enc.queries([query])
     products, inline = task.candidate_products(req.candidates)
     if task.vectors is not None:
