@@ -18,13 +18,23 @@ import argparse
 import json
 import logging
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -300,3 +310,12 @@ def cli_overrides(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     """CLI flags override the environment, which overrides the defaults."""
     return Settings(**cli_overrides(argv))
+
+
+def settings_or_exit(overrides: Mapping[str, Any]) -> Settings:
+    """The settings, or exit 2 with pydantic's account of each bad value (a flag or the environment), no traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        print(f"python -m app: invalid settings (CLI flags or APP_* environment):\n{e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -189,7 +189,9 @@ class SearchTask(Task):
             raise InvalidInput("query is empty or only whitespace", code="empty_query", status=422)
         if len(q) > self.state.max_query_chars:
             raise PayloadTooLarge(
-                f"query has {len(q)} characters; the limit is {self.state.max_query_chars}", code="query_too_long"
+                f"query has {len(q)} characters; the limit is {self.state.max_query_chars} (the version's [rank] "
+                "max_query_chars)",
+                code="query_too_long",
             )
         return q
 
@@ -234,7 +236,7 @@ class SearchTask(Task):
             if len(text) > self.state.max_text_chars:
                 raise PayloadTooLarge(
                     f"candidates[{i}]: product text has {len(text)} characters; the limit is "
-                    f"{self.state.max_text_chars}",
+                    f"{self.state.max_text_chars} (the version's [rank] max_text_chars)",
                     code="product_text_too_long",
                 )
             inline[i] = text

@@ -138,3 +138,12 @@ def test_redis_url_rule_is_the_same_in_both_halves(monkeypatch: pytest.MonkeyPat
     assert Settings().redis_url == compress_settings().redis_url == "redis://prefixed:6379/0"
     monkeypatch.setenv("APP_REDIS_CHANNEL", "published-eu")
     assert Settings().redis_channel == compress_settings().redis_channel == "published-eu"
+
+
+def test_bad_values_exit_2_naming_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.settings import cli_overrides, settings_or_exit
+
+    with pytest.raises(SystemExit) as e:
+        settings_or_exit(cli_overrides(["--port", "70000"]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "port" in err and "65535" in err, err
