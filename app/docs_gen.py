@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,8 +47,8 @@ def _default(field: FieldInfo) -> str:
     value: Any = field.default
     if value is None:
         return "unset"
-    if isinstance(value, Path):
-        value = str(value)
+    if isinstance(value, Path):  # a default beside the checkout is shown relative to it (the page is shared)
+        value = os.path.relpath(value, ROOT) if value.is_absolute() else str(value)
     return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
 
 

@@ -243,7 +243,7 @@ DEPRECATED = {
 """Deprecated per-model dicts and the ``models.<name>`` field that replaces each (both still work)."""
 ENV_ONLY: Mapping[str, str] = {
     "admin_token": "a secret: on a command line every user of the host could read it",
-    **{old: f"deprecated: use --models (``{new}`` per model)" for old, new in DEPRECATED.items()},
+    **{old: f"deprecated: use --models ({new} per model)" for old, new in DEPRECATED.items()},
 }
 """Settings without a CLI flag, and why."""
 
