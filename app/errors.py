@@ -172,8 +172,7 @@ CATALOGUE: Mapping[str, ErrorCode] = _catalogue(
               "lists the ones that do)"),
     ErrorCode("payload_too_large", 413, _BAD, "the body is over `APP_MAX_BODY_BYTES` (Content-Length or actual "
               "bytes)"),
-    ErrorCode("too_many_candidates", 413, _BAD, "more candidates than `APP_MAX_CANDIDATES` (ads) or the version's "
-              "limit (search)"),
+    ErrorCode("too_many_candidates", 413, _BAD, "more candidates than `APP_MAX_CANDIDATES` (ads, search)"),
     ErrorCode("message_too_long", 413, _BAD, "a chat message over the version's character or token limit"),
     ErrorCode("query_too_long", 413, _BAD, "a search query over the version's character limit"),
     ErrorCode("product_text_too_long", 413, _BAD, "a search candidate's text over the version's limit"),

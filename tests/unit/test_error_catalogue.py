@@ -60,12 +60,12 @@ def _raise_sites() -> list[Site]:
     classes = _error_classes(trees)
     sites: list[Site] = []
     for path, tree in trees.items():
+        owner: dict[ast.AST, str] = {}  # node -> innermost enclosing function (outer ones are walked first)
         for fn in ast.walk(tree):
-            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            for node in ast.walk(fn):
-                if not isinstance(node, ast.Call):
-                    continue
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                owner.update((n, fn.name) for n in ast.walk(fn))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
                 f = node.func
                 name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
                 if name not in classes:
@@ -81,7 +81,7 @@ def _raise_sites() -> list[Site]:
                         code if isinstance(code, str) else None,
                         status if isinstance(status, int) else None,
                         where,
-                        fn.name,
+                        owner.get(node, "<module>"),
                     )
                 )
     return sites
