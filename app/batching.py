@@ -285,7 +285,7 @@ class DynamicBatcher:
         if rows > self.config.queue_cap_rows:
             raise PayloadTooLarge(
                 f"{rows} rows exceed the queue capacity of {self.config.queue_cap_rows} rows "
-                "(setting APP_QUEUE_CAP_ROWS, or the manifest's serving.queue_cap_rows)"
+                "(setting APP_MODELS queue_cap_rows or APP_QUEUE_CAP_ROWS, or the manifest's serving.queue_cap_rows)"
             )
         self.check_admission(rows)
         now = time.monotonic()

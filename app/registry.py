@@ -29,7 +29,7 @@ from app.metrics import Metrics, VersionBatchStats
 from app.repository import RepositoryError, list_models, list_versions, load_verified
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
-from app.settings import Settings, VersionPolicy
+from app.settings import Settings, VersionPolicy, first_set
 from app.tasks.base import Task, TaskContext, VersionFiles
 from app.tasks.registry import task_for_kind
 
@@ -267,11 +267,12 @@ class ModelRegistry:
             LOG.warning("version %s/%s was trained on SYNTHETIC demo data: its scores mean nothing", model, version)
 
     def batch_config(self, manifest: Manifest) -> BatchConfig:
-        s, m = self.settings, manifest.serving
+        s, m, own = self.settings, manifest.serving, self.settings.for_model(manifest.name)
+        delay_us = first_set(own.max_queue_delay_us, s.max_queue_delay_us)
         return BatchConfig(
-            max_batch_rows=s.max_batch_rows or m.max_batch_rows,
-            max_queue_delay_us=s.max_queue_delay_us if s.max_queue_delay_us is not None else m.max_queue_delay_us,
-            queue_cap_rows=s.queue_cap_rows or m.queue_cap_rows,
+            max_batch_rows=own.max_batch_rows or s.max_batch_rows or m.max_batch_rows,
+            max_queue_delay_us=delay_us if delay_us is not None else m.max_queue_delay_us,
+            queue_cap_rows=own.queue_cap_rows or s.queue_cap_rows or m.queue_cap_rows,
             concurrency=s.batch_concurrency,
             queue_budget_s=s.queue_budget_for(manifest.name, m.queue_budget_ms),
             max_in_flight=s.max_in_flight_for(manifest.name),

@@ -39,6 +39,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOG = logging.getLogger("app.settings")
+T = typing.TypeVar("T")
 BENCHMARK_ONLY = "benchmark_only"
 """Key in ``json_schema_extra`` of switches that exist to measure an optimisation against its absence (leave on)."""
 
@@ -74,6 +75,12 @@ class ModelSettings(BaseModel):
     """Admission budget of expected queue time (wins over the manifest's ``serving.queue_budget_ms``)."""
     max_in_flight: int | None = Field(default=None, ge=1)
     """In-progress cap per worker process (wins over ``max_in_flight``)."""
+    max_batch_rows: int | None = Field(default=None, ge=1)
+    """Rows per batch (wins over ``max_batch_rows`` and the manifest's ``serving.max_batch_rows``)."""
+    max_queue_delay_us: int | None = Field(default=None, ge=0)
+    """How long a batch waits to fill (wins over ``max_queue_delay_us`` and the manifest)."""
+    queue_cap_rows: int | None = Field(default=None, ge=1)
+    """Rows the version may queue (wins over ``queue_cap_rows`` and the manifest)."""
 
 
 class Settings(BaseSettings):
@@ -149,7 +156,9 @@ class Settings(BaseSettings):
     """Version policy for models not named in ``version_policy``: serve the newest N."""
     models: dict[str, ModelSettings] = {}
     """Per-model settings, JSON by model name, e.g. ``{"ad-ctr": {"versions": {"specific": [3, 4]},
-    "queue_budget_ms": 40, "max_in_flight": 3}}`` (fields: ``versions``, ``queue_budget_ms``, ``max_in_flight``)."""
+    "queue_budget_ms": 40, "max_in_flight": 3, "max_batch_rows": 64}}`` (fields: ``versions``, ``queue_budget_ms``,
+    ``max_in_flight``, ``max_batch_rows``, ``max_queue_delay_us``, ``queue_cap_rows``); each wins over the
+    process-wide setting of the same name and the manifest."""
     version_policy: dict[str, VersionPolicy] = {}
     """Deprecated: ``models.<name>.versions``. Per model, e.g. ``{"ad-ctr": {"specific": [3, 4]}}``."""
 
@@ -211,12 +220,12 @@ class Settings(BaseSettings):
     def for_model(self, model: str) -> ModelSettings:
         """``model``'s entry of ``models``, with the deprecated per-model dicts filling what it leaves unset."""
         own = self.models.get(model, ModelSettings())
-        return ModelSettings(
-            versions=own.versions or self.version_policy.get(model),
-            queue_budget_ms=own.queue_budget_ms
-            if own.queue_budget_ms is not None
-            else self.queue_budgets_ms.get(model),
-            max_in_flight=own.max_in_flight if own.max_in_flight is not None else self.max_in_flight_models.get(model),
+        return own.model_copy(
+            update={
+                "versions": own.versions or self.version_policy.get(model),
+                "queue_budget_ms": first_set(own.queue_budget_ms, self.queue_budgets_ms.get(model)),
+                "max_in_flight": first_set(own.max_in_flight, self.max_in_flight_models.get(model)),
+            }
         )
 
     def queue_budget_for(self, model: str, manifest_ms: float | None = None) -> float | None:
@@ -233,6 +242,11 @@ class Settings(BaseSettings):
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.for_model(model).versions or VersionPolicy(latest=self.default_latest_versions)
+
+
+def first_set(*values: T | None) -> T | None:
+    """The first value that is set (0 counts as set)."""
+    return next((v for v in values if v is not None), None)
 
 
 DEPRECATED = {
