@@ -283,7 +283,10 @@ class DynamicBatcher:
         if self._closed:
             raise BatcherClosed(f"version {self.name} is draining")
         if rows > self.config.queue_cap_rows:
-            raise PayloadTooLarge(f"{rows} rows exceed the queue capacity of {self.config.queue_cap_rows} rows")
+            raise PayloadTooLarge(
+                f"{rows} rows exceed the queue capacity of {self.config.queue_cap_rows} rows "
+                "(setting APP_MODELS queue_cap_rows or APP_QUEUE_CAP_ROWS, or the manifest's serving.queue_cap_rows)"
+            )
         self.check_admission(rows)
         now = time.monotonic()
         if deadline is not None and deadline <= now:

@@ -3,7 +3,7 @@
 Typical usage::
 
     app = create_app(Settings(model_repo="/models"))   # ASGI app, e.g. for tests with LifespanManager
-    run(["--port", "8000"])                              # python -m app / svc-serve
+    run(["--port", "8000"])                              # python -m app
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.runtime.base import Runtime
 from app.service import InferenceService
-from app.settings import Settings, cli_overrides
+from app.settings import Settings, cli_overrides, settings_or_exit
 from app.tasks.registry import all_routes
 
 
@@ -63,7 +63,7 @@ def create_app(
 def run(argv: Sequence[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
     overrides = cli_overrides(argv)
-    settings = Settings(**overrides)
+    settings = settings_or_exit(overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     workers = settings.workers or default_workers()
     if workers > 1:

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.batching import BatchConfig, DynamicBatcher
-from app.errors import ModelNotFound, ModelNotReady
+from app.errors import ModelNotFound, ModelNotReady, names_hint
 from app.manifest import MODEL_NAME_RE, Manifest
 from app.metrics import Metrics, VersionBatchStats
 from app.repository import RepositoryError, list_models, list_versions, load_verified
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
-from app.settings import Settings, VersionPolicy
+from app.settings import Settings, VersionPolicy, first_set
 from app.tasks.base import Task, TaskContext, VersionFiles
 from app.tasks.registry import task_for_kind
 
@@ -184,7 +184,7 @@ class ModelRegistry:
                 return newest
             if model in self._on_disk or model in self._loaded:
                 raise ModelNotReady(f"model {model!r} has no ready version")
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+            raise self.not_in_repository(model)
         mv = versions.get(version)
         if mv is not None and mv.state is VersionState.READY:
             return mv
@@ -267,11 +267,12 @@ class ModelRegistry:
             LOG.warning("version %s/%s was trained on SYNTHETIC demo data: its scores mean nothing", model, version)
 
     def batch_config(self, manifest: Manifest) -> BatchConfig:
-        s, m = self.settings, manifest.serving
+        s, m, own = self.settings, manifest.serving, self.settings.for_model(manifest.name)
+        delay_us = first_set(own.max_queue_delay_us, s.max_queue_delay_us)
         return BatchConfig(
-            max_batch_rows=s.max_batch_rows or m.max_batch_rows,
-            max_queue_delay_us=s.max_queue_delay_us if s.max_queue_delay_us is not None else m.max_queue_delay_us,
-            queue_cap_rows=s.queue_cap_rows or m.queue_cap_rows,
+            max_batch_rows=own.max_batch_rows or s.max_batch_rows or m.max_batch_rows,
+            max_queue_delay_us=delay_us if delay_us is not None else m.max_queue_delay_us,
+            queue_cap_rows=own.queue_cap_rows or s.queue_cap_rows or m.queue_cap_rows,
             concurrency=s.batch_concurrency,
             queue_budget_s=s.queue_budget_for(manifest.name, m.queue_budget_ms),
             max_in_flight=s.max_in_flight_for(manifest.name),
@@ -361,8 +362,9 @@ class ModelRegistry:
     # ---- explicit control (repository API) ----
     async def load_model(self, model: str) -> None:
         """Re-enable ``model``, forget its past failures, and converge now; raises if nothing became ready."""
-        if model not in (await asyncio.to_thread(list_models, self.root)):
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+        on_disk = await asyncio.to_thread(list_models, self.root)
+        if model not in on_disk:
+            raise ModelNotFound(f"model {model!r} is not in the repository; {names_hint(model, on_disk, 'models')}")
         self._disabled.discard(model)
         self._failed.pop(model, None)
         await self.sync(only=model)
@@ -383,7 +385,12 @@ class ModelRegistry:
 
     def resolve_name(self, model: str) -> None:
         if model not in self._on_disk and model not in self._loaded:
-            raise ModelNotFound(f"model {model!r} is not in the repository")
+            raise self.not_in_repository(model)
+
+    def not_in_repository(self, model: str) -> ModelNotFound:
+        """The 404 for an unknown name, listing the models served (and the close match) so a typo is obvious."""
+        served = set(self._on_disk) | set(self._loaded)
+        return ModelNotFound(f"model {model!r} is not in the repository; {names_hint(model, served, 'models served')}")
 
     async def close(self) -> None:
         """Shutdown: finish retirements, then drain and unload everything."""

@@ -1,5 +1,10 @@
 """Service settings: environment (``APP_`` prefix, plus ``MODEL_REPO`` / ``REDIS_URL``) and CLI flags.
 
+Precedence: CLI flag > ``APP_<NAME>`` > the bare shared name (``MODEL_REPO``, ``REDIS_URL``) > the default. The
+offline toolkit (:mod:`compress.settings`) reads the shared names by the same rule, so with both ``APP_REDIS_URL``
+and ``REDIS_URL`` set both halves use ``APP_REDIS_URL``. Every field is a flag (``--<name-with-dashes>``, generated
+from the field) except those in :data:`ENV_ONLY`; ``docs/reference/settings.md`` is generated from the fields.
+
 Typical usage::
 
     settings = Settings()                      # from the environment
@@ -10,12 +15,33 @@ Typical usage::
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import json
+import logging
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOG = logging.getLogger("app.settings")
+T = typing.TypeVar("T")
+BENCHMARK_ONLY = "benchmark_only"
+"""Key in ``json_schema_extra`` of switches that exist to measure an optimisation against its absence (leave on)."""
 
 
 class VersionPolicy(BaseModel):
@@ -37,11 +63,36 @@ class VersionPolicy(BaseModel):
         return self
 
 
+class ModelSettings(BaseModel):
+    """Settings of one model (``APP_MODELS='{"ad-ctr": {"max_in_flight": 3, "queue_budget_ms": 40}}'``); an unset
+    field falls back to the process-wide setting (and, for the queue budget, the manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    versions: VersionPolicy | None = None
+    """Which versions are served, e.g. ``{"specific": [3, 4]}`` or ``{"latest": 2}``."""
+    queue_budget_ms: float | None = Field(default=None, gt=0)
+    """Admission budget of expected queue time (wins over the manifest's ``serving.queue_budget_ms``)."""
+    max_in_flight: int | None = Field(default=None, ge=1)
+    """In-progress cap per worker process (wins over ``max_in_flight``)."""
+    max_batch_rows: int | None = Field(default=None, ge=1)
+    """Rows per batch (wins over ``max_batch_rows`` and the manifest's ``serving.max_batch_rows``)."""
+    max_queue_delay_us: int | None = Field(default=None, ge=0)
+    """How long a batch waits to fill (wins over ``max_queue_delay_us`` and the manifest)."""
+    queue_cap_rows: int | None = Field(default=None, ge=1)
+    """Rows the version may queue (wins over ``queue_cap_rows`` and the manifest)."""
+
+
 class Settings(BaseSettings):
     """Process-wide settings; per-version batching defaults come from each manifest's ``serving`` block."""
 
     model_config = SettingsConfigDict(
-        env_prefix="APP_", extra="ignore", populate_by_name=True, validate_default=True, frozen=True
+        env_prefix="APP_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
     model_repo: Path = Field(default=Path("model_repo"), validation_alias=AliasChoices("APP_MODEL_REPO", "MODEL_REPO"))
@@ -52,7 +103,9 @@ class Settings(BaseSettings):
     """Pub/sub channel the publisher announces new versions on."""
 
     host: str = "127.0.0.1"
+    """Bind address of HTTP and gRPC."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """HTTP port; 0 picks a free one."""
     ctr_featurize: Literal["graph", "python"] = "graph"
     """CTR featurization: inside the published ``model_raw.onnx`` (one ORT call per batch) or the reference Python
     featurizer + ``model.onnx``; versions without a ``raw_model`` file always use Python."""
@@ -62,9 +115,9 @@ class Settings(BaseSettings):
     switch each way: for sub-200 µs batches (1-row CTR, small MLPs) that is more than the work, measured 1.22x
     req/s on 1-row v2 JSON (docs/benchmarks.md). Costlier batches (100 candidates, text models) stay on threads,
     so the loop is never held longer than this."""
-    coalesce_writes: bool = True
+    coalesce_writes: bool = Field(default=True, json_schema_extra={BENCHMARK_ONLY: True})
     """Write each response's headers and body with one send (off only to compare)."""
-    hot_path: bool = True
+    hot_path: bool = Field(default=True, json_schema_extra={BENCHMARK_ONLY: True})
     """Serve inference POSTs directly, skipping the framework's middleware stack (same endpoints, same behaviour;
     off only to compare)."""
     workers: int | None = Field(default=None, ge=1)
@@ -77,7 +130,9 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest gRPC request or response; bigger ones fail with RESOURCE_EXHAUSTED ("larger than max")."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    """Log level of the service and uvicorn."""
     server_name: str = "shopinfer"
+    """Name in the KServe v2 server metadata (``GET /v2``)."""
     access_log: bool = False
     """uvicorn access log (one line per request; costs throughput)."""
 
@@ -87,6 +142,7 @@ class Settings(BaseSettings):
     ort_intra_op_threads: int = Field(default=1, ge=0)
     """ONNX Runtime threads inside one operator (0 = ORT default, all cores)."""
     ort_inter_op_threads: int = Field(default=1, ge=0)
+    """ONNX Runtime threads running independent operators in parallel (0 = ORT default)."""
     ort_allow_spinning: bool = False
     """Let idle ORT threads spin; faster on dedicated cores, harmful when the cores are shared."""
     ort_use_tensorrt: bool = False
@@ -98,13 +154,20 @@ class Settings(BaseSettings):
     """Models that must be warm before ``/v2/health/ready`` is 200 (default: every model found at startup)."""
     default_latest_versions: int = Field(default=1, ge=1)
     """Version policy for models not named in ``version_policy``: serve the newest N."""
+    models: dict[str, ModelSettings] = {}
+    """Per-model settings, JSON by model name, e.g. ``{"ad-ctr": {"versions": {"specific": [3, 4]},
+    "queue_budget_ms": 40, "max_in_flight": 3, "max_batch_rows": 64}}`` (fields: ``versions``, ``queue_budget_ms``,
+    ``max_in_flight``, ``max_batch_rows``, ``max_queue_delay_us``, ``queue_cap_rows``); each wins over the
+    process-wide setting of the same name and the manifest."""
     version_policy: dict[str, VersionPolicy] = {}
-    """Per model, e.g. ``{"ad-ctr": {"specific": [3, 4]}}`` or ``{"ad-ctr": {"latest": 2}}``."""
+    """Deprecated: ``models.<name>.versions``. Per model, e.g. ``{"ad-ctr": {"specific": [3, 4]}}``."""
 
     max_batch_rows: int | None = Field(default=None, ge=1)
     """Overrides every manifest's ``serving.max_batch_rows`` when set."""
     max_queue_delay_us: int | None = Field(default=None, ge=0)
+    """Overrides every manifest's ``serving.max_queue_delay_us`` (how long a batch waits to fill) when set."""
     queue_cap_rows: int | None = Field(default=None, ge=1)
+    """Overrides every manifest's ``serving.queue_cap_rows`` (rows a version may queue; more is a 413) when set."""
     batch_concurrency: int = Field(default=1, ge=1)
     """Batches of one version that may run at once (like Triton's instance count)."""
     drain_timeout_s: float = Field(default=30.0, gt=0)
@@ -114,22 +177,23 @@ class Settings(BaseSettings):
     """Deadline for requests without a ``timeout-ms`` header: nothing waits unbounded (set it empty for none)."""
     queue_budget_ms: float | None = Field(default=100.0, gt=0)
     """Admission: refuse a request (503 + Retry-After) when its expected queue time exceeds this (per model:
-    ``queue_budgets_ms``, then the manifest's ``serving.queue_budget_ms``); unset = only the row cap applies.
+    ``models.<name>.queue_budget_ms``, then the manifest's ``serving.queue_budget_ms``); unset = only the row cap applies.
     100 ms: a full closed loop of 32 storefront clients sending 100-candidate requests stays admitted on two
     cores (about 60-80 ms of queue), while 3x that load is shed instead of queueing for seconds."""
     queue_budgets_ms: dict[str, float] = {}
-    """Per-model queue-time budgets, e.g. ``{"ad-ctr": 40}``."""
+    """Deprecated: ``models.<name>.queue_budget_ms``. Per-model queue-time budgets, e.g. ``{"ad-ctr": 40}``."""
     max_in_flight: int | None = Field(default=None, ge=1)
     """Admission: at most this many requests of one version in progress per worker process (admitted, not yet
     answered: body read, parse, queue and batch); more are refused (503 ``overloaded``) before their body is
-    read. Per model: ``max_in_flight_models``. Unset = no cap. Under 3x overload it keeps the worker at its
+    read. Per model: ``models.<name>.max_in_flight``. Unset = no cap. Under 3x overload it keeps the worker at its
     capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/reliability.md)."""
     max_in_flight_models: dict[str, int] = {}
-    """Per-model caps, e.g. ``{"ad-ctr": 3}``."""
+    """Deprecated: ``models.<name>.max_in_flight``. Per-model caps, e.g. ``{"ad-ctr": 3}``."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
     max_candidates: int = Field(default=1000, ge=1)
+    """Most candidates one ranking request (ads, search) may carry; more is a 413 ``too_many_candidates``."""
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
@@ -146,33 +210,108 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
 
+    @model_validator(mode="after")
+    def _warn_deprecated(self) -> Settings:
+        for old, new in DEPRECATED.items():
+            if getattr(self, old):
+                LOG.warning("APP_%s is deprecated: use APP_MODELS (%s per model)", old.upper(), new)
+        return self
+
+    def for_model(self, model: str) -> ModelSettings:
+        """``model``'s entry of ``models``, with the deprecated per-model dicts filling what it leaves unset."""
+        own = self.models.get(model, ModelSettings())
+        return own.model_copy(
+            update={
+                "versions": own.versions or self.version_policy.get(model),
+                "queue_budget_ms": first_set(own.queue_budget_ms, self.queue_budgets_ms.get(model)),
+                "max_in_flight": first_set(own.max_in_flight, self.max_in_flight_models.get(model)),
+            }
+        )
+
     def queue_budget_for(self, model: str, manifest_ms: float | None = None) -> float | None:
         """The queue-time budget of ``model`` in seconds: settings per model, then the manifest, then the default."""
-        ms = self.queue_budgets_ms.get(model, manifest_ms if manifest_ms is not None else self.queue_budget_ms)
+        ms = self.for_model(model).queue_budget_ms
+        if ms is None:
+            ms = manifest_ms if manifest_ms is not None else self.queue_budget_ms
         return None if ms is None else ms / 1000
 
     def max_in_flight_for(self, model: str) -> int | None:
         """The in-progress cap of ``model``: settings per model, then the default (None = no cap)."""
-        return self.max_in_flight_models.get(model, self.max_in_flight)
+        cap = self.for_model(model).max_in_flight
+        return cap if cap is not None else self.max_in_flight
 
     def policy_for(self, model: str) -> VersionPolicy:
-        return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)
+        return self.for_model(model).versions or VersionPolicy(latest=self.default_latest_versions)
+
+
+def first_set(*values: T | None) -> T | None:
+    """The first value that is set (0 counts as set)."""
+    return next((v for v in values if v is not None), None)
+
+
+DEPRECATED = {
+    "version_policy": "versions",
+    "queue_budgets_ms": "queue_budget_ms",
+    "max_in_flight_models": "max_in_flight",
+}
+"""Deprecated per-model dicts and the ``models.<name>`` field that replaces each (both still work)."""
+ENV_ONLY: Mapping[str, str] = {
+    "admin_token": "a secret: on a command line every user of the host could read it",
+    **{old: f"deprecated: use --models ({new} per model)" for old, new in DEPRECATED.items()},
+}
+"""Settings without a CLI flag, and why."""
+
+
+def flag_for(name: str) -> str | None:
+    """The CLI flag of setting ``name`` (None for :data:`ENV_ONLY` ones)."""
+    return None if name in ENV_ONLY else "--" + name.replace("_", "-")
+
+
+def env_vars_for(name: str, field: FieldInfo, prefix: str = "APP_") -> list[str]:
+    """The environment variables that set ``name``, the winning one first."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(c) for c in alias.choices]
+    return [str(alias)] if isinstance(alias, str) else [prefix + name.upper()]
+
+
+def _value_parser(annotation: Any) -> Callable[[str], Any]:
+    """Flag text -> a value pydantic validates: JSON for dicts (as in the environment), the text otherwise."""
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return json.loads if any(typing.get_origin(k) is dict for k in kinds) else str
+
+
+def is_benchmark_only(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get(BENCHMARK_ONLY))
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<!e\.g)(?<!i\.e)\.(?:\s|$)", " ".join(text.split()).replace("``", ""))[0]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m app", description="Run the inference service.")
-    p.add_argument("--model-repo", help="model repository root (env MODEL_REPO / APP_MODEL_REPO)")
-    p.add_argument("--host", help="bind address (env APP_HOST)")
-    p.add_argument("--port", type=int, help="port (env APP_PORT)")
-    p.add_argument("--grpc-port", type=int, help="gRPC port, 0 = a free one (env APP_GRPC_PORT)")
-    p.add_argument("--redis-url", help="redis://host:port/db for the model-published notice (env REDIS_URL)")
-    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument("--rescan-interval-s", type=float)
-    p.add_argument("--required-models", help="comma-separated model names that gate readiness")
-    p.add_argument("--max-queue-delay-us", type=int)
-    p.add_argument("--max-batch-rows", type=int)
-    p.add_argument("--ort-intra-op-threads", type=int)
-    p.add_argument("--workers", type=int, help="worker processes (env APP_WORKERS; default: one per core)")
+    env_only = ", ".join(env_vars_for(n, Settings.model_fields[n])[0] for n in ENV_ONLY)
+    p = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Run the inference service. Every setting is a flag and an environment variable "
+        "(flags win); see docs/reference/settings.md.",
+        epilog=f"Environment only: {env_only}.",
+        allow_abbrev=False,
+    )
+    for name, field in Settings.model_fields.items():
+        flag = flag_for(name)
+        if flag is None:
+            continue
+        envs = ", ".join(env_vars_for(name, field))
+        about = _first_sentence(field.description or "")
+        extra = " [benchmark only]" if is_benchmark_only(field) else ""
+        help_text = f"{about} (env {envs}){extra}".replace("%", "%%")
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else None
+        if field.annotation is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=_value_parser(field.annotation), choices=choices, help=help_text)
     return p
 
 
@@ -185,3 +324,12 @@ def cli_overrides(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     """CLI flags override the environment, which overrides the defaults."""
     return Settings(**cli_overrides(argv))
+
+
+def settings_or_exit(overrides: Mapping[str, Any]) -> Settings:
+    """The settings, or exit 2 with pydantic's account of each bad value (a flag or the environment), no traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        print(f"python -m app: invalid settings (CLI flags or APP_* environment):\n{e}", file=sys.stderr)
+        raise SystemExit(2) from None

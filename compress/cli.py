@@ -62,17 +62,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    import os
-
     from compress.config import load_config
     from compress.errors import ConfigError
     from compress.rec.config import RecConfig
     from compress.rec.features import load_features
+    from compress.settings import compress_settings
 
     cfg = load_config(Path(args.config))
     if not isinstance(cfg, RecConfig):
         raise ConfigError(f"{args.config}: 'features load' needs a recommendation config")
-    n = load_features(cfg, args.redis_url or os.environ.get("REDIS_URL"))
+    n = load_features(cfg, args.redis_url or compress_settings().redis_url)
     print(f"loaded the recent histories of {n} customers into the feature store")
     return 0
 
@@ -106,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="online feature store: 'load CONFIG' fills Redis from the training log")
     f.add_argument("action", choices=["load"])
     f.add_argument("config")
-    f.add_argument("--redis-url", help="redis://host:port/db (default: env REDIS_URL)")
+    f.add_argument("--redis-url", help="redis://host:port/db (default: env APP_REDIS_URL, then REDIS_URL)")
     f.set_defaults(fn=_features)
     return p
 

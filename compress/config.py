@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from compress.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+from compress.settings import DEFAULT_DATA_DIR as DEFAULT_DATA_DIR
+from compress.settings import PROJECT_ROOT as PROJECT_ROOT
+from compress.settings import compress_settings
 
 
 class _Cfg(BaseModel):
@@ -401,9 +401,7 @@ CONFIG_CLASSES["recommendation"] = RecConfig
 
 def resolve_path(raw: str) -> Path:
     """Expand ``${DATA_DIR}`` (default: the shared data folder beside the project) and ``~``."""
-    env = dict(os.environ)
-    env.setdefault("DATA_DIR", str(DEFAULT_DATA_DIR))
-    expanded = raw.replace("${DATA_DIR}", env["DATA_DIR"])
+    expanded = raw.replace("${DATA_DIR}", str(compress_settings().data_dir))
     return Path(os.path.expanduser(os.path.expandvars(expanded)))
 
 

@@ -1,6 +1,7 @@
 """The ``model-published`` notice: tells serving replicas to rescan now instead of at their next interval.
 
-Sent by :func:`compress.publish.publish` after the rename when ``REDIS_URL`` is set. The repository stays the
+Sent by :func:`compress.publish.publish` after the rename when ``APP_REDIS_URL`` or ``REDIS_URL`` is set (the
+service's rule: the ``APP_`` name wins). The repository stays the
 source of truth: a lost notice costs one rescan interval, so failures here warn and never fail a publish.
 """
 
@@ -8,18 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+
+from compress.settings import DEFAULT_CHANNEL, compress_settings
 
 LOG = logging.getLogger("compress")
-DEFAULT_CHANNEL = "model-published"
+__all__ = ["DEFAULT_CHANNEL", "notify_published"]
 
 
 def notify_published(model: str, version: int, *, redis_url: str | None = None, channel: str | None = None) -> bool:
     """Publish ``{"model", "version"}`` on the notice channel; True when Redis took it."""
-    url = redis_url if redis_url is not None else os.environ.get("REDIS_URL") or os.environ.get("APP_REDIS_URL")
+    settings = compress_settings()
+    url = redis_url if redis_url is not None else settings.redis_url
     if not url:
         return False
-    chan = channel or os.environ.get("APP_REDIS_CHANNEL") or DEFAULT_CHANNEL
+    chan = channel or settings.redis_channel
     try:
         import redis
 

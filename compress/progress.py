@@ -8,18 +8,19 @@ appear only when stderr is a terminal and ``COMPRESS_PROGRESS`` is not ``0``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
+
+from compress.settings import compress_settings
 
 T = TypeVar("T")
 stage_log = logging.getLogger("compress.stage")
 
 
 def progress(it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
-    if os.environ.get("COMPRESS_PROGRESS", "1") == "0" or not sys.stderr.isatty():
+    if not compress_settings().progress or not sys.stderr.isatty():
         return it
     from tqdm import tqdm
 

@@ -18,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
+from pydantic import ValidationError
+
 from app.manifest import MANIFEST_FILE, Manifest
 from app.repository import model_dir, next_version, sha256_file
 from compress.errors import PublishError
 from compress.notify import notify_published
+from compress.settings import compress_settings
 
 STAGING_PREFIX = ".staging-"
 STAGING_MAX_AGE_S = 3600.0
@@ -30,11 +33,10 @@ log = logging.getLogger("compress")
 
 def staging_max_age_s() -> float:
     """Staging folders older than this are crashed publishes (``COMPRESS_STAGING_MAX_AGE_S``, default 1 h)."""
-    raw = os.environ.get("COMPRESS_STAGING_MAX_AGE_S")
     try:
-        return float(raw) if raw else STAGING_MAX_AGE_S
-    except ValueError:
-        raise PublishError(f"COMPRESS_STAGING_MAX_AGE_S={raw!r} is not a number of seconds") from None
+        return compress_settings().staging_max_age_s
+    except ValidationError as e:
+        raise PublishError(f"COMPRESS_STAGING_MAX_AGE_S: {e.errors()[0]['msg']}") from None
 
 
 class FileInfo(TypedDict):

@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from app.api.errors import BODY_LIMIT
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
 from app.ints import parse_ascii_int
@@ -56,7 +57,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes {BODY_LIMIT}")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -26,6 +26,7 @@ from app.ints import parse_ascii_int
 LOG = logging.getLogger("app.errors")
 REQUEST_ID = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+BODY_LIMIT = "(setting APP_MAX_BODY_BYTES)"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Generated ids: a random per-process prefix + a counter (uuid4 costs a getrandom syscall per request).
 _ID_PREFIX = os.urandom(8).hex()
@@ -126,7 +127,7 @@ def _declared_too_big(scope: Scope, limit: int) -> ServiceError | None:
             if length is None:
                 return ServiceError("Content-Length must be a non-negative integer", code="invalid_header", status=400)
             if length > limit:
-                return PayloadTooLarge(f"the body of {length} bytes exceeds the limit of {limit} bytes")
+                return PayloadTooLarge(f"the body of {length} bytes exceeds the limit of {limit} bytes {BODY_LIMIT}")
     return None
 
 

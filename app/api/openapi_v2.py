@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.errors import codes_with_status
 from app.protocol import DATATYPES
 
 ERROR: dict[str, Any] = {
@@ -76,12 +77,13 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-_WHY = {
-    400: "invalid_input, invalid_json, invalid_version, invalid_header, datatype_mismatch, shape_mismatch, "
-         "index_out_of_range, unsupported",
-    401: "unauthorized", 403: "forbidden", 404: "model_not_found / not_found", 413: "payload_too_large",
-    503: "model_not_ready, overloaded (with Retry-After)", 504: "deadline_exceeded",
-}  # fmt: skip
+V2_CODES = (
+    "invalid_input", "invalid_json", "invalid_version", "invalid_header", "invalid_parameter", "datatype_mismatch",
+    "shape_mismatch", "index_out_of_range", "unsupported", "unauthorized", "forbidden", "model_not_found", "not_found",
+    "payload_too_large", "model_not_ready", "overloaded", "deadline_exceeded",
+)  # fmt: skip
+"""The codes a v2 route can answer; their statuses come from :data:`app.errors.CATALOGUE`."""
+_WHY = {s: ", ".join(codes_with_status(s, V2_CODES)) for s in (400, 401, 403, 404, 413, 503, 504)}
 
 
 def json_ok(schema: dict[str, Any], description: str = "OK") -> dict[int | str, dict[str, Any]]:

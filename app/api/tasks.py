@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
+from app.errors import CATALOGUE, codes_with_status
 from app.tasks.base import Route
 from app.tasks.registry import all_routes
 
@@ -25,11 +26,8 @@ _ERROR_SCHEMA = {
         }
     },
 }
-_COMMON_ERRORS = {
-    404: "model_not_found",
-    503: "model_not_ready, overloaded (with Retry-After), wrong_task",
-    504: "deadline_exceeded",
-}
+_COMMON_CODES = ("model_not_found", "model_not_ready", "overloaded", "wrong_task", "deadline_exceeded")
+_COMMON_ERRORS = {s: ", ".join(codes_with_status(s, _COMMON_CODES)) for s in (404, 503, 504)}
 
 
 def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
@@ -59,7 +57,7 @@ def openapi_extra(route: Route[Any], defs: dict[str, Any]) -> dict[str, Any]:
         content["examples"] = {name: {"value": value} for name, value in route.examples.items()}
     errors = {**route.errors, **_COMMON_ERRORS}
     responses = {
-        str(status): {"description": f"codes: {codes}", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        str(status): {"description": describe(codes), "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
         for status, codes in sorted(errors.items())
     }
     if route.response_example is not None:
@@ -68,6 +66,12 @@ def openapi_extra(route: Route[Any], defs: dict[str, Any]) -> dict[str, Any]:
             "content": {"application/json": {"example": route.response_example}},
         }
     return {"requestBody": {"required": True, "content": {"application/json": content}}, "responses": responses}
+
+
+def describe(codes: str) -> str:
+    """A response's description: each code of the comma-separated list with its meaning from the catalogue."""
+    names = [c.strip() for c in codes.split(",") if c.strip()]
+    return "; ".join(f"`{c}`: {CATALOGUE[c].meaning}" if c in CATALOGUE else f"`{c}`" for c in names)
 
 
 def register(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""One table from the service's error tree to gRPC status codes, and the abort that carries the coded error.
+"""The service's errors as gRPC statuses (the table is :data:`app.errors.CATALOGUE`), and the abort that carries them.
 
 Every failure answers with a status code, the human message as status details, and trailing metadata
 ``shopinfer-error-code`` (the same machine-readable code the REST body carries). Overload is
@@ -16,34 +16,20 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc import aio
 
-from app.errors import Overloaded, ServiceError
+from app.errors import CATALOGUE, Overloaded, ServiceError
 
 LOG = logging.getLogger("app.grpc")
 ERROR_CODE_KEY = "shopinfer-error-code"
 RETRY_AFTER_KEY = "retry-after-ms"
 
-BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.FAILED_PRECONDITION,
-    413: grpc.StatusCode.INVALID_ARGUMENT,  # too many candidates / too long: fix the request, do not retry
-    422: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    500: grpc.StatusCode.INTERNAL,
-    503: grpc.StatusCode.UNAVAILABLE,  # model loading / draining / wrong task: another replica may serve it
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-"""The whole mapping; :class:`Overloaded` (HTTP 503 + Retry-After) is RESOURCE_EXHAUSTED + RetryInfo instead."""
-
 
 def grpc_code(exc: ServiceError) -> grpc.StatusCode:
-    if isinstance(exc, Overloaded):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    return BY_HTTP_STATUS.get(
-        exc.status, grpc.StatusCode.INTERNAL if exc.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT
-    )
+    """The status of ``exc``'s code in :data:`app.errors.CATALOGUE`; a code missing there (a unit test forbids
+    that) maps by class: 5xx INTERNAL, anything else INVALID_ARGUMENT."""
+    entry = CATALOGUE.get(exc.code)
+    if entry is not None:
+        return grpc.StatusCode[entry.grpc_status]
+    return grpc.StatusCode.INTERNAL if exc.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT
 
 
 def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
@@ -63,7 +49,7 @@ def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
 
 
 async def abort(context: aio.ServicerContext, exc: ServiceError) -> NoReturn:
-    """End the RPC with ``exc`` mapped through :data:`BY_HTTP_STATUS` (raises ``grpc.aio.AbortError``)."""
+    """End the RPC with ``exc`` mapped through :func:`grpc_code` (raises ``grpc.aio.AbortError``)."""
     context.set_trailing_metadata(trailers(exc))
     await context.abort(grpc_code(exc), exc.message)
     raise AssertionError("unreachable")  # pragma: no cover - context.abort always raises

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import InvalidInput, PayloadTooLarge, names_hint
 from app.schemas.ctr import CtrRequest, CtrResponse
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.ctr import KIND, CtrFeaturizer, FeatureError, dense_value
@@ -39,7 +39,8 @@ def check_fields(fields: Mapping[str, Any], known: frozenset[str], dense: frozen
     """
     if not known.issuperset(fields):
         unknown = sorted(set(fields) - known)[:10]
-        raise InvalidInput(f"{where}: unknown features {unknown}", code="unknown_feature", status=422)
+        hint = names_hint(unknown, known, "valid features")
+        raise InvalidInput(f"{where}: unknown features {unknown}; {hint}", code="unknown_feature", status=422)
     for name, value in fields.items():
         kind = type(value)
         if kind is str or (kind is int and not -_MAX_INT < value < _MAX_INT):
@@ -66,7 +67,9 @@ async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
         raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
     limit = call.ctx.settings.max_candidates
     if n > limit:
-        raise PayloadTooLarge(f"{n} candidates; at most {limit} per request", code="too_many_candidates")
+        raise PayloadTooLarge(
+            f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"
+        )
     rows = merge_rows(req, task.known, task.dense)
     outputs = await call.submit(rows)
     pctr = outputs[task.output].reshape(-1).tolist()

@@ -20,8 +20,12 @@ TRUNCATED = "_truncated"
 
 def _message_error(e: MessageError) -> Exception:
     if e.code == "too_long":
-        return PayloadTooLarge(str(e), code="message_too_long")
-    return InvalidInput(str(e), code=f"{e.code}_message", status=422)
+        return PayloadTooLarge(
+            f"{e} (the version's limit: [reply] max_chars / max_tokens of its compress config)", code="message_too_long"
+        )
+    if e.code == "empty":
+        return InvalidInput(str(e), code="empty_message", status=422)
+    return InvalidInput(str(e), code="not_text_message", status=422)
 
 
 async def chat(req: ChatRequest, call: Call[ChatTask]) -> dict[str, Any]:

@@ -55,7 +55,9 @@ async def rank(req: SearchRequest, call: Call[SearchTask]) -> dict[str, Any]:
         raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
     limit = call.ctx.settings.max_candidates
     if n > limit:
-        raise PayloadTooLarge(f"{n} candidates; at most {limit} per request", code="too_many_candidates")
+        raise PayloadTooLarge(
+            f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"
+        )
     (q_tokens,), (q_cut,) = task.enc.queries([query])
     products, inline = task.candidate_products(req.candidates)
     if task.vectors is not None:
@@ -187,7 +189,9 @@ class SearchTask(Task):
             raise InvalidInput("query is empty or only whitespace", code="empty_query", status=422)
         if len(q) > self.state.max_query_chars:
             raise PayloadTooLarge(
-                f"query has {len(q)} characters; the limit is {self.state.max_query_chars}", code="query_too_long"
+                f"query has {len(q)} characters; the limit is {self.state.max_query_chars} (the version's [rank] "
+                "max_query_chars)",
+                code="query_too_long",
             )
         return q
 
@@ -232,7 +236,7 @@ class SearchTask(Task):
             if len(text) > self.state.max_text_chars:
                 raise PayloadTooLarge(
                     f"candidates[{i}]: product text has {len(text)} characters; the limit is "
-                    f"{self.state.max_text_chars}",
+                    f"{self.state.max_text_chars} (the version's [rank] max_text_chars)",
                     code="product_text_too_long",
                 )
             inline[i] = text

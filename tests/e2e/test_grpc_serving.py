@@ -96,7 +96,7 @@ def test_tritonclient_grpc_metadata_config_infer_and_errors(served: tuple[Server
     np.testing.assert_allclose(result.as_numpy("pctr").reshape(-1), expected, atol=1e-6)
     assert result.get_response().id == "g-1" and result.get_response().model_version == "1"
 
-    with pytest.raises(InferenceServerException, match="not in the repository") as e:
+    with pytest.raises(InferenceServerException, match="not in the repository; models served: ad-ctr") as e:
         client.infer("nope", [dense, sparse])
     assert e.value.status() == "StatusCode.NOT_FOUND"
     bad = grpcclient.InferInput("dense", [7, 12], "FP32")
@@ -156,6 +156,8 @@ def test_score_ads_rpc_matches_the_rest_route_and_maps_errors(served: tuple[Serv
                 stub.ScoreAds(request, timeout=10)
             assert err.value.code() == code, err.value.details()
             assert dict(err.value.trailing_metadata())["shopinfer-error-code"] == error_code
+            if error_code == "unknown_feature":  # the same message as HTTP: the valid names are listed
+                assert "valid features: C1," in (err.value.details() or ""), err.value.details()
         with pytest.raises(grpc.RpcError) as err:
             stub.ScoreAds(msg, timeout=10, metadata=(("priority", "urgent"),))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "priority" in err.value.details()

@@ -78,3 +78,21 @@ def test_not_ready_until_the_required_model_is_published_and_warm(tmp_path: Path
     assert server.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a"}]}).json()["version"] == 1
     log = server.log.read_text()
     assert log.index("is READY") > log.index("readiness waits for ['ad-ctr']")
+
+
+def test_first_hour_errors_name_the_fix(ctr_repo: Path, start_server: ServerFactory) -> None:
+    """The three messages a newcomer meets first say what is valid and which setting sets a limit."""
+    server = start_server(ctr_repo, APP_MAX_BODY_BYTES="4096")
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    r = server.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a", "features": {"i5": 1}}]})
+    msg = r.json()["error"]["message"]
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_feature", (r.status_code, r.text)
+    assert "did you mean 'I5'?" in msg and "I1" in msg and "C26" in msg, f"unknown-feature message: {msg}"
+
+    r = server.get("/v2/models/ad-ctrr")
+    assert r.status_code == 404 and r.json()["code"] == "model_not_found", (r.status_code, r.text)
+    assert "models served: ad-ctr" in r.json()["error"] and "did you mean 'ad-ctr'?" in r.json()["error"], r.text
+
+    r = server.post("/v1/ads/ctr", content=b'{"candidates": [' + b" " * 5000 + b"]}")
+    msg = r.json()["error"]["message"]
+    assert r.status_code == 413 and "APP_MAX_BODY_BYTES" in msg, (r.status_code, r.text)

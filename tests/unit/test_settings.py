@@ -70,3 +70,80 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, env: str, v
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_per_model_settings_are_one_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "APP_MODELS", '{"ad-ctr": {"versions": {"specific": [3]}, "queue_budget_ms": 40, "max_in_flight": 3}}'
+    )
+    monkeypatch.setenv("APP_MAX_IN_FLIGHT", "8")
+    s = Settings()
+    assert s.policy_for("ad-ctr").specific == [3] and s.policy_for("other") == VersionPolicy(latest=1)
+    assert s.queue_budget_for("ad-ctr", manifest_ms=70) == 0.04, "settings per model win over the manifest"
+    assert s.queue_budget_for("other", manifest_ms=70) == 0.07 and s.queue_budget_for("other") == 0.1
+    assert (s.max_in_flight_for("ad-ctr"), s.max_in_flight_for("other")) == (3, 8)
+
+
+@pytest.mark.parametrize("value", ['{"m": {"max_batch": 3}}', '{"m": {"queue_budget_ms": 0}}', '{"m": []}'])
+def test_per_model_typos_and_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("APP_MODELS", value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_deprecated_per_model_dicts_still_work_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("APP_QUEUE_BUDGETS_MS", '{"ad-ctr": 40, "b": 50}')
+    monkeypatch.setenv("APP_MAX_IN_FLIGHT_MODELS", '{"ad-ctr": 3}')
+    monkeypatch.setenv("APP_MODELS", '{"b": {"queue_budget_ms": 20}}')
+    with caplog.at_level("WARNING", logger="app.settings"):
+        s = Settings()
+    assert s.queue_budget_for("ad-ctr") == 0.04 and s.max_in_flight_for("ad-ctr") == 3
+    assert s.queue_budget_for("b") == 0.02, "APP_MODELS wins over the deprecated dict"
+    warned = caplog.text
+    assert "APP_QUEUE_BUDGETS_MS is deprecated" in warned and "APP_MAX_IN_FLIGHT_MODELS" in warned, warned
+
+
+def test_every_setting_is_a_flag_or_documented_env_only() -> None:
+    from app.settings import ENV_ONLY, _parser, flag_for
+
+    flags = {opt for action in _parser()._actions for opt in action.option_strings}
+    for name in Settings.model_fields:
+        flag = flag_for(name)
+        assert (flag in flags) if flag is not None else (name in ENV_ONLY), f"{name}: flag {flag}, have {flags}"
+    assert flag_for("admin_token") is None and "--admin-token" not in flags, "the secret must not be a flag"
+
+
+def test_generated_flags_parse_like_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_MAX_CANDIDATES", "10")
+    s = settings_from_args(
+        ["--max-candidates", "20", "--no-grpc-enabled", "--models", '{"m": {"max_in_flight": 2}}',
+         "--queue-budget-ms", "", "--ctr-featurize", "python", "--task-models", '{"ctr": "ad-ctr-eu"}']
+    )  # fmt: skip
+    assert (s.max_candidates, s.grpc_enabled, s.max_in_flight_for("m")) == (20, False, 2)
+    assert (s.queue_budget_ms, s.ctr_featurize, s.task_models) == (None, "python", {"ctr": "ad-ctr-eu"})
+    with pytest.raises(SystemExit):
+        settings_from_args(["--ctr-featurize", "gpu"])
+    with pytest.raises(SystemExit):
+        settings_from_args(["--max-cand", "5"])  # no abbreviations: a prefix would bind to a future setting
+
+
+def test_redis_url_rule_is_the_same_in_both_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compress.settings import compress_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://bare:6379/0")
+    assert Settings().redis_url == compress_settings().redis_url == "redis://bare:6379/0"
+    monkeypatch.setenv("APP_REDIS_URL", "redis://prefixed:6379/0")
+    assert Settings().redis_url == compress_settings().redis_url == "redis://prefixed:6379/0"
+    monkeypatch.setenv("APP_REDIS_CHANNEL", "published-eu")
+    assert Settings().redis_channel == compress_settings().redis_channel == "published-eu"
+
+
+def test_bad_values_exit_2_naming_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.settings import cli_overrides, settings_or_exit
+
+    with pytest.raises(SystemExit) as e:
+        settings_or_exit(cli_overrides(["--port", "70000"]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "port" in err and "65535" in err, err
