@@ -1,0 +1,28 @@
+"""The HTTP reference is checked against the app's own OpenAPI document: a route the app serves must be documented."""
+
+from __future__ import annotations
+
+import re
+
+from app.main import create_app
+from compress.config import PROJECT_ROOT
+
+HTTP_DOC = PROJECT_ROOT / "docs" / "reference" / "http.md"
+
+
+def test_every_openapi_path_is_in_the_http_reference() -> None:
+    paths = sorted(create_app().openapi()["paths"])
+    text = HTTP_DOC.read_text()
+    documented = set(re.findall(r"`(?:GET |POST )?(/[^`\s]*)`", text))
+    missing = [p for p in paths if p not in documented]
+    assert len(paths) >= 20, f"the OpenAPI document lists only {len(paths)} paths: {paths}"
+    assert not missing, f"paths served but not documented in {HTTP_DOC.name}: {missing}"
+
+
+def test_the_http_reference_documents_no_path_the_app_does_not_serve() -> None:
+    app = create_app()
+    served = set(app.openapi()["paths"]) | {getattr(route, "path", "") for route in app.routes} | {"/v1/"}
+    text = HTTP_DOC.read_text()
+    claimed = {p for p in re.findall(r"`(?:GET |POST )?(/(?:v1|v2|metrics|openapi|docs|redoc)[^`\s]*)`", text)}
+    stale = sorted(claimed - served)
+    assert not stale, f"{HTTP_DOC.name} documents paths the app does not serve: {stale}"
