@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+from pydantic import BaseModel, ValidationError
+
 from app.main import create_app
+from app.tasks.registry import all_routes
 from compress.config import PROJECT_ROOT
 
 HTTP_DOC = PROJECT_ROOT / "docs" / "reference" / "http.md"
@@ -26,3 +30,32 @@ def test_the_http_reference_documents_no_path_the_app_does_not_serve() -> None:
     claimed = {p for p in re.findall(r"`(?:GET |POST )?(/(?:v1|v2|metrics|openapi|docs|redoc)[^`\s]*)`", text)}
     stale = sorted(claimed - served)
     assert not stale, f"{HTTP_DOC.name} documents paths the app does not serve: {stale}"
+
+
+def test_every_task_route_has_request_and_response_examples_that_match_its_schemas() -> None:
+    text = HTTP_DOC.read_text()
+    problems = []
+    for route in all_routes():
+        head = f"## `POST {route.path}`"
+        if head not in text:
+            problems.append(f"{route.path}: no section {head!r}")
+            continue
+        section = text.split(head, 1)[1].split("\n## ", 1)[0]
+        kinds = []
+        for block in re.findall(r"```json\n(.*?)```", section, re.S):
+            body = json.loads(block)
+            kinds.append(_kind(route.request, route.response, body))
+        if "request" not in kinds or "response" not in kinds:
+            problems.append(f"{route.path}: examples validate as {kinds}; need a request and a response")
+    assert not problems, f"{HTTP_DOC.name}: {problems}"
+
+
+def _kind(request: type[BaseModel], response: type[BaseModel], body: object) -> str:
+    """Which schema a documented example satisfies (neither = a stale example)."""
+    for name, model in (("request", request), ("response", response)):
+        try:
+            model.model_validate(body)
+            return name
+        except ValidationError:
+            pass
+    return f"neither: {json.dumps(body)[:80]}"
