@@ -59,3 +59,21 @@ def _kind(request: type[BaseModel], response: type[BaseModel], body: object) -> 
         except ValidationError:
             pass
     return f"neither: {json.dumps(body)[:80]}"
+
+
+def test_the_curl_bodies_in_the_readme_and_quickstart_match_their_routes_schemas() -> None:
+    routes = {route.path: route for route in all_routes()}
+    checked, problems = 0, []
+    for doc in (PROJECT_ROOT / "README.md", PROJECT_ROOT / "docs" / "quickstart.md"):
+        text = re.sub(r"\s*\\?\n\s*", " ", doc.read_text())  # join continued command lines
+        for path, body in re.findall(r"localhost:8000(/v1/[\w/]+) -H '[^']*' -d '([^']*)'", text):
+            if path not in routes:
+                problems.append(f"{doc.name}: {path} is not a task route")
+                continue
+            try:
+                routes[path].request.model_validate(json.loads(body))
+                checked += 1
+            except (ValueError, ValidationError) as e:
+                problems.append(f"{doc.name}: {path} body {body[:60]}: {e}")
+    assert checked >= 8, f"only {checked} curl bodies found in README.md and docs/quickstart.md"
+    assert not problems, problems
