@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     """Admission: at most this many requests of one version in progress per worker process (admitted, not yet
     answered: body read, parse, queue and batch); more are refused (503 ``overloaded``) before their body is
     read. Per model: ``models.<name>.max_in_flight``. Unset = no cap. Under 3x overload it keeps the worker at its
-    capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/reliability.md)."""
+    capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/benchmarks.md, "Overload")."""
     max_in_flight_models: dict[str, int] = {}
     """Deprecated: ``models.<name>.max_in_flight``. Per-model caps, e.g. ``{"ad-ctr": 3}``."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -1,4 +1,4 @@
-"""Overload figures for docs/reliability.md: unloaded p99, capacity, and admitted p99 / goodput at 3x capacity.
+"""Overload figures (docs/benchmarks.md, "Overload"): unloaded p99, capacity, admitted p99 / goodput at 3x capacity.
 
 Starts ``python -m app`` on a repository (or uses ``--url``), then for each traffic shape (1-row and
 100-candidate ``/v1/ads/ctr`` requests):

@@ -93,7 +93,7 @@ class TaskServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RankSearch(self, request, context):
-        """POST /v1/search/rank: rank a query's candidate products with the version's cross-encoder.
+        """POST /v1/search/rank: rank a query's candidate products with the version's ranker model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
