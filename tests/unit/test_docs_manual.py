@@ -118,6 +118,8 @@ def test_the_cli_reference_names_every_service_flag() -> None:
     flags = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", out.stdout)) - {"--help"})
     settings = DOCS / "reference" / "settings.md"
     text = (DOCS / "reference" / "cli.md").read_text() + (settings.read_text() if settings.exists() else "")
+    # settings.md writes an on/off flag once as ``--[no-]name``: it documents both forms
+    text += " ".join(f"--{n} --no-{n}" for n in re.findall(r"--\[no-\]([a-z0-9-]+)", text))
     missing = [f for f in flags if f not in text]
     assert len(flags) >= 5, f"parsed only {flags} from: {out.stdout[:500]}"
     assert not missing, f"flags of python -m app documented in neither cli.md nor settings.md: {missing}"
