@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     server_name: str = "shopinfer"
     access_log: bool = False
     """uvicorn access log (one line per request; costs throughput)."""
+    access_log_sample: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of requests that get an access-log line when ``access_log`` is on (0.01 = one in a hundred)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (timestamp, level, logger, message, request_id, trace_id, model,
+    version, code, worker) for log pipelines; ``text``: one human-readable line."""
+    log_rate_interval_s: float = Field(default=10.0, ge=0)
+    """Per cause (logger + message template): at most ``log_rate_burst`` lines per this many seconds, then one
+    line saying how many were suppressed (0 = no limit). A Redis outage fails every request: without the limit,
+    every request writes a line."""
+    log_rate_burst: int = Field(default=5, ge=1)
+    """Lines of one cause let through per ``log_rate_interval_s`` before suppression starts."""
 
     admin_token: SecretStr | None = None
     """Bearer token for ``/v2/repository/models/*/load|unload``; unset disables those endpoints (403)."""

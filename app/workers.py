@@ -135,13 +135,11 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     """Child process: a complete service on its own ``SO_REUSEPORT`` listener."""
     import uvicorn
 
-    from app.main import create_app, http_protocol
+    from app.main import create_app, http_protocol, setup_logging
 
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
-    )
+    setup_logging(settings, index)
     sock = reuseport_socket(settings.host, settings.port)
     sock.listen(2048)
     config = uvicorn.Config(
@@ -150,6 +148,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         http=http_protocol(settings),
         log_level=settings.log_level,
         access_log=settings.access_log,
+        log_config=None,  # see app.main.run
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,
     )

@@ -21,6 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.api.errors import REQUEST_ID, _declared_too_big, _request_id, _send_error, error_response
 from app.errors import ServiceError
+from app.logs import REQUEST_ID as REQUEST_ID_VAR
 
 LOG = logging.getLogger("app.errors")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -62,6 +63,7 @@ class ServingApp(FastAPI):
 
     async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         rid = _request_id(scope)
+        REQUEST_ID_VAR.set(rid)  # this request's task only: uvicorn runs each request in its own task
         scope["app"] = self
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (REQUEST_ID.encode(), rid.encode("latin-1"))

@@ -129,7 +129,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: aio.ServicerContext) -> pb.ModelInferResponse:
         svc = self.svc
         meta = calls.metadata(context)
-        rid = calls.request_id(meta)
+        rid = calls.begin_call(context, meta)
         try:
             with svc.observe(INFER_ENDPOINT, request.model_name) as obs:
                 opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)

@@ -47,7 +47,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
         async def call(request: Any, context: aio.ServicerContext) -> Message:
             meta = calls.metadata(context)
-            rid = calls.request_id(meta)
+            rid = calls.begin_call(context, meta)
             try:
                 with svc.observe(endpoint, svc.model_for(route)) as obs:
                     opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
