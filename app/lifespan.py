@@ -55,6 +55,7 @@ async def _heartbeat(registry: ModelRegistry) -> None:
     feed = ControlFeed()
     while True:
         heartbeat(registry.is_ready())
+        sample_gauges(registry)
         for record in feed.poll():
             try:
                 if record["action"] == "load":
@@ -64,6 +65,16 @@ async def _heartbeat(registry: ModelRegistry) -> None:
             except ServiceError as e:
                 LOG.warning("repeating %s of %s from a sibling worker failed: %s", record["action"], record["model"], e)
         await asyncio.sleep(1.0)
+
+
+def sample_gauges(registry: ModelRegistry) -> None:
+    """In-flight requests and READY versions, once a second: a gauge update per request would cost the hot
+    path for a value Prometheus reads every 15 s or so."""
+    metrics = registry.metrics
+    for model in registry.models():
+        metrics.ready_versions.labels(model).set(len(registry.ready_versions(model)))
+    for mv in registry.loaded():
+        metrics.in_flight.labels(mv.model, str(mv.version)).set(mv.leases)
 
 
 async def _start_grpc(app: FastAPI, service: InferenceService) -> GrpcServer | None:

@@ -58,8 +58,8 @@ def redact_url(url: str | None) -> str:
 class CauseRateLimit(logging.Filter):
     """At most ``burst`` lines per cause (logger name + unformatted message) per ``interval_s``.
 
-    The first line after a suppressed stretch carries ``(suppressed K similar lines in the last N s)``, so the
-    log says how big the flood was without repeating it. Thread-safe: batches log from worker threads.
+    While the flood lasts, one line per interval gets through, carrying ``(suppressed K similar lines in the
+    last N s)``: the log says how big the flood was without repeating it. Thread-safe: batches log from worker threads.
     """
 
     def __init__(self, interval_s: float = 10.0, burst: int = 5, max_causes: int = 10_000) -> None:
@@ -82,7 +82,8 @@ class CauseRateLimit(logging.Filter):
                 return True
             if now - state[0] >= self.interval_s:
                 suppressed, window = int(state[2]), now - state[0]
-                state[0], state[1], state[2] = now, 1, 0
+                # a flood still going on gets this one summary line per interval, not a new burst
+                state[0], state[1], state[2] = now, self.burst if suppressed else 1, 0
                 if suppressed:
                     _append(record, f" (suppressed {suppressed} similar lines in the last {window:.0f}s)")
                 return True

@@ -55,6 +55,7 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
     metrics_dir = Path(tempfile.mkdtemp(prefix="shopinfer-metrics-"))
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     os.environ[WORKERS_ENV] = str(workers)
+    restarts_total = _restart_counter()
     overrides = {**overrides, "port": port}
     grpc_reserve = None
     if getattr(settings, "grpc_enabled", False):  # gRPC binds with SO_REUSEPORT too: one port for all workers
@@ -96,6 +97,7 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
                 _forget_worker(metrics_dir, p.pid, index)
                 now = time.monotonic()
                 restarts = [t for t in restarts if t > now - 60] + [now]
+                restarts_total.inc()
                 LOG.error(
                     "worker %d (pid %s) exited with %s; restarting (%d restarts in 60s)",
                     index,
@@ -120,6 +122,16 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
         if grpc_reserve is not None:
             grpc_reserve.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _restart_counter() -> Any:
+    """``worker_restarts_total``, written by this supervising process into the folder the workers' metrics are
+    merged from (so ``/metrics`` of any worker shows it). prometheus_client chose its value class when it was
+    imported, before the folder existed: this process switches to the multiprocess one now."""
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    return Counter("worker_restarts", "Worker processes that exited and were restarted.", registry=CollectorRegistry())
 
 
 def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:

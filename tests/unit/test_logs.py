@@ -78,12 +78,21 @@ def test_a_flood_of_one_cause_is_bounded_and_counted(restore_root: None) -> None
         log.warning("another cause %d", 1)
         clock[0] += 10.5
         log.warning("event not stored: %s", "later")
+        for i in range(100):  # the flood goes on: no new burst, only the next summary after the interval
+            log.warning("event not stored: %s", i)
+        clock[0] += 10.5
+        log.warning("event not stored: %s", "calm")
+        clock[0] += 10.5
+        for i in range(4):  # quiet for an interval: a new burst (of 3) is allowed
+            log.warning("event not stored: %s", f"again {i}")
     finally:
         logs_mod.time.monotonic = real  # type: ignore[assignment]
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 5, lines
+    assert len(lines) == 9, lines
     assert "another cause 1" in lines[3], lines
     assert "event not stored: later (suppressed 997 similar lines in the last 10s)" in lines[4], lines
+    assert "event not stored: calm (suppressed 100 similar lines in the last 10s)" in lines[5], lines
+    assert [line.rsplit(": ", 1)[1] for line in lines[6:]] == ["again 0", "again 1", "again 2"], lines
     assert limiter.burst == 3
 
 
