@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from app import tracing
 from app.errors import ServiceError
 from app.registry import ModelRegistry
 from app.repository import list_models
@@ -29,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loading happens in the background so liveness answers at once; readiness waits for the models."""
     service: InferenceService = app.state.service
     registry, settings = service.registry, service.settings
+    tracing.configure(settings)
     if not registry.required:
         registry.required = set(await asyncio.to_thread(list_models, registry.root))
     LOG.info("model repository %s; readiness waits for %s", registry.root, sorted(registry.required) or "nothing")
@@ -47,6 +49,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
+        if settings.tracing_enabled:
+            tracing.shutdown()  # flushes the spans still queued for export
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:

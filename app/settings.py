@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     log_rate_burst: int = Field(default=5, ge=1)
     """Lines of one cause let through per ``log_rate_interval_s`` before suppression starts."""
 
+    tracing_enabled: bool = False
+    """OpenTelemetry traces of inference requests, exported over OTLP/HTTP (needs the ``otel`` extra)."""
+    tracing_sample_ratio: float = Field(default=0.01, ge=0, le=1)
+    """Fraction of root requests traced; a request with a W3C ``traceparent`` follows its caller's decision."""
+    tracing_endpoint: str | None = None
+    """OTLP/HTTP traces URL, e.g. ``http://otel-collector:4318/v1/traces`` (default: the exporter's,
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``localhost:4318``)."""
+    tracing_service_name: str = "shopinfer"
+    """``service.name`` of the exported spans."""
+
     admin_token: SecretStr | None = None
     """Bearer token for ``/v2/repository/models/*/load|unload``; unset disables those endpoints (403)."""
 
