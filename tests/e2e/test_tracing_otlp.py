@@ -40,7 +40,7 @@ def otlp_receiver() -> Iterator[tuple[str, Receiver]]:
     received = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             request = ExportTraceServiceRequest.FromString(body)
             with received.lock:
