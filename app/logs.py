@@ -37,6 +37,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s:/@'\
 # password=... / passwd=... in query strings and key=value dumps
 _KEY_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)[^\s&'\",)]+", re.IGNORECASE)
 MASK = "***"
+ACCESS_LOGGER = "uvicorn.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # attributes a call site may pass with ``extra=`` that the JSON formatter writes as their own fields
 CONTEXT_FIELDS = ("model", "version", "code", "endpoint", "worker")
@@ -69,7 +70,7 @@ class CauseRateLimit(logging.Filter):
         self._causes: dict[tuple[str, str], list[float]] = {}  # cause -> [window start, lines in it, suppressed]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.interval_s <= 0:
+        if self.interval_s <= 0 or record.name == ACCESS_LOGGER:  # access lines: one template, sampled instead
             return True
         key = (record.name, str(record.msg))
         now = time.monotonic()
@@ -189,7 +190,7 @@ def configure_logging(
         for old in list(uv.handlers):
             uv.removeHandler(old)
         uv.propagate = True
-    access = logging.getLogger("uvicorn.access")
+    access = logging.getLogger(ACCESS_LOGGER)
     for stale in [f for f in access.filters if isinstance(f, AccessLogSample)]:
         access.removeFilter(stale)
     if access_sample < 1.0:

@@ -110,3 +110,16 @@ def test_json_lines_carry_the_request_context(restore_root: None) -> None:
     assert first["logger"] == "test.logs" and first["timestamp"].endswith("Z") and first["code"] == "x", first
     assert "request_id" not in second and second["message"] == "outside a request", second
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "m"})), str)
+
+
+def test_access_lines_are_sampled_not_rate_limited(restore_root: None) -> None:
+    stream, _ = _capture("text", rate_interval_s=10.0, rate_burst=3, access_sample=0.25)
+    access = logging.getLogger("uvicorn.access")
+    for i in range(2000):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", f"/v1/ads/ctr?{i}", "1.1", 200)
+    kept = len(stream.getvalue().splitlines())
+    assert 350 <= kept <= 650, f"{kept} of 2000 access lines kept at a 0.25 sample"
+    stream2, _ = _capture("text", rate_interval_s=10.0, rate_burst=3, access_sample=1.0)
+    for i in range(50):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", "/v1/ads/ctr", "1.1", 200)
+    assert len(stream2.getvalue().splitlines()) == 50, "access lines must not be rate-limited as one cause"
