@@ -63,7 +63,7 @@ class CauseRateLimit(logging.Filter):
     last N s)``: the log says how big the flood was without repeating it. Thread-safe: batches log from worker threads.
     """
 
-    def __init__(self, interval_s: float = 10.0, burst: int = 5, max_causes: int = 10_000) -> None:
+    def __init__(self, interval_s: float = 10.0, burst: int = 10, max_causes: int = 10_000) -> None:
         super().__init__()
         self.interval_s, self.burst, self.max_causes = interval_s, burst, max_causes
         self._lock = threading.Lock()
@@ -164,7 +164,7 @@ def configure_logging(
     fmt: str = "text",
     *,
     rate_interval_s: float = 10.0,
-    rate_burst: int = 5,
+    rate_burst: int = 10,
     access_sample: float = 1.0,
     worker: int | None = None,
 ) -> logging.Handler:

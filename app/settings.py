@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     """Per cause (logger + message template): at most ``log_rate_burst`` lines per this many seconds, then one
     line saying how many were suppressed (0 = no limit). A Redis outage fails every request: without the limit,
     every request writes a line."""
-    log_rate_burst: int = Field(default=5, ge=1)
+    log_rate_burst: int = Field(default=10, ge=1)
     """Lines of one cause let through per ``log_rate_interval_s`` before suppression starts."""
 
     tracing_enabled: bool = False
