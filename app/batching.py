@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from app import tracing
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
 from app.supervisor import Supervised, supervise
 
@@ -136,6 +137,7 @@ class _Item:
     future: asyncio.Future[Tensors]
     prepare: Prepare | None = None
     state: _State = _State.QUEUED
+    trace: Any = None  # the request span's context when the request is traced (app.tracing)
 
 
 @dataclass
@@ -292,6 +294,8 @@ class DynamicBatcher:
         if deadline is not None and deadline <= now:
             raise DeadlineExceeded("the request deadline passed before it was queued")
         item = _Item(inputs, rows, deadline, now, asyncio.get_running_loop().create_future(), prepare)
+        if tracing.ENABLED:
+            item.trace = tracing.item_context()
         self._queues.by_priority[priority].append(item)
         self._queued_rows += rows
         self._stats.queue_depth(self._queued_rows)
@@ -473,6 +477,26 @@ class DynamicBatcher:
     def _run(self, batch: list[_Item]) -> list[Tensors]:
         """Worker thread: assemble inputs, run, check row counts, split back per item (in ``batch`` order)."""
         started = time.monotonic()  # compute = featurizing raw rows (if any) + the runtime call
+        if tracing.ENABLED:
+            traced = [it for it in batch if it.trace is not None]
+            if traced:
+                return self._run_traced(batch, traced, started)
+        return self._run_batch(batch, started)
+
+    def _run_traced(self, batch: list[_Item], traced: list[_Item], started: float) -> list[Tensors]:
+        rows = sum(it.rows for it in batch)
+        token = tracing.begin_batch(
+            self.name, [it.trace for it in traced], [it.enqueued for it in traced], started, rows
+        )
+        try:
+            out = self._run_batch(batch, started)
+        except BaseException as e:
+            tracing.end_batch(token, e)
+            raise
+        tracing.end_batch(token)
+        return out
+
+    def _run_batch(self, batch: list[_Item], started: float) -> list[Tensors]:
         by_item: dict[int, Tensors] = {}
         total = 0
         for items, inputs in _assemble(batch):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from app import tracing
 from app.errors import ServiceError
 from app.registry import ModelRegistry
 from app.repository import list_models
@@ -29,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loading happens in the background so liveness answers at once; readiness waits for the models."""
     service: InferenceService = app.state.service
     registry, settings = service.registry, service.settings
+    tracing.configure(settings)
     if not registry.required:
         registry.required = set(await asyncio.to_thread(list_models, registry.root))
     LOG.info("model repository %s; readiness waits for %s", registry.root, sorted(registry.required) or "nothing")
@@ -47,6 +49,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
+        if settings.tracing_enabled:
+            tracing.shutdown()  # flushes the spans still queued for export
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:
@@ -55,6 +59,7 @@ async def _heartbeat(registry: ModelRegistry) -> None:
     feed = ControlFeed()
     while True:
         heartbeat(registry.is_ready())
+        sample_gauges(registry)
         for record in feed.poll():
             try:
                 if record["action"] == "load":
@@ -64,6 +69,16 @@ async def _heartbeat(registry: ModelRegistry) -> None:
             except ServiceError as e:
                 LOG.warning("repeating %s of %s from a sibling worker failed: %s", record["action"], record["model"], e)
         await asyncio.sleep(1.0)
+
+
+def sample_gauges(registry: ModelRegistry) -> None:
+    """In-flight requests and READY versions, once a second: a gauge update per request would cost the hot
+    path for a value Prometheus reads every 15 s or so."""
+    metrics = registry.metrics
+    for model in registry.models():
+        metrics.ready_versions.labels(model).set(len(registry.ready_versions(model)))
+    for mv in registry.loaded():
+        metrics.in_flight.labels(mv.model, str(mv.version)).set(mv.leases)
 
 
 async def _start_grpc(app: FastAPI, service: InferenceService) -> GrpcServer | None:

@@ -8,7 +8,6 @@ Typical usage::
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from app.api.hotpath import ServingApp
 from app.api.routes import install_routes
 from app.api.tasks import task_handler
 from app.lifespan import lifespan
+from app.logs import configure_logging
 from app.manifest import Manifest
 from app.metrics import Metrics
 from app.registry import ModelRegistry
@@ -64,7 +64,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
     overrides = cli_overrides(argv)
     settings = settings_or_exit(overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings)
     workers = settings.workers or default_workers()
     if workers > 1:
         from app.workers import serve
@@ -81,6 +81,7 @@ def run(argv: Sequence[str] | None = None) -> None:
         http=http_protocol(settings),
         log_level=settings.log_level,
         access_log=settings.access_log,
+        log_config=None,  # uvicorn's loggers propagate to the handler of app.logs (redaction, rate limit, JSON)
         proxy_headers=False,  # nothing here reads the client address; one ASGI layer less per request
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
@@ -98,3 +99,15 @@ def http_protocol(settings: Settings) -> Any:
     from app.server.protocol import CoalescingHttpProtocol
 
     return CoalescingHttpProtocol
+
+
+def setup_logging(settings: Settings, worker: int | None = None) -> None:
+    """The process's log handler from the settings (see :mod:`app.logs`)."""
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        rate_interval_s=settings.log_rate_interval_s,
+        rate_burst=settings.log_rate_burst,
+        access_sample=settings.access_log_sample,
+        worker=worker,
+    )

@@ -136,6 +136,21 @@ class Metrics:
             "inference_admission_refusals", "Requests refused because their expected queue time exceeded the budget.",
             ["model", "version"], registry=r,
         )  # fmt: skip
+        self.in_flight = Gauge(
+            "inference_in_flight",
+            "Requests holding a version (admitted, not yet answered), sampled once a second per worker.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.ready_versions = Gauge(
+            "model_ready_versions",
+            "READY versions of each model in the repository (the minimum over worker processes: 0 = some worker "
+            "cannot serve the model).",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.task_crashes = Counter(
             "background_task_crashes", "Background loops (batch collector, watcher) that crashed and were restarted.",
             ["task"], registry=r,
@@ -166,7 +181,7 @@ class Metrics:
         """Drop the per-version gauges of an unloaded version (counters stay: they record history)."""
         labels = (model, str(version))
         multiproc = "PROMETHEUS_MULTIPROC_DIR" in os.environ
-        for gauge in (self.queue_rows, self.loaded_bytes):
+        for gauge in (self.queue_rows, self.loaded_bytes, self.in_flight):
             if multiproc:  # labels cannot be removed from a worker's file: zero them, the merged view drops them
                 gauge.labels(*labels).set(0)
                 continue
@@ -181,7 +196,7 @@ class Metrics:
                 self.runtime_info.remove(*sample_labels)
 
 
-PER_VERSION_GAUGES = ("model_loaded_bytes", "inference_queue_rows", "model_runtime_info")
+PER_VERSION_GAUGES = ("model_loaded_bytes", "inference_queue_rows", "model_runtime_info", "inference_in_flight")
 
 
 class _HeldVersionsOnly:

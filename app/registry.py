@@ -197,6 +197,14 @@ class ModelRegistry:
     def ready_versions(self, model: str) -> list[int]:
         return sorted(v.version for v in self._loaded.get(model, {}).values() if v.state is VersionState.READY)
 
+    def models(self) -> set[str]:
+        """Every model known here: on disk, loaded or required."""
+        return set(self._on_disk) | set(self._loaded) | self.required
+
+    def loaded(self) -> list[ModelVersion]:
+        """Every version held in memory (READY or draining)."""
+        return [mv for versions in self._loaded.values() for mv in versions.values()]
+
     def is_ready(self) -> bool:
         return all(self.ready_versions(m) for m in self.required)
 

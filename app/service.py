@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from app import tracing
 from app.batching import Priority
 from app.errors import InvalidInput, ModelNotFound, ModelNotReady, ServiceError
 from app.logs import RateLimitedLog
@@ -60,6 +61,8 @@ class Observation:
             outcome, code = "error", exc.code if isinstance(exc, ServiceError) else "internal"
         if isinstance(exc, ModelNotFound):
             self.model = "_unknown_"  # user-chosen names must not create label series
+        if tracing.ENABLED:
+            tracing.annotate(self.model, self.version, code)
         count, latency = self.metrics.request_observers(self.endpoint, self.model, self.version, outcome, code)
         count.inc()
         latency.observe(time.monotonic() - self.started)
@@ -144,7 +147,11 @@ class InferenceService:
             if req.outputs is not None and (unknown := {o.name for o in req.outputs} - set(names)):
                 raise InvalidInput(f"unknown outputs {sorted(unknown)}; model {model} has {names}")
             opts = _with_parameters(opts, req.parameters)
+            if tracing.ENABLED:
+                tracing.mark("validate")
             outputs = await self._submit(mv, req.inputs, rows, opts)
+            if tracing.ENABLED:
+                tracing.skip()
         return mv, outputs
 
     async def _submit(
@@ -198,7 +205,10 @@ class InferenceService:
                     f"set APP_TASK_MODELS to a {route.owner.kind} model",
                     code="wrong_task",
                 )
-            return await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
+            result = await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
+            if tracing.ENABLED:
+                tracing.mark("postprocess")
+            return result
 
     # ---- repository ----
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:

@@ -135,6 +135,27 @@ class Settings(BaseSettings):
     """Name in the KServe v2 server metadata (``GET /v2``)."""
     access_log: bool = False
     """uvicorn access log (one line per request; costs throughput)."""
+    access_log_sample: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of requests that get an access-log line when ``access_log`` is on (0.01 = one in a hundred)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (timestamp, level, logger, message, request_id, trace_id, model,
+    version, code, worker) for log pipelines; ``text``: one human-readable line."""
+    log_rate_interval_s: float = Field(default=10.0, ge=0)
+    """Per cause (logger + message template): at most ``log_rate_burst`` lines per this many seconds, then one
+    line saying how many were suppressed (0 = no limit). A Redis outage fails every request: without the limit,
+    every request writes a line."""
+    log_rate_burst: int = Field(default=10, ge=1)
+    """Lines of one cause let through per ``log_rate_interval_s`` before suppression starts."""
+
+    tracing_enabled: bool = False
+    """OpenTelemetry traces of inference requests, exported over OTLP/HTTP (needs the ``otel`` extra)."""
+    tracing_sample_ratio: float = Field(default=0.01, ge=0, le=1)
+    """Fraction of root requests traced; a request with a W3C ``traceparent`` follows its caller's decision."""
+    tracing_endpoint: str | None = None
+    """OTLP/HTTP traces URL, e.g. ``http://otel-collector:4318/v1/traces`` (default: the exporter's,
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``localhost:4318``)."""
+    tracing_service_name: str = "shopinfer"
+    """``service.name`` of the exported spans."""
 
     admin_token: SecretStr | None = None
     """Bearer token for ``/v2/repository/models/*/load|unload``; unset disables those endpoints (403)."""

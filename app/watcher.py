@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import Any
 
+from app.logs import redact, redact_url
 from app.registry import ModelRegistry
 from app.supervisor import Supervised, supervise
 
@@ -77,7 +78,7 @@ class RepositoryWatcher:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
-                    LOG.info("listening for %r notices on %s", self.channel, self.redis_url)
+                    LOG.info("listening for %r notices on %s", self.channel, redact_url(self.redis_url))
                     self.subscribed.set()
                     backoff = 0.5
                     self.poke()  # anything published while we were away
@@ -89,7 +90,7 @@ class RepositoryWatcher:
                 raise
             except Exception as e:  # noqa: BLE001 - Redis is optional; keep serving and retry
                 self.subscribed.clear()
-                LOG.warning("redis notices unavailable (%r); retrying in %.1fs", e, backoff)
+                LOG.warning("redis notices unavailable (%s); retrying in %.1fs", redact(repr(e)), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:

@@ -55,6 +55,7 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
     metrics_dir = Path(tempfile.mkdtemp(prefix="shopinfer-metrics-"))
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
     os.environ[WORKERS_ENV] = str(workers)
+    restarts_total = _restart_counter()
     overrides = {**overrides, "port": port}
     grpc_reserve = None
     if getattr(settings, "grpc_enabled", False):  # gRPC binds with SO_REUSEPORT too: one port for all workers
@@ -96,6 +97,7 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
                 _forget_worker(metrics_dir, p.pid, index)
                 now = time.monotonic()
                 restarts = [t for t in restarts if t > now - 60] + [now]
+                restarts_total.inc()
                 LOG.error(
                     "worker %d (pid %s) exited with %s; restarting (%d restarts in 60s)",
                     index,
@@ -122,6 +124,16 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _restart_counter() -> Any:
+    """``worker_restarts_total``, written by this supervising process into the folder the workers' metrics are
+    merged from (so ``/metrics`` of any worker shows it). prometheus_client chose its value class when it was
+    imported, before the folder existed: this process switches to the multiprocess one now."""
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    return Counter("worker_restarts", "Worker processes that exited and were restarted.", registry=CollectorRegistry())
+
+
 def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
     """A dead worker's live gauges and readiness must not linger in the merged view."""
     if pid is not None:
@@ -135,13 +147,11 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     """Child process: a complete service on its own ``SO_REUSEPORT`` listener."""
     import uvicorn
 
-    from app.main import create_app, http_protocol
+    from app.main import create_app, http_protocol, setup_logging
 
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
-    )
+    setup_logging(settings, index)
     sock = reuseport_socket(settings.host, settings.port)
     sock.listen(2048)
     config = uvicorn.Config(
@@ -150,6 +160,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         http=http_protocol(settings),
         log_level=settings.log_level,
         access_log=settings.access_log,
+        log_config=None,  # see app.main.run
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,
     )

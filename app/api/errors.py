@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PayloadTooLarge, ServiceError
 from app.ints import parse_ascii_int
+from app.logs import REQUEST_ID as REQUEST_ID_VAR
 
 LOG = logging.getLogger("app.errors")
 REQUEST_ID = "x-request-id"
@@ -86,6 +87,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         rid = _request_id(scope)
+        REQUEST_ID_VAR.set(rid)  # this request's task only: uvicorn runs each request in its own task
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (REQUEST_ID.encode(), rid.encode())
         started = False

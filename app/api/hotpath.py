@@ -19,8 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from app import tracing
 from app.api.errors import REQUEST_ID, _declared_too_big, _request_id, _send_error, error_response
 from app.errors import ServiceError
+from app.logs import REQUEST_ID as REQUEST_ID_VAR
 
 LOG = logging.getLogger("app.errors")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -60,8 +62,14 @@ class ServingApp(FastAPI):
             return self.hot_v2[1]
         return None
 
+    def _span_name(self, scope: Scope) -> str:
+        """The route, not the path: a span name per model name would be unbounded."""
+        path: str = scope["path"]
+        return f"POST {path}" if path in getattr(self, "hot_exact", {}) else "POST /v2/models/{model}/infer"
+
     async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         rid = _request_id(scope)
+        REQUEST_ID_VAR.set(rid)  # this request's task only: uvicorn runs each request in its own task
         scope["app"] = self
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (REQUEST_ID.encode(), rid.encode("latin-1"))
@@ -75,14 +83,23 @@ class ServingApp(FastAPI):
         if too_big is not None:
             await _send_error(scope, send_with_id, too_big)
             return
+        trace = (
+            tracing.start_request(self._span_name(scope), tracing.http_headers(scope["headers"]), rid)
+            if tracing.ENABLED
+            else None
+        )
         try:
             response = await endpoint(Request(scope, receive))
         except ServiceError as e:
             response = error_response(scope["path"], e)
-        except Exception:
+        except Exception as e:
             LOG.exception("unhandled error; request_id=%s POST %s", rid, scope.get("path"))
+            if trace is not None:
+                tracing.end_request(trace, 500, repr(e))
             await _send_error(scope, send_with_id, ServiceError(f"internal error (request id {rid})"))
             return
+        if trace is not None:
+            tracing.end_request(trace, response.status_code)
         await send_with_id(
             {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         )

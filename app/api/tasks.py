@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from app import tracing
 from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
 from app.errors import CATALOGUE, codes_with_status
 from app.tasks.base import Route
@@ -39,8 +40,10 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
             opts = request_options(request, svc.settings.default_timeout_ms)
             # overloaded: refuse before reading and parsing the body
             with svc.admit(obs.model) if route.needs_model else nullcontext():
-                body = await read_body(request, svc.settings.max_body_bytes)
-                result = await svc.run_task(route, route.parse(body), opts, obs)
+                req = route.parse(await read_body(request, svc.settings.max_body_bytes))
+                if tracing.ENABLED:
+                    tracing.mark("parse")
+                result = await svc.run_task(route, req, opts, obs)
         return json_response(result)
 
     handle.__name__ = f"task_{route.endpoint}"

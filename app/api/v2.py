@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from app import tracing
 from app.api import openapi_v2 as doc
 from app.api.deps import (
     RawResponse,
@@ -128,8 +129,12 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
         with svc.admit(model, version):  # an overloaded model refuses before the body is read and parsed
             body = await read_body(request, svc.settings.max_body_bytes)
             req = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
+            if tracing.ENABLED:
+                tracing.mark("parse")
             mv, outputs = await svc.infer(model, version, req, opts, obs)
         content, headers = encode_infer_response(model, mv.version, outputs, req)
+        if tracing.ENABLED:
+            tracing.mark("postprocess")
     ctype = headers.pop("content-type").encode()
     return RawResponse(content, ctype, extra=[(k.encode(), v.encode()) for k, v in headers.items()])
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.logs import redact, redact_url
+
 EVENT_TYPES = ("view", "cart", "purchase")
 KEY_PREFIX = "rec:hist:"
 
@@ -121,7 +123,7 @@ class RedisStore:
 
     def _run(self, fill: Any) -> list[Any]:
         if time.monotonic() < self._open_until:
-            raise StoreUnavailable(f"redis at {self.url} failed recently; retrying after {self.retry_s}s")
+            raise StoreUnavailable(f"redis at {redact_url(self.url)} failed recently; retrying after {self.retry_s}s")
         try:
             pipe = self._client.pipeline(transaction=False)
             fill(pipe)
@@ -131,7 +133,7 @@ class RedisStore:
             with self._lock:
                 self._open_until = time.monotonic() + self.retry_s
             self._client.connection_pool.disconnect()
-            raise StoreUnavailable(f"redis at {self.url}: {e!r}") from None
+            raise StoreUnavailable(f"redis at {redact_url(self.url)}: {redact(repr(e))}") from None
 
     def append(self, user_id: str, events: list[Event]) -> None:
         key = KEY_PREFIX + user_id

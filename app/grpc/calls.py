@@ -2,7 +2,8 @@
 
 * deadline: the client's gRPC deadline (``context.time_remaining()``), else metadata ``timeout-ms``, else
   ``APP_DEFAULT_TIMEOUT_MS``; the earliest wins. Work past it fails with DEADLINE_EXCEEDED and never runs.
-* ``priority: high|low`` metadata; ``x-request-id`` metadata (echoed in logs), else a generated id.
+* ``priority: high|low`` metadata; ``x-request-id`` metadata, else a generated id: on the call's log lines and
+  echoed in its trailing metadata.
 * ``authorization: Bearer <token>`` for the repository control RPCs (``APP_ADMIN_TOKEN``; unset = disabled).
 """
 
@@ -20,8 +21,10 @@ from pydantic import SecretStr
 
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, Unauthorized
+from app.logs import REQUEST_ID as REQUEST_ID_VAR
 from app.service import RequestOptions
 
+REQUEST_ID_KEY = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ID_PREFIX = "g" + os.urandom(7).hex()
 _ID_COUNTER = itertools.count(1)
@@ -41,6 +44,15 @@ def request_id(meta: Mapping[str, str]) -> str:
     if given is not None and _SAFE_ID.match(given):
         return given
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def begin_call(context: aio.ServicerContext, meta: Mapping[str, str]) -> str:
+    """The call's request id: put on its log lines (:data:`app.logs.REQUEST_ID`) and echoed in the trailing
+    metadata, where an error's trailers keep it too (:func:`app.grpc.status.trailers`)."""
+    rid = request_id(meta)
+    REQUEST_ID_VAR.set(rid)
+    context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+    return rid
 
 
 def request_options(

@@ -12,6 +12,7 @@ from typing import Any
 
 from grpc import aio
 
+from app import tracing
 from app.errors import ServiceError
 from app.grpc import calls, status
 from app.grpc.generated import grpc_service_pb2 as pb
@@ -129,19 +130,38 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: aio.ServicerContext) -> pb.ModelInferResponse:
         svc = self.svc
         meta = calls.metadata(context)
-        rid = calls.request_id(meta)
+        rid = calls.begin_call(context, meta)
+        trace = (
+            tracing.start_request("grpc inference.GRPCInferenceService/ModelInfer", meta, rid)
+            if tracing.ENABLED
+            else None
+        )
         try:
             with svc.observe(INFER_ENDPOINT, request.model_name) as obs:
                 opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
                 version = calls.parse_version(request.model_version)
                 with svc.admit(request.model_name, version):
                     req = decode_infer_request(request)
+                    if tracing.ENABLED:
+                        tracing.mark("parse")
                     mv, outputs = await svc.infer(request.model_name, version, req, opts, obs)
-                return encode_infer_response(request.model_name, mv.version, outputs, req)
+                response = encode_infer_response(request.model_name, mv.version, outputs, req)
+                if tracing.ENABLED:
+                    tracing.mark("postprocess")
+                return response
         except ServiceError as e:
+            if trace is not None:
+                tracing.end_request(trace, status.grpc_code(e).name, e.code)
+                trace = None
             await status.abort(context, e)
         except Exception as e:  # noqa: BLE001 - any other failure is a generic INTERNAL, never a traceback
+            if trace is not None:
+                tracing.end_request(trace, "INTERNAL", repr(e))
+                trace = None
             await status.abort_internal(context, e, "ModelInfer", rid)
+        finally:
+            if trace is not None:
+                tracing.end_request(trace, "OK")
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: aio.ServicerContext

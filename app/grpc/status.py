@@ -17,6 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc import aio
 
 from app.errors import CATALOGUE, Overloaded, ServiceError
+from app.logs import REQUEST_ID
 
 LOG = logging.getLogger("app.grpc")
 ERROR_CODE_KEY = "shopinfer-error-code"
@@ -35,6 +36,9 @@ def grpc_code(exc: ServiceError) -> grpc.StatusCode:
 def trailers(exc: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
     """Trailing metadata for ``exc``: its code, and for overload the back-off (plain and as google.rpc.RetryInfo)."""
     meta: list[tuple[str, str | bytes]] = [(ERROR_CODE_KEY, exc.code)]
+    rid = REQUEST_ID.get()
+    if rid is not None:  # replacing the trailers set at the start of the call must keep the request id
+        meta.append(("x-request-id", rid))
     if isinstance(exc, Overloaded):
         delay_ms = max(1, round(exc.retry_after_s * 1000))
         meta.append((RETRY_AFTER_KEY, str(delay_ms)))

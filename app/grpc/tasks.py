@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf.message import Message
 from grpc import StatusCode, aio
 
+from app import tracing
 from app.errors import ServiceError
 from app.grpc import calls, status
 from app.grpc.generated.shopinfer.v1 import tasks_pb2_grpc as pb_grpc
@@ -44,21 +45,34 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
     def _method(self, rpc: TaskRpc, route: Route[Any]) -> Method:
         svc = self.svc
         endpoint = f"grpc_{route.endpoint}"
+        span_name = f"grpc shopinfer.v1.Tasks/{rpc.method}"
 
         async def call(request: Any, context: aio.ServicerContext) -> Message:
             meta = calls.metadata(context)
-            rid = calls.request_id(meta)
+            rid = calls.begin_call(context, meta)
+            trace = tracing.start_request(span_name, meta, rid) if tracing.ENABLED else None
             try:
                 with svc.observe(endpoint, svc.model_for(route)) as obs:
                     opts = calls.request_options(context, meta, svc.settings.default_timeout_ms, rid)
                     with svc.admit(obs.model) if route.needs_model else nullcontext():
                         req = validate(route.request, rpc.to_request(request))
+                        if tracing.ENABLED:
+                            tracing.mark("parse")
                         result = await svc.run_task(route, req, opts, obs)
                 return rpc.from_response(result)
             except ServiceError as e:
+                if trace is not None:
+                    tracing.end_request(trace, status.grpc_code(e).name, e.code)
+                    trace = None
                 await status.abort(context, e)
             except Exception as e:  # noqa: BLE001 - any other failure is a generic INTERNAL, never a traceback
+                if trace is not None:
+                    tracing.end_request(trace, "INTERNAL", repr(e))
+                    trace = None
                 await status.abort_internal(context, e, rpc.method, rid)
+            finally:
+                if trace is not None:
+                    tracing.end_request(trace, "OK")
 
         call.__name__ = rpc.method
         return call

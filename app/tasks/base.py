@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from app import tracing
 from app.errors import InvalidInput, ServiceError
 
 if TYPE_CHECKING:
@@ -130,13 +131,18 @@ class Call(Generic[T]):
         the rows of the whole batch into tensors in the worker thread. Returns this item's output rows."""
         if self._batcher is None:
             raise ServiceError(f"version {self.model}/{self.version} has no batcher")
-        return await self._batcher.submit(
+        if tracing.ENABLED:
+            tracing.mark("validate")
+        out = await self._batcher.submit(
             rows,
             len(rows) if n_rows is None else n_rows,
             deadline=self.opts.deadline,
             priority=self.opts.priority,
             prepare=self.task.prepare,
         )
+        if tracing.ENABLED:
+            tracing.skip()  # queue and batch spans come from the batcher
+        return out
 
 
 def parse_json(schema: type[Req], body: bytes) -> Req:

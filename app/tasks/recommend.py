@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
 
+from app import tracing
 from app.errors import InvalidInput
 from app.features.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
@@ -201,10 +203,15 @@ class RecommendTask(Task):
         stored: dict[int, list[Event]] = {}
         degraded = np.zeros(len(rows), bool)
         if need:
+            read_ns = time.time_ns() if tracing.ENABLED else 0
             try:
                 for i, h in zip(need, self.store.histories([rows[i]["user_id"] for i in need]), strict=True):
                     stored[i] = h
+                if tracing.ENABLED:
+                    tracing.batch_child("feature_store.read", read_ns, backend=self.store.backend, users=len(need))
             except StoreUnavailable as err:
+                if tracing.ENABLED:
+                    tracing.batch_child("feature_store.read", read_ns, backend=self.store.backend, error=str(err))
                 LOG.warning("feature store unavailable for %d rows: %s", len(need), err)
                 degraded[need] = True
                 self.metrics.degraded.labels("unavailable").inc(len(need))

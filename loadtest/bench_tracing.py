@@ -1,0 +1,95 @@
+"""Cost of tracing on 1-row CTR requests: tracing off, on at 1 % sampling, and (optionally) another checkout.
+
+One single-worker server per variant runs side by side on the same published version; ``wrk`` drives
+``POST /v1/ads/ctr`` with a 1-row body against each in turn, the order rotated every round so background load
+hits all alike, and the medians over ``--runs`` rounds are printed with their ratio to "tracing off". The traced
+variant exports over OTLP/HTTP to a receiver in this process that answers every export (a real collector's cost
+is outside the server).
+
+Run from the repository root::
+
+    python -m loadtest.bench_tracing --runs 7 --duration 8
+    python -m loadtest.bench_tracing --baseline-checkout ../main   # adds that checkout's server (tracing absent)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench_ctr import LUA, bodies_for, prepare, server
+from loadtest.peers.measure import Sample, render, run_wrk, summarize
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports (an empty protobuf reply is a valid ``ExportTraceServiceResponse``)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench_tracing", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--baseline-checkout", type=Path, help="another checkout whose server is measured as well")
+    args = p.parse_args(argv)
+
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        repo, _ = prepare(None, work)
+        body = work / "body.json"
+        body.write_text(json.dumps(bodies_for([1])[1]))
+        script = work / "post.lua"
+        script.write_text(LUA.format(body=body))
+        common = {"MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_ENABLED": "false", "APP_LOG_LEVEL": "warning"}
+        endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
+        variants: dict[str, tuple[dict[str, str], Path | None]] = {
+            "tracing off": ({}, None),
+            "tracing on, 1 % sampled": (
+                {"APP_TRACING_ENABLED": "true", "APP_TRACING_SAMPLE_RATIO": "0.01", "APP_TRACING_ENDPOINT": endpoint},
+                None,
+            ),
+        }
+        if args.baseline_checkout is not None:
+            variants[f"checkout {args.baseline_checkout.name}"] = ({}, args.baseline_checkout.resolve())
+        servers = {}
+        for i, (name, (env, cwd)) in enumerate(variants.items()):
+            servers[name] = stack.enter_context(
+                server(["-m", "app"], {**common, **env}, work / f"server-{i}.log", cwd=cwd)
+            )
+        samples: dict[str, list[Sample]] = {name: [] for name in variants}
+        names = list(variants)
+        for r in range(args.runs):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                url, pid = servers[name]
+                samples[name].append(run_wrk(url + "/v1/ads/ctr", script, args.connections, args.duration, pid))
+        rows = [summarize(name, s) for name, s in samples.items()]
+        load = os.getloadavg()
+        header = (
+            f"1-row `POST /v1/ads/ctr`, 1 worker each, wrk -c{args.connections} {args.duration}s x {args.runs} "
+            f"interleaved rounds; load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
+        )
+        print(render(rows, header, reference="tracing off"))
+    sink.shutdown()
+
+
+if __name__ == "__main__":
+    main()
