@@ -8,7 +8,8 @@ the user's last event. Three backends with one interface:
   processes (an event posted to any worker is seen by all);
 * :class:`RedisStore` — a sync client with short socket timeouts; one pipelined round trip per batch read.
   After a failure it stays "open" (answers :class:`StoreUnavailable` at once) for ``retry_s`` and then tries
-  again, so a dead Redis costs one fast failure per batch at most, and reconnection is automatic.
+  again, so a dead Redis costs one fast failure per batch at most, and reconnection is automatic. Reads and
+  writes are broken separately: failing writes never turn away reads that would succeed.
 """
 
 from __future__ import annotations
@@ -102,36 +103,56 @@ class InProcessStore:
             self._data.clear()
 
 
-class RedisStore:
-    """Redis lists ``rec:hist:<user>``: LPUSH + LTRIM + EXPIRE per event batch, pipelined LRANGE per read batch."""
+class _Breaker:
+    """One Redis connection pool and its circuit breaker: after a failure it answers :class:`StoreUnavailable` at
+    once for ``retry_s``, then lets the next call try again."""
 
-    backend = "redis"
-
-    def __init__(
-        self, url: str, cap: int = 100, ttl_s: int = 90 * 86400, timeout_s: float = 0.05, retry_s: float = 1.0
-    ) -> None:
+    def __init__(self, kind: str, url: str, timeout_s: float, retry_s: float) -> None:
         import redis
 
-        self.url, self.cap, self.ttl_s, self.retry_s = url, cap, int(ttl_s), retry_s
-        self._client: Any = redis.Redis.from_url(
+        self.kind, self.url, self.retry_s = kind, url, retry_s
+        self.client: Any = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
         self._open_until = 0.0
         self._lock = threading.Lock()
 
-    def _run(self, fill: Any) -> list[Any]:
+    def run(self, fill: Any) -> list[Any]:
         if time.monotonic() < self._open_until:
-            raise StoreUnavailable(f"redis at {self.url} failed recently; retrying after {self.retry_s}s")
+            raise StoreUnavailable(f"redis {self.kind}s at {self.url} failed recently; retrying after {self.retry_s}s")
+        import redis
+
         try:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=False)
             fill(pipe)
             out: list[Any] = pipe.execute()
             return out
         except Exception as e:  # noqa: BLE001 - any client or connection error means "store unavailable": degrade
             with self._lock:
                 self._open_until = time.monotonic() + self.retry_s
-            self._client.connection_pool.disconnect()
-            raise StoreUnavailable(f"redis at {self.url}: {e!r}") from None
+            if not isinstance(e, redis.ResponseError):  # a refused command (OOM) leaves the connection usable
+                self.client.connection_pool.disconnect()
+            raise StoreUnavailable(f"redis {self.kind} at {self.url}: {e!r}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisStore:
+    """Redis lists ``rec:hist:<user>``: LPUSH + LTRIM + EXPIRE per event batch, pipelined LRANGE per read batch.
+
+    Reads and writes have their own connection pool and circuit breaker: a Redis that refuses writes (maxmemory
+    with ``noeviction``, ``CLIENT PAUSE WRITE``, a read-only replica) still answers reads, and recommendations
+    keep their stored histories while events are dropped."""
+
+    backend = "redis"
+
+    def __init__(
+        self, url: str, cap: int = 100, ttl_s: int = 90 * 86400, timeout_s: float = 0.05, retry_s: float = 1.0
+    ) -> None:
+        self.url, self.cap, self.ttl_s, self.retry_s = url, cap, int(ttl_s), retry_s
+        self._reads = _Breaker("read", url, timeout_s, retry_s)
+        self._writes = _Breaker("write", url, timeout_s, retry_s)
 
     def append(self, user_id: str, events: list[Event]) -> None:
         key = KEY_PREFIX + user_id
@@ -141,7 +162,7 @@ class RedisStore:
             p.ltrim(key, 0, self.cap - 1)
             p.expire(key, self.ttl_s)
 
-        self._run(fill)
+        self._writes.run(fill)
 
     def histories(self, user_ids: list[str]) -> list[list[Event]]:
         if not user_ids:
@@ -151,7 +172,7 @@ class RedisStore:
             for u in user_ids:
                 p.lrange(KEY_PREFIX + u, 0, self.cap - 1)
 
-        return [[Event.decode(x) for x in row] for row in self._run(fill)]
+        return [[Event.decode(x) for x in row] for row in self._reads.run(fill)]
 
     def load(self, histories: dict[str, list[Event]], only_missing: bool = False, chunk: int = 500) -> int:
         """Replace each user's list (newest first) in chunks of ``chunk`` users per round trip."""
@@ -168,11 +189,12 @@ class RedisStore:
                         p.rpush(key, *items)
                         p.expire(key, self.ttl_s)
 
-            self._run(fill)
+            self._writes.run(fill)
         return len(users)
 
     def close(self) -> None:
-        self._client.close()
+        self._reads.close()
+        self._writes.close()
 
 
 class SharedFileStore:
