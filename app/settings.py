@@ -133,6 +133,15 @@ class Settings(BaseSettings):
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
+    feature_store_max_users: int = Field(default=200_000, ge=1)
+    """Embedded feature stores (in-process and the pod's SQLite file): users kept; beyond it the least recently
+    active are dropped (Redis is bounded by its own TTL and ``maxmemory``)."""
+    feature_store_max_mb: int = Field(default=512, ge=1)
+    """In-process feature store: memory its histories may take (keys, packed entries and per-user overhead);
+    beyond it the least recently active users are dropped. 200,000 users of 100 events take ~220 MB (RSS)."""
+    feature_store_trim_interval_s: float = Field(default=5.0, gt=0)
+    """Pod SQLite feature store: how often a background thread drops expired and surplus users (never on a
+    request)."""
 
     @field_validator("required_models", mode="before")
     @classmethod

@@ -59,3 +59,22 @@ def test_failing_writes_do_not_degrade_reads(
     degraded = [r for r in recs if r["degraded"]]
     assert len(degraded) == 0, f"{len(degraded)}/{len(recs)} recommendations degraded while reads worked ({how})"
     assert all(r["history_source"] == "store" for r in recs), {r["history_source"] for r in recs}
+
+
+def test_seeding_with_two_workers_says_what_each_did(
+    rec_compress_run: CompressRun, start_server: ServerFactory
+) -> None:
+    env = {"APP_TASK_MODELS": json.dumps({"recommend": rec_compress_run.cfg.model.name}), "APP_WORKERS": "2"}
+    server = start_server(rec_compress_run.repo, **env)
+    known = len(
+        json.loads((rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text())
+    )
+
+    def seed_lines() -> list[str]:
+        return [line for line in server.log.read_text().splitlines() if "seeded" in line]
+
+    wait_until(lambda: len(seed_lines()) >= 2, 90, "both workers to seed the shared feature store")
+    lines = seed_lines()
+    assert all(f"of {known} customers" in line for line in lines), lines
+    written = [int(line.split("seeded from histories.json: ")[1].split(" ")[0]) for line in lines]
+    assert sorted(written) == [0, known], f"one worker writes every customer, the other finds them present: {lines}"
