@@ -27,11 +27,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from app.adaptive_limit import AdaptiveConfig, AdaptiveLimit
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
 from app.supervisor import Supervised, supervise
 
@@ -61,6 +62,9 @@ class BatchConfig:
     ``queue_cap_rows`` applies."""
     max_in_flight: int | None = None
     """Admission: requests admitted by :meth:`DynamicBatcher.admit` and not yet answered, at most; None = no cap."""
+    adaptive: AdaptiveConfig | None = None
+    """Admission: an adaptive cap on requests in progress (:mod:`app.adaptive_limit`); ``max_in_flight``, when
+    also set, is its ceiling. None = off."""
     inline_max_s: float = 0.0
     """Run a batch on the event-loop thread when its measured cost is at most this (0 = always a worker thread):
     for sub-100 µs batches the thread hand-off (queue, wake-up, result callback) costs more than the work."""
@@ -168,6 +172,19 @@ class Admitted:
         self._batcher.admitted -= 1
 
 
+class AdmittedTimed(Admitted):
+    """An admitted request under the adaptive limit: its admission-to-answer time feeds the limit."""
+
+    __slots__ = ("_limit", "_t0")
+
+    def __init__(self, batcher: DynamicBatcher, limit: AdaptiveLimit) -> None:
+        self._batcher, self._limit, self._t0 = batcher, limit, time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self._batcher.admitted -= 1
+        self._limit.answered(time.monotonic() - self._t0)
+
+
 class BatcherClosed(ModelNotReady):
     """The version is draining and takes no new work."""
 
@@ -193,6 +210,12 @@ class DynamicBatcher:
         self.crashes = 0
         self._s_per_row: float | None = None  # EWMA of worker seconds per row, measured on real batches
         self.admitted = 0  # requests between admit() and their answer
+        self.limiter: AdaptiveLimit | None = None
+        if config.adaptive is not None:
+            a = config.adaptive
+            if config.max_in_flight is not None:  # the fixed cap is the adaptive one's ceiling
+                a = replace(a, max_limit=config.max_in_flight, initial_limit=min(a.initial_limit, config.max_in_flight))
+            self.limiter = AdaptiveLimit(a)
         self._cost = BatchCost()  # seconds of a batch as fixed + per-row cost: decides inline runs
 
     @property
@@ -244,6 +267,8 @@ class DynamicBatcher:
         more than the core could answer in time (100-candidate requests at 3x capacity on one core, medians:
         admitted p99 36 ms and goodput 0.59 with a 10 ms queue budget; ~10 ms and 0.78-0.87 with a cap of 3-4)."""
         self.check_admission()
+        if self.limiter is not None:
+            return self._admit_adaptive(self.limiter)
         cap = self.config.max_in_flight
         if cap is not None and self.admitted >= cap:
             self._stats.refused()
@@ -251,6 +276,15 @@ class DynamicBatcher:
                              retry_after_s=self.expected_wait_s())  # fmt: skip
         self.admitted += 1
         return Admitted(self)
+
+    def _admit_adaptive(self, limiter: AdaptiveLimit) -> Admitted:
+        if not limiter.allows(self.admitted):
+            self._stats.refused()
+            raise Overloaded(f"{self.name}: {self.admitted} requests in progress (adaptive limit {int(limiter.limit)})",
+                             retry_after_s=self.expected_wait_s())  # fmt: skip
+        self.admitted += 1
+        limiter.started(self.admitted)
+        return AdmittedTimed(self, limiter)
 
     @property
     def collector_alive(self) -> bool:

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.adaptive_limit import AdaptiveConfig
+
 
 class VersionPolicy(BaseModel):
     """Which versions of one model are served: the newest ``latest`` ones, or exactly ``specific``."""
@@ -126,6 +128,17 @@ class Settings(BaseSettings):
     capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/reliability.md)."""
     max_in_flight_models: dict[str, int] = {}
     """Per-model caps, e.g. ``{"ad-ctr": 3}``."""
+    adaptive_in_flight: bool = False
+    """Admission: an adaptive cap on requests in progress per version and worker process, found from measured
+    latency (gradient rule, ``app/adaptive_limit.py``) instead of a fixed ``max_in_flight`` picked per model
+    (which, when also set, becomes its ceiling). Per model: ``adaptive_in_flight_models``. An idle worker never
+    refuses. Off by default: docs/operations.md "Feature store under faults and admission" has the figures."""
+    adaptive_in_flight_models: dict[str, bool] = {}
+    """Per-model switch, e.g. ``{"ad-ctr": true}``."""
+    adaptive_latency_tolerance: float = Field(default=2.0, ge=1.0)
+    """Adaptive cap: the latency aimed for, as a multiple of the no-load latency (the smallest recent one)."""
+    adaptive_latency_buffer_ms: float = Field(default=2.0, ge=0)
+    """Adaptive cap: latency allowed on top of ``tolerance`` x no-load (the batching delay, scheduling noise)."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
@@ -163,6 +176,14 @@ class Settings(BaseSettings):
     def max_in_flight_for(self, model: str) -> int | None:
         """The in-progress cap of ``model``: settings per model, then the default (None = no cap)."""
         return self.max_in_flight_models.get(model, self.max_in_flight)
+
+    def adaptive_config_for(self, model: str) -> AdaptiveConfig | None:
+        """The adaptive in-progress cap of ``model`` (None = off): settings per model, then the default."""
+        if not self.adaptive_in_flight_models.get(model, self.adaptive_in_flight):
+            return None
+        return AdaptiveConfig(
+            tolerance=self.adaptive_latency_tolerance, buffer_s=self.adaptive_latency_buffer_ms / 1000
+        )
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)
