@@ -92,6 +92,9 @@ class BatchStats:
     def refused(self) -> None:
         """An item was refused because its expected queue time exceeded the budget."""
 
+    def in_flight_limit(self, limit: int) -> None:
+        """The adaptive cap on requests in progress moved to ``limit``."""
+
 
 class BatchCost:
     """Seconds of a batch of ``rows`` rows as ``fixed + per_row x rows``, fitted on recent batches (EWMA moments).
@@ -182,7 +185,10 @@ class AdmittedTimed(Admitted):
 
     def __exit__(self, *exc: object) -> None:
         self._batcher.admitted -= 1
+        before = int(self._limit.limit)
         self._limit.answered(time.monotonic() - self._t0)
+        if int(self._limit.limit) != before:
+            self._batcher._stats.in_flight_limit(int(self._limit.limit))
 
 
 class BatcherClosed(ModelNotReady):
@@ -216,6 +222,7 @@ class DynamicBatcher:
             if config.max_in_flight is not None:  # the fixed cap is the adaptive one's ceiling
                 a = replace(a, max_limit=config.max_in_flight, initial_limit=min(a.initial_limit, config.max_in_flight))
             self.limiter = AdaptiveLimit(a)
+            self._stats.in_flight_limit(int(self.limiter.limit))
         self._cost = BatchCost()  # seconds of a batch as fixed + per-row cost: decides inline runs
 
     @property

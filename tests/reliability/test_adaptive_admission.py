@@ -38,6 +38,8 @@ def test_adaptive_limit_refuses_under_overload_and_admits_when_idle(repo: Path, 
     assert set(statuses) == {200, 503}, f"expected answers and refusals, saw statuses {statuses}"
     assert refused and set(refused) == {"overloaded"}, f"503 codes {set(refused)}; statuses {statuses}"
     assert metric(server, "inference_admission_refusals_total") >= len(refused), "refusals must be counted"
+    limit = metric(server, "inference_in_flight_limit", model="ad-ctr")
+    assert 1 <= limit < 16, f"the limit learnt under overload ({limit}) should be below its start (16)"
     with client(server) as c:  # idle again: a lone request is admitted whatever the limit learnt under load
         for _ in range(5):
             r = c.post("/v1/ads/ctr", json=heavy)

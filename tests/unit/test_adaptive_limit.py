@@ -5,12 +5,13 @@ refuses an idle worker."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
 from app.adaptive_limit import AdaptiveConfig, AdaptiveLimit
-from app.batching import BatchConfig, DynamicBatcher
+from app.batching import BatchConfig, BatchStats, DynamicBatcher
 from app.errors import Overloaded
 from app.settings import Settings
 
@@ -99,3 +100,23 @@ def test_settings_switch_the_adaptive_limit_per_model() -> None:
     assert on is not None and on.tolerance == 3
     assert s.adaptive_config_for("other") is None
     assert Settings(adaptive_in_flight=True).adaptive_config_for("other") is not None
+
+
+class Limits(BatchStats):
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def in_flight_limit(self, limit: int) -> None:
+        self.seen.append(limit)
+
+
+async def test_batcher_reports_the_limit_as_it_moves() -> None:
+    stats = Limits()
+    b = DynamicBatcher("m/1", lambda x: x, BatchConfig(adaptive=AdaptiveConfig(initial_limit=8, window=4)), stats)
+    assert stats.seen == [8]
+    assert b.limiter is not None
+    b.limiter.answered(0.0001)  # a fast no-load sample, then slow answers: the limit halves
+    for _ in range(7):
+        with b.admit():
+            time.sleep(0.005)  # an answer at least 5 ms after admission: above the 2.2 ms target
+    assert b.limiter is not None and stats.seen[-1] == int(b.limiter.limit) and len(stats.seen) >= 2, stats.seen
