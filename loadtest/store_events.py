@@ -21,36 +21,15 @@ import os
 import random
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from loadtest.bench_ctr import server
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "loadtest" / "store_events.lua"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 
 def wrk(url: str, mode: str, users: int, items: list[str], seconds: int, connections: int) -> subprocess.Popen[str]:
@@ -97,24 +76,18 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     state = json.loads(next(args.repo.glob(f"{args.model}/*/rec.json")).read_text())
     items = [i for i in state["items"][1:200] if i]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         env = {
-            **os.environ,
-            "TMPDIR": tmp,
+            "TMPDIR": tmp,  # the workers' shared folder (and so the SQLite file) is created under it
             "MODEL_REPO": str(args.repo),
-            "APP_PORT": str(port),
             "APP_GRPC_PORT": "0",
             "APP_WORKERS": "2",
             "APP_LOG_LEVEL": "warning",
             "APP_TASK_MODELS": json.dumps({"recommend": args.model}),
             **dict(e.split("=", 1) for e in args.env),
         }
-        env.pop("REDIS_URL", None)
-        server = subprocess.Popen([sys.executable, "-m", "app"], cwd=args.app_root, env=env)
-        try:
-            _wait(url)
+        cwd = None if args.app_root == ROOT else args.app_root
+        with server(["-m", "app"], env, Path(tmp) / "server.log", cwd=cwd) as (url, _):
             out: dict[str, Any] = {"users": args.users, "seconds": args.seconds}
             out["events_small_store"] = result(wrk(url, "events", 1000, items, args.seconds, 2))
             db = Path(glob.glob(f"{tmp}/shopinfer-metrics-*/feature-store.sqlite")[0])
@@ -129,9 +102,6 @@ def main(argv: list[str] | None = None) -> None:
             out["rows_after"] = rows
             out["load_average"] = os.getloadavg()
             print(json.dumps(out))
-        finally:
-            server.terminate()
-            server.wait(30)
 
 
 if __name__ == "__main__":
