@@ -176,7 +176,8 @@ class Admitted:
 
 
 class AdmittedTimed(Admitted):
-    """An admitted request under the adaptive limit: its admission-to-answer time feeds the limit."""
+    """An admitted request under the adaptive limit: its admission-to-answer time feeds the limit when it was
+    answered (a 4xx answered in microseconds must not pass for the no-load latency)."""
 
     __slots__ = ("_limit", "_t0")
 
@@ -185,6 +186,8 @@ class AdmittedTimed(Admitted):
 
     def __exit__(self, *exc: object) -> None:
         self._batcher.admitted -= 1
+        if exc and exc[0] is not None:  # refused input, deadline, failure: their time says nothing about capacity
+            return
         before = int(self._limit.limit)
         self._limit.answered(time.monotonic() - self._t0)
         if int(self._limit.limit) != before:

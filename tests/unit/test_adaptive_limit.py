@@ -120,3 +120,12 @@ async def test_batcher_reports_the_limit_as_it_moves() -> None:
         with b.admit():
             time.sleep(0.005)  # an answer at least 5 ms after admission: above the 2.2 ms target
     assert b.limiter is not None and stats.seen[-1] == int(b.limiter.limit) and len(stats.seen) >= 2, stats.seen
+
+
+def test_failed_requests_do_not_teach_the_limit() -> None:
+    b = DynamicBatcher("m/1", lambda x: x, BatchConfig(adaptive=AdaptiveConfig(window=4)))
+    assert b.limiter is not None
+    for _ in range(8):
+        with pytest.raises(ValueError), b.admit():
+            raise ValueError("bad input, refused in microseconds")
+    assert b.limiter.min_rtt == float("inf") and b.admitted == 0, (b.limiter.min_rtt, b.admitted)
