@@ -223,7 +223,8 @@ class DynamicBatcher:
         if config.adaptive is not None:
             a = config.adaptive
             if config.max_in_flight is not None:  # the fixed cap is the adaptive one's ceiling
-                a = replace(a, max_limit=config.max_in_flight, initial_limit=min(a.initial_limit, config.max_in_flight))
+                cap = config.max_in_flight
+                a = replace(a, max_limit=cap, initial_limit=min(a.initial_limit, cap), min_limit=min(a.min_limit, cap))
             self.limiter = AdaptiveLimit(a)
             self._stats.in_flight_limit(int(self.limiter.limit))
         self._cost = BatchCost()  # seconds of a batch as fixed + per-row cost: decides inline runs

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     """Per-model switch, e.g. ``{"ad-ctr": true}``."""
     adaptive_latency_tolerance: float = Field(default=2.0, ge=1.0)
     """Adaptive cap: the latency aimed for, as a multiple of the no-load latency (the smallest recent one)."""
+    adaptive_min_in_flight: int = Field(default=4, ge=1)
+    """Adaptive cap: requests in progress always admitted (an idle or lightly used worker never refuses)."""
     adaptive_latency_buffer_ms: float = Field(default=2.0, ge=0)
     """Adaptive cap: latency allowed on top of ``tolerance`` x no-load (the batching delay, scheduling noise)."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
