@@ -27,12 +27,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from app import tracing
+from app.adaptive_limit import AdaptiveConfig, AdaptiveLimit
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
 from app.supervisor import Supervised, supervise
 
@@ -62,6 +63,9 @@ class BatchConfig:
     ``queue_cap_rows`` applies."""
     max_in_flight: int | None = None
     """Admission: requests admitted by :meth:`DynamicBatcher.admit` and not yet answered, at most; None = no cap."""
+    adaptive: AdaptiveConfig | None = None
+    """Admission: an adaptive cap on requests in progress (:mod:`app.adaptive_limit`); ``max_in_flight``, when
+    also set, is its ceiling. None = off."""
     inline_max_s: float = 0.0
     """Run a batch on the event-loop thread when its measured cost is at most this (0 = always a worker thread):
     for sub-100 µs batches the thread hand-off (queue, wake-up, result callback) costs more than the work."""
@@ -88,6 +92,9 @@ class BatchStats:
 
     def refused(self) -> None:
         """An item was refused because its expected queue time exceeded the budget."""
+
+    def in_flight_limit(self, limit: int) -> None:
+        """The adaptive cap on requests in progress moved to ``limit``."""
 
 
 class BatchCost:
@@ -170,6 +177,25 @@ class Admitted:
         self._batcher.admitted -= 1
 
 
+class AdmittedTimed(Admitted):
+    """An admitted request under the adaptive limit: its admission-to-answer time feeds the limit when it was
+    answered (a 4xx answered in microseconds must not pass for the no-load latency)."""
+
+    __slots__ = ("_limit", "_t0")
+
+    def __init__(self, batcher: DynamicBatcher, limit: AdaptiveLimit) -> None:
+        self._batcher, self._limit, self._t0 = batcher, limit, time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self._batcher.admitted -= 1
+        if exc and exc[0] is not None:  # refused input, deadline, failure: their time says nothing about capacity
+            return
+        before = int(self._limit.limit)
+        self._limit.answered(time.monotonic() - self._t0)
+        if int(self._limit.limit) != before:
+            self._batcher._stats.in_flight_limit(int(self._limit.limit))
+
+
 class BatcherClosed(ModelNotReady):
     """The version is draining and takes no new work."""
 
@@ -195,6 +221,14 @@ class DynamicBatcher:
         self.crashes = 0
         self._s_per_row: float | None = None  # EWMA of worker seconds per row, measured on real batches
         self.admitted = 0  # requests between admit() and their answer
+        self.limiter: AdaptiveLimit | None = None
+        if config.adaptive is not None:
+            a = config.adaptive
+            if config.max_in_flight is not None:  # the fixed cap is the adaptive one's ceiling
+                cap = config.max_in_flight
+                a = replace(a, max_limit=cap, initial_limit=min(a.initial_limit, cap), min_limit=min(a.min_limit, cap))
+            self.limiter = AdaptiveLimit(a)
+            self._stats.in_flight_limit(int(self.limiter.limit))
         self._cost = BatchCost()  # seconds of a batch as fixed + per-row cost: decides inline runs
 
     @property
@@ -246,6 +280,8 @@ class DynamicBatcher:
         more than the core could answer in time (100-candidate requests at 3x capacity on one core, medians:
         admitted p99 36 ms and goodput 0.59 with a 10 ms queue budget; ~10 ms and 0.78-0.87 with a cap of 3-4)."""
         self.check_admission()
+        if self.limiter is not None:
+            return self._admit_adaptive(self.limiter)
         cap = self.config.max_in_flight
         if cap is not None and self.admitted >= cap:
             self._stats.refused()
@@ -253,6 +289,15 @@ class DynamicBatcher:
                              retry_after_s=self.expected_wait_s())  # fmt: skip
         self.admitted += 1
         return Admitted(self)
+
+    def _admit_adaptive(self, limiter: AdaptiveLimit) -> Admitted:
+        if not limiter.allows(self.admitted):
+            self._stats.refused()
+            raise Overloaded(f"{self.name}: {self.admitted} requests in progress (adaptive limit {int(limiter.limit)})",
+                             retry_after_s=self.expected_wait_s())  # fmt: skip
+        self.admitted += 1
+        limiter.started(self.admitted)
+        return AdmittedTimed(self, limiter)
 
     @property
     def collector_alive(self) -> bool:

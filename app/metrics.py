@@ -114,6 +114,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.in_flight_limit = Gauge(
+            "inference_in_flight_limit",
+            "Adaptive cap on requests in progress (APP_ADAPTIVE_IN_FLIGHT), summed over worker processes.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.load_events = Counter(
             "model_load_events", "Version lifecycle events (load, unload).", ["model", "version", "event"], registry=r
         )
@@ -196,7 +203,13 @@ class Metrics:
                 self.runtime_info.remove(*sample_labels)
 
 
-PER_VERSION_GAUGES = ("model_loaded_bytes", "inference_queue_rows", "model_runtime_info", "inference_in_flight")
+PER_VERSION_GAUGES = (
+    "model_loaded_bytes",
+    "inference_queue_rows",
+    "model_runtime_info",
+    "inference_in_flight",
+    "inference_in_flight_limit",
+)
 
 
 class _HeldVersionsOnly:
@@ -229,6 +242,7 @@ class VersionBatchStats(BatchStats):
         self._rows = FastHistogram(metrics.batch_rows.labels(*labels))
         self._crashes = metrics.task_crashes.labels("batcher")
         self._refused = metrics.refusals.labels(*labels)
+        self._limit = metrics.in_flight_limit.labels(*labels)
 
     def queue_depth(self, rows: int) -> None:
         self._depth.set(rows)
@@ -245,3 +259,6 @@ class VersionBatchStats(BatchStats):
 
     def refused(self) -> None:
         self._refused.inc()
+
+    def in_flight_limit(self, limit: int) -> None:
+        self._limit.set(limit)

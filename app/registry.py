@@ -284,6 +284,7 @@ class ModelRegistry:
             concurrency=s.batch_concurrency,
             queue_budget_s=s.queue_budget_for(manifest.name, m.queue_budget_ms),
             max_in_flight=s.max_in_flight_for(manifest.name),
+            adaptive=s.adaptive_config_for(manifest.name),
             inline_max_s=s.inline_batch_us / 1e6,
         )
 

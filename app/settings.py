@@ -42,6 +42,7 @@ LOG = logging.getLogger("app.settings")
 T = typing.TypeVar("T")
 BENCHMARK_ONLY = "benchmark_only"
 """Key in ``json_schema_extra`` of switches that exist to measure an optimisation against its absence (leave on)."""
+from app.adaptive_limit import AdaptiveConfig
 
 
 class VersionPolicy(BaseModel):
@@ -75,6 +76,8 @@ class ModelSettings(BaseModel):
     """Admission budget of expected queue time (wins over the manifest's ``serving.queue_budget_ms``)."""
     max_in_flight: int | None = Field(default=None, ge=1)
     """In-progress cap per worker process (wins over ``max_in_flight``)."""
+    adaptive_in_flight: bool | None = None
+    """Adaptive in-progress cap on or off for this model (wins over ``adaptive_in_flight``)."""
     max_batch_rows: int | None = Field(default=None, ge=1)
     """Rows per batch (wins over ``max_batch_rows`` and the manifest's ``serving.max_batch_rows``)."""
     max_queue_delay_us: int | None = Field(default=None, ge=0)
@@ -210,6 +213,17 @@ class Settings(BaseSettings):
     capacity instead of behind it: 100-candidate CTR on one core is best at 3-4 (docs/benchmarks.md, "Overload")."""
     max_in_flight_models: dict[str, int] = {}
     """Deprecated: ``models.<name>.max_in_flight``. Per-model caps, e.g. ``{"ad-ctr": 3}``."""
+    adaptive_in_flight: bool = False
+    """Admission: an adaptive cap on requests in progress per version and worker process, found from measured
+    latency (gradient rule, ``app/adaptive_limit.py``) instead of a fixed ``max_in_flight`` picked per model
+    (which, when also set, becomes its ceiling). Per model: ``models.<name>.adaptive_in_flight``. An idle worker never
+    refuses. Off by default: docs/operations.md "Feature store under faults and admission" has the figures."""
+    adaptive_latency_tolerance: float = Field(default=2.0, ge=1.0)
+    """Adaptive cap: the latency aimed for, as a multiple of the no-load latency (the smallest recent one)."""
+    adaptive_min_in_flight: int = Field(default=4, ge=1)
+    """Adaptive cap: requests in progress always admitted (an idle or lightly used worker never refuses)."""
+    adaptive_latency_buffer_ms: float = Field(default=2.0, ge=0)
+    """Adaptive cap: latency allowed on top of ``tolerance`` x no-load (the batching delay, scheduling noise)."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
@@ -218,6 +232,15 @@ class Settings(BaseSettings):
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
+    feature_store_max_users: int = Field(default=200_000, ge=1)
+    """Embedded feature stores (in-process and the pod's SQLite file): users kept; beyond it the least recently
+    active are dropped (Redis is bounded by its own TTL and ``maxmemory``)."""
+    feature_store_max_mb: int = Field(default=512, ge=1)
+    """In-process feature store: memory its histories may take (keys, packed entries and per-user overhead);
+    beyond it the least recently active users are dropped. 200,000 users of 100 events take ~220 MB (RSS)."""
+    feature_store_trim_interval_s: float = Field(default=5.0, gt=0)
+    """Pod SQLite feature store: how often a background thread drops expired and surplus users (never on a
+    request)."""
 
     @field_validator("required_models", mode="before")
     @classmethod
@@ -260,6 +283,14 @@ class Settings(BaseSettings):
         """The in-progress cap of ``model``: settings per model, then the default (None = no cap)."""
         cap = self.for_model(model).max_in_flight
         return cap if cap is not None else self.max_in_flight
+
+    def adaptive_config_for(self, model: str) -> AdaptiveConfig | None:
+        """The adaptive in-progress cap of ``model`` (None = off): settings per model, then the default."""
+        if not first_set(self.for_model(model).adaptive_in_flight, self.adaptive_in_flight):
+            return None
+        return AdaptiveConfig(
+            tolerance=self.adaptive_latency_tolerance, buffer_s=self.adaptive_latency_buffer_ms / 1000
+        )
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.for_model(model).versions or VersionPolicy(latest=self.default_latest_versions)

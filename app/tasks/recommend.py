@@ -49,7 +49,19 @@ class RecMetrics:
 
 
 def feature_store(ctx: TaskContext) -> FeatureStore:
-    store: FeatureStore = ctx.resource(STORE, lambda: make_store(ctx.settings.redis_url, DEFAULT_CAP, DEFAULT_TTL_S))
+    cfg = ctx.settings
+
+    def make() -> FeatureStore:
+        return make_store(
+            cfg.redis_url,
+            DEFAULT_CAP,
+            DEFAULT_TTL_S,
+            max_users=cfg.feature_store_max_users,
+            max_bytes=cfg.feature_store_max_mb * 2**20,
+            trim_interval_s=cfg.feature_store_trim_interval_s,
+        )
+
+    store: FeatureStore = ctx.resource(STORE, make)
     return store
 
 
@@ -105,6 +117,15 @@ RECOMMEND_EXAMPLE = {
 }
 
 
+def seed_message(backend: str, known: int, added: int) -> str:
+    """What seeding did, in words that cannot be misread: with several workers the first one writes the shared
+    store and the others find every customer already there (``added`` = 0 is then the expected outcome)."""
+    msg = f"feature store ({backend}) seeded from {HISTORIES_FILE}: {added} of {known} customers written"
+    if added < known:
+        msg += f", {known - added} already present (seeded by another worker, or live events)"
+    return msg
+
+
 class RecommendTask(Task):
     kind = KIND
     name = "recommend"
@@ -157,7 +178,7 @@ class RecommendTask(Task):
         if store.backend != "redis":  # Redis is filled by `python -m compress features load`
             hist = load_histories(files.aux("histories"))
             n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
-            LOG.info("seeded the %s feature store with %d customers from %s", store.backend, n, HISTORIES_FILE)
+            LOG.info(seed_message(store.backend, len(hist), n))
         return cls(state, store, rec_metrics(ctx))
 
     # ---- request side (event loop) ----

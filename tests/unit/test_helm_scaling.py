@@ -118,3 +118,22 @@ def test_publisher_runs_compress_into_the_shared_volume_and_is_never_selected_as
          "--set", "modelRepo.persistentVolumeClaim.enabled=false"], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode != 0 and "publisher.enabled needs modelRepo.persistentVolumeClaim.enabled" in out.stderr
+
+
+def test_refusal_in_front_of_the_pods_is_off_by_default_and_rendered_as_ingress_nginx_limits() -> None:
+    assert "Ingress" not in render(), "no Ingress unless asked for"
+    plain = render("--set", "ingress.enabled=true")["Ingress"]
+    assert not any("limit" in k for k in plain["metadata"].get("annotations", {})), plain["metadata"]
+    objs = render("-f", str(CHART / "ci" / "ingress-limits-values.yaml"))
+    ing = objs["Ingress"]
+    notes = ing["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/limit-rps"] == "600", notes
+    assert notes["nginx.ingress.kubernetes.io/limit-burst-multiplier"] == "2", notes
+    assert notes["nginx.ingress.kubernetes.io/limit-connections"] == "32", notes
+    assert notes["nginx.ingress.kubernetes.io/limit-whitelist"] == "10.0.0.0/8", notes
+    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": objs["Service"]["metadata"]["name"], "port": {"name": "http"}}, backend
+    assert ing["spec"]["rules"][0]["host"] == "shop.example.com" and ing["spec"]["tls"][0]["secretName"] == "shop-tls"
+    only_conns = render("--set", "ingress.enabled=true", "--set", "ingress.limits.enabled=true",
+                        "--set", "ingress.limits.connectionsPerClient=8")["Ingress"]["metadata"]["annotations"]  # fmt: skip
+    assert only_conns == {"nginx.ingress.kubernetes.io/limit-connections": "8"}, only_conns
