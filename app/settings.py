@@ -38,11 +38,12 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.adaptive_limit import AdaptiveConfig
+
 LOG = logging.getLogger("app.settings")
 T = typing.TypeVar("T")
 BENCHMARK_ONLY = "benchmark_only"
 """Key in ``json_schema_extra`` of switches that exist to measure an optimisation against its absence (leave on)."""
-from app.adaptive_limit import AdaptiveConfig
 
 
 class VersionPolicy(BaseModel):

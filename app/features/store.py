@@ -180,7 +180,9 @@ class _Breaker:
 
     def run(self, fill: Any) -> list[Any]:
         if time.monotonic() < self._open_until:
-            raise StoreUnavailable(f"redis {self.kind}s at {redact_url(self.url)} failed recently; retrying after {self.retry_s}s")
+            raise StoreUnavailable(
+                f"redis {self.kind}s at {redact_url(self.url)} failed recently; retrying after {self.retry_s}s"
+            )
         import redis
 
         try:
