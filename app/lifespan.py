@@ -1,4 +1,7 @@
-"""Startup and shutdown: decide the required models, start the watcher (which loads), drain on exit."""
+"""Startup and shutdown: scan, start the watcher (which loads), drain on exit.
+
+Nothing here may fail on storage: an unreadable repository leaves the worker up, not ready and retrying (a
+startup exception would make the supervisor restart it in a loop and, past its crash budget, stop the pod)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,10 @@ from fastapi import FastAPI
 
 from app.errors import ServiceError
 from app.registry import ModelRegistry
-from app.repository import list_models
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.workers import ControlFeed, heartbeat
+from app.workers import ControlFeed, alive_beat, heartbeat, serving_siblings
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcServer
@@ -26,16 +28,20 @@ LOG = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Loading happens in the background so liveness answers at once; readiness waits for the models."""
+    """Loading happens in the background so liveness answers at once; readiness waits for the models. A worker
+    started while a sibling serves traffic (a replacement) waits for its first load before it listens."""
     service: InferenceService = app.state.service
     registry, settings = service.registry, service.settings
-    if not registry.required:
-        registry.required = set(await asyncio.to_thread(list_models, registry.root))
-    LOG.info("model repository %s; readiness waits for %s", registry.root, sorted(registry.required) or "nothing")
+    alive = supervise("worker-alive", _alive)
+    LOG.info("model repository %s", registry.root)
+    await registry.scan()  # never raises for storage faults: they are counted and retried by the watcher
     watcher = RepositoryWatcher(registry, settings.rescan_interval_s, settings.redis_url, settings.redis_channel)
     app.state.watcher = watcher
     watcher.start()
     beat = supervise("worker-heartbeat", lambda: _heartbeat(registry))
+    if serving_siblings():
+        LOG.info("a sibling worker is serving: listening once the first scan has loaded what it can")
+        await registry.synced.wait()
     grpc_server = await _start_grpc(app, service)
     try:
         yield
@@ -43,10 +49,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if grpc_server is not None:  # drain gRPC like HTTP, before the versions it leases are unloaded
             await grpc_server.stop(grace=settings.drain_timeout_s)
         beat.stop()
+        alive.stop()
         heartbeat(False)
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
+
+
+async def _alive() -> None:
+    """A beat per half second from the event loop itself: if the loop stalls, the beats stop."""
+    while True:
+        alive_beat()
+        await asyncio.sleep(0.5)
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:
