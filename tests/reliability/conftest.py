@@ -62,21 +62,6 @@ def metric(server: ServerProcess, name: str, **labels: str) -> float:
     return total
 
 
-def worker_pids(server: ServerProcess) -> list[int]:
-    """PIDs of the server's worker processes (multiprocessing spawn children; not its resource tracker)."""
-    import psutil
-
-    children = psutil.Process(server.proc.pid).children()
-    out = []
-    for child in children:
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                out.append(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return sorted(out)
-
-
 def ready(server: ServerProcess, timeout_s: float = 60) -> None:
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, timeout_s, "readiness")
 

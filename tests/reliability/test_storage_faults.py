@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from tests.fixtures.ctr_model import publish_ctr_version
-from tests.fixtures.servers import ServerFactory, ServerProcess
+from tests.fixtures.servers import ServerFactory, ServerProcess, worker_pids
 from tests.fixtures.traffic import Traffic
-from tests.reliability.conftest import ctr_body, metric, ready, worker_pids
+from tests.reliability.conftest import ctr_body, metric, ready
 
 FAST_RESCAN = {"APP_RESCAN_INTERVAL_S": "0.2", "APP_WORKERS": "2"}
 NO_DAC_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
@@ -81,9 +81,9 @@ async def test_an_unreadable_repository_and_a_worker_death_keep_the_service_up(
         try:
             await asyncio.sleep(1.0)  # a few rescans of the unreadable repository (0.2 s apart) before the kill
             detail = server.get("/v2/health/ready").json()
-            victim = worker_pids(server)[0]
+            victim = worker_pids(server.proc.pid)[0]
             os.kill(victim, signal.SIGKILL)
-            await until(lambda: victim not in worker_pids(server), 30, "the killed worker to go")
+            await until(lambda: victim not in worker_pids(server.proc.pid), 30, "the killed worker to go")
             await asyncio.sleep(10.0)  # long enough for a crash loop to show (a worker starts in 2-3 s)
             alive_while_unreadable = server.proc.poll() is None
             exits = server.log.read_text().count("exited with")
@@ -115,9 +115,9 @@ async def test_a_deleted_model_file_moves_every_worker_to_the_previous_version(
         await until(lambda: metric(server, "model_integrity_failures_total", reason="missing_file") >= 2, 15, "both")
         detail = (await c.get("/v2/health/ready")).json()
         after = Counter([(await c.post("/v1/ads/ctr", json=body)).json().get("version") for _ in range(40)])
-        victim = worker_pids(server)[0]
+        victim = worker_pids(server.proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
-        await until(lambda: victim not in worker_pids(server), 30, "the killed worker to go")
+        await until(lambda: victim not in worker_pids(server.proc.pid), 30, "the killed worker to go")
         await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the restart")
         restarted = Counter([(await c.post("/v1/ads/ctr", json=body)).json().get("version") for _ in range(40)])
     assert any("model.onnx was deleted" in line for line in detail.get("integrity", [])), detail

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.fixtures.servers import ServerFactory
+from tests.fixtures.servers import ServerFactory, worker_pids
 from tests.fixtures.traffic import Traffic
-from tests.reliability.conftest import ready, worker_pids
+from tests.reliability.conftest import ready
 from tests.reliability.test_storage_faults import fresh_connections, summary, until
 
 
@@ -33,19 +33,19 @@ async def test_a_stopped_worker_fails_liveness_and_is_replaced_within_ten_second
 ) -> None:
     server = start_server(repo, APP_WORKERS="2")
     ready(server)
-    victim = worker_pids(server)[0]
+    victim = worker_pids(server.proc.pid)[0]
     os.kill(victim, signal.SIGSTOP)
     stopped = time.monotonic()
-    await until(lambda: victim not in worker_pids(server), 15, "the hung worker to be killed")
+    await until(lambda: victim not in worker_pids(server.proc.pid), 15, "the hung worker to be killed")
     killed_s = time.monotonic() - stopped
-    await until(lambda: len(worker_pids(server)) == 2, 15, "a replacement worker")
+    await until(lambda: len(worker_pids(server.proc.pid)) == 2, 15, "a replacement worker")
     replaced_s = time.monotonic() - stopped
     await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the replacement")
     assert replaced_s < 10, f"hung worker killed after {killed_s:.1f}s, replaced after {replaced_s:.1f}s"
     assert "hung; killing it" in server.log.read_text()
 
     # With the supervisor stopped too, nothing replaces the hung worker: liveness must say so.
-    victim = worker_pids(server)[0]
+    victim = worker_pids(server.proc.pid)[0]
     server.proc.send_signal(signal.SIGSTOP)
     os.kill(victim, signal.SIGSTOP)
     seen: list[httpx.Response] = []
@@ -55,7 +55,7 @@ async def test_a_stopped_worker_fails_liveness_and_is_replaced_within_ten_second
         server.proc.send_signal(signal.SIGCONT)
     body = seen[-1].json()
     assert body["live"] is False and len(body["hung_workers"]) == 1, body
-    await until(lambda: victim not in worker_pids(server), 15, "the supervisor to kill the hung worker")
+    await until(lambda: victim not in worker_pids(server.proc.pid), 15, "the supervisor to kill the hung worker")
     await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the replacement")
     assert server.get("/v2/health/live").json() == {"live": True}
 
@@ -67,9 +67,13 @@ async def test_a_replacement_worker_never_answers_model_not_found(repo: Path, st
         traffic = Traffic(c, workers=4)
         traffic.start()
         await asyncio.sleep(1.0)  # traffic established first (load shape, not synchronisation)
-        victim = worker_pids(server)[0]
+        victim = worker_pids(server.proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
-        await until(lambda: victim not in worker_pids(server) and len(worker_pids(server)) == 2, 30, "a new worker")
+        await until(
+            lambda: victim not in worker_pids(server.proc.pid) and len(worker_pids(server.proc.pid)) == 2,
+            30,
+            "a new worker",
+        )
         await until(lambda: server.log.read_text().count("is READY") >= 3, 60, "the new worker's model")
         await asyncio.sleep(3.0)  # traffic keeps flowing over both workers after the replacement is ready
         await traffic.stop()
