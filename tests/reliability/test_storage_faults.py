@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.fixtures.ctr_model import publish_ctr_version
-from tests.fixtures.servers import ServerFactory, ServerProcess, worker_pids
+from tests.fixtures.servers import ServerFactory, ServerProcess, wait_until, worker_pids
 from tests.fixtures.traffic import Traffic
 from tests.reliability.conftest import ctr_body, metric, ready
 
@@ -141,3 +141,23 @@ async def test_a_changed_model_file_without_a_replacement_keeps_serving_the_load
         detail = c.get("/v2/health/ready").json()
     assert codes == {200: 20}, codes
     assert any("no longer matches" in line for line in detail.get("integrity", [])), detail
+
+
+def test_a_worker_waiting_on_an_unreadable_repository_still_stops_on_sigterm(
+    repo: Path, start_server: ServerFactory
+) -> None:
+    server = start_server(repo, NO_DAC_OVERRIDE, **FAST_RESCAN)
+    ready(server)
+    os.chmod(repo, 0)
+    try:
+        victim = worker_pids(server.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: "listening once the first scan" in server.log.read_text(), 30, "the replacement to wait")
+        server.proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        code = server.proc.wait(60)
+        took = time.monotonic() - stopped
+    finally:
+        os.chmod(repo, 0o755)
+    assert took < 10, f"the pod took {took:.1f}s to stop (exit code {code})"
+    assert "did not stop in time" not in server.log.read_text()
