@@ -32,7 +32,6 @@ from app.repository import (
     RepositoryUnreadable,
     Scan,
     fingerprint,
-    list_models,
     load_verified,
     recheck_files,
     scan_repository,
@@ -483,7 +482,11 @@ class ModelRegistry:
     # ---- explicit control (repository API) ----
     async def load_model(self, model: str) -> None:
         """Re-enable ``model``, forget its past failures, and converge now; raises if nothing became ready."""
-        if model not in (await asyncio.to_thread(list_models, self.root)):
+        try:
+            scan = await asyncio.to_thread(scan_repository, self.root)
+        except RepositoryUnreadable as e:
+            raise ModelNotReady(f"cannot load {model!r} now: {e.reason}") from None
+        if model not in scan.versions and model not in scan.unreadable:
             raise ModelNotFound(f"model {model!r} is not in the repository")
         self._disabled.discard(model)
         self._failed.pop(model, None)

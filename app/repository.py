@@ -42,12 +42,6 @@ def model_dir(root: Path, model: str) -> Path:
     return root / model
 
 
-def list_models(root: Path) -> list[str]:
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and MODEL_NAME_RE.match(p.name))
-
-
 def list_versions(root: Path, model: str) -> list[int]:
     """Published versions of ``model`` (folders with a manifest), ascending."""
     d = model_dir(root, model)
@@ -82,7 +76,7 @@ class Scan:
 def scan_repository(root: Path) -> Scan:
     """List every model and its published versions, telling "gone" apart from "could not look".
 
-    ``list_models``/``list_versions`` answer ``[]`` for anything they cannot read; a caller that retires what it
+    ``list_versions`` answers ``[]`` for anything it cannot read; a caller that retires what it
     no longer sees needs the difference, so errors other than "no such file" are raised or reported here."""
     try:
         entries = list(os.scandir(root))
