@@ -6,6 +6,7 @@ startup exception would make the supervisor restart it in a loop and, past its c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     beat = supervise("worker-heartbeat", lambda: _heartbeat(registry))
     if serving_siblings():
         LOG.info("a sibling worker is serving: listening once the first scan has loaded what it can")
-        await registry.synced.wait()
+        await _first_load_or_exit(app, registry)
     grpc_server = await _start_grpc(app, service)
     try:
         yield
@@ -54,6 +55,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
+
+
+async def _first_load_or_exit(app: FastAPI, registry: ModelRegistry) -> None:
+    """Wait for the registry's first sync, or until the server is told to stop (a worker waiting on an
+    unreadable repository must still exit promptly on SIGTERM)."""
+    server = getattr(app.state, "server", None)
+    while not registry.synced.is_set():
+        if server is not None and server.should_exit:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await registry.synced.wait()
 
 
 async def _alive() -> None:

@@ -178,8 +178,9 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
     )
     sock = reuseport_socket(settings.host, settings.port)  # uvicorn listens after the lifespan's startup
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         loop="uvloop",
         http=http_protocol(settings),
         log_level=settings.log_level,
@@ -187,7 +188,9 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    app.state.server = server  # the lifespan's wait for the first load ends early on SIGTERM
+    server.run(sockets=[sock])
 
 
 def shared_folder() -> Path | None:
