@@ -1,8 +1,12 @@
-"""Startup and shutdown: decide the required models, start the watcher (which loads), drain on exit."""
+"""Startup and shutdown: scan, start the watcher (which loads), drain on exit.
+
+Nothing here may fail on storage: an unreadable repository leaves the worker up, not ready and retrying (a
+startup exception would make the supervisor restart it in a loop and, past its crash budget, stop the pod)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +17,10 @@ from fastapi import FastAPI
 from app import tracing
 from app.errors import ServiceError
 from app.registry import ModelRegistry
-from app.repository import list_models
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.workers import ControlFeed, heartbeat
+from app.workers import ControlFeed, alive_beat, heartbeat, serving_siblings
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcServer
@@ -27,17 +30,21 @@ LOG = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Loading happens in the background so liveness answers at once; readiness waits for the models."""
+    """Loading happens in the background so liveness answers at once; readiness waits for the models. A worker
+    started while a sibling serves traffic (a replacement) waits for its first load before it listens."""
     service: InferenceService = app.state.service
     registry, settings = service.registry, service.settings
     tracing.configure(settings)
-    if not registry.required:
-        registry.required = set(await asyncio.to_thread(list_models, registry.root))
-    LOG.info("model repository %s; readiness waits for %s", registry.root, sorted(registry.required) or "nothing")
+    alive = supervise("worker-alive", _alive)
+    LOG.info("model repository %s", registry.root)
+    await registry.scan()  # never raises for storage faults: they are counted and retried by the watcher
     watcher = RepositoryWatcher(registry, settings.rescan_interval_s, settings.redis_url, settings.redis_channel)
     app.state.watcher = watcher
     watcher.start()
     beat = supervise("worker-heartbeat", lambda: _heartbeat(registry))
+    if serving_siblings():
+        LOG.info("a sibling worker is serving: listening once the first scan has loaded what it can")
+        await _first_load_or_exit(app, registry)
     grpc_server = await _start_grpc(app, service)
     try:
         yield
@@ -45,12 +52,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if grpc_server is not None:  # drain gRPC like HTTP, before the versions it leases are unloaded
             await grpc_server.stop(grace=settings.drain_timeout_s)
         beat.stop()
+        alive.stop()
         heartbeat(False)
         await watcher.stop()
         await registry.close()
         LOG.info("all versions drained and unloaded")
         if settings.tracing_enabled:
             tracing.shutdown()  # flushes the spans still queued for export
+
+
+async def _first_load_or_exit(app: FastAPI, registry: ModelRegistry) -> None:
+    """Wait for the registry's first sync, or until the server is told to stop (a worker waiting on an
+    unreadable repository must still exit promptly on SIGTERM)."""
+    server = getattr(app.state, "server", None)
+    while not registry.synced.is_set():
+        if server is not None and server.should_exit:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await registry.synced.wait()
+
+
+async def _alive() -> None:
+    """A beat per half second from the event loop itself: if the loop stalls, the beats stop."""
+    while True:
+        alive_beat()
+        await asyncio.sleep(0.5)
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:

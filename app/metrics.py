@@ -158,6 +158,22 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.repository_scan_problems = Counter(
+            "model_repository_scan_problems",
+            "Repository scans not trusted (reason: missing, unreadable, empty, model_missing, model_unreadable); the "
+            "loaded versions were kept.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.repository_degraded = Gauge(
+            "model_repository_degraded",
+            "1 while the latest repository scan of a worker was not trusted (serving the last good versions).",
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.integrity_failures = Counter(
+            "model_integrity_failures",
+            "Served versions whose files were deleted (missing_file) or changed (checksum) after they were loaded.",
+            ["model", "version", "reason"], registry=r,
+        )  # fmt: skip
         self.task_crashes = Counter(
             "background_task_crashes", "Background loops (batch collector, watcher) that crashed and were restarted.",
             ["task"], registry=r,

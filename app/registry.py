@@ -26,7 +26,16 @@ from app.batching import BatchConfig, DynamicBatcher
 from app.errors import ModelNotFound, ModelNotReady, names_hint
 from app.manifest import MODEL_NAME_RE, Manifest
 from app.metrics import Metrics, VersionBatchStats
-from app.repository import RepositoryError, list_models, list_versions, load_verified
+from app.repository import (
+    Fingerprint,
+    RepositoryError,
+    RepositoryUnreadable,
+    Scan,
+    fingerprint,
+    load_verified,
+    recheck_files,
+    scan_repository,
+)
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
 from app.settings import Settings, VersionPolicy, first_set
@@ -101,6 +110,7 @@ class ModelVersion:
     batcher: DynamicBatcher | None = None
     state: VersionState = VersionState.READY
     leases: int = 0
+    files: Fingerprint = field(default_factory=dict)
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -163,6 +173,15 @@ class ModelRegistry:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._retiring: set[asyncio.Task[None]] = set()
         self.required: set[str] = set(settings.required_models or [])
+        self._auto_required = not settings.required_models
+        self.scanned = False
+        """A scan of the repository has succeeded: until then nothing is "not found", only "not ready"."""
+        self.synced = asyncio.Event()
+        """Set once a sync has scanned successfully and loaded what it could (a new worker listens after it)."""
+        self.repository_problem = ""
+        """Why the last scan was not trusted ("" when it was): the versions it would have retired are kept."""
+        self.integrity: dict[tuple[str, int], str] = {}
+        """Loaded versions whose files changed or vanished on disk: served from memory, never loaded again."""
 
     # ---- request side ----
     def lease(self, model: str, version: int | None = None) -> Lease:
@@ -182,14 +201,14 @@ class ModelRegistry:
                     newest = v
             if newest is not None:
                 return newest
-            if model in self._on_disk or model in self._loaded:
+            if model in self._on_disk or model in self._loaded or not self.scanned:
                 raise ModelNotReady(f"model {model!r} has no ready version")
             raise self.not_in_repository(model)
         mv = versions.get(version)
         if mv is not None and mv.state is VersionState.READY:
             return mv
         status = self._status.get((model, version))
-        if status is not None or version in self._on_disk.get(model, []):
+        if status is not None or version in self._on_disk.get(model, []) or not self.scanned:
             state = status.state.value if status else "not selected by the version policy"
             raise ModelNotReady(f"version {version} of model {model!r} is not ready ({state})")
         raise ModelNotFound(f"model {model!r} has no version {version}")
@@ -206,7 +225,7 @@ class ModelRegistry:
         return [mv for versions in self._loaded.values() for mv in versions.values()]
 
     def is_ready(self) -> bool:
-        return all(self.ready_versions(m) for m in self.required)
+        return self.scanned and all(self.ready_versions(m) for m in self.required)
 
     def index(self) -> list[dict[str, str]]:
         """Every version on disk or known to the registry, with its state and reason."""
@@ -221,18 +240,114 @@ class ModelRegistry:
 
     # ---- repository side ----
     async def sync(self, only: str | None = None) -> None:
-        """Rescan the repository and converge: load wanted versions, then retire the unwanted ones."""
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            self._on_disk = await loop.run_in_executor(self._loader, self._scan)
-            for model in sorted(set(self._on_disk) | set(self._loaded)):
-                if (only is None or model == only) and model not in self._disabled:
-                    await self._converge(model)
+        """Rescan the repository and converge: load wanted versions, then retire the unwanted ones.
 
-    def _scan(self) -> dict[str, list[int]]:
-        return {m: list_versions(self.root, m) for m in list_models(self.root)}
+        A scan that cannot read the repository changes nothing (the last good versions keep serving)."""
+        async with self._lock:
+            if not await self._rescan():
+                return
+            try:
+                for model in sorted(set(self._on_disk) | set(self._loaded)):
+                    if (only is None or model == only) and model not in self._disabled:
+                        await self._converge(model)
+            finally:
+                self.synced.set()
+
+    async def scan(self) -> bool:
+        """Look at the repository without loading anything (startup: know what exists before serving)."""
+        async with self._lock:
+            return await self._rescan()
+
+    async def _rescan(self) -> bool:
+        """Refresh ``_on_disk`` from a scan it can trust; False (and nothing changed) when the repository could
+        not be read at all."""
+        loop = asyncio.get_running_loop()
+        try:
+            scan = await loop.run_in_executor(self._loader, scan_repository, self.root)
+        except RepositoryUnreadable as e:
+            self._report_problem(e.reason, str(e))
+            return False
+        on_disk, problem = self._trusted(scan)
+        if problem:
+            self._report_problem(*problem)
+        elif self.repository_problem:
+            LOG.warning("model repository readable again: %s", self.root)
+            self.repository_problem = ""
+            self.metrics.repository_degraded.set(0)
+        self._on_disk = on_disk
+        for model, version in list(self.integrity):
+            if model in scan.versions and version not in scan.versions[model]:
+                del self.integrity[(model, version)]  # the broken version was removed: nothing left to report
+        if not self.scanned:
+            self.scanned = True
+            if self._auto_required:
+                self.required = set(on_disk)
+            LOG.info("readiness waits for %s", sorted(self.required) or "nothing")
+        await loop.run_in_executor(self._loader, self._recheck_integrity, scan)
+        return True
+
+    def _trusted(self, scan: Scan) -> tuple[dict[str, list[int]], tuple[str, str] | None]:
+        """The scan with every model that vanished, emptied or became unreadable kept at its last known versions.
+
+        A version is retired only on positive evidence: its folder is gone while the model's folder still lists
+        other versions. A model with no visible version at all is a remount, an ``mv`` + ``mkdir`` or a
+        permission change far more often than an intent to stop serving it (that is the unload API's job)."""
+        on_disk = dict(scan.versions)
+        held: list[str] = []
+        for model, before in self._on_disk.items():
+            if not before or on_disk.get(model):
+                continue
+            why = scan.unreadable.get(model) or (
+                f"{model}/ has no published version" if model in scan.versions else f"{model}/ is missing"
+            )
+            on_disk[model] = before
+            held.append(why)
+        if not held:
+            return on_disk, None
+        if not scan.versions and not scan.unreadable:
+            reason = "empty"
+        elif all(m in scan.unreadable for m, before in self._on_disk.items() if before and not scan.versions.get(m)):
+            reason = "model_unreadable"
+        else:
+            reason = "model_missing"
+        return on_disk, (reason, "; ".join(held))
+
+    def _report_problem(self, reason: str, message: str) -> None:
+        """Count every untrusted scan; log once per change of problem (not every rescan)."""
+        self.metrics.repository_scan_problems.labels(reason).inc()
+        self.metrics.repository_degraded.set(1)
+        detail = f"{reason}: {message}; keeping the loaded versions"
+        if detail != self.repository_problem:
+            LOG.error("model repository scan not trusted (%s)", detail)
+        self.repository_problem = detail
+
+    def _recheck_integrity(self, scan: Scan) -> None:
+        """Loader thread: files of served versions still on disk must still be the verified ones."""
+        for model, versions in list(self._loaded.items()):
+            for version, mv in list(versions.items()):
+                key = (model, version)
+                if mv.state is not VersionState.READY or key in self.integrity:
+                    continue
+                if version not in scan.versions.get(model, []):
+                    continue  # gone (retired by the scan) or not readable now: not evidence of tampering
+                found = recheck_files(mv.path, mv.manifest, mv.files)
+                if found is not None:
+                    self.integrity[key] = f"{found[0]}: {found[1]}"
+
+    def integrity_problems(self) -> list[str]:
+        return [f"{m}/{v}: {why}" for (m, v), why in sorted(self.integrity.items())]
 
     async def _converge(self, model: str) -> None:
+        for (m, version), why in self.integrity.items():
+            if m == model and version not in self._failed.setdefault(model, set()):
+                # Never load it again (a new worker would refuse it too): the previous healthy version takes
+                # over in every worker alike, or, without one, the loaded copy keeps serving.
+                self._failed[model].add(version)
+                self._status[(model, version)] = VersionStatus(VersionState.READY, f"files changed on disk ({why})")
+                self.metrics.integrity_failures.labels(model, str(version), why.split(":", 1)[0]).inc()
+                LOG.error(
+                    "version %s/%s: %s; serving the loaded copy until a replacement is READY", model, version, why
+                )
         on_disk = self._on_disk.get(model, [])
         wanted = select_versions(on_disk, self._failed.get(model, set()), self.settings.policy_for(model))
         loaded = self._loaded.setdefault(model, {})
@@ -242,7 +357,8 @@ class ModelRegistry:
         for version, mv in list(loaded.items()):
             gone = version not in on_disk
             if version not in wanted and mv.state is VersionState.READY and (any_wanted_ready or gone):
-                self._start_retire(mv)
+                changed = self.integrity.get((model, version))
+                self._start_retire(mv, f"unloaded: files changed on disk ({changed})" if changed else "unloaded")
 
     async def _load(self, model: str, version: int) -> None:
         self._status[(model, version)] = VersionStatus(VersionState.LOADING)
@@ -317,7 +433,12 @@ class ModelRegistry:
             if isinstance(e, RuntimeIncompatible):
                 raise LoadFailed("incompatible", str(e)) from None
             raise LoadFailed(step, f"{type(e).__name__}: {e}") from None
-        return ModelVersion(model, version, ref.path, manifest, runtime, task)
+        mv = ModelVersion(model, version, ref.path, manifest, runtime, task)
+        try:
+            mv.files = fingerprint(ref.path, manifest)
+        except OSError:
+            mv.files = {}  # re-hashed on the next check instead
+        return mv
 
     @staticmethod
     def _task_class(manifest: Manifest) -> type[Task] | None:
@@ -334,10 +455,10 @@ class ModelRegistry:
         return cls
 
     # ---- retiring ----
-    def _start_retire(self, mv: ModelVersion) -> None:
+    def _start_retire(self, mv: ModelVersion, reason: str = "unloaded") -> None:
         mv.state = VersionState.UNLOADING
         self._status[(mv.model, mv.version)] = VersionStatus(VersionState.UNLOADING)
-        task = asyncio.get_running_loop().create_task(self._retire(mv), name=f"retire-{mv.model}/{mv.version}")
+        task = asyncio.get_running_loop().create_task(self._retire(mv, reason), name=f"retire-{mv.model}/{mv.version}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
@@ -371,9 +492,14 @@ class ModelRegistry:
     # ---- explicit control (repository API) ----
     async def load_model(self, model: str) -> None:
         """Re-enable ``model``, forget its past failures, and converge now; raises if nothing became ready."""
-        on_disk = await asyncio.to_thread(list_models, self.root)
-        if model not in on_disk:
-            raise ModelNotFound(f"model {model!r} is not in the repository; {names_hint(model, on_disk, 'models')}")
+        try:
+            scan = await asyncio.to_thread(scan_repository, self.root)
+        except RepositoryUnreadable as e:
+            raise ModelNotReady(f"cannot load {model!r} now: {e.reason}") from None
+        if model not in scan.versions and model not in scan.unreadable:
+            raise ModelNotFound(
+                f"model {model!r} is not in the repository; {names_hint(model, sorted(scan.versions), 'models')}"
+            )
         self._disabled.discard(model)
         self._failed.pop(model, None)
         await self.sync(only=model)

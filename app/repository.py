@@ -6,8 +6,10 @@ Layout: ``<root>/<model>/<int version>/manifest.json``. Folders whose name is no
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +42,6 @@ def model_dir(root: Path, model: str) -> Path:
     return root / model
 
 
-def list_models(root: Path) -> list[str]:
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and MODEL_NAME_RE.match(p.name))
-
-
 def list_versions(root: Path, model: str) -> list[int]:
     """Published versions of ``model`` (folders with a manifest), ascending."""
     d = model_dir(root, model)
@@ -56,6 +52,70 @@ def list_versions(root: Path, model: str) -> list[int]:
         version = version_number(p.name)
         if version is not None and p.is_dir() and (p / MANIFEST_FILE).is_file():
             out.append(version)
+    return sorted(out)
+
+
+class RepositoryUnreadable(Exception):
+    """The repository root could not be listed (missing, not a folder, EACCES, I/O error): a storage fault,
+    never a statement that the models are gone. ``reason`` is machine-readable (``missing`` / ``unreadable``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One listing of the repository: published versions per readable model, and the models whose folder could
+    not be read (name -> error), which say nothing about their versions."""
+
+    versions: dict[str, list[int]]
+    unreadable: dict[str, str]
+
+
+def scan_repository(root: Path) -> Scan:
+    """List every model and its published versions, telling "gone" apart from "could not look".
+
+    ``list_versions`` answers ``[]`` for anything it cannot read; a caller that retires what it
+    no longer sees needs the difference, so errors other than "no such file" are raised or reported here."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        raise RepositoryUnreadable("missing", f"the model repository {root} does not exist") from None
+    except OSError as e:
+        raise RepositoryUnreadable(
+            "unreadable", f"cannot list the model repository {root}: {e.strerror or e}"
+        ) from None
+    versions: dict[str, list[int]] = {}
+    unreadable: dict[str, str] = {}
+    for entry in entries:
+        if not MODEL_NAME_RE.match(entry.name):
+            continue
+        try:
+            if not entry.is_dir():
+                continue
+            versions[entry.name] = _published_versions(Path(entry.path))
+        except FileNotFoundError:
+            continue  # removed between the listing and now
+        except OSError as e:
+            unreadable[entry.name] = f"cannot read {entry.name}/: {e.strerror or e}"
+    return Scan(versions, unreadable)
+
+
+def _published_versions(folder: Path) -> list[int]:
+    """Versions with a manifest; an unreadable version folder or manifest raises (it is not "unpublished")."""
+    out = []
+    for entry in os.scandir(folder):
+        version = version_number(entry.name)
+        if version is None or not entry.is_dir():
+            continue
+        try:
+            os.stat(Path(entry.path) / MANIFEST_FILE)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue  # a numbered folder without a manifest is not published
+            raise
+        out.append(version)
     return sorted(out)
 
 
@@ -136,3 +196,40 @@ def load_verified(root: Path, model: str, version: int) -> tuple[VersionRef, Man
         )
     verify_files(path, manifest)
     return VersionRef(model, version, path), manifest
+
+
+Fingerprint = dict[str, tuple[int, int, int]]
+"""``relative path -> (size, mtime_ns, inode)`` of a version's files: a cheap "has anything changed" check."""
+
+
+def fingerprint(version_dir: Path, manifest: Manifest) -> Fingerprint:
+    out: Fingerprint = {}
+    entries: list[Artifact | AuxFile] = [*manifest.artifacts, *manifest.aux_files]
+    for entry in entries:
+        st = (version_dir / entry.path).stat()
+        out[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def recheck_files(version_dir: Path, manifest: Manifest, known: Fingerprint) -> tuple[str, str] | None:
+    """``(reason, message)`` when a file of a loaded version was deleted or changed content since ``known``;
+    None when intact. Only files whose size, mtime or inode moved are hashed again (a ``touch`` is not a fault).
+    Errors other than "no such file" are storage faults, not evidence: they count as intact (the caller's scan
+    reports them)."""
+    entries: list[Artifact | AuxFile] = [*manifest.artifacts, *manifest.aux_files]
+    for entry in entries:
+        path = version_dir / entry.path
+        try:
+            st = path.stat()
+            if (st.st_size, st.st_mtime_ns, st.st_ino) == known.get(entry.path):
+                continue
+            if st.st_size != entry.bytes:
+                return "checksum", f"{shown(path)}: {st.st_size} bytes on disk, manifest says {entry.bytes}"
+            if sha256_file(path) != entry.sha256:
+                return "checksum", f"{shown(path)}: content no longer matches the manifest's sha256"
+        except FileNotFoundError:
+            return "missing_file", f"{shown(path)} was deleted"
+        except OSError:
+            continue
+        known[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return None

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     workers: int | None = Field(default=None, ge=1)
     """Worker processes (``--workers`` / ``APP_WORKERS``), each a whole service on the same port (SO_REUSEPORT);
     default: one per CPU core this process may use."""
+    worker_hang_timeout_s: float = Field(default=5.0, gt=0)
+    """A worker whose event loop has not turned for this long (SIGSTOP, deadlock, a native call that never
+    returns) is hung: liveness answers 503 and the supervisor SIGKILLs and replaces it. Its loop beats every
+    0.5 s, so a loaded machine needs a few seconds of margin; detection plus restart takes about this plus 1 s."""
+    worker_start_timeout_s: float = Field(default=120.0, gt=0)
+    """A new worker must beat within this long after it was spawned (imports, runtime start), else it is killed
+    and replaced like a hung one. Loading models does not count: it runs beside the event loop."""
     grpc_enabled: bool = True
     """Serve gRPC (KServe v2 + task RPCs, health, reflection) next to HTTP, in the same process and event loop."""
     grpc_port: int = Field(default=8001, ge=0, le=65535)

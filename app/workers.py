@@ -7,6 +7,11 @@ the supervisor (this process) without touching the others. Metrics are merged ac
 time by whichever worker answers ``/metrics``); readiness is 200 only when **every** worker is ready (each worker
 keeps a heartbeat file there), so a pod never takes traffic with a cold worker.
 
+Each worker's event loop also touches an ``alive-N`` file every half second. A worker whose file goes stale for
+``APP_WORKER_HANG_TIMEOUT_S`` (SIGSTOP, a deadlock, a native call that never returns) is hung: its siblings
+answer liveness 503 and the supervisor SIGKILLs and replaces it. A new worker listens only after its first scan
+has loaded what it can when a sibling is already serving, so a replacement never answers "model not found".
+
 SIGTERM/SIGINT to the supervisor are forwarded to every worker, which drains (in-flight requests finish, new
 connections are refused once its listener closes) within ``APP_DRAIN_TIMEOUT_S``; stragglers are killed after
 that plus a margin.
@@ -86,12 +91,16 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
         workers,
         metrics_dir,
     )
+    started: dict[int, float] = {}
     try:
         procs.update({i: start(i) for i in range(workers)})
+        started.update({i: time.time() for i in range(workers)})
         restarts: list[float] = []
         while not stopping:
-            wait([p.sentinel for p in procs.values()], timeout=1.0)
+            wait([p.sentinel for p in procs.values()], timeout=0.5)
             for index, p in list(procs.items()):
+                if not stopping and p.is_alive():
+                    _kill_if_hung(metrics_dir, index, p, started[index], settings)
                 if stopping or p.is_alive():
                     continue
                 _forget_worker(metrics_dir, p.pid, index)
@@ -110,6 +119,7 @@ def serve(settings: Settings, workers: int, overrides: dict[str, Any]) -> None:
                     stop(signal.SIGTERM, None)
                     break
                 procs[index] = start(index)
+                started[index] = time.time()
         deadline = time.monotonic() + settings.drain_timeout_s + 10
         for p in procs.values():
             p.join(max(0.1, deadline - time.monotonic()))
@@ -134,6 +144,30 @@ def _restart_counter() -> Any:
     return Counter("worker_restarts", "Worker processes that exited and were restarted.", registry=CollectorRegistry())
 
 
+def _kill_if_hung(metrics_dir: Path, index: int, p: BaseProcess, started: float, settings: Settings) -> None:
+    """SIGKILL a worker whose event loop stopped beating (SIGTERM would wait on the very loop that is stuck);
+    the supervisor loop then replaces it like any exited worker."""
+    last = _beat_time(metrics_dir / f"alive-{index}")
+    if last is None or last < started:  # not beaten yet: still importing and starting
+        stuck_for, limit = time.time() - started, settings.worker_start_timeout_s
+    else:
+        stuck_for, limit = time.time() - last, settings.worker_hang_timeout_s
+    if stuck_for <= limit or p.pid is None:
+        return
+    LOG.error(
+        "worker %d (pid %s) has not beaten for %.1fs (limit %.0fs): hung; killing it", index, p.pid, stuck_for, limit
+    )
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(5)
+
+
+def _beat_time(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
     """A dead worker's live gauges and readiness must not linger in the merged view."""
     if pid is not None:
@@ -141,6 +175,7 @@ def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
 
         multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
     (metrics_dir / f"ready-{index}").unlink(missing_ok=True)
+    (metrics_dir / f"alive-{index}").unlink(missing_ok=True)
 
 
 def _worker(overrides: dict[str, Any], index: int) -> None:
@@ -152,10 +187,10 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
     setup_logging(settings, index)
-    sock = reuseport_socket(settings.host, settings.port)
-    sock.listen(2048)
+    sock = reuseport_socket(settings.host, settings.port)  # uvicorn listens after the lifespan's startup
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         loop="uvloop",
         http=http_protocol(settings),
         log_level=settings.log_level,
@@ -164,7 +199,9 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    app.state.server = server  # the lifespan's wait for the first load ends early on SIGTERM
+    server.run(sockets=[sock])
 
 
 def shared_folder() -> Path | None:
@@ -188,6 +225,51 @@ def heartbeat(ready: bool) -> None:
         path.touch()
     else:
         path.unlink(missing_ok=True)
+
+
+def alive_beat() -> None:
+    """This worker's event loop is turning (no-op in a single process): the supervisor's hang detector."""
+    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
+    if folder is not None and index is not None and worker_count() > 1:
+        (Path(folder) / f"alive-{index}").touch()
+
+
+def hung_workers(max_age_s: float) -> list[int]:
+    """Sibling workers whose loop has not beaten for ``max_age_s`` (empty in a single process). A worker that
+    never beat is starting, not hung; the supervisor removes a killed worker's file."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is None or worker_count() < 2:
+        return []
+    now = time.time()
+    return [i for i in range(worker_count()) if now - (_beat_time(Path(folder) / f"alive-{i}") or now) > max_age_s]
+
+
+def pod_live(hang_timeout_s: float) -> dict[str, object]:
+    """Liveness detail for the probes: ``{}`` when live, else which loops are down or which workers are hung
+    (a hung worker is also replaced by the supervisor; the probe fails meanwhile so nobody reads it as live)."""
+    from app.supervisor import HEALTH
+
+    detail: dict[str, object] = {}
+    if not HEALTH.live:
+        detail["dead"] = HEALTH.dead
+    hung = hung_workers(hang_timeout_s)
+    if hung:
+        detail["hung_workers"] = hung
+    return detail
+
+
+def serving_siblings(max_age_s: float = 5.0) -> bool:
+    """Another worker of this pod reports ready: traffic is flowing, so a new worker must not take connections
+    before its models are loaded (at pod start none is ready and readiness keeps traffic away instead)."""
+    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
+    if folder is None or index is None or worker_count() < 2:
+        return False
+    now = time.time()
+    for i in range(worker_count()):
+        beat = _beat_time(Path(folder) / f"ready-{i}")
+        if str(i) != index and beat is not None and now - beat <= max_age_s:
+            return True
+    return False
 
 
 def all_workers_ready(max_age_s: float = 5.0) -> bool:

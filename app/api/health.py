@@ -10,27 +10,41 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.api.deps import get_service, json_response
-from app.supervisor import HEALTH
-from app.workers import all_workers_ready
+from app.registry import ModelRegistry
+from app.workers import all_workers_ready, pod_live
 
 
-async def live() -> Response:
+async def live(request: Request) -> Response:
     """200 as soon as the process serves HTTP (loading models does not block it); 503 once a background loop is
-    down for good, so the orchestrator restarts the process instead of leaving it wedged."""
-    if not HEALTH.live:
-        return json_response({"live": False, "dead": HEALTH.dead}, status_code=503)
+    down for good or a sibling worker is hung, so nobody mistakes a wedged pod for a live one."""
+    detail = pod_live(get_service(request).settings.worker_hang_timeout_s)
+    if detail:
+        return json_response({"live": False, **detail}, status_code=503)
     return json_response({"live": True})
 
 
 async def ready(request: Request) -> Response:
     """200 once every required model has a warm READY version; 503 with the missing ones until then."""
     registry = get_service(request).registry
+    detail = storage_detail(registry)
     waiting = sorted(m for m in registry.required if not registry.ready_versions(m))
+    if not registry.scanned:
+        waiting = ["the model repository (not readable yet)"]
     if waiting:
-        return json_response({"ready": False, "waiting_for": waiting}, status_code=503)
+        return json_response({"ready": False, "waiting_for": waiting, **detail}, status_code=503)
     if not all_workers_ready():  # another worker process of this pod is still loading
-        return json_response({"ready": False, "waiting_for": ["other worker processes"]}, status_code=503)
-    return json_response({"ready": True})
+        return json_response({"ready": False, "waiting_for": ["other worker processes"], **detail}, status_code=503)
+    return json_response({"ready": True, **detail})
+
+
+def storage_detail(registry: ModelRegistry) -> dict[str, Any]:
+    """Storage trouble the pod rides out (it keeps serving what it loaded), said where operators look."""
+    detail: dict[str, Any] = {}
+    if registry.repository_problem:
+        detail["repository"] = registry.repository_problem
+    if registry.integrity:
+        detail["integrity"] = registry.integrity_problems()
+    return detail
 
 
 async def metrics(request: Request) -> Response:
@@ -44,12 +58,21 @@ PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _LIVE: dict[str, Any] = {
     "type": "object",
     "required": ["live"],
-    "properties": {"live": {"type": "boolean"}, "dead": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "properties": {
+        "live": {"type": "boolean"},
+        "dead": {"type": "object", "additionalProperties": {"type": "string"}},
+        "hung_workers": {"type": "array", "items": {"type": "integer"}},
+    },
 }
 _READY: dict[str, Any] = {
     "type": "object",
     "required": ["ready"],
-    "properties": {"ready": {"type": "boolean"}, "waiting_for": {"type": "array", "items": {"type": "string"}}},
+    "properties": {
+        "ready": {"type": "boolean"},
+        "waiting_for": {"type": "array", "items": {"type": "string"}},
+        "repository": {"type": "string", "description": "why the latest repository scan was not trusted"},
+        "integrity": {"type": "array", "items": {"type": "string"}, "description": "served versions changed on disk"},
+    },
 }
 
 

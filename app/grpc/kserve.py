@@ -20,8 +20,7 @@ from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.grpc.generated import model_config_pb2 as config_pb
 from app.grpc.tensors import decode_infer_request, encode_infer_response
 from app.service import InferenceService
-from app.supervisor import HEALTH
-from app.workers import broadcast
+from app.workers import broadcast, pod_live
 
 EXTENSIONS = ["model_repository", "model_configuration", "parameters"]
 INFER_ENDPOINT = "grpc_v2_infer"
@@ -36,8 +35,7 @@ def _package_version() -> str:
 
 def server_ready(svc: InferenceService) -> bool:
     """Every required model has a READY version (the rule of ``/v2/health/ready``)."""
-    registry = svc.registry
-    return all(registry.ready_versions(m) for m in registry.required)
+    return svc.registry.is_ready()
 
 
 def model_config(svc: InferenceService, model: str, version: int | None) -> config_pb.ModelConfig:
@@ -88,7 +86,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.version = _package_version()
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: aio.ServicerContext) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=HEALTH.live)
+        return pb.ServerLiveResponse(live=not pod_live(self.svc.settings.worker_hang_timeout_s))
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: aio.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=server_ready(self.svc))

@@ -35,7 +35,7 @@ from app.grpc.kserve import KServeServicer, server_ready
 from app.grpc.tasks import TaskServicer
 from app.service import InferenceService
 from app.supervisor import HEALTH
-from app.workers import worker_count
+from app.workers import pod_live, worker_count
 
 LOG = logging.getLogger("app.grpc")
 KSERVE_SERVICE = kserve_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -44,10 +44,6 @@ HEALTH_REFRESH_S = 0.5
 LIVENESS = "liveness"
 """Health service name that is SERVING while the process is live (kubelet gRPC liveness probe); "" and the API
 services are SERVING only while ready (readiness probe)."""
-
-
-def _live() -> bool:
-    return HEALTH.live
 
 
 def _share_with_reflection(*files: Any) -> None:
@@ -102,6 +98,9 @@ class GrpcServer:
     def _ready(self) -> bool:
         return HEALTH.live and server_ready(self.svc)
 
+    def _live(self) -> bool:
+        return not pod_live(self.svc.settings.worker_hang_timeout_s)
+
     async def start(self) -> int:
         """Bind ``APP_HOST:APP_GRPC_PORT`` and serve; returns the bound port (a free one for port 0)."""
         s = self.svc.settings
@@ -116,7 +115,7 @@ class GrpcServer:
         tasks_grpc.add_TaskServiceServicer_to_server(tasks, server)  # type: ignore[no-untyped-call]
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         ready = self._ready
-        self._health = ReadinessHealth({"": ready, KSERVE_SERVICE: ready, TASK_SERVICE: ready, LIVENESS: _live})
+        self._health = ReadinessHealth({"": ready, KSERVE_SERVICE: ready, TASK_SERVICE: ready, LIVENESS: self._live})
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         _share_with_reflection(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
         names = [KSERVE_SERVICE, TASK_SERVICE, health_name, reflection.SERVICE_NAME]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,17 @@ import pytest
 from pydantic import ValidationError
 
 from app.manifest import Artifact, AuxFile, Gate, Lineage, Manifest, TensorSpec
-from app.repository import RepositoryError, list_versions, load_verified, model_dir
+from app.repository import (
+    RepositoryError,
+    RepositoryUnreadable,
+    Scan,
+    fingerprint,
+    list_versions,
+    load_verified,
+    model_dir,
+    recheck_files,
+    scan_repository,
+)
 from compress.publish import file_info, publish, remove_stale_staging
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,3 +151,31 @@ def test_newer_manifest_schema_is_refused_with_a_clear_reason(tmp_path: Path) ->
     with pytest.raises(RepositoryError) as e:
         load_verified(tmp_path, "m", 1)
     assert e.value.reason == "unsupported_schema" and "schema_version 99" in str(e.value)
+
+
+def test_a_scan_tells_a_missing_or_unlistable_root_from_an_empty_one(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryUnreadable) as e:
+        scan_repository(tmp_path / "nope")
+    assert e.value.reason == "missing"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RepositoryUnreadable) as e:
+        scan_repository(tmp_path / "file")
+    assert e.value.reason == "unreadable"
+    publish(tmp_path / "repo", "m", lambda d, v: make_manifest(d, v))
+    (tmp_path / "repo" / "m" / "7").mkdir()  # a numbered folder without a manifest is not published
+    assert scan_repository(tmp_path / "repo") == Scan({"m": [1]}, {})
+
+
+def test_recheck_files_sees_deleted_and_changed_files_but_not_a_touch(tmp_path: Path) -> None:
+    _, d = publish(tmp_path, "m", lambda d, v: make_manifest(d, v))
+    _, manifest = load_verified(tmp_path, "m", 1)
+    known = fingerprint(d, manifest)
+    os.utime(d / "model.onnx", ns=(1, 1))  # metadata only: re-hashed, still intact
+    assert recheck_files(d, manifest, known) is None
+    (d / "pre.json").unlink()
+    assert recheck_files(d, manifest, known) == ("missing_file", "m/1/pre.json was deleted")
+    data = bytearray((d / "model.onnx").read_bytes())
+    data[0] ^= 0xFF
+    (d / "model.onnx").write_bytes(bytes(data))  # same size, new content
+    found = recheck_files(d, manifest, known)
+    assert found is not None and found[0] == "checksum", found

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from app.errors import ModelNotFound
+from app.errors import ModelNotFound, ModelNotReady
 from app.metrics import Metrics
 from app.registry import ModelRegistry, select_versions
 from app.repository import RepositoryError, model_dir
@@ -39,6 +40,9 @@ def test_traversal_names_are_refused(tmp_path: Path, name: str) -> None:
 
 def test_unknown_model_and_version(tmp_path: Path) -> None:
     registry = ModelRegistry(Settings(model_repo=tmp_path), Metrics())
+    with pytest.raises(ModelNotReady):  # before any scan nothing is known to be missing: retryable, not 404
+        registry.resolve("ad-ctr")
+    assert asyncio.run(registry.scan()), "an empty, readable repository is a successful scan"
     with pytest.raises(ModelNotFound):
         registry.resolve("ad-ctr")
     with pytest.raises(ModelNotFound):
