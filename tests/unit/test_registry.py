@@ -52,6 +52,7 @@ def test_unknown_model_and_version(tmp_path: Path) -> None:
 def test_unknown_model_message_lists_the_models_served(tmp_path: Path) -> None:
     registry = ModelRegistry(Settings(model_repo=tmp_path), Metrics())
     registry._on_disk = {"ad-ctr": [1], "chat-intent": [2]}
+    registry.scanned = True  # before the first good scan an unknown model is "not ready yet", not "not found"
     with pytest.raises(ModelNotFound) as e:
         registry.resolve("ad_ctr")
     assert str(e.value) == (
