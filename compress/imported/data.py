@@ -71,8 +71,10 @@ def _from_parquet(path: Path, data: ImportDataSection, inputs: list[TensorSpec])
             "(use an .npz file with one array per input name)"
         )
     spec = inputs[0]
-    frame = table.select(features).to_pandas()
-    bad = [c for c in features if not np.issubdtype(frame[c].dtype, np.number)]
+    import pyarrow as pa
+
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_decimal)
+    bad = [c for c in features if not any(t(table.schema.field(c).type) for t in numeric)]
     if bad:
         raise DataError(f"{path.name}: feature columns {bad} are not numeric (input {spec.name!r} is {spec.dtype})")
     if spec.dtype != "FP32":
@@ -82,7 +84,7 @@ def _from_parquet(path: Path, data: ImportDataSection, inputs: list[TensorSpec])
             f"input {spec.name!r} expects shape {_shape(spec)}, but {path.name} gives [batch, {len(features)}] "
             f"from the feature columns {features}"
         )
-    x = frame.to_numpy(dtype=np.float32)
+    x = table.select(features).to_pandas().to_numpy(dtype=np.float32)
     labels = table.column(data.label).to_numpy(zero_copy_only=False)
     groups = table.column(data.group).to_numpy(zero_copy_only=False) if data.group else None
     return _checked(Rows({spec.name: np.ascontiguousarray(x)}, np.asarray(labels), groups), path, data)
