@@ -33,6 +33,7 @@ PRUNING_REASON = (
 )
 # lowest default-domain opset each step's ONNX ops need: QuantizeLinear/DequantizeLinear (10), with a per-channel
 # ``axis`` (13); the weight-only DequantizeLinear is per channel too
+INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 MIN_OPSET = {"dynamic": 10, "qdq": 10, "qdq_per_channel": 13, "weights": 13}
 
 
@@ -44,6 +45,7 @@ class GraphFacts:
     matmuls: int
     weight_matrices: int
     fp32_weights: int
+    id_casts: int
     ops: tuple[str, ...]
 
     @classmethod
@@ -59,6 +61,7 @@ class GraphFacts:
             matmuls=sum(1 for n in default if n.op_type == "MatMul" and any(x in inits for x in n.input)),
             weight_matrices=sum(1 for i in fp32 if len(i.dims) == 2 and int(np.prod(i.dims)) >= MIN_ELEMENTS),
             fp32_weights=sum(int(np.prod(i.dims)) for i in fp32),
+            id_casts=_float_to_int_casts(model),
             ops=tuple(sorted({n.op_type for n in g.node})),
         )
 
@@ -82,7 +85,30 @@ class GraphFacts:
                 return f"opset {self.opset} is too old: weight-only INT8 needs opset >= {MIN_OPSET['weights']}"
         if step == "fp16" and not self.fp32_weights:
             return "no FP32 weights in standard ONNX operators (e.g. only ai.onnx.ml trees): nothing to halve"
+        if step == "fp16" and self.id_casts:
+            return (
+                f"the graph casts float values to integer ids ({self.id_casts} Cast nodes, e.g. embedding lookups "
+                "fed by a float input): FP16 holds integers exactly only up to 2048"
+            )
         return None
+
+
+def _float_to_int_casts(model: onnx.ModelProto) -> int:
+    """Cast nodes turning a float tensor into integers: ids that travel as floats (FP16 would round them)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference fails on some custom domains: then no cast is known to be one
+        return 0
+    g = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    return sum(
+        1
+        for n in g.node
+        if n.op_type == "Cast"
+        and types.get(n.input[0]) in floats
+        and any(a.name == "to" and a.i in INT_TYPES for a in n.attribute)
+    )
 
 
 class ImportedTask:
