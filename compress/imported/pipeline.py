@@ -20,6 +20,7 @@ from typing import Any, Final
 from app.manifest import Artifact, AuxFile, DataFile, Gate, Lineage, Manifest, Serving
 from app.repository import list_versions, sha256_file
 from compress.candidates import Candidate
+from compress.config import resolve_path
 from compress.errors import GateFailed
 from compress.gate import describe
 from compress.imported.candidates import ImportBuilder, ImportedTask, build_all, check_names
@@ -69,11 +70,11 @@ class ImportResult:
 
 def _rows(cfg: ImportConfig, source: Source) -> tuple[Rows, Rows, dict[str, Any]]:
     d = cfg.data
-    eval_path = Path(d.eval).expanduser()
+    eval_path = resolve_path(d.eval)
     rows = load_rows(eval_path, d, source.inputs)
     files = [{"path": str(eval_path.resolve()), "sha256": sha256_file(eval_path), "rows": len(rows)}]
     if d.calib:
-        calib_path = Path(d.calib).expanduser()
+        calib_path = resolve_path(d.calib)
         cal = load_rows(calib_path, d, source.inputs)
         files.append({"path": str(calib_path.resolve()), "sha256": sha256_file(calib_path), "rows": len(cal)})
         return cal, rows, {"files": files, "calibration": "file", "held_out_rows": len(rows)}
