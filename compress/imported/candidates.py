@@ -26,7 +26,10 @@ from compress.imported.metrics import get_metric
 from compress.weight_only import MIN_ELEMENTS
 
 Feeds = dict[str, np.ndarray]
-EXTRA_STEPS = ("fp16", "pruned")
+# dynamic INT8 layers, then the remaining large FP32 weights (embedding tables, row-wise) stored INT8: the MatMul
+# steps alone leave the tables, most of a CTR model's bytes, in FP32
+COMBINED = {"int8_dynamic_s8+int8_weights": "int8_dynamic_s8", "int8_dynamic_u8+int8_weights": "int8_dynamic_u8"}
+EXTRA_STEPS = ("fp16", "pruned", *COMBINED)
 PRUNING_REASON = (
     "structured pruning needs the training loop (channels are removed, then the model is fine-tuned); "
     "an imported graph comes without its trainer"
@@ -168,12 +171,30 @@ class ImportBuilder(Builder):
         return self.itask.metrics(out, "test")
 
     def build(self, name: str) -> Candidate:
-        reason = None if name == "fp32" else self.facts.skip_reason(name, self.cfg.quantize.per_channel)
-        if reason is not None:
-            return Candidate(name, status="skipped", error=reason)
+        per_channel = self.cfg.quantize.per_channel
+        steps = name.split("+") if name in COMBINED else [name]
+        reasons = [] if name == "fp32" else [r for s in steps if (r := self.facts.skip_reason(s, per_channel))]
+        if reasons:
+            return Candidate(name, status="skipped", error="; ".join(reasons))
         if name == "fp16":
             return self._fp16()
+        if name in COMBINED:
+            return self._combined(name)
         return super().build(name)
+
+    def _combined(self, name: str) -> Candidate:
+        """Dynamic INT8 layers, then weight-only INT8 for what is still FP32 (the tables); gated, no fallback."""
+        from compress.weight_only import quantize_weights
+
+        cand = Candidate(name)
+        mid = self.workdir / f"{name.replace('+', '__')}.dynamic.onnx"
+        dst = self.workdir / f"{name.replace('+', '__')}.onnx"
+        self.graph_step(COMBINED[name], self.source, mid, [])
+        cand.recipe = {"steps": name.split("+"), **quantize_weights(mid, dst)}
+        cand.metrics = self.evaluate(dst)
+        self._gate(cand, None, self.source, dst)
+        cand.path, cand.bytes = dst, dst.stat().st_size
+        return cand
 
     def _fp16(self) -> Candidate:
         """FP16 weights and activations (inputs/outputs stay FP32), kept only if ORT's CPU provider runs it."""

@@ -27,7 +27,15 @@ from compress.imported.metrics import get_metric
 
 # graph-level candidates tried on an imported model (each may be skipped with a reason); ``pruned`` is listed so
 # the report says why structured pruning does not apply
-DEFAULT_CANDIDATES = ["int8_dynamic_u8", "int8_dynamic_s8", "int8_qdq", "int8_weights", "fp16", "pruned"]
+DEFAULT_CANDIDATES = [
+    "int8_dynamic_u8",
+    "int8_dynamic_s8",
+    "int8_qdq",
+    "int8_weights",
+    "int8_dynamic_s8+int8_weights",
+    "fp16",
+    "pruned",
+]
 
 
 class ImportModelSection(_Cfg):

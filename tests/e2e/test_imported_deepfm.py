@@ -121,9 +121,10 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
     report = json.loads((repo / "ctr-deepfm" / "2" / "report.json").read_text())
     rows: dict[str, Any] = {c["name"]: c for c in report["candidates"]}
     assert rows["fp16"]["status"] == "skipped" and "integer ids" in rows["fp16"]["error"], rows["fp16"]
-    assert rows["int8_weights"]["status"] == "passed", rows["int8_weights"]
-    ratio = rows["fp32"]["bytes"] / rows["int8_weights"]["bytes"]
-    assert ratio >= 2.0, f"weight-only INT8 (row-wise embeddings) is only {ratio:.2f}x smaller than FP32"
+    for name in ("int8_weights", "int8_dynamic_s8+int8_weights"):  # the embedding tables are most of the bytes
+        assert rows[name]["status"] == "passed", rows[name]
+        ratio = rows["fp32"]["bytes"] / rows[name]["bytes"]
+        assert ratio >= 2.0, f"{name} is only {ratio:.2f}x smaller than FP32"
     print(json.dumps({n: [c["status"], c["bytes"], c["latency_ms"], c["metrics"]] for n, c in rows.items()}))
 
     server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2")
