@@ -169,12 +169,7 @@ def _publish_one(cfg: ImportConfig, repo: Path, cand: Candidate, result: ImportR
                     **{k: v for k, v in result.data.items() if k != "files"},
                 },
             ),
-            serving=Serving(
-                max_batch_rows=cfg.publish.max_batch_rows,
-                max_queue_delay_us=cfg.publish.max_queue_delay_us,
-                queue_cap_rows=cfg.publish.queue_cap_rows,
-                warmup_batch_sizes=cfg.publish.warmup_batch_sizes,
-            ),
+            serving=Serving(**cfg.publish.model_dump(exclude={"baseline"})),  # [publish] batching defaults
             candidate=cand.name,
         )
 
