@@ -89,15 +89,15 @@ def _report(repo: Path, name: str, version: int) -> dict[str, Any]:
     return dict(json.loads((repo / name / str(version) / "report.json").read_text()))
 
 
-def _served_probabilities(server_url: str, model: str, version: int, x: np.ndarray) -> np.ndarray:
+def _served_probabilities(server_url: str, model: str, version: int, x: np.ndarray, binary: bool = True) -> np.ndarray:
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(server_url.removeprefix("http://"))
     try:
         wait_until(lambda: client.is_model_ready(model, str(version)), 60, f"{model}/{version} ready")
         inp = httpclient.InferInput("X", list(x.shape), "FP32")
-        inp.set_data_from_numpy(x.astype(np.float32), binary_data=True)
-        out = [httpclient.InferRequestedOutput("probabilities", binary_data=True)]
+        inp.set_data_from_numpy(x.astype(np.float32), binary_data=binary)
+        out = [httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
         return np.asarray(client.infer(model, [inp], outputs=out, model_version=str(version)).as_numpy("probabilities"))
     finally:
         client.close()
@@ -174,8 +174,24 @@ def test_non_neural_graphs_pass_through_with_candidates_skipped_with_reasons(
     server = start_server(repo)
     for name, model in (("ctr-sklearn-trees", "trees"), ("ctr-sklearn-logreg", "logreg")):
         want = proof.models[model].predict_proba(proof.x_eval[:100])
-        got = _served_probabilities(server.url, name, 1, proof.x_eval[:100])
-        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"served {name} vs sklearn predict_proba")
+        got = _served_probabilities(server.url, name, 1, proof.x_eval[:100], binary=False)  # JSON tensors
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"served {name} (HTTP JSON) vs sklearn predict_proba")
+        np.testing.assert_allclose(
+            _served_grpc(server.grpc_target, name, proof.x_eval[:100]), want, atol=1e-5, err_msg=f"{name} over gRPC"
+        )
+
+
+def _served_grpc(target: str, model: str, x: np.ndarray) -> np.ndarray:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(target)
+    try:
+        inp = grpcclient.InferInput("X", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x.astype(np.float32))
+        out = [grpcclient.InferRequestedOutput("probabilities")]
+        return np.asarray(client.infer(model, [inp], outputs=out).as_numpy("probabilities"))
+    finally:
+        client.close()
 
 
 def _assert_imported_manifest(m: Manifest, source: Path) -> None:
