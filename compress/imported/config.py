@@ -119,9 +119,3 @@ def load_import_config(path: Path) -> ImportConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     return parse_import_config(raw, str(path))
-
-
-def is_import_config(raw: dict[str, Any]) -> bool:
-    """A config whose ``[model]`` names an ONNX file instead of a task to train."""
-    model = raw.get("model")
-    return isinstance(model, dict) and "onnx" in model
