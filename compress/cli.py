@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("config")
     f.add_argument("--redis-url", help="redis://host:port/db (default: env APP_REDIS_URL, then REDIS_URL)")
     f.set_defaults(fn=_features)
+    from compress.imported.cli import add_parser as add_import
+
+    add_import(sub)
     return p
 
 

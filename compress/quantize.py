@@ -18,10 +18,17 @@ Feeds = dict[str, np.ndarray]
 
 
 def _preprocess(src: Path, dst: Path) -> None:
-    """ORT's recommended pre-pass (symbolic shape inference); optimisation is skipped to keep MatMul nodes."""
+    """ORT's recommended pre-pass (symbolic shape inference); optimisation is skipped to keep MatMul nodes.
+
+    Symbolic inference does not know every domain's ops (``ai.onnx.ml`` ``Scaler`` in a scikit-learn graph): such
+    graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
+    try:
+        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
+    except Exception:  # noqa: BLE001 - ORT raises a bare Exception ("Incomplete symbolic shape inference")
+        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
 
 
 def quantize_dynamic_int8(

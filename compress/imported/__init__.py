@@ -1,0 +1,1 @@
+"""Importing an FP32 model trained elsewhere (an ONNX file from any exporter): gate, compress, publish, serve."""

@@ -1,0 +1,146 @@
+"""A DeepFM we did not write: trained with ``deepctr-torch`` on the Criteo sample, exported with torch's ONNX
+exporter, imported with the one-liner, compressed, gated, published and served on ``/v2`` (``tritonclient``).
+
+The model's one FP32 input ``[batch, 39]`` is deepctr-torch's own layout: the 26 categorical columns as
+vocabulary indices (0 = unseen) and the 13 dense columns (log1p), in the order of ``model.feature_index``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.repository import list_versions, read_manifest, sha256_file
+from compress.cli import main
+from compress.settings import compress_settings
+from tests.fixtures.servers import ServerFactory, wait_until
+
+DENSE = [f"I{i}" for i in range(1, 14)]
+SPARSE = [f"C{i}" for i in range(1, 27)]
+
+
+@dataclass
+class DeepFMProof:
+    onnx: Path
+    train: Path
+    eval: Path
+    columns: list[str]
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    library_scores: np.ndarray  # deepctr-torch's own ``model.predict`` on the held-out rows
+
+
+@pytest.fixture(scope="module")
+def deepfm(tmp_path_factory: pytest.TempPathFactory) -> DeepFMProof:
+    import pandas as pd
+    import torch
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, get_feature_names
+    from deepctr_torch.models import DeepFM
+
+    src = compress_settings().data_dir / "ctr" / "criteo_kaggle_train_10k.txt"
+    assert src.is_file(), f"the Criteo sample is missing at {src} (set DATA_DIR)"
+    root = tmp_path_factory.mktemp("deepfm")
+    raw = pd.read_csv(src, sep="\t", header=None, names=["clicked", *DENSE, *SPARSE])
+    frame = pd.DataFrame({"clicked": raw["clicked"].astype(np.int64)})
+    for c in DENSE:
+        frame[c] = np.log1p(raw[c].clip(lower=0).fillna(0)).astype(np.float32)
+    for c in SPARSE:  # vocabulary from the training rows; 0 = unseen or missing
+        vocab = {v: i + 1 for i, v in enumerate(raw[c].iloc[:7000].dropna().unique())}
+        frame[c] = raw[c].map(vocab).fillna(0).astype(np.float32)
+    feats = [SparseFeat(c, vocabulary_size=int(frame[c].max()) + 1, embedding_dim=8) for c in SPARSE]
+    feats += [DenseFeat(c, 1) for c in DENSE]
+    names = get_feature_names(feats)
+    torch.manual_seed(0)
+    model = DeepFM(feats, feats, task="binary", dnn_hidden_units=(256, 128), seed=0, device="cpu")
+    model.compile("adam", "binary_crossentropy")
+    train, held = frame.iloc[:7000], frame.iloc[7000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # deepctr-torch: non-writable numpy arrays
+        model.fit(
+            {n: train[n].to_numpy() for n in names}, train["clicked"].to_numpy(), batch_size=256, epochs=2, verbose=0
+        )
+    scores = model.predict({n: held[n].to_numpy() for n in names}, batch_size=1024).reshape(-1)
+    columns = sorted(names, key=lambda n: model.feature_index[n][0])
+    paths = {"train": root / "train.parquet", "eval": root / "eval.parquet", "onnx": root / "deepfm.onnx"}
+    train[["clicked", *columns]].to_parquet(paths["train"], index=False)
+    held[["clicked", *columns]].to_parquet(paths["eval"], index=False)
+    model.eval()
+    example = torch.from_numpy(held[columns].to_numpy()[:8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as compress.onnx_tools uses
+        torch.onnx.export(
+            model,
+            (example,),
+            str(paths["onnx"]),
+            input_names=["X"],
+            output_names=["ctr"],
+            dynamic_axes={"X": {0: "batch"}, "ctr": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return DeepFMProof(
+        paths["onnx"],
+        paths["train"],
+        paths["eval"],
+        columns,
+        held[columns].to_numpy(),
+        held["clicked"].to_numpy(),
+        scores,
+    )
+
+
+def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
+    deepfm: DeepFMProof, tmp_path: Path, start_server: ServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tritonclient.http as httpclient
+
+    from compress.evaluate import session
+    from compress.metrics import roc_auc
+
+    repo = tmp_path / "repo"
+    rc = main(
+        ["-q", "import", str(deepfm.onnx), "--data", str(deepfm.eval), "--calib", str(deepfm.train)]
+        + ["--label", "clicked", "--metric", "auc", "--name", "ctr-deepfm", "--repo", str(repo)]
+    )
+    out, err = capsys.readouterr()
+    assert rc == 0, f"compress import exited {rc}: {err}\n{out}"
+    assert list_versions(repo, "ctr-deepfm") == [1, 2], out
+    fp32, best = (read_manifest(repo / "ctr-deepfm" / str(v)) for v in (1, 2))
+    library_auc = roc_auc(deepfm.library_scores, deepfm.y_eval)
+    assert abs(fp32.metrics["fp32"]["auc"] - library_auc) < 1e-4, (
+        f"FP32 AUC by compress {fp32.metrics['fp32']['auc']:.6f} vs deepctr-torch's predict {library_auc:.6f}"
+    )
+    assert best.gate.passed and best.metrics["candidate"]["auc"] >= 0.999 * library_auc, best.gate.numbers
+    assert best.recipe["imported"]["sha256"] == sha256_file(deepfm.onnx), best.recipe["imported"]
+    report = json.loads((repo / "ctr-deepfm" / "2" / "report.json").read_text())
+    rows: dict[str, Any] = {c["name"]: c for c in report["candidates"]}
+    assert rows["fp16"]["status"] == "skipped" and "integer ids" in rows["fp16"]["error"], rows["fp16"]
+    for name in ("int8_weights", "int8_dynamic_s8+int8_weights"):  # the embedding tables are most of the bytes
+        assert rows[name]["status"] == "passed", rows[name]
+        ratio = rows["fp32"]["bytes"] / rows[name]["bytes"]
+        assert ratio >= 2.0, f"{name} is only {ratio:.2f}x smaller than FP32"
+    print(json.dumps({n: [c["status"], c["bytes"], c["latency_ms"], c["metrics"]] for n, c in rows.items()}))
+
+    server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2")
+    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        for version in ("1", "2"):
+            wait_until(lambda v=version: client.is_model_ready("ctr-deepfm", v), 60, f"ctr-deepfm/{version} ready")  # type: ignore[misc]
+        x = deepfm.x_eval[:64].astype(np.float32)
+        inp = httpclient.InferInput("X", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        served = client.infer("ctr-deepfm", [inp], model_version="1").as_numpy("ctr").reshape(-1)
+        np.testing.assert_allclose(
+            served, deepfm.library_scores[:64], atol=1e-5, err_msg="served FP32 vs deepctr-torch"
+        )
+        compressed = client.infer("ctr-deepfm", [inp], model_version="2").as_numpy("ctr").reshape(-1)
+        published = session(repo / "ctr-deepfm" / "2" / "model.onnx").run(["ctr"], {"X": x})[0].reshape(-1)
+        np.testing.assert_allclose(compressed, published, atol=1e-4, err_msg=f"served {best.candidate} vs its file")
+    finally:
+        client.close()
