@@ -11,6 +11,9 @@
     ├── DeadlineExceeded                         504
     ├── Unauthorized                             401 (missing / wrong bearer token)
     ├── Forbidden                                403 (admin API disabled)
+    ├── UnsupportedMediaType                     415 (a JSON endpoint sent another content type)
+    ├── HeadersTooLarge                          431 (too many request header fields, or too many bytes)
+    ├── HeaderTimeout                            408 (the request head did not arrive in time)
     └── InferenceFailed                          500 (the runtime raised on a valid request)
 """
 
@@ -105,9 +108,32 @@ class InferenceFailed(ServiceError):
     status = 500
 
 
+class UnsupportedMediaType(ServiceError):
+    """A JSON endpoint got another content type: a cross-origin form or ``text/plain`` post is never a write."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class HeadersTooLarge(ServiceError):
+    """The request head has more header fields or bytes than the server reads (refused before any parsing)."""
+
+    code = "headers_too_large"
+    status = 431
+
+
+class HeaderTimeout(ServiceError):
+    """The request head did not complete within the header-read timeout (a slow or stalled client)."""
+
+    code = "header_timeout"
+    status = 408
+
+
 __all__ = [
     "DeadlineExceeded",
     "Forbidden",
+    "HeaderTimeout",
+    "HeadersTooLarge",
     "InferenceFailed",
     "InvalidInput",
     "ModelNotFound",
@@ -116,4 +142,5 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceError",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]

@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
 
+    # ---- hostile clients: limits on the request head, enforced by the HTTP protocol before any parsing ----
+    max_header_fields: int = Field(default=100, ge=1)
+    """Header fields one request may carry; more get 431 ``headers_too_large`` (browsers and clients send 5-30)."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Bytes of one request head (request line and headers); more get 431 ``headers_too_large`` as soon as they
+    arrive, so a huge header costs neither parse time nor memory."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Time a client has to send a request head, counted from connect (or from the end of the previous
+    response on a keep-alive connection); a slower one gets 408 ``header_timeout`` and is closed, a silent one
+    is closed."""
+
     @field_validator("required_models", mode="before")
     @classmethod
     def _split_models(cls, v: Any) -> Any:
