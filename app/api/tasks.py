@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
+from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options, require_json
 from app.tasks.base import Route
 from app.tasks.registry import all_routes
 
@@ -27,6 +27,7 @@ _ERROR_SCHEMA = {
 }
 _COMMON_ERRORS = {
     404: "model_not_found",
+    415: "unsupported_media_type (the body must be declared application/json)",
     503: "model_not_ready, overloaded (with Retry-After), wrong_task",
     504: "deadline_exceeded",
 }
@@ -39,6 +40,7 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
         svc = get_service(request)
         with svc.observe(route.endpoint, svc.model_for(route)) as obs:
             opts = request_options(request, svc.settings.default_timeout_ms)
+            require_json(request)
             # overloaded: refuse before reading and parsing the body
             with svc.admit(obs.model) if route.needs_model else nullcontext():
                 body = await read_body(request, svc.settings.max_body_bytes)
