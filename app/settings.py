@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
     max_candidates: int = Field(default=1000, ge=1)
+    """Candidates one request may score, for tasks without their own limit in ``max_candidates_tasks``."""
+    max_candidates_tasks: dict[str, int] = {"search": 200}
+    """Per-task candidate limits, by task name: each sized to what the task's model scores within the default
+    deadline on one CPU core. Search encodes each candidate's text with a transformer (about 5-10 ms a candidate
+    on a loaded core): 1,000 ran past the 10 s deadline while smaller searches queued behind it; 200 take about
+    1-2 s. CTR rows are cheap (1,000 in a few ms), so CTR keeps ``max_candidates``. More: 413
+    ``too_many_candidates``, before any encoding."""
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
@@ -165,6 +172,10 @@ class Settings(BaseSettings):
     def max_in_flight_for(self, model: str) -> int | None:
         """The in-progress cap of ``model``: settings per model, then the default (None = no cap)."""
         return self.max_in_flight_models.get(model, self.max_in_flight)
+
+    def max_candidates_for(self, task: str) -> int:
+        """The candidate limit of ``task`` (a task name: search, ctr...): its own, else ``max_candidates``."""
+        return self.max_candidates_tasks.get(task, self.max_candidates)
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.version_policy.get(model) or VersionPolicy(latest=self.default_latest_versions)
