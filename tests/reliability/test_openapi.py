@@ -76,3 +76,28 @@ def test_openapi_is_complete_and_fuzzes_clean(repo: Path, start_server: ServerFa
         run()
     assert cases > 100
     assert not failures, "\n".join(failures[:10])
+
+
+def test_schema_and_validation_agree_on_edge_cases(repo: Path, start_server: ServerFactory) -> None:
+    """What the handlers refuse, the schema forbids (empty lists and texts, ``{}`` on recommend); what the schema
+    types strictly, the validation refuses (a bool is not a number, 0 is not a bool)."""
+    server = start(start_server, repo)
+    ready(server)
+    doc = server.get("/openapi.json").json()
+
+    def body_schema(path: str) -> dict[str, Any]:
+        schema: dict[str, Any] = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        return schema
+
+    assert body_schema("/v1/ads/ctr")["properties"]["candidates"].get("minItems") == 1, body_schema("/v1/ads/ctr")
+    search = body_schema("/v1/search/rank")
+    assert search["properties"]["candidates"].get("minItems") == 1, search
+    assert body_schema("/v1/chat")["properties"]["message"].get("minLength") == 1, body_schema("/v1/chat")
+    anyof = body_schema("/v1/recommend").get("anyOf", [])
+    assert {tuple(a["required"]) for a in anyof} == {("user_id",), ("history",)}, body_schema("/v1/recommend")
+    event = {"user_id": "u1", "item_id": "85123A", "type": "view"}
+    for bad in ({"ts": False}, {"ts": True}, {"ts": "5"}):
+        r = server.post("/v1/events", json={**event, **bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", (bad, r.status_code, r.text)
+    r = server.post("/v1/events", json={**event, "ts": 1700000000})
+    assert r.status_code != 422, r.text
