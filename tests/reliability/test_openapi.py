@@ -101,3 +101,8 @@ def test_schema_and_validation_agree_on_edge_cases(repo: Path, start_server: Ser
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", (bad, r.status_code, r.text)
     r = server.post("/v1/events", json={**event, "ts": 1700000000})
     assert r.status_code != 422, r.text
+    v2 = {"inputs": [{"name": "dense", "datatype": "FP32", "shape": [1, 13], "data": [0.0] * 13},
+                     {"name": "sparse", "datatype": "INT64", "shape": [1, 26], "data": [2] * 26}]}  # fmt: skip
+    r = server.post("/v2/models/ad-ctr/infer", json={**v2, "outputs": None})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_input", r.text
+    assert server.post("/v2/models/ad-ctr/infer", json=v2).status_code == 200
