@@ -133,9 +133,9 @@ class Settings(BaseSettings):
     """Candidates one request may score, for tasks without their own limit in ``max_candidates_tasks``."""
     max_candidates_tasks: dict[str, int] = {"search": 200}
     """Per-task candidate limits, by task name: each sized to what the task's model scores within the default
-    deadline on one CPU core. Search encodes each candidate's text with a transformer (about 5-10 ms a candidate
-    on a loaded core): 1,000 ran past the 10 s deadline while smaller searches queued behind it; 200 take about
-    1-2 s. CTR rows are cheap (1,000 in a few ms), so CTR keeps ``max_candidates``. More: 413
+    deadline on one CPU core. Search encodes each candidate's text with a transformer: 1,000 ran past the 10 s
+    default deadline (over 10 ms a candidate on a shared core) while smaller searches were refused behind it; 200
+    are about 2 s at that rate. CTR rows are cheap (1,000 in a few ms), so CTR keeps ``max_candidates``. More: 413
     ``too_many_candidates``, before any encoding."""
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
