@@ -15,7 +15,11 @@ import time
 
 import httpx
 
-ATTACKS = {"refund": "refund " + "1" * 993, "order": "order" + " " * 990 + "x"}
+ATTACKS = {
+    "refund": "refund " + "1" * 993,
+    "order": "order" + " " * 990 + "x",
+    "ordinary": "I want a refund of 40 dollars for order 12345678",  # the control: plain load from two clients
+}
 
 
 def main() -> None:
