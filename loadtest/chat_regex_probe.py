@@ -1,19 +1,20 @@
 """Chat reply parsing under attack: the p50 of a well-behaved chat client alone, then while two clients send
-messages built to make the reply's entity patterns backtrack. ``python loadtest/chat_regex_probe.py ROOT REPO
+messages built to make the reply's entity patterns backtrack. ``python -m loadtest.chat_regex_probe ROOT REPO
 [ATTACK]`` starts ``python -m app`` from checkout ROOT on REPO (with a published chat-intent), prints both p50s
 and the attack requests' own latency (docs/operations.md, "Hostile inputs")."""
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
+
+from loadtest.bench_ctr import server
 
 ATTACKS = {
     "refund": "refund " + "1" * 993,
@@ -25,21 +26,9 @@ ATTACKS = {
 def main() -> None:
     root, repo = sys.argv[1], sys.argv[2]
     attack = ATTACKS[sys.argv[3] if len(sys.argv) > 3 else "refund"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MODEL_REPO": repo, "APP_PORT": str(port), "APP_GRPC_PORT": "0", "APP_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=root, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+    env = {"MODEL_REPO": repo, "APP_GRPC_PORT": "0", "APP_LOG_LEVEL": "warning"}
+    log = Path(tempfile.mkdtemp(prefix="chat-probe-")) / "server.log"
+    with server(["-m", "app"], env, log, cwd=Path(root)) as (url, _pid):
         with httpx.Client(base_url=url, timeout=60) as c:
             r = c.post("/v1/chat", json={"message": attack})
             print("attack answer:", r.status_code, r.json().get("kind", r.json().get("intent")))
@@ -72,11 +61,10 @@ def main() -> None:
         for t in threads:
             t.join()
         p50 = statistics.median
-        print(f"victim p50 alone {p50(alone) * 1e3:.1f} ms, under attack {p50(attacked) * 1e3:.1f} ms "
-              f"(x{p50(attacked) / p50(alone):.2f}); attack requests {len(attack_lat)}, p50 {p50(attack_lat) * 1e3:.1f} ms")
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        print(
+            f"victim p50 alone {p50(alone) * 1e3:.1f} ms, under attack {p50(attacked) * 1e3:.1f} ms "
+            f"(x{p50(attacked) / p50(alone):.2f}); attack requests {len(attack_lat)}, p50 {p50(attack_lat) * 1e3:.1f} ms"
+        )
 
 
 if __name__ == "__main__":
