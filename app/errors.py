@@ -11,6 +11,9 @@
     ├── DeadlineExceeded                         504
     ├── Unauthorized                             401 (missing / wrong bearer token)
     ├── Forbidden                                403 (admin API disabled)
+    ├── UnsupportedMediaType                     415 (a JSON endpoint sent another content type)
+    ├── HeadersTooLarge                          431 (too many request header fields, or too many bytes)
+    ├── HeaderTimeout                            408 (the request head did not arrive in time)
     └── InferenceFailed                          500 (the runtime raised on a valid request)
 
 :data:`CATALOGUE` lists every machine-readable code with its HTTP status, its gRPC status and what it means; the
@@ -112,6 +115,27 @@ class InferenceFailed(ServiceError):
     status = 500
 
 
+class UnsupportedMediaType(ServiceError):
+    """A JSON endpoint got another content type: a cross-origin form or ``text/plain`` post is never a write."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class HeadersTooLarge(ServiceError):
+    """The request head has more header fields or bytes than the server reads (refused before any parsing)."""
+
+    code = "headers_too_large"
+    status = 431
+
+
+class HeaderTimeout(ServiceError):
+    """The request head did not complete within the header-read timeout (a slow or stalled client)."""
+
+    code = "header_timeout"
+    status = 408
+
+
 def names_hint(given: str | Collection[str], valid: Collection[str], noun: str, *, limit: int = 60) -> str:
     """ "did you mean 'I5'? <noun>: I1, I2, ..." for a message about unknown names: the closest valid name of each
     (case-insensitive, difflib) and the valid ones, so a newcomer fixes the request without reading the source."""
@@ -172,10 +196,14 @@ CATALOGUE: Mapping[str, ErrorCode] = _catalogue(
               "lists the ones that do)"),
     ErrorCode("payload_too_large", 413, _BAD, "the body is over `APP_MAX_BODY_BYTES` (Content-Length or actual "
               "bytes)"),
-    ErrorCode("too_many_candidates", 413, _BAD, "more candidates than `APP_MAX_CANDIDATES` (ads, search)"),
+    ErrorCode("too_many_candidates", 413, _BAD, "more candidates than the task allows (`APP_MAX_CANDIDATES`, per task `APP_MAX_CANDIDATES_TASKS`)"),
     ErrorCode("message_too_long", 413, _BAD, "a chat message over the version's character or token limit"),
     ErrorCode("query_too_long", 413, _BAD, "a search query over the version's character limit"),
     ErrorCode("product_text_too_long", 413, _BAD, "a search candidate's text over the version's limit"),
+    ErrorCode("header_timeout", 408, "DEADLINE_EXCEEDED", "HTTP only: the request head did not arrive within "
+              "`APP_HEADER_TIMEOUT_S`"),
+    ErrorCode("unsupported_media_type", 415, _BAD, "a JSON endpoint got another content type (only "
+              "`application/json` and `application/*+json` are accepted)"),
     ErrorCode("invalid_request", 422, _BAD, "a task body does not match its schema (missing/extra fields, wrong "
               "types)"),
     ErrorCode("invalid_field", 422, _BAD, "a field has the wrong shape (e.g. a search text field that is not a "
@@ -194,6 +222,8 @@ CATALOGUE: Mapping[str, ErrorCode] = _catalogue(
     ErrorCode("missing_history", 422, _BAD, "a recommendation request with neither a user id nor a history"),
     ErrorCode("k_too_large", 422, _BAD, "a recommendation `k` above the version's top-k"),
     ErrorCode("too_many_excludes", 422, _BAD, "more recommendation exclude ids than the version allows"),
+    ErrorCode("headers_too_large", 431, _BAD, "HTTP only: more header fields than `APP_MAX_HEADER_FIELDS` or "
+              "more head bytes than `APP_MAX_HEADER_BYTES`"),
     ErrorCode("internal", 500, "INTERNAL", "an unexpected error; the message carries the request id, details are "
               "only in the log"),
     ErrorCode("inference_failed", 500, "INTERNAL", "the runtime raised on a request that passed validation"),
@@ -220,6 +250,8 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorCode",
     "Forbidden",
+    "HeaderTimeout",
+    "HeadersTooLarge",
     "InferenceFailed",
     "InvalidInput",
     "ModelNotFound",
@@ -230,4 +262,5 @@ __all__ = [
     "Unauthorized",
     "codes_with_status",
     "names_hint",
+    "UnsupportedMediaType",
 ]

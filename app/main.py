@@ -93,12 +93,12 @@ def default_workers() -> int:
 
 
 def http_protocol(settings: Settings) -> Any:
-    """uvicorn's httptools protocol, with one socket write per response unless ``APP_COALESCE_WRITES=false``."""
-    if not settings.coalesce_writes:
-        return "httptools"
-    from app.server.protocol import CoalescingHttpProtocol
+    """uvicorn's httptools protocol with the request head bounded (fields, bytes, time), writing each response
+    with one send unless ``APP_COALESCE_WRITES=false``."""
+    from app.server.protocol import HeadLimits, guarded_protocol
 
-    return CoalescingHttpProtocol
+    limits = HeadLimits(settings.max_header_fields, settings.max_header_bytes, settings.header_timeout_s)
+    return guarded_protocol(limits, coalesce=settings.coalesce_writes)
 
 
 def setup_logging(settings: Settings, worker: int | None = None) -> None:

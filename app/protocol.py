@@ -86,6 +86,8 @@ def decode_infer_request(body: bytes, header_length: str | None = None) -> Infer
         offset += used
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    if "outputs" in doc and doc["outputs"] is None:  # the schema types it as an array: omit it for every output
+        raise InvalidInput("'outputs' must be a list of requested outputs (omit it for all), not null")
     req.outputs = _decode_outputs(doc.get("outputs"))
     return req
 

@@ -236,7 +236,13 @@ class Settings(BaseSettings):
     """Bodies are parsed on the event loop: the limit bounds what one request can stall (1,000 full CTR
     candidates are ~0.5 MB)."""
     max_candidates: int = Field(default=1000, ge=1)
-    """Most candidates one ranking request (ads, search) may carry; more is a 413 ``too_many_candidates``."""
+    """Candidates one request may score, for tasks without their own limit in ``max_candidates_tasks``."""
+    max_candidates_tasks: dict[str, int] = {"search": 200}
+    """Per-task candidate limits, by task name: each sized to what the task's model scores within the default
+    deadline on one CPU core. Search encodes each candidate's text with a transformer: 1,000 ran past the 10 s
+    default deadline (over 10 ms a candidate on a shared core) while smaller searches were refused behind it; 200
+    are about 2 s at that rate. CTR rows are cheap (1,000 in a few ms), so CTR keeps ``max_candidates``. More: 413
+    ``too_many_candidates``, before any encoding."""
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""
@@ -249,6 +255,17 @@ class Settings(BaseSettings):
     feature_store_trim_interval_s: float = Field(default=5.0, gt=0)
     """Pod SQLite feature store: how often a background thread drops expired and surplus users (never on a
     request)."""
+
+    # ---- hostile clients: limits on the request head, enforced by the HTTP protocol before any parsing ----
+    max_header_fields: int = Field(default=100, ge=1)
+    """Header fields one request may carry; more get 431 ``headers_too_large`` (browsers and clients send 5-30)."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Bytes of one request head (request line and headers); more get 431 ``headers_too_large`` as soon as they
+    arrive, so a huge header costs neither parse time nor memory."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Time a client has to send a request head, counted from connect (or from the end of the previous
+    response on a keep-alive connection); a slower one gets 408 ``header_timeout`` and is closed, a silent one
+    is closed."""
 
     @field_validator("required_models", mode="before")
     @classmethod
@@ -299,6 +316,10 @@ class Settings(BaseSettings):
         return AdaptiveConfig(
             tolerance=self.adaptive_latency_tolerance, buffer_s=self.adaptive_latency_buffer_ms / 1000
         )
+
+    def max_candidates_for(self, task: str) -> int:
+        """The candidate limit of ``task`` (a task name: search, ctr...): its own, else ``max_candidates``."""
+        return self.max_candidates_tasks.get(task, self.max_candidates)
 
     def policy_for(self, model: str) -> VersionPolicy:
         return self.for_model(model).versions or VersionPolicy(latest=self.default_latest_versions)

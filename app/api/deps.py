@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app.api.errors import BODY_LIMIT
 from app.batching import Priority
-from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
+from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from app.ints import parse_ascii_int
 from app.service import InferenceService, RequestOptions
 
@@ -49,6 +49,22 @@ class RawResponse(Response):
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     return RawResponse(orjson.dumps(content), status_code=status_code)
+
+
+def require_json(request: Request) -> None:
+    """Refuse a body that is not declared JSON (415): a cross-origin page can post ``text/plain``, a form or an
+    untyped blob without a CORS preflight, never ``application/json``, so JSON-only endpoints cannot be written
+    to from another site."""
+    for key, value in request.scope["headers"]:
+        if key == b"content-type":
+            mime = value.split(b";", 1)[0].strip().lower()
+            if mime == b"application/json" or (mime.startswith(b"application/") and mime.endswith(b"+json")):
+                return
+            got = repr(value.decode("latin-1")[:64])
+            break
+    else:
+        got = "none"
+    raise UnsupportedMediaType(f"this endpoint takes JSON: Content-Type must be application/json, got {got}")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

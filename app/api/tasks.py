@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app import tracing
-from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options
+from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options, require_json
 from app.errors import CATALOGUE, codes_with_status
 from app.tasks.base import Route
 from app.tasks.registry import all_routes
@@ -27,8 +27,15 @@ _ERROR_SCHEMA = {
         }
     },
 }
-_COMMON_CODES = ("model_not_found", "model_not_ready", "overloaded", "wrong_task", "deadline_exceeded")
-_COMMON_ERRORS = {s: ", ".join(codes_with_status(s, _COMMON_CODES)) for s in (404, 503, 504)}
+_COMMON_CODES = (
+    "model_not_found",
+    "unsupported_media_type",
+    "model_not_ready",
+    "overloaded",
+    "wrong_task",
+    "deadline_exceeded",
+)
+_COMMON_ERRORS = {s: ", ".join(codes_with_status(s, _COMMON_CODES)) for s in (404, 415, 503, 504)}
 
 
 def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
@@ -38,6 +45,7 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
         svc = get_service(request)
         with svc.observe(route.endpoint, svc.model_for(route)) as obs:
             opts = request_options(request, svc.settings.default_timeout_ms)
+            require_json(request)
             # overloaded: refuse before reading and parsing the body
             with svc.admit(obs.model) if route.needs_model else nullcontext():
                 req = route.parse(await read_body(request, svc.settings.max_body_bytes))

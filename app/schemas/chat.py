@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str
+    message: str = Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})
     """The customer's message (checked for emptiness and length by the version's limits)."""
     session_id: str | None = Field(default=None, max_length=128)
     """Echoed back, for the caller's conversation bookkeeping."""

@@ -22,7 +22,7 @@ class CtrRequest(_Wire):
 
     context: dict[str, Any] = {}
     """Raw fields shared by every candidate (user, page, time)."""
-    candidates: list[CtrCandidate]
+    candidates: list[CtrCandidate] = Field(json_schema_extra={"minItems": 1})
     model_version: int | None = Field(default=None, ge=1)
     """Pin a loaded version; default is the newest ready one."""
 

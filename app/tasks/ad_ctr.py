@@ -65,7 +65,7 @@ async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
     n = len(req.candidates)
     if n == 0:
         raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
-    limit = call.ctx.settings.max_candidates
+    limit = call.ctx.settings.max_candidates_for(task.name)
     if n > limit:
         raise PayloadTooLarge(
             f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"

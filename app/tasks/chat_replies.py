@@ -66,31 +66,44 @@ DEFAULT_COMPANY = {
 }
 _PLACEHOLDER = re.compile(r"\{\{([^{}]+)\}\}")
 _OUR_OUR = re.compile(r"\b(our|your|the)\s+our\s+", re.I)
+# Entity patterns run on customer text, so each must cost time linear in the message: extraction first bounds the
+# text (``SCAN_CHARS``) and collapses whitespace to single spaces, so the optional-space runs below (``\s*``) can
+# only ever take one character and backtracking among them is constant; runs are possessive (``*+``), and a
+# pattern not anchored on a keyword (the refund amount) may start only where a number starts (a look-behind), so a
+# long digit run is scanned once, not once per digit.
+SCAN_CHARS = 2000
 _ENTITY_RES: dict[str, list[re.Pattern[str]]] = {  # per slot, patterns tried in order
     "order_number": [
         re.compile(
-            r"\b(?:order|purchase|package|shipment|parcel)s?\b(?:\s+(?:number|no\.?|num|id|#))?\s*(?:is|:|#)?\s*"
-            r"#?\s*([A-Za-z]{0,4}-?\d[\d-]{3,})",
+            r"\b(?:order|purchase|package|shipment|parcel)s?\b(?: (?:number|no\.?|num|id|#))? ?(?:is|:|#)? ?#? ?"
+            r"([A-Za-z]{0,4}+-?\d[\d-]{3,}+)",
             re.I,
         )
     ],
     "invoice_number": [
         re.compile(
-            r"\b(?:invoice|bill|receipt)s?\b(?:\s+(?:number|no\.?|num|id))?\s*(?:is|:)?\s*(#?[A-Za-z]{0,3}\d[\w-]{2,})",
+            r"\b(?:invoice|bill|receipt)s?\b(?: (?:number|no\.?|num|id))? ?(?:is|:)? ?"
+            r"(#?[A-Za-z]{0,3}+\d[\w-]{2,}+)",
             re.I,
         ),
-        re.compile(r"(#\d{3,})"),
+        re.compile(r"(#\d{3,}+)"),
     ],
     "refund_amount": [
         re.compile(
-            r"([$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\d[\d,]*(?:\.\d{1,2})?\s?(?:dollars|euros|pounds|usd|eur|gbp)\b)", re.I
+            r"([$€£] ?\d[\d,]*+(?:\.\d{1,2})?|(?<![\d,])\d[\d,]*+(?:\.\d{1,2})? ?(?:dollars|euros|pounds|usd|eur|gbp)\b)",
+            re.I,
         )
     ],
-    "person_name": [re.compile(r"\b((?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")],
+    "person_name": [re.compile(r"\b((?:Mr|Mrs|Ms|Miss|Dr)\.? [A-Z][a-z]++(?: [A-Z][a-z]++)?)")],
     "tracking_number": [
-        re.compile(r"\btracking\s+(?:number|no\.?|id|code)?\s*(?:is|:)?\s*#?\s*([A-Za-z0-9]{6,})", re.I)
+        re.compile(r"\btracking (?:(?:number|no\.?|id|code) ?)?(?:is|:)? ?#? ?([A-Za-z0-9]{6,}+)", re.I)
     ],
 }
+
+
+def scan_text(message: str) -> str:
+    """The text entity patterns read: at most ``SCAN_CHARS`` characters, whitespace runs collapsed to one space."""
+    return " ".join(message[:SCAN_CHARS].split())
 
 
 def normalise_label(label: str) -> str:
@@ -111,6 +124,7 @@ def extract_entities(message: str, gazetteer: Mapping[str, Sequence[str]] | None
 
     ``gazetteer`` maps a slot kind (e.g. 'account_type', 'delivery_city') to the values seen in training.
     """
+    message = scan_text(message)
     found: dict[str, str] = {}
     for kind, patterns in _ENTITY_RES.items():
         for rx in patterns:

@@ -10,7 +10,16 @@ ItemId = str
 
 
 class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # the schema says what the handler enforces: a user id, a history, or both (``{}`` is 422)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {"required": ["history"], "properties": {"history": {"type": "array"}}},
+            ]
+        },
+    )
 
     user_id: str | None = Field(
         default=None, min_length=1, max_length=128, description="read the user's recent history from the feature store"
@@ -18,9 +27,11 @@ class RecommendRequest(BaseModel):
     history: list[ItemId] | None = Field(
         default=None, max_length=1000, description="item ids, newest first (anonymous sessions); overrides the store"
     )
-    k: int = Field(default=10, ge=1, le=100)
+    k: int = Field(default=10, ge=1, le=100, strict=True)
     exclude: list[ItemId] = Field(default=[], description="item ids never to return")
-    exclude_purchased: bool = Field(default=False, description="drop items the user has purchased (feature store)")
+    exclude_purchased: bool = Field(
+        default=False, strict=True, description="drop items the user has purchased (feature store)"
+    )
 
 
 class RecommendedItem(BaseModel):
@@ -45,7 +56,7 @@ class EventRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
     item_id: str = Field(min_length=1, max_length=128)
     type: Literal["view", "cart", "purchase"]
-    ts: float | None = Field(default=None, ge=0, description="epoch seconds (informational)")
+    ts: float | None = Field(default=None, ge=0, strict=True, description="epoch seconds (informational)")
 
 
 class EventResponse(BaseModel):

@@ -53,7 +53,7 @@ async def rank(req: SearchRequest, call: Call[SearchTask]) -> dict[str, Any]:
     n = len(req.candidates)
     if n == 0:
         raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
-    limit = call.ctx.settings.max_candidates
+    limit = call.ctx.settings.max_candidates_for(SearchTask.name)  # sized to the text encoder, not the CTR limit
     if n > limit:
         raise PayloadTooLarge(
             f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"

@@ -25,9 +25,9 @@ class SearchCandidate(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str
+    query: str = Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})
     """The shopper's query (checked for emptiness and length by the version's limits)."""
-    candidates: list[SearchCandidate]
+    candidates: list[SearchCandidate] = Field(json_schema_extra={"minItems": 1})
     k: int | None = Field(default=None, ge=1)
     """Return only the top ``k`` (default: every candidate, ranked)."""
     model_version: int | None = Field(default=None, ge=1)

@@ -38,7 +38,10 @@ def _value_pattern(kind: str, value: str) -> re.Pattern[str]:
     if kind == "invoice_number":
         return re.compile(rf"#?{re.escape(value.strip().lstrip('#'))}\b")
     if kind == "refund_amount":
-        return re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|\b\d[\d,]*(?:\.\d{1,2})?\s?(?:dollars|euros)\b", re.I)
+        # possessive runs: a long number costs one scan, not one per digit (as the service's own pattern)
+        return re.compile(
+            r"[$€£]\s?\d[\d,]*+(?:\.\d{1,2})?|\b(?<!,)\d[\d,]*+(?:\.\d{1,2})?\s?(?:dollars|euros)\b", re.I
+        )
     if kind == "account_type":
         return re.compile(rf"[\"']{v}[\"']|\b{v}\b{_ACCOUNT_WORDS}", re.I)
     return re.compile(rf"\b{v}\b", re.I)

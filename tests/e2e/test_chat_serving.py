@@ -6,6 +6,7 @@ Messages are held-out Bitext test utterances (same seeded split as training; nev
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 
 import numpy as np
 import pytest
@@ -122,3 +123,27 @@ def test_encoder_is_reachable_through_kserve_infer(chat_server: ServerProcess) -
     assert outs["embedding"]["shape"] == [2, 384] and outs["logits"]["shape"][0] == 2
     emb = np.array(outs["embedding"]["data"]).reshape(2, 384)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)
+
+
+def test_messages_built_to_backtrack_cost_no_more_than_ordinary_ones(chat_server: ServerProcess) -> None:
+    """Reply parsing runs on the event loop: a message crafted for the entity patterns (a long digit run after
+    "refund", a long whitespace run after "order") must cost about what an ordinary message costs, not seconds."""
+
+    def p50(message: str) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            r = chat_server.post("/v1/chat", json={"message": message})
+            times.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+        return float(np.median(times))
+
+    ordinary = p50("I want a refund of 40 dollars for order 12345678")
+    for crafted in (
+        "refund " + "1" * 993,
+        "order" + " " * 990 + "x",
+        "refund of " + "1," * 495,
+        "tracking" + " " * 990 + "x",
+    ):
+        took = p50(crafted)
+        assert took < 5 * ordinary + 0.25, f"{crafted[:12]!r}...: p50 {took * 1e3:.0f} ms vs {ordinary * 1e3:.0f} ms"

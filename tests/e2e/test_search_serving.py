@@ -192,6 +192,13 @@ def test_top_k_and_truncation_flags(server: ServerProcess, judged: tuple[SearchD
             413,
             "product_text_too_long",
         ),
+        (  # the search limit (APP_MAX_CANDIDATES_TASKS), below the CTR one: 1,000 texts ran past the deadline
+            json.dumps(
+                {"query": "towel", "candidates": [{"product_id": f"p{i}", "title": "bath towel"} for i in range(201)]}
+            ).encode(),
+            413,
+            "too_many_candidates",
+        ),
     ],
 )
 def test_bad_input_gets_a_coded_4xx_and_good_requests_alongside_succeed(

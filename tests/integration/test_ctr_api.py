@@ -99,14 +99,14 @@ async def test_malformed_json_and_headers(svc: AppUnderTest) -> None:
 async def test_body_limit_by_header_and_by_actual_size(ctr_repo: Path) -> None:
     async with running_app(ctr_repo, max_body_bytes=4096) as svc:
         big = b'{"candidates": [' + b" " * 5000 + b"]}"
-        r = await svc.client.post(CTR, content=big)
+        r = await svc.client.post(CTR, content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
         async def stream() -> Any:  # no Content-Length: the actual size is what counts
             for _ in range(10):
                 yield b" " * 1000
 
-        r = await svc.client.post(CTR, content=stream())
+        r = await svc.client.post(CTR, content=stream(), headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 

@@ -29,7 +29,7 @@ async def test_one_module_adds_an_endpoint(tmp_path: Path, with_echo_task: None)
         assert r.json() == {"doubled": [3.0, -4.0, 0.0], "label": "times-two", "model": "echo", "version": 1}
         bad = await svc.client.post("/v1/echo", json={"values": []})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_values"
-        junk = await svc.client.post("/v1/echo", content=b"{")
+        junk = await svc.client.post("/v1/echo", content=b"{", headers={"content-type": "application/json"})
         assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_json"
         assert await svc.metric("inference_requests_total", endpoint="echo", code="ok") == 1
         assert await svc.metric("inference_requests_total", endpoint="echo", code="invalid_values") == 1
