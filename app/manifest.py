@@ -109,7 +109,7 @@ class AuxFile(_Strict):
 class Preprocessing(_Strict):
     """How raw request fields become model inputs: ``kind`` names the code path (same as training)."""
 
-    kind: str = Field(description="e.g. 'ctr-v1' -> app.tasks.ctr.CtrFeaturizer")
+    kind: str = Field(description="e.g. 'ctr-v1' -> app.tasks.ctr.features.CtrFeaturizer")
     path: str = Field(description="state file among aux_files")
     code_version: str
 

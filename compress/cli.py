@@ -66,8 +66,8 @@ def _features(args: argparse.Namespace) -> int:
 
     from compress.config import load_config
     from compress.errors import ConfigError
-    from compress.rec.config import RecConfig
-    from compress.rec.features import load_features
+    from compress.recommend.config import RecConfig
+    from compress.recommend.features import load_features
 
     cfg = load_config(Path(args.config))
     if not isinstance(cfg, RecConfig):

@@ -394,7 +394,7 @@ CONFIG_CLASSES: dict[str, type[CompressConfig]] = {
     "search_rank": SearchConfig,
 }
 
-from compress.rec.config import RecConfig  # noqa: E402  (after the shared sections it extends)
+from compress.recommend.config import RecConfig  # noqa: E402  (after the shared sections it extends)
 
 CONFIG_CLASSES["recommendation"] = RecConfig
 

@@ -99,8 +99,8 @@ def get_task(cfg: CompressConfig) -> TaskAdapter:
             raise ConfigError("task 'chat_intent' needs a chat config (load it with compress.config.load_config)")
         return ChatTask(cfg)
     if cfg.model.task == "recommendation":
-        from compress.rec.config import RecConfig
-        from compress.rec.task import RecTask
+        from compress.recommend.config import RecConfig
+        from compress.recommend.task import RecTask
 
         if not isinstance(cfg, RecConfig):
             raise ConfigError(

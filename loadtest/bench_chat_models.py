@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.chat import ChatTokenizer
+from app.tasks.chat.text import ChatTokenizer
 from compress.config import PROJECT_ROOT, ChatConfig, load_config
 
 CONFIG = PROJECT_ROOT / "compress" / "configs" / "chatbot.toml"

@@ -20,7 +20,7 @@ from app.tasks.base import Route, Task
 
 LOG = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "shopinfer.tasks"
-BUILTIN_MODULES = ("app.tasks.ad_ctr", "app.tasks.chat_task", "app.tasks.search", "app.tasks.recommend")
+BUILTIN_MODULES = ("app.tasks.ctr.task", "app.tasks.chat.task", "app.tasks.search.task", "app.tasks.recommend.task")
 """Each module exposes ``TASK``, its :class:`Task` subclass."""
 
 

@@ -31,7 +31,7 @@ def cross_validate(cfg: SearchConfig, models: bool = True, onnx: dict[str, Path]
     """Per-fold mean NDCG@k of BM25, zero-shot MiniLM (FP32 cosine and the INT8-vector bi-encoder),
     (``models``) the fine-tuned teacher and ``onnx``: bi-encoder candidates of a ``compress run`` as served
     (zero-shot, so scoring every query with them leaks nothing)."""
-    from compress.chat.train import torch_threads
+    from compress.minilm.run import torch_threads
     from compress.search.model import load_cross_encoder
     from compress.search.train import fine_tune, score
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
 from tests.fixtures.servers import ROOT, ServerFactory, ServerProcess, _live, _stop, free_port, wait_until
 

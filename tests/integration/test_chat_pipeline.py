@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.repository import list_versions, load_verified
-from app.tasks.chat import load_version
+from app.tasks.chat.text import load_version
 from compress.cli import main
 from compress.metrics import roc_auc
 from compress.tasks import get_task

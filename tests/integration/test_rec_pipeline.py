@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compress.config import parse_config
-from compress.rec.config import RecConfig
+from compress.recommend.config import RecConfig
 from tests.fixtures.compress_run import CompressRun
 
 
@@ -105,8 +105,8 @@ def test_a_differently_shaped_log_runs_by_config_alone(rec_config: RecConfig, tm
 
 def test_training_rows_are_earlier_baskets_newest_first() -> None:
     """The split's example builder on a hand-made log: what each row's history and target must be."""
-    from compress.rec.config import RecSplitSection
-    from compress.rec.data import make_split
+    from compress.recommend.config import RecSplitSection
+    from compress.recommend.data import make_split
 
     day = pd.Timestamp("2011-01-01")
     rows = [

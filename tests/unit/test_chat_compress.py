@@ -105,7 +105,7 @@ def test_templates_replace_the_pairs_literal_entity_values() -> None:
 
 def test_student_maps_pruned_tokens_to_unk() -> None:
     torch = pytest.importorskip("torch")
-    from compress.chat.model import UNK_ID, Encoder, make_student
+    from compress.minilm.model import UNK_ID, Encoder, make_student
 
     torch.manual_seed(0)
     teacher = Encoder(vocab=120, n_layers=2, n_intents=3).eval()

@@ -1,4 +1,4 @@
-"""Chatbot pre/post-processing (app.tasks.chat*): padding, limits, validation, slots, decisions, retrieval."""
+"""Chatbot pre/post-processing (app.tasks.chat.text*): padding, limits, validation, slots, decisions, retrieval."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.chat import (
+from app.tasks.chat.replies import ReplyIndex, extract_entities, fill_placeholders
+from app.tasks.chat.text import (
     ChatPostprocessor,
     ChatState,
     ChatTokenizer,
     MessageError,
-    length_buckets,
     oos_scores,
-    pad_batch,
     truncate_ids,
     validate_message,
 )
-from app.tasks.chat_replies import ReplyIndex, extract_entities, fill_placeholders
+from app.tasks.text import length_buckets, pad_batch
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +187,6 @@ def test_chat_processing_imports_no_heavy_modules() -> None:
     import sys
 
     heavy = ["torch", "onnxruntime", "tokenizers", "fastapi", "sklearn"]
-    code = f"import json, sys\nimport app.tasks.chat\nprint(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    code = f"import json, sys\nimport app.tasks.chat.text\nprint(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.search_text import (
+from app.tasks.search.text import (
     CLS_ID,
     SEP_ID,
     PairEncoder,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from compress.errors import DataError
-from compress.rec.config import RecDataSection, RecSplitSection
+from compress.recommend.config import RecDataSection, RecSplitSection
 
 PAD = 0
 

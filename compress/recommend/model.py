@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from compress.ctr.model import RowwiseInt8Embedding
+from compress.embedding_int8 import RowwiseInt8Embedding
 
 NEG = -1e9
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge
-from app.schemas.chat import ChatRequest, ChatResponse
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
-from app.tasks.chat import KIND, ChatPostprocessor, ChatPreprocessor, MessageError, load_version, validate_message
+from app.tasks.chat.schemas import ChatRequest, ChatResponse
+from app.tasks.chat.text import KIND, ChatPostprocessor, ChatPreprocessor, MessageError, load_version, validate_message
 
 TRUNCATED = "_truncated"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.features.store import Event, RedisStore
+from app.tasks.recommend.store import Event, RedisStore
 from compress.errors import ConfigError
-from compress.rec.config import RecConfig
+from compress.recommend.config import RecConfig
 
 
 def load_features(cfg: RecConfig, redis_url: str | None) -> int:
@@ -12,7 +12,7 @@ def load_features(cfg: RecConfig, redis_url: str | None) -> int:
 
     The in-process store needs no loader: a served version seeds it from its ``histories`` aux file.
     """
-    from compress.rec.task import load_split
+    from compress.recommend.task import load_split
 
     if not redis_url:
         raise ConfigError(

@@ -138,7 +138,7 @@ class PairEncoder:
 
 def pad_pairs(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """``(input_ids, attention_mask)`` int64 [N, longest in this batch]."""
-    from app.tasks.chat import pad_batch
+    from app.tasks.text import pad_batch
 
     return pad_batch(seqs, PAD_ID)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from app.errors import InvalidInput, PayloadTooLarge
 from app.tasks.base import Call, Route, Task, TaskContext, TaskLoadError, Tensors, VersionFiles
-from app.tasks.search_schema import SearchCandidate, SearchRequest, SearchResponse
-from app.tasks.search_text import (
+from app.tasks.search.schemas import SearchCandidate, SearchRequest, SearchResponse
+from app.tasks.search.text import (
     BI,
     KIND,
     PairEncoder,

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from app.tasks.chat_replies import ReplyIndex, compose_reply
+from app.tasks.chat.replies import ReplyIndex, compose_reply
+from app.tasks.text import PAD_ID, pad_batch
 
 if TYPE_CHECKING:
     from app.manifest import Manifest
@@ -34,7 +35,6 @@ CODE_VERSION = "chat-pre-1"
 STATE_FILE = "chat.json"
 TOKENIZER_FILE = "tokenizer.json"
 REPLY_INDEX_FILE = "replies.npz"
-PAD_ID = 0
 MAX_TOKENS = 64  # default per-message limit incl. [CLS]/[SEP]; Bitext messages are at most ~40 tokens
 MAX_CHARS = 1000
 
@@ -94,27 +94,6 @@ def truncate_ids(ids: list[int], max_tokens: int, *, truncate: bool = True) -> l
     if not truncate:
         raise MessageError(f"message is {len(ids)} tokens long; the limit is {max_tokens} tokens", "too_long")
     return [*ids[: max_tokens - 1], ids[-1]]
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
-    """``(input_ids, attention_mask)`` int64 [N, longest]: padded to the batch's longest sequence, not a fixed size."""
-    if not seqs:
-        return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64)
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def length_buckets(lengths: Sequence[int], max_batch: int) -> list[np.ndarray]:
-    """Row indices grouped into batches of similar length (sorted, stable), so padding waste stays small."""
-    if max_batch < 1:
-        raise ValueError("max_batch must be >= 1")
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
 
 
 class ChatTokenizer:
@@ -240,7 +219,7 @@ class ChatPostprocessor:
         return top, conf, conf < self.state.threshold
 
     def __call__(self, messages: Sequence[str], logits: np.ndarray, embeddings: np.ndarray) -> list[ChatReply]:
-        """The reply rules live in :func:`app.tasks.chat_replies.compose_reply` (small talk, handoff, retrieval)."""
+        """The reply rules live in :func:`app.tasks.chat.replies.compose_reply` (small talk, handoff, retrieval)."""
         if not (len(messages) == len(logits) == len(embeddings)):
             raise ValueError(f"{len(messages)} messages, {len(logits)} logit rows, {len(embeddings)} embeddings")
         if logits.shape[-1] != len(self.state.intents):

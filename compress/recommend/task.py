@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from app.manifest import TensorSpec
-from app.tasks.rec_state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, RecState, save_histories
-from compress.rec.config import RecConfig
-from compress.rec.data import Examples, RecSplit, file_record, make_split, non_product_pattern_ok, read_log
-from compress.rec.metrics import ranking_metrics
+from app.tasks.recommend.state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, RecState, save_histories
+from compress.recommend.config import RecConfig
+from compress.recommend.data import Examples, RecSplit, file_record, make_split, non_product_pattern_ok, read_log
+from compress.recommend.metrics import ranking_metrics
 from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
@@ -98,7 +98,7 @@ class RecTask:
         return {"history": history, "exclude": np.zeros((len(history), 1), np.int64)}
 
     def baseline(self) -> dict[str, float]:
-        from compress.rec.baselines import all_baselines
+        from compress.recommend.baselines import all_baselines
 
         s = self.split
         res = all_baselines(s, self.examples["test"], s.test_start, self.cfg.split.popularity_days)
@@ -110,7 +110,7 @@ class RecTask:
         """Epochs chosen on the validation window, then a refit on everything before the test window."""
         import torch
 
-        from compress.rec.train import fit
+        from compress.recommend.train import fit
 
         t, s = self.cfg.train, self.split
         torch.set_num_threads(t.threads)
@@ -127,7 +127,7 @@ class RecTask:
         return model
 
     def torch_transforms(self) -> dict[str, Callable[[Any], tuple[Any, dict[str, Any]]]]:
-        from compress.rec.model import with_pq, with_tables
+        from compress.recommend.model import with_pq, with_tables
 
         r = self.cfg.retrieval
         return {
@@ -168,7 +168,7 @@ class RecTask:
         return {"histories": HISTORIES_FILE}
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
-        from compress.rec.baselines import popularity
+        from compress.recommend.baselines import popularity
 
         s, r = self.split, self.cfg.retrieval
         pop = popularity(s, s.test_start, self.cfg.split.popularity_days)[: r.top_k]

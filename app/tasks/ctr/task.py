@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge
-from app.schemas.ctr import CtrRequest, CtrResponse
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
-from app.tasks.ctr import KIND, CtrFeaturizer, FeatureError, dense_value
-from app.tasks.ctr_raw import CAT_RAW, RAW_MODEL_ROLE, raw_arrays
+from app.tasks.ctr.features import KIND, CtrFeaturizer, FeatureError, dense_value
+from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, raw_arrays
+from app.tasks.ctr.schemas import CtrRequest, CtrResponse
 
 LOG = logging.getLogger(__name__)
 _MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from compress.rec.data import Examples, RecSplit
-from compress.rec.metrics import ranking_metrics
+from compress.recommend.data import Examples, RecSplit
+from compress.recommend.metrics import ranking_metrics
 
 K = 50
 

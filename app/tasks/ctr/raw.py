@@ -1,7 +1,7 @@
 """The serving half of in-graph CTR featurization: request rows -> the two raw arrays the graph takes.
 
 Kept apart from :mod:`compress.ctr.feature_graph` so the server imports numpy only (no ``onnx``). Values are
-canonicalised exactly as :func:`app.tasks.ctr.cat_key` / :func:`app.tasks.ctr.dense_value` do; the lookups,
+canonicalised exactly as :func:`app.tasks.ctr.features.cat_key` / :func:`app.tasks.ctr.features.dense_value` do; the lookups,
 ``log1p`` and standardisation happen inside the graph. Why ``dense_raw`` is float64 rather than float32:
 counts above 2**24, fractional values and values beyond float32's range would otherwise change before
 ``log1p`` and no longer match the reference exactly.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.ctr import CtrFeaturizer, cat_key, raw_dense
+from app.tasks.ctr.features import CtrFeaturizer, cat_key, raw_dense
 
 DENSE_RAW = "dense_raw"  # graph input: float64 [N, D], NaN = missing
 CAT_RAW = "cat_raw"  # graph input: string [N, C], "" = missing

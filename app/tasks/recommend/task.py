@@ -19,10 +19,10 @@ import numpy as np
 from prometheus_client import Counter
 
 from app.errors import InvalidInput
-from app.features.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
-from app.tasks.rec_schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
-from app.tasks.rec_state import HISTORIES_FILE, KIND, RecState, load_histories
+from app.tasks.recommend.schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
+from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
+from app.tasks.recommend.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 
 LOG = logging.getLogger(__name__)
 STORE, METRICS = "rec_feature_store", "rec_metrics"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.chat import length_buckets
+from app.tasks.text import length_buckets
 from compress.errors import ExportError
 
 Feeds = dict[str, np.ndarray]
