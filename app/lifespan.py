@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from app.errors import ServiceError
+from app.pod import ControlFeed, heartbeat
 from app.registry import ModelRegistry
 from app.repository import list_models
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.workers import ControlFeed, heartbeat
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcServer

@@ -14,7 +14,8 @@ from starlette.responses import Response
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized
 from app.ints import parse_ascii_int
-from app.service import InferenceService, RequestOptions
+from app.request_options import RequestOptions
+from app.service import InferenceService
 
 JSON = "application/json"
 MAX_TIMEOUT_MS = 3_600_000

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, Unauthorized
-from app.service import RequestOptions
+from app.request_options import RequestOptions
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ID_PREFIX = "g" + os.urandom(7).hex()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from app.batching import DynamicBatcher
     from app.manifest import Manifest
     from app.metrics import Metrics
-    from app.service import RequestOptions
+    from app.request_options import RequestOptions
     from app.settings import Settings
 
 Tensors = dict[str, np.ndarray]

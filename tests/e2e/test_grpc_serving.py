@@ -240,7 +240,7 @@ def _loads(server: ServerProcess, event: str) -> float:
 
 
 def test_repository_control_over_grpc_reaches_every_worker(ctr_repo: Path, start_server: ServerFactory) -> None:
-    """Two workers share the gRPC port; the call reaches one, its sibling repeats it (app.workers.broadcast)."""
+    """Two workers share the gRPC port; the call reaches one, its sibling repeats it (app.pod.broadcast)."""
     server = start_server(ctr_repo, APP_WORKERS="2", APP_ADMIN_TOKEN=TOKEN, APP_REQUIRED_MODELS="ad-ctr")
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 90, "both workers ready")
     assert _loads(server, "load") == 2 and _loads(server, "unload") == 0

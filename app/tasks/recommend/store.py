@@ -253,7 +253,7 @@ def make_store(redis_url: str | None, cap: int, ttl_s: int) -> FeatureStore:
     share; else the in-process store."""
     if redis_url:
         return RedisStore(redis_url, cap, ttl_s)
-    from app.workers import shared_folder
+    from app.pod import shared_folder
 
     folder = shared_folder()
     if folder is not None:
