@@ -23,7 +23,7 @@ def _manifest(run: CompressRun, version: int) -> dict[str, Any]:
 
 def test_publishes_a_gated_compressed_model_that_beats_every_baseline(rec_compress_run: CompressRun) -> None:
     man = _manifest(rec_compress_run, 2)
-    assert man["preprocessing"]["kind"] == "rec-v1"
+    assert man["preprocessing"]["kind"] == "recommend"
     assert {a["role"] for a in man["aux_files"]} >= {"preprocess", "histories", "report"}
     cand, fp32, base = man["metrics"]["candidate"], man["metrics"]["fp32"], man["metrics"]["baseline"]
     for m in ("recall@10", "ndcg@10"):

@@ -177,7 +177,7 @@ def test_state_and_index_round_trip(tmp_path: Path) -> None:
     assert loaded.state == post.state and loaded.index.templates == post.index.templates
     np.testing.assert_allclose(loaded.index.embeddings, post.index.embeddings, atol=1e-3)  # stored as float16
     (tmp_path / "bad.json").write_text('{"kind": "ctr-v1", "intents": []}')
-    with pytest.raises(ValueError, match="is not 'chat-v1'"):
+    with pytest.raises(ValueError, match="is not 'chat'"):
         ChatState.load(tmp_path / "bad.json")
 
 

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from app.tasks.chat.replies import ReplyIndex, compose_reply
+from app.tasks.ids import canonical
 from app.tasks.text import PAD_ID, pad_batch
 
 if TYPE_CHECKING:
     from app.manifest import Manifest
 
-KIND = "chat-v1"
+KIND = "chat"
 CODE_VERSION = "chat-pre-1"
 STATE_FILE = "chat.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -69,7 +70,7 @@ class ChatState:
     @classmethod
     def load(cls, path: Path) -> ChatState:
         raw = json.loads(path.read_text())
-        if raw.get("kind") != KIND:
+        if canonical(str(raw.get("kind"))) != KIND:
             raise ValueError(f"{path}: chat state kind {raw.get('kind')!r} is not {KIND!r}")
         return cls(**raw)
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-KIND = "ctr-v1"
+from app.tasks.ids import canonical
+
+KIND = "ctr"
 CODE_VERSION = "ctr-featurizer-1"
 MISSING_ID = 0
 RARE_ID = 1
@@ -173,7 +175,7 @@ class CtrFeaturizer:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CtrFeaturizer:
-        if d.get("kind") != KIND:
+        if canonical(str(d.get("kind"))) != KIND:
             raise ValueError(f"pre-processing state has kind {d.get('kind')!r}, expected {KIND!r}")
         return cls(
             dense_columns=list(d["dense_columns"]),

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-KIND = "rec-v1"
+KIND = "recommend"
 CODE_VERSION = "rec-v1.0"
 STATE_FILE = "rec.json"
 HISTORIES_FILE = "histories.json"

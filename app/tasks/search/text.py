@@ -19,7 +19,9 @@ from typing import Any, Self
 
 import numpy as np
 
-KIND = "search-v1"
+from app.tasks.ids import canonical
+
+KIND = "search"
 CODE_VERSION = "search-pre-1"
 STATE_FILE = "search.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -53,7 +55,7 @@ class SearchState:
     @classmethod
     def load(cls, path: Path) -> SearchState:
         raw = json.loads(path.read_text())
-        if raw.get("kind") != KIND:
+        if canonical(str(raw.get("kind"))) != KIND:
             raise ValueError(f"{path}: search state kind {raw.get('kind')!r} is not {KIND!r}")
         return cls(**raw)
 
