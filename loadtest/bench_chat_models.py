@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from app.tasks.chat.text import ChatTokenizer
-from compress.config import PROJECT_ROOT, ChatConfig, load_config
+from compress.chat.config import ChatConfig
+from compress.config import PROJECT_ROOT, load_config
 
 CONFIG = PROJECT_ROOT / "compress" / "configs" / "chatbot.toml"
 

@@ -23,8 +23,8 @@ from app.tasks.chat.text import (
     softmax,
 )
 from app.tasks.text import pad_batch
+from compress.chat.config import ChatConfig
 from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
-from compress.config import ChatConfig
 from compress.errors import DataError
 from compress.metrics import intent_metrics
 from compress.minilm.model import teacher_files

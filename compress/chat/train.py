@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from app.tasks.text import pad_batch
-from compress.config import DistillSection
+from compress.chat.config import DistillSection
 from compress.metrics import intent_metrics
 from compress.progress import progress
 

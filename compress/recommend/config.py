@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from compress.config import CompressConfig, GateRule, GateSection, LatencySection, SelectSection, _Cfg
+from compress.tasks import TaskSpec
 
 
 class RecDataSection(_Cfg):
@@ -97,3 +98,6 @@ class RecConfig(CompressConfig):
         if self.retrieval.shortlist < self.retrieval.top_k:
             raise ValueError("retrieval.shortlist must be >= retrieval.top_k")
         return self
+
+
+SPEC = TaskSpec(id="recommend", config=RecConfig, adapter="compress.recommend.task:RecTask")

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from compress.config import SearchConfig, load_config
+from compress.config import load_config
 from compress.search.baselines import bm25_lists, minilm_both, onnx_bi_lists, per_query_ndcg
+from compress.search.config import SearchConfig
 from compress.search.task import SearchTask
 
 log = logging.getLogger("compress")

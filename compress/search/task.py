@@ -35,8 +35,8 @@ from app.tasks.search.text import (
     write_catalogue,
     write_vectors,
 )
-from compress.config import SearchConfig
 from compress.minilm.onnx import HIDDEN
+from compress.search.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
 from compress.search.metrics import ranking_metrics
 from compress.search.train import Lists

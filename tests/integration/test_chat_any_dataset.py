@@ -16,10 +16,11 @@ import pytest
 
 from app.repository import list_versions, load_verified
 from app.tasks.chat.replies import ReplyIndex, compose_reply
+from compress.chat.config import ChatConfig
 from compress.cli import main
-from compress.config import ChatConfig, parse_config
+from compress.config import parse_config
 from compress.pipeline import run
-from compress.tasks import get_task
+from compress.registry import get_task
 
 # intents with at least 45 distinct utterances in the 20k file (its cancel_order has only 32)
 INTENTS = [

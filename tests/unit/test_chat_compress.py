@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compress.chat.config import ChatConfig
 from compress.chat.data import Pair, split_utterances
 from compress.chat.replies import gazetteer, templatize
 from compress.cli import main
-from compress.config import PROJECT_ROOT, ChatConfig, CompressConfig, SplitSection, load_config, parse_config
+from compress.config import PROJECT_ROOT, CompressConfig, SplitSection, load_config, parse_config
 from compress.errors import ConfigError
 from compress.metrics import intent_metrics
 

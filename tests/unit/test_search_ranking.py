@@ -19,8 +19,8 @@ from app.tasks.search.text import (
     single_seq,
     write_vectors,
 )
-from compress.config import SearchSplitSection
 from compress.errors import DataError
+from compress.search.config import SearchSplitSection
 from compress.search.data import split_queries
 from compress.search.metrics import ndcg_at_k, ranking_metrics, reciprocal_rank
 
