@@ -108,7 +108,7 @@ class ReplySection(_Cfg):
 
 
 class ChatConfig(CompressConfig):
-    """``chat_intent``: Bitext data, MiniLM teacher, distilled student, reply retrieval settings."""
+    """``chat``: Bitext data, MiniLM teacher, distilled student, reply retrieval settings."""
 
     data: ChatDataSection  # type: ignore[assignment]
     export: ExportSection = ExportSection()

@@ -1,4 +1,4 @@
-"""Config sections of ``task = "recommendation"``: any interaction log (user, item, time, ...) described by ``[data]``."""
+"""Config sections of ``task = "recommend"``: any interaction log (user, item, time, ...) described by ``[data]``."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _rec_rules() -> list[GateRule]:
 
 
 class RecConfig(CompressConfig):
-    """``recommendation``: an interaction log, a temporal split, a two-tower model with in-graph top-K retrieval."""
+    """``recommend``: an interaction log, a temporal split, a two-tower model with in-graph top-K retrieval."""
 
     data: RecDataSection  # type: ignore[assignment]
     split: RecSplitSection = RecSplitSection()  # type: ignore[assignment]

@@ -89,7 +89,7 @@ class RankSection(_Cfg):
 
 
 class SearchConfig(CompressConfig):
-    """``search_rank``: graded query-product judgments, MiniLM cross-encoder teacher, distilled student."""
+    """``search``: graded query-product judgments, MiniLM cross-encoder teacher, distilled student."""
 
     data: SearchDataSection  # type: ignore[assignment]
     split: SearchSplitSection = SearchSplitSection()  # type: ignore[assignment]

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = load_config(args.config)
     if not isinstance(cfg, SearchConfig):
-        raise SystemExit(f"{args.config} is not a search_rank config")
+        raise SystemExit(f"{args.config} is not a search config")
     res = cross_validate(cfg, models=not args.baselines_only, onnx=onnx)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

@@ -47,7 +47,7 @@ log = logging.getLogger("compress")
 
 
 class SearchTask:
-    """The ``search_rank`` adapter (see the module docstring)."""
+    """The ``search`` adapter (see the module docstring)."""
 
     def __init__(self, cfg: SearchConfig) -> None:
         self.cfg = cfg

@@ -205,4 +205,4 @@ def test_rank_search_rpc_answers_like_the_rest_route_and_maps_its_errors(
     with pytest.raises(grpc.RpcError) as err:  # the client's deadline passes before the work can run
         stub.RankSearch(encode_rank_search(body), timeout=0.0005)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert _counted(server, "grpc_search_rank")
+    assert _counted(server, "grpc_search")

@@ -122,7 +122,7 @@ class SearchTask(Task):
     routes = (
         Route(
             "/v1/search/rank",
-            "search_rank",
+            "search",
             SearchRequest,
             SearchResponse,
             rank,
