@@ -135,3 +135,30 @@ def test_http_does_not_import_grpc() -> None:
         f"{m} -> {t}" for m, ts in graph.items() if m.startswith("app.api") for t in ts if t.startswith("app.grpc")
     )
     assert not bad, f"the HTTP layer imports the gRPC package: {bad}"
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every imported module name in a file, lazy imports inside functions included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_task_packages_do_not_import_each_other() -> None:
+    """Shared code lives in app/tasks/text.py, compress/minilm/, compress/embedding_int8.py, not in a task."""
+    tasks = {p.parent.name for p in (ROOT / "app" / "tasks").glob("*/task.py")}
+    assert {"ctr", "chat", "recommend", "search"} <= tasks, tasks
+    bad = []
+    for side in ("app/tasks", "compress"):
+        for task in tasks:
+            for path in sorted((ROOT / side / task).rglob("*.py")):
+                prefix = side.replace("/", ".")
+                for name in _all_imports(path):
+                    other = name.removeprefix(prefix + ".").split(".")[0] if name.startswith(prefix + ".") else None
+                    if other in tasks and other != task:
+                        bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, f"task packages importing another task's package: {bad}"
