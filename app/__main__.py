@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.main import run
+from app.workers import run
 
 if __name__ == "__main__":
     run()

@@ -16,11 +16,11 @@ from fastapi import FastAPI
 
 from app import tracing
 from app.errors import ServiceError
+from app.pod import ControlFeed, alive_beat, heartbeat, serving_siblings
 from app.registry import ModelRegistry
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
-from app.workers import ControlFeed, alive_beat, heartbeat, serving_siblings
 
 if TYPE_CHECKING:
     from app.grpc.server import GrpcServer

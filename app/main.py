@@ -1,15 +1,13 @@
-"""App factory and server entry point. Building an app does no I/O; serving starts in the lifespan.
+"""App factory. Building an app does no I/O; serving starts in the lifespan (the entry point is :func:`app.workers.run`).
 
 Typical usage::
 
     app = create_app(Settings(model_repo="/models"))   # ASGI app, e.g. for tests with LifespanManager
-    run(["--port", "8000"])                              # python -m app
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,7 +25,7 @@ from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.runtime.base import Runtime
 from app.service import InferenceService
-from app.settings import Settings, cli_overrides, settings_or_exit
+from app.settings import Settings
 from app.tasks.registry import all_routes
 
 
@@ -58,38 +56,6 @@ def create_app(
         hot = {route.path: task_handler(route) for route in all_routes()}
         app.set_hot_routes(hot, (v2.infer, v2.infer_version), settings.max_body_bytes)
     return app
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
-    overrides = cli_overrides(argv)
-    settings = settings_or_exit(overrides)
-    setup_logging(settings)
-    workers = settings.workers or default_workers()
-    if workers > 1:
-        from app.workers import serve
-
-        serve(settings, workers, overrides)
-        return
-    import uvicorn
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=http_protocol(settings),
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        log_config=None,  # uvicorn's loggers propagate to the handler of app.logs (redaction, rate limit, JSON)
-        proxy_headers=False,  # nothing here reads the client address; one ASGI layer less per request
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-    )
-
-
-def default_workers() -> int:
-    """One per core this process may run on (the cgroup/affinity view, not the host's core count)."""
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def http_protocol(settings: Settings) -> Any:

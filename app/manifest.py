@@ -13,13 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.tasks.ids import canonical
+
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
 # Model names become directory names: keep them to a safe alphabet so no name can escape the repository.
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 DType = Literal["FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]
-Task = Literal["ad_ctr", "chat_intent", "recommendation", "search_rank", "generic"]
+TASK_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+"""A task id (``ctr``, ``chat``, ``recommend``, ``search``, a plug-in task's id) or ``generic`` (no task)."""
 
 
 def _inside_version(path: str) -> str:
@@ -109,9 +112,15 @@ class AuxFile(_Strict):
 class Preprocessing(_Strict):
     """How raw request fields become model inputs: ``kind`` names the code path (same as training)."""
 
-    kind: str = Field(description="e.g. 'ctr-v1' -> app.tasks.ctr.CtrFeaturizer")
+    kind: str = Field(description="the task id whose code reads the state, e.g. 'ctr' -> app.tasks.ctr")
     path: str = Field(description="state file among aux_files")
     code_version: str
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _task_id(cls, v: Any) -> Any:
+        """Versions published with an older kind name ('ctr-v1') load as the task id."""
+        return canonical(v) if isinstance(v, str) else v
 
 
 class Gate(_Strict):
@@ -151,7 +160,7 @@ class Manifest(_Strict):
     schema_version: int = SCHEMA_VERSION
     name: str
     version: int = Field(ge=1)
-    task: Task
+    task: str = Field(description="task id (docs/concepts.md, 'Tasks'), or 'generic' for a model without one")
     created_at: datetime
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -167,6 +176,15 @@ class Manifest(_Strict):
     lineage: Lineage
     serving: Serving = Serving()
     candidate: str = Field(description="the compress candidate this version was built from")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_id(cls, v: Any) -> Any:
+        """Versions published with an older task name ('ad_ctr') load as the task id."""
+        v = canonical(v) if isinstance(v, str) else v
+        if isinstance(v, str) and not TASK_ID_RE.match(v):
+            raise ValueError(f"task {v!r} must match {TASK_ID_RE.pattern}")
+        return v
 
     @field_validator("name")
     @classmethod

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -24,21 +23,12 @@ from app.manifest import Manifest, TensorSpec
 from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion, is_synthetic
+from app.request_options import RequestOptions
 from app.settings import Settings
 from app.tasks.base import Call, Route
 
 REJECTIONS = RateLimitedLog(logging.getLogger("app.validation"), interval_s=10.0)
 """Bad inputs are the client's problem: a warning at most every 10 s (with a count), never a line per request."""
-
-
-@dataclass(slots=True)
-class RequestOptions:
-    """Per-request scheduling: absolute deadline on ``time.monotonic()``, priority, id for logs. Treated as
-    immutable (a changed copy is a new object); not ``frozen``, whose ``__init__`` costs 3x on every request."""
-
-    deadline: float | None = None
-    priority: Priority = Priority.LOW
-    request_id: str = ""
 
 
 class Observation:

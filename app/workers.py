@@ -19,7 +19,6 @@ that plus a margin.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -28,17 +27,17 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from app.main import create_app, http_protocol, setup_logging
+from app.pod import INDEX_ENV, MULTIPROC_ENV, WORKERS_ENV, beat_time
+from app.settings import Settings, cli_overrides, settings_or_exit
 
 LOG = logging.getLogger("app.workers")
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-WORKERS_ENV = "APP_WORKER_COUNT"
-INDEX_ENV = "APP_WORKER_INDEX"
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -147,7 +146,7 @@ def _restart_counter() -> Any:
 def _kill_if_hung(metrics_dir: Path, index: int, p: BaseProcess, started: float, settings: Settings) -> None:
     """SIGKILL a worker whose event loop stopped beating (SIGTERM would wait on the very loop that is stuck);
     the supervisor loop then replaces it like any exited worker."""
-    last = _beat_time(metrics_dir / f"alive-{index}")
+    last = beat_time(metrics_dir / f"alive-{index}")
     if last is None or last < started:  # not beaten yet: still importing and starting
         stuck_for, limit = time.time() - started, settings.worker_start_timeout_s
     else:
@@ -159,13 +158,6 @@ def _kill_if_hung(metrics_dir: Path, index: int, p: BaseProcess, started: float,
     )
     os.kill(p.pid, signal.SIGKILL)
     p.join(5)
-
-
-def _beat_time(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return None
 
 
 def _forget_worker(metrics_dir: Path, pid: int | None, index: int) -> None:
@@ -182,8 +174,6 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     """Child process: a complete service on its own ``SO_REUSEPORT`` listener."""
     import uvicorn
 
-    from app.main import create_app, http_protocol, setup_logging
-
     os.environ[INDEX_ENV] = str(index)
     settings = Settings(**overrides)
     setup_logging(settings, index)
@@ -195,7 +185,7 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
         http=http_protocol(settings),
         log_level=settings.log_level,
         access_log=settings.access_log,
-        log_config=None,  # see app.main.run
+        log_config=None,  # see run()
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,
     )
@@ -204,122 +194,31 @@ def _worker(overrides: dict[str, Any], index: int) -> None:
     server.run(sockets=[sock])
 
 
-def shared_folder() -> Path | None:
-    """The pod's private folder shared by its worker processes (None in a single process)."""
-    folder = os.environ.get(MULTIPROC_ENV)
-    return Path(folder) if folder is not None and worker_count() > 1 else None
-
-
-def worker_count() -> int:
-    """Workers of this deployment (1 when running as a single process)."""
-    return int(os.environ.get(WORKERS_ENV, "1"))
-
-
-def heartbeat(ready: bool) -> None:
-    """This worker's readiness for the others to see (no-op in a single process)."""
-    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
-    if folder is None or index is None or worker_count() < 2:
+def run(argv: Sequence[str] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM: one uvicorn (uvloop + httptools) process per worker, one worker per core."""
+    overrides = cli_overrides(argv)
+    settings = settings_or_exit(overrides)
+    setup_logging(settings)
+    workers = settings.workers or default_workers()
+    if workers > 1:
+        serve(settings, workers, overrides)
         return
-    path = Path(folder) / f"ready-{index}"
-    if ready:
-        path.touch()
-    else:
-        path.unlink(missing_ok=True)
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=http_protocol(settings),
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        log_config=None,  # uvicorn's loggers propagate to the handler of app.logs (redaction, rate limit, JSON)
+        proxy_headers=False,  # nothing here reads the client address; one ASGI layer less per request
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+    )
 
 
-def alive_beat() -> None:
-    """This worker's event loop is turning (no-op in a single process): the supervisor's hang detector."""
-    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
-    if folder is not None and index is not None and worker_count() > 1:
-        (Path(folder) / f"alive-{index}").touch()
-
-
-def hung_workers(max_age_s: float) -> list[int]:
-    """Sibling workers whose loop has not beaten for ``max_age_s`` (empty in a single process). A worker that
-    never beat is starting, not hung; the supervisor removes a killed worker's file."""
-    folder = os.environ.get(MULTIPROC_ENV)
-    if folder is None or worker_count() < 2:
-        return []
-    now = time.time()
-    return [i for i in range(worker_count()) if now - (_beat_time(Path(folder) / f"alive-{i}") or now) > max_age_s]
-
-
-def pod_live(hang_timeout_s: float) -> dict[str, object]:
-    """Liveness detail for the probes: ``{}`` when live, else which loops are down or which workers are hung
-    (a hung worker is also replaced by the supervisor; the probe fails meanwhile so nobody reads it as live)."""
-    from app.supervisor import HEALTH
-
-    detail: dict[str, object] = {}
-    if not HEALTH.live:
-        detail["dead"] = HEALTH.dead
-    hung = hung_workers(hang_timeout_s)
-    if hung:
-        detail["hung_workers"] = hung
-    return detail
-
-
-def serving_siblings(max_age_s: float = 5.0) -> bool:
-    """Another worker of this pod reports ready: traffic is flowing, so a new worker must not take connections
-    before its models are loaded (at pod start none is ready and readiness keeps traffic away instead)."""
-    folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)
-    if folder is None or index is None or worker_count() < 2:
-        return False
-    now = time.time()
-    for i in range(worker_count()):
-        beat = _beat_time(Path(folder) / f"ready-{i}")
-        if str(i) != index and beat is not None and now - beat <= max_age_s:
-            return True
-    return False
-
-
-def all_workers_ready(max_age_s: float = 5.0) -> bool:
-    """Every worker reported ready within ``max_age_s`` (always True in a single process)."""
-    folder = os.environ.get(MULTIPROC_ENV)
-    if folder is None or worker_count() < 2:
-        return True
-    now = time.time()
-    for index in range(worker_count()):
-        path = Path(folder) / f"ready-{index}"
-        try:
-            if now - path.stat().st_mtime > max_age_s:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
-
-
-CONTROL_FILE = "control.jsonl"
-
-
-def broadcast(action: str, model: str) -> None:
-    """Tell sibling workers to repeat a repository-control action (load / unload) this worker just did.
-
-    One JSON line appended (``O_APPEND``: small writes never interleave) to a file in the pod's private folder;
-    each worker's heartbeat loop applies the lines of the others within about a second.
-    """
-    folder = os.environ.get(MULTIPROC_ENV)
-    if folder is None or worker_count() < 2:
-        return
-    line = json.dumps({"action": action, "model": model, "from": os.getpid()}) + "\n"
-    with open(Path(folder) / CONTROL_FILE, "a", encoding="utf-8") as f:
-        f.write(line)
-
-
-class ControlFeed:
-    """This worker's read position in the control file: only lines written after it started, by others."""
-
-    def __init__(self) -> None:
-        folder = os.environ.get(MULTIPROC_ENV)
-        self.path = Path(folder) / CONTROL_FILE if folder is not None and worker_count() > 1 else None
-        self.offset = self.path.stat().st_size if self.path is not None and self.path.exists() else 0
-
-    def poll(self) -> list[dict[str, Any]]:
-        if self.path is None or not self.path.exists():
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
-        return [r for r in records if r.get("from") != os.getpid()]
+def default_workers() -> int:
+    """One per core this process may run on (the cgroup/affinity view, not the host's core count)."""
+    return max(1, len(os.sched_getaffinity(0)))

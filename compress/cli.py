@@ -64,8 +64,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from compress.config import load_config
     from compress.errors import ConfigError
-    from compress.rec.config import RecConfig
-    from compress.rec.features import load_features
+    from compress.recommend.config import RecConfig
+    from compress.recommend.features import load_features
     from compress.settings import compress_settings
 
     cfg = load_config(Path(args.config))

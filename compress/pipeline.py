@@ -21,9 +21,10 @@ from compress.errors import CompressError, GateFailed
 from compress.gate import describe
 from compress.progress import Stages
 from compress.publish import file_info, publish
+from compress.registry import get_task
 from compress.selection import Selection
 from compress.selection import select as choose
-from compress.tasks import TaskAdapter, get_task, task_write_aux
+from compress.tasks import TaskAdapter, task_write_aux
 
 log = logging.getLogger("compress")
 REPORT_FILE = "report.json"

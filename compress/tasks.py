@@ -1,8 +1,10 @@
-"""The task adapter protocol: what the generic pipeline needs from a task (CTR, chatbot, ...)."""
+"""The task adapter protocol (what the generic pipeline needs from a task) and the task spec that finds it."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
@@ -86,35 +88,30 @@ class TaskAdapter(Protocol):
         """Data files with sha256 and the split description."""
 
 
-def get_task(cfg: CompressConfig) -> TaskAdapter:
-    if cfg.model.task == "ad_ctr":
-        from compress.ctr.task import CtrTask
+@dataclass(frozen=True)
+class TaskSpec:
+    """What compress knows about a task before its (torch-heavy) adapter is imported; each task's
+    ``compress/<task>/config.py`` exposes one as ``SPEC`` and :mod:`compress.registry` finds it."""
 
-        return CtrTask(cfg)
-    if cfg.model.task == "chat_intent":
-        from compress.chat.task import ChatTask
-        from compress.config import ChatConfig
+    id: str
+    """The task id (docs/concepts.md, "Tasks"): ``model.task`` of its configs."""
+    config: type[CompressConfig]
+    """The config class its TOML files validate against."""
+    adapter: str
+    """``"module:Class"`` of its :class:`TaskAdapter`, constructed with the config."""
+    data_files: Callable[[Any], list[Path]] = field(default=lambda cfg: [cfg.data.resolved_path()])
+    """The files a config reads (the demo builds a model only when they exist)."""
+    synthetic_data: Callable[[Path, Any], Path] | None = None
+    """Writes a SYNTHETIC stand-in for missing data into a folder (the demo's fallback); None = skip the model."""
 
-        if not isinstance(cfg, ChatConfig):
-            raise ConfigError("task 'chat_intent' needs a chat config (load it with compress.config.load_config)")
-        return ChatTask(cfg)
-    if cfg.model.task == "recommendation":
-        from compress.rec.config import RecConfig
-        from compress.rec.task import RecTask
-
-        if not isinstance(cfg, RecConfig):
+    def load_adapter(self, cfg: CompressConfig) -> TaskAdapter:
+        if not isinstance(cfg, self.config):
             raise ConfigError(
-                "task 'recommendation' needs a recommendation config (load it with compress.config.load_config)"
+                f"task {self.id!r} needs a {self.config.__name__} (load it with compress.config.load_config)"
             )
-        return RecTask(cfg)
-    if cfg.model.task == "search_rank":
-        from compress.config import SearchConfig
-        from compress.search.task import SearchTask
-
-        if not isinstance(cfg, SearchConfig):
-            raise ConfigError("task 'search_rank' needs a search config (load it with compress.config.load_config)")
-        return SearchTask(cfg)
-    raise NotImplementedError(f"task {cfg.model.task!r} has no compress adapter yet")
+        module, _, cls = self.adapter.partition(":")
+        adapter: TaskAdapter = getattr(importlib.import_module(module), cls)(cfg)
+        return adapter
 
 
 def task_optimize_fp32(task: TaskAdapter, src: Path, dst: Path) -> dict[str, Any]:

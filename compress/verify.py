@@ -9,7 +9,8 @@ from app.repository import RepositoryError, load_verified, sha256_file
 from compress.config import parse_config
 from compress.errors import CompressError, DataError
 from compress.evaluate import session
-from compress.tasks import get_task, task_predict
+from compress.registry import get_task
+from compress.tasks import task_predict
 
 
 def evaluate_version(

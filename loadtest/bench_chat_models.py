@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.chat import ChatTokenizer
-from compress.config import PROJECT_ROOT, ChatConfig, load_config
+from app.tasks.chat.text import ChatTokenizer
+from compress.chat.config import ChatConfig
+from compress.config import PROJECT_ROOT, load_config
 
 CONFIG = PROJECT_ROOT / "compress" / "configs" / "chatbot.toml"
 

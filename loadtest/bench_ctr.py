@@ -100,7 +100,7 @@ def in_process(
     """Time ``session.run`` alone and featurizer + run on the rows of ``concurrency`` requests at once."""
     import onnxruntime as ort
 
-    from app.tasks.ctr import CtrFeaturizer
+    from app.tasks.ctr.features import CtrFeaturizer
 
     featurizer = CtrFeaturizer.load(version_dir / "preprocess.json")
     so = ort.SessionOptions()

@@ -23,7 +23,7 @@ from typing import Any
 import onnx
 import onnxruntime as ort
 
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from compress.ctr.feature_graph import RAW_MODEL_FILE, build_feature_graph, build_raw_model, raw_arrays
 
 

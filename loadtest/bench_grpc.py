@@ -161,7 +161,7 @@ def score_ads_bytes(body: dict[str, Any]) -> bytes:
 def perf_analyzer(target: str, version_dir: Path, batch: int, concurrency: int, seconds: int, work: Path) -> Result:
     """KServe v2 ModelInfer over gRPC with real featurized rows (``-b`` rows per request); ``seconds`` are split
     into the 3 windows perf_analyzer needs, and the last window is reported."""
-    from app.tasks.ctr import CtrFeaturizer
+    from app.tasks.ctr.features import CtrFeaturizer
     from tests.fixtures.ctr_model import raw_records
 
     x = CtrFeaturizer.load(version_dir / "preprocess.json").transform_records(raw_records(64))

@@ -9,7 +9,7 @@ top 10 an approximate method returns *on these synthetic vectors* (a sanity chec
 
 Rows:
 
-* the ONNX graphs the pipeline builds, exported from ``compress.rec.model`` exactly as ``compress run`` does:
+* the ONNX graphs the pipeline builds, exported from ``compress.recommend.model`` exactly as ``compress run`` does:
   ``fp32`` (Einsum + TopK), ``table_fp16``, ``table_int8`` (row-wise INT8 + fp16 scale), ``table_int8+pq``
   (PQ shortlist in the graph, exact re-scoring of ``shortlist`` rows);
 * faiss (``pip install faiss-cpu``, the ``loadtest`` extra), fed the user vector of the same model: exact
@@ -77,7 +77,7 @@ def synthetic_model(cfg: Any, n: int, seed: int) -> Any:
     """A ``TwoTower`` of the config's shapes over ``n`` SYNTHETIC items (repeat term off, zero bias)."""
     import torch
 
-    from compress.rec.model import Fp32Table, TwoTower
+    from compress.recommend.model import Fp32Table, TwoTower
 
     t = cfg.train
     torch.manual_seed(seed)
@@ -93,14 +93,14 @@ def synthetic_model(cfg: Any, n: int, seed: int) -> Any:
 
 
 def pq_at_scale(weight: np.ndarray, m: int, c: int, seed: int, sample: int = 16384) -> Any:
-    """``compress.rec.model.PQIndex`` with codebooks fitted on a sample (its own k-means) and every row coded.
+    """``compress.recommend.model.PQIndex`` with codebooks fitted on a sample (its own k-means) and every row coded.
 
     The class's k-means over all rows would need ~n x c x dim floats per step; the code assignment is the same
     nearest-centroid rule, done in chunks.
     """
     import torch
 
-    from compress.rec.model import PQIndex
+    from compress.recommend.model import PQIndex
 
     rng = np.random.default_rng(seed)
     fit = weight[rng.choice(len(weight), size=min(sample, len(weight)), replace=False)]
@@ -122,8 +122,8 @@ def build_onnx(cfg: Any, model: Any, feeds: dict[str, np.ndarray], work: Path) -
     import copy
 
     from compress.onnx_tools import export_torch
-    from compress.rec.model import table_weight, with_tables
-    from compress.rec.task import RecTask
+    from compress.recommend.model import table_weight, with_tables
+    from compress.recommend.task import RecTask
 
     task = RecTask(cfg)
     r = cfg.retrieval

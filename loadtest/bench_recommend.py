@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.rec_schemas import RecommendRequest  # module level: FastAPI resolves the handler's annotation
+from app.tasks.recommend.schemas import RecommendRequest  # module level: FastAPI resolves the handler's annotation
 from loadtest.peers.measure import Row, Sample, run_wrk, summarize
 
 LUA = """wrk.method = "POST"
@@ -49,7 +49,7 @@ def create_naive_app(version_dir: Path) -> Any:
     """FastAPI app answering ``/v1/recommend`` with one ``session.run`` per request, no batching."""
     from fastapi import FastAPI, HTTPException
 
-    from app.tasks.rec_state import HISTORIES_FILE, STATE_FILE, RecState, load_histories
+    from app.tasks.recommend.state import HISTORIES_FILE, STATE_FILE, RecState, load_histories
     from compress.evaluate import session as ort_session
 
     state = RecState.load(version_dir / STATE_FILE)
@@ -114,7 +114,7 @@ def serve_naive(version_dir: Path, port: int) -> None:
 # ---- request bodies ----
 def bodies(version_dir: Path, kind: str, users: int, seed: int = 0) -> list[str]:
     """``users`` request bodies: known customers (ids with a stored history) or their histories sent inline."""
-    from app.tasks.rec_state import HISTORIES_FILE, load_histories
+    from app.tasks.recommend.state import HISTORIES_FILE, load_histories
 
     hist = {u: h for u, h in load_histories(version_dir / HISTORIES_FILE).items() if h}
     rng = np.random.default_rng(seed)
@@ -126,7 +126,7 @@ def bodies(version_dir: Path, kind: str, users: int, seed: int = 0) -> list[str]
 
 def in_process(version_dir: Path, concurrencies: list[int], seconds: float) -> list[tuple[int, float, float, float]]:
     """(rows, rows/s, p50 ms, p99 ms) of ``session.run`` alone on ``rows`` customers at once (1 thread)."""
-    from app.tasks.rec_state import HISTORIES_FILE, STATE_FILE, RecState, load_histories
+    from app.tasks.recommend.state import HISTORIES_FILE, STATE_FILE, RecState, load_histories
     from compress.evaluate import session as ort_session
 
     state = RecState.load(version_dir / STATE_FILE)

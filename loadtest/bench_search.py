@@ -35,7 +35,7 @@ def _request(task: Any) -> tuple[str, list[str], dict[str, np.ndarray]]:
     products = (j.products + extra)[:N_CANDIDATES]
     q = task.query_tokens[d.lists.index(j)]
     if task.bi:  # a bi-encoder request of id-only candidates is one query row (product vectors are stored)
-        from app.tasks.search_text import single_seq
+        from app.tasks.search.text import single_seq
 
         return j.query, products, task._feeds([single_seq(q)])
     ids, mask = task._feeds([task.enc.pair(q, task.product_tokens[p])[0] for p in products]).values()
@@ -93,13 +93,13 @@ def in_process(cfg_path: Path, workdir: Path, seconds: float) -> list[dict[str, 
 
         stored: tuple[np.ndarray, np.ndarray] | None = None
         if task.bi:  # plus the dot product with the 50 candidates' stored INT8 vectors
-            from app.tasks.search_text import quantize_rows, single_seq
+            from app.tasks.search.text import quantize_rows, single_seq
 
             vec = task.predict(sess, task._feeds([single_seq(task.product_tokens[p]) for p in products]), "embedding")
             stored = quantize_rows(vec)
 
         def run(s: Any = sess, v: tuple[np.ndarray, np.ndarray] | None = stored) -> object:
-            from app.tasks.search_text import dot_scores
+            from app.tasks.search.text import dot_scores
 
             out = s.run(None, feeds)
             return out if v is None else dot_scores(out[0][0], *v)
@@ -115,7 +115,7 @@ def _baselines(task: Any, query: str, products: list[str], seconds: float) -> li
     import torch
     from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
 
-    from compress.chat.model import load_teacher
+    from compress.minilm.model import load_teacher
     from compress.search.baselines import bm25_lists
     from compress.search.train import embed, single_seqs, words
 

@@ -27,7 +27,7 @@ class CtrRequest(BaseModel):
 def create_naive_app(version_dir: Path, intra_op_threads: int = 1) -> FastAPI:
     import onnxruntime as ort
 
-    from app.tasks.ctr import CtrFeaturizer
+    from app.tasks.ctr.features import CtrFeaturizer
 
     featurizer = CtrFeaturizer.load(version_dir / "preprocess.json")
     so = ort.SessionOptions()

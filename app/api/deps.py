@@ -15,7 +15,8 @@ from app.api.errors import BODY_LIMIT
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from app.ints import parse_ascii_int
-from app.service import InferenceService, RequestOptions
+from app.request_options import RequestOptions
+from app.service import InferenceService
 
 JSON = "application/json"
 MAX_TIMEOUT_MS = 3_600_000

@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app.api.deps import get_service, json_response
+from app.pod import all_workers_ready, pod_live
 from app.registry import ModelRegistry
-from app.workers import all_workers_ready, pod_live
 
 
 async def live(request: Request) -> Response:

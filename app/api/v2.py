@@ -24,10 +24,10 @@ from app.api.deps import (
     require_admin,
 )
 from app.errors import InvalidInput, ModelNotFound
-from app.grpc.kserve import model_config_json
+from app.model_config import model_config_json
+from app.pod import broadcast
 from app.protocol import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from app.service import InferenceService
-from app.workers import broadcast
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 UNKNOWN = "_unknown_"

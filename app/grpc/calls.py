@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from app.batching import Priority
 from app.errors import Forbidden, InvalidInput, Unauthorized
 from app.logs import REQUEST_ID as REQUEST_ID_VAR
-from app.service import RequestOptions
+from app.request_options import RequestOptions
 
 REQUEST_ID_KEY = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -8,8 +8,8 @@ Every RPC maps the service's coded errors through :mod:`app.grpc.status`; infere
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
 
+from google.protobuf import json_format
 from grpc import aio
 
 from app import tracing
@@ -19,8 +19,9 @@ from app.grpc.generated import grpc_service_pb2 as pb
 from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.grpc.generated import model_config_pb2 as config_pb
 from app.grpc.tensors import decode_infer_request, encode_infer_response
+from app.model_config import model_config_json
+from app.pod import broadcast, pod_live
 from app.service import InferenceService
-from app.workers import broadcast, pod_live
 
 EXTENSIONS = ["model_repository", "model_configuration", "parameters"]
 INFER_ENDPOINT = "grpc_v2_infer"
@@ -39,43 +40,8 @@ def server_ready(svc: InferenceService) -> bool:
 
 
 def model_config(svc: InferenceService, model: str, version: int | None) -> config_pb.ModelConfig:
-    """The batching-relevant part of Triton's model config, from the version's manifest and batch settings."""
-    mv = svc.registry.resolve(model, version)
-    manifest = mv.manifest
-    batched = all(s.shape and s.shape[0] == -1 for s in [*manifest.inputs, *manifest.outputs])
-    batch = svc.registry.batch_config(manifest)
-    cfg = config_pb.ModelConfig(
-        name=model, platform=svc.model_metadata(model, version)["platform"], backend="onnxruntime",
-        max_batch_size=batch.max_batch_rows if batched else 0,
-    )  # fmt: skip
-    for spec in manifest.inputs:
-        cfg.input.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[1:] if batched else spec.shape)
-    for spec in manifest.outputs:
-        cfg.output.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[1:] if batched else spec.shape)
-    if batched:
-        cfg.dynamic_batching.max_queue_delay_microseconds = batch.max_queue_delay_us
-    return cfg
-
-
-def model_config_json(svc: InferenceService, model: str, version: int | None) -> dict[str, Any]:
-    """The same config as Triton's HTTP ``GET /v2/models/{model}/config`` body (ints stay ints), for the HTTP API
-    (perf_analyzer over HTTP reads it before its first request)."""
-    cfg = model_config(svc, model, version)
-
-    def tensors(items: Any) -> list[dict[str, Any]]:
-        return [
-            {"name": t.name, "data_type": config_pb.DataType.Name(t.data_type), "dims": list(t.dims)} for t in items
-        ]
-
-    doc: dict[str, Any] = {"name": cfg.name, "platform": cfg.platform, "backend": cfg.backend,
-                           "max_batch_size": cfg.max_batch_size, "input": tensors(cfg.input), "output": tensors(cfg.output)}  # fmt: skip
-    if cfg.HasField("dynamic_batching"):
-        doc["dynamic_batching"] = {"max_queue_delay_microseconds": cfg.dynamic_batching.max_queue_delay_microseconds}
-    return doc
-
-
-def _data_type(datatype: str) -> Any:
-    return config_pb.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}")
+    """The batching-relevant part of Triton's model config (:mod:`app.model_config`) as its protobuf message."""
+    return json_format.ParseDict(model_config_json(svc, model, version), config_pb.ModelConfig())
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):

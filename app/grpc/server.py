@@ -33,9 +33,9 @@ from app.grpc.generated.shopinfer.v1 import tasks_pb2 as tasks_pb
 from app.grpc.generated.shopinfer.v1 import tasks_pb2_grpc as tasks_grpc
 from app.grpc.kserve import KServeServicer, server_ready
 from app.grpc.tasks import TaskServicer
+from app.pod import pod_live, worker_count
 from app.service import InferenceService
 from app.supervisor import HEALTH
-from app.workers import pod_live, worker_count
 
 LOG = logging.getLogger("app.grpc")
 KSERVE_SERVICE = kserve_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name

@@ -2,9 +2,10 @@
 
 The service, registry and HTTP/gRPC layers know no task by name. A task class declares
 
-* ``kind`` — the manifest's ``preprocessing.kind`` it serves (``ctr-v1``); the registry loads a version's state
-  with ``TaskClass.load(files, ctx)``, reading aux files **by manifest role**;
-* ``name`` / ``default_model`` — its short name (settings key ``APP_TASK_MODELS``) and the model it serves;
+* ``name`` and ``kind`` — its task id, both: the settings key (``APP_TASK_MODELS``) and the manifest's
+  ``preprocessing.kind`` it serves (``ctr``); the registry loads a version's state with
+  ``TaskClass.load(files, ctx)``, reading aux files **by manifest role**;
+* ``default_model`` — the model it serves unless settings name another;
 * ``routes`` — its endpoints: request/response schemas, docs, and an async ``handler(req, call)`` that validates
   the request against the loaded version (bad input never enters a batch), submits rows with ``call.submit`` and
   post-processes the outputs;
@@ -15,7 +16,8 @@ The service, registry and HTTP/gRPC layers know no task by name. A task class de
 Typical task::
 
     class EchoTask(Task):
-        kind, name, default_model = "echo-v1", "echo", "echo"
+        kind = name = "echo"
+        default_model = "echo"
         routes = (Route("/v1/echo", "echo", EchoRequest, EchoResponse, handle, summary="Echo"),)
 
         @classmethod
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from app.batching import DynamicBatcher
     from app.manifest import Manifest
     from app.metrics import Metrics
-    from app.service import RequestOptions
+    from app.request_options import RequestOptions
     from app.settings import Settings
 
 Tensors = dict[str, np.ndarray]

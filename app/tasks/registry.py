@@ -5,7 +5,7 @@ A task living outside this repository registers itself in its package metadata::
     [project.entry-points."shopinfer.tasks"]
     my-task = "my_package.module:MyTask"
 
-Keys are ``preprocessing.kind`` values; the registry and the route factory ask here and nowhere else.
+Keys are task ids (``preprocessing.kind``, the same as the task's ``name``); the registry and the route factory ask here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from app.tasks.base import Route, Task
+from app.tasks.ids import canonical
 
 LOG = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "shopinfer.tasks"
-BUILTIN_MODULES = ("app.tasks.ad_ctr", "app.tasks.chat_task", "app.tasks.search", "app.tasks.recommend")
+BUILTIN_MODULES = ("app.tasks.ctr.task", "app.tasks.chat.task", "app.tasks.search.task", "app.tasks.recommend.task")
 """Each module exposes ``TASK``, its :class:`Task` subclass."""
 
 
@@ -37,6 +38,8 @@ def task_classes() -> dict[str, type[Task]]:
         found.append(cls)
     by_kind: dict[str, type[Task]] = {}
     for cls in found:
+        if cls.kind != cls.name:
+            raise ValueError(f"{cls.__name__}: kind {cls.kind!r} and name {cls.name!r} must both be the task id")
         if cls.kind in by_kind and by_kind[cls.kind] is not cls:
             raise ValueError(f"two task classes serve kind {cls.kind!r}: {by_kind[cls.kind]} and {cls}")
         by_kind[cls.kind] = cls
@@ -44,7 +47,7 @@ def task_classes() -> dict[str, type[Task]]:
 
 
 def task_for_kind(kind: str) -> type[Task] | None:
-    return task_classes().get(kind)
+    return task_classes().get(canonical(kind))
 
 
 def all_routes() -> list[Route[Any]]:

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from app.repository import sha256_file
+from compress.chat.config import ChatDataSection
 from compress.chat.tables import read_records
-from compress.config import ChatDataSection, SplitSection
+from compress.config import SplitSection
 from compress.errors import DataError
 
 PARTS = ("train", "validation", "test")

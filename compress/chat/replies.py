@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from app.tasks.chat_replies import SLOTS, ReplyIndex
+from app.tasks.chat.replies import SLOTS, ReplyIndex
 from compress.chat.data import Pair
 
-# Bitext entity_type -> slot kind of app.tasks.chat_replies
+# Bitext entity_type -> slot kind of app.tasks.chat.replies
 ENTITY_SLOTS = {
     "order_id": "order_number",
     "invoice_id": "invoice_number",

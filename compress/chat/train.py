@@ -6,46 +6,17 @@ Denormal floats are flushed to zero during training: tiny gradients otherwise sl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from app.tasks.chat import length_buckets, pad_batch
-from compress.config import DistillSection
+from app.tasks.text import pad_batch
+from compress.chat.config import DistillSection
 from compress.metrics import intent_metrics
 from compress.progress import progress
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block on ``n`` torch threads with denormals flushed; restore both afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(old)
-
-
-def run_model(model: nn.Module, seqs: Sequence[Sequence[int]], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, embeddings) of every sequence, in length-bucketed batches (little padding), original order."""
-    model.eval()
-    logits: np.ndarray | None = None
-    emb = np.zeros((len(seqs), 384), np.float32)
-    with torch.no_grad():
-        for idx in length_buckets([len(s) for s in seqs], batch):
-            ids, mask = pad_batch([seqs[i] for i in idx])
-            lo, e = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            if logits is None:
-                logits = np.zeros((len(seqs), lo.shape[1]), np.float32)
-            logits[idx], emb[idx] = lo.numpy(), e.numpy()
-    return (logits if logits is not None else np.zeros((0, 0), np.float32)), emb
 
 
 def fit_head(model: nn.Module, emb: np.ndarray, labels: np.ndarray, c: float) -> None:

@@ -1,6 +1,6 @@
 """CTR featurization as an ONNX graph, so a request is JSON -> two raw arrays -> one ONNX Runtime call.
 
-:class:`app.tasks.ctr.CtrFeaturizer` stays the reference; this module re-expresses its fitted state as graph
+:class:`app.tasks.ctr.features.CtrFeaturizer` stays the reference; this module re-expresses its fitted state as graph
 nodes and must produce the same ``dense``/``sparse`` tensors (a test checks every held-out Criteo row):
 
 * dense: ``Where(IsNaN(x), mean, Log(1 + Max(x, 0)))`` then ``(x - mean) / std``, in float64 like the
@@ -9,7 +9,7 @@ nodes and must produce the same ``dense``/``sparse`` tensors (a test checks ever
   unseen -> ``RARE_ID`` as the default), or a single encoder over ``"<field>\\x1f<value>"`` keys
   (``encoder="joint"``, needs ``StringConcat``, opset 20).
 
-The server's part is :func:`app.tasks.ctr_raw.raw_arrays` (re-exported here; import it from there in
+The server's part is :func:`app.tasks.ctr.raw.raw_arrays` (re-exported here; import it from there in
 the server, it does not load ``onnx``): JSON rows -> ``dense_raw`` float64 + ``cat_raw`` strings.
 
 Serving (``APP_CTR_FEATURIZE=graph``)::
@@ -28,12 +28,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.tasks.ctr import FIRST_ID, MISSING_ID, RARE_ID, CtrFeaturizer
-from app.tasks.ctr_raw import CAT_RAW as CAT_RAW
-from app.tasks.ctr_raw import DENSE_RAW as DENSE_RAW
-from app.tasks.ctr_raw import RAW_MODEL_FILE as RAW_MODEL_FILE
-from app.tasks.ctr_raw import RAW_MODEL_ROLE as RAW_MODEL_ROLE
-from app.tasks.ctr_raw import raw_arrays as raw_arrays
+from app.tasks.ctr.features import FIRST_ID, MISSING_ID, RARE_ID, CtrFeaturizer
+from app.tasks.ctr.raw import CAT_RAW as CAT_RAW
+from app.tasks.ctr.raw import DENSE_RAW as DENSE_RAW
+from app.tasks.ctr.raw import RAW_MODEL_FILE as RAW_MODEL_FILE
+from app.tasks.ctr.raw import RAW_MODEL_ROLE as RAW_MODEL_ROLE
+from app.tasks.ctr.raw import raw_arrays as raw_arrays
 
 KEY_SEP = "\x1f"
 ML_DOMAIN = "ai.onnx.ml"

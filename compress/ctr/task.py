@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from app.manifest import IndexBounds, TensorSpec
-from app.tasks.ctr import CODE_VERSION, KIND, CtrFeaturizer
+from app.tasks.ctr.features import CODE_VERSION, KIND, CtrFeaturizer
 from compress.config import CompressConfig
 from compress.data import Split, data_file_record, labels, read_table, split_rows
 from compress.errors import ConfigError
@@ -121,7 +121,7 @@ class CtrTask:
         }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
-        from compress.ctr.model import RowwiseInt8Embedding
+        from compress.embedding_int8 import RowwiseInt8Embedding
 
         if model.embedding is None:
             raise ConfigError("candidate step emb_int8 needs categorical columns; [data].categorical is empty")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.tasks.search_text import product_text
+from app.tasks.search.text import product_text
 from compress.search.metrics import per_query, ranking_metrics
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def minilm_lists(task: SearchTask, queries: list[int]) -> list[np.ndarray]:
 
 def minilm_both(task: SearchTask, queries: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(FP32 cosine, the served bi-encoder's score: query . row-wise INT8 product vector) per query list."""
-    from app.tasks.search_text import dot_scores, quantize_rows
-    from compress.chat.model import load_teacher
-    from compress.chat.train import torch_threads
+    from app.tasks.search.text import dot_scores, quantize_rows
+    from compress.minilm.model import load_teacher
+    from compress.minilm.run import torch_threads
     from compress.search.train import embed, single_seqs
 
     d, r = task.data, task.cfg.rank
@@ -57,7 +57,7 @@ def minilm_both(task: SearchTask, queries: list[int]) -> tuple[list[np.ndarray],
 
 def onnx_bi_lists(task: SearchTask, queries: list[int], model_path: Path) -> list[np.ndarray]:
     """A bi-encoder ONNX candidate's scores as served: its query vector . its own row-wise INT8 product vectors."""
-    from app.tasks.search_text import dot_scores, pad_pairs, quantize_rows, single_seq
+    from app.tasks.search.text import dot_scores, pad_pairs, quantize_rows, single_seq
     from compress.evaluate import session
 
     d = task.data

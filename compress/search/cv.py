@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from compress.config import SearchConfig, load_config
+from compress.config import load_config
 from compress.search.baselines import bm25_lists, minilm_both, onnx_bi_lists, per_query_ndcg
+from compress.search.config import SearchConfig
 from compress.search.task import SearchTask
 
 log = logging.getLogger("compress")
@@ -31,7 +32,7 @@ def cross_validate(cfg: SearchConfig, models: bool = True, onnx: dict[str, Path]
     """Per-fold mean NDCG@k of BM25, zero-shot MiniLM (FP32 cosine and the INT8-vector bi-encoder),
     (``models``) the fine-tuned teacher and ``onnx``: bi-encoder candidates of a ``compress run`` as served
     (zero-shot, so scoring every query with them leaks nothing)."""
-    from compress.chat.train import torch_threads
+    from compress.minilm.run import torch_threads
     from compress.search.model import load_cross_encoder
     from compress.search.train import fine_tune, score
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = load_config(args.config)
     if not isinstance(cfg, SearchConfig):
-        raise SystemExit(f"{args.config} is not a search_rank config")
+        raise SystemExit(f"{args.config} is not a search config")
     res = cross_validate(cfg, models=not args.baselines_only, onnx=onnx)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from app.repository import sha256_file
-from compress.config import SearchDataSection, SearchSplitSection
 from compress.errors import DataError
+from compress.search.config import SearchDataSection, SearchSplitSection
 
 
 @dataclass

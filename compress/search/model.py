@@ -1,6 +1,6 @@
 """A MiniLM cross-encoder: ``[CLS] query [SEP] product [SEP]`` -> one relevance score.
 
-It reuses the chatbot's plain-torch MiniLM (``compress.chat.model``): same weights loader, same layer code (so
+It reuses the chatbot's plain-torch MiniLM (``compress.minilm.model``): same weights loader, same layer code (so
 ONNX Runtime's transformer optimizer fuses it the same way), mean pooling and a 1-unit head. The student is
 ``make_student`` of the teacher (fewer layers, pruned vocabulary, positions cut to the pair limit).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compress.chat.model import Encoder, load_teacher, make_student
+from compress.minilm.model import Encoder, load_teacher, make_student
 
 
 class CrossEncoder(nn.Module):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.manifest import TensorSpec
-from app.tasks.search_text import (
+from app.tasks.search.text import (
     BI,
     CATALOGUE_FILE,
     CODE_VERSION,
@@ -35,8 +35,8 @@ from app.tasks.search_text import (
     write_catalogue,
     write_vectors,
 )
-from compress.chat.onnx import HIDDEN
-from compress.config import SearchConfig
+from compress.minilm.onnx import HIDDEN
+from compress.search.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
 from compress.search.metrics import ranking_metrics
 from compress.search.train import Lists
@@ -47,7 +47,7 @@ log = logging.getLogger("compress")
 
 
 class SearchTask:
-    """The ``search_rank`` adapter (see the module docstring)."""
+    """The ``search`` adapter (see the module docstring)."""
 
     def __init__(self, cfg: SearchConfig) -> None:
         self.cfg = cfg
@@ -67,7 +67,7 @@ class SearchTask:
     # ---- data ----
     def prepare(self, version_dir: Path | None = None) -> None:
         """Read the judgments, split by query, tokenise every product and query once."""
-        from compress.chat.task import teacher_files
+        from compress.minilm.model import teacher_files
 
         c = self.cfg
         self.data: SearchData = read_judgments(c.data)
@@ -143,7 +143,7 @@ class SearchTask:
 
     # ---- models ----
     def train_fp32(self) -> Any:
-        from compress.chat.train import torch_threads
+        from compress.minilm.run import torch_threads
         from compress.search.model import load_bi_encoder, load_cross_encoder
         from compress.search.train import fine_tune, score
 
@@ -200,7 +200,7 @@ class SearchTask:
 
     def _distilled(self, model: Any) -> tuple[Any, dict[str, Any]]:
         """Fewer layers, pruned vocabulary, positions cut to the pair limit; trained on the teacher's scores."""
-        from compress.chat.train import torch_threads
+        from compress.minilm.run import torch_threads
         from compress.search.model import student_of
         from compress.search.train import distill, score
 
@@ -232,7 +232,7 @@ class SearchTask:
         }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
-        from compress.ctr.model import RowwiseInt8Embedding
+        from compress.embedding_int8 import RowwiseInt8Embedding
 
         m = copy.deepcopy(model)
         m.encoder.word = RowwiseInt8Embedding(m.encoder.word.weight)
@@ -248,7 +248,7 @@ class SearchTask:
         return self.part_metrics(np.asarray(outputs).reshape(-1), self.parts[split])
 
     def predict(self, sess: Any, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
-        from compress.chat.onnx import predict_trimmed
+        from compress.minilm.onnx import predict_trimmed
 
         out = predict_trimmed(sess, feeds, [output])[0].astype(np.float64)
         return out if self.bi else out.reshape(-1)
@@ -265,7 +265,7 @@ class SearchTask:
         return calibration_batches(train, self.cfg.quantize, self._feeds)
 
     def optimize_fp32(self, src: Path, dst: Path) -> dict[str, Any]:
-        from compress.chat.onnx import optimize_minilm
+        from compress.minilm.onnx import optimize_minilm
 
         check = {k: v[:64] for k, v in self.feeds["validation"].items()}
         return optimize_minilm(src, dst, self.cfg.export.fp32_optimizer, check)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.tasks.chat import length_buckets
-from app.tasks.search_text import CLS_ID, SEP_ID, pad_pairs
+from app.tasks.search.text import CLS_ID, SEP_ID, pad_pairs
+from app.tasks.text import length_buckets
 from compress.progress import progress
 
 
@@ -190,6 +190,6 @@ def single_seqs(tokens: Sequence[Sequence[int]], max_tokens: int) -> list[list[i
 
 def embed(encoder: nn.Module, seqs: Sequence[Sequence[int]]) -> np.ndarray:
     """Unit-norm mean-pooled MiniLM embeddings (``Encoder.embed``)."""
-    from compress.chat.train import run_model
+    from compress.minilm.run import run_model
 
     return run_model(encoder, seqs)[1]

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from app.repository import list_versions
-from app.tasks.chat import ChatState
-from app.tasks.chat_replies import ReplyIndex, fill_placeholders
+from app.tasks.chat.replies import ReplyIndex, fill_placeholders
+from app.tasks.chat.text import ChatState
+from compress.chat.config import ChatConfig
 from compress.chat.data import read_pairs, read_utterances, split_utterances
-from compress.config import ChatConfig
 from tests.fixtures.compress_run import CompressRun
 from tests.fixtures.servers import ServerFactory, ServerProcess, wait_until
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
 from tests.fixtures.servers import ROOT, ServerFactory, ServerProcess, _live, _stop, free_port, wait_until
 
@@ -242,7 +242,7 @@ def _loads(server: ServerProcess, event: str) -> float:
 
 
 def test_repository_control_over_grpc_reaches_every_worker(ctr_repo: Path, start_server: ServerFactory) -> None:
-    """Two workers share the gRPC port; the call reaches one, its sibling repeats it (app.workers.broadcast)."""
+    """Two workers share the gRPC port; the call reaches one, its sibling repeats it (app.pod.broadcast)."""
     server = start_server(ctr_repo, APP_WORKERS="2", APP_ADMIN_TOKEN=TOKEN, APP_REQUIRED_MODELS="ad-ctr")
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 90, "both workers ready")
     assert _loads(server, "load") == 2 and _loads(server, "unload") == 0

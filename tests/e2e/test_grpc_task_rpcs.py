@@ -20,7 +20,7 @@ import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
 from app.grpc.task_messages import encode_rank_search, encode_recommend, recommend_request
-from compress.config import SearchConfig
+from compress.search.config import SearchConfig
 from compress.search.data import Judged, SearchData, read_judgments, split_queries
 from tests.fixtures.compress_run import CompressRun
 from tests.fixtures.servers import ROOT, ServerProcess, _stop, free_port, wait_until
@@ -205,4 +205,4 @@ def test_rank_search_rpc_answers_like_the_rest_route_and_maps_its_errors(
     with pytest.raises(grpc.RpcError) as err:  # the client's deadline passes before the work can run
         stub.RankSearch(encode_rank_search(body), timeout=0.0005)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert _counted(server, "grpc_search_rank")
+    assert _counted(server, "grpc_search")

@@ -97,7 +97,7 @@ def test_redis_backend_loader_events_and_degraded_mode(
     start_server: ServerFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # the CLI entry point in process: the session's split is already cleaned (compress.rec.task.load_split)
+    # the CLI entry point in process: the session's split is already cleaned (compress.recommend.task.load_split)
     assert compress_main(["-q", "features", "load", str(REC_CI_CONFIG), "--redis-url", redis_server.url]) == 0
     published = json.loads(
         (rec_compress_run.repo / rec_compress_run.cfg.model.name / "2" / "histories.json").read_text()

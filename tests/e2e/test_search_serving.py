@@ -19,7 +19,7 @@ import pytest
 
 from app.manifest import Manifest
 from app.repository import list_versions
-from compress.config import SearchConfig
+from compress.search.config import SearchConfig
 from compress.search.data import Judged, SearchData, read_judgments, split_queries
 from compress.search.metrics import ndcg_at_k
 from tests.fixtures.compress_run import CompressRun

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
 from tests.fixtures.servers import ServerFactory, wait_until
 

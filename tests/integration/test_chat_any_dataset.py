@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from app.repository import list_versions, load_verified
-from app.tasks.chat_replies import ReplyIndex, compose_reply
+from app.tasks.chat.replies import ReplyIndex, compose_reply
+from compress.chat.config import ChatConfig
 from compress.cli import main
-from compress.config import ChatConfig, parse_config
+from compress.config import parse_config
 from compress.pipeline import run
-from compress.tasks import get_task
+from compress.registry import get_task
 
 # intents with at least 45 distinct utterances in the 20k file (its cancel_order has only 32)
 INTENTS = [
@@ -119,7 +120,7 @@ def test_pipeline_publishes_a_model_that_answers_intent_and_confidence_only(
 ) -> None:
     import onnxruntime as ort
 
-    from app.tasks.chat import ChatPreprocessor, ChatState
+    from app.tasks.chat.text import ChatPreprocessor, ChatState
 
     cfg, facts = derived
     repo = tmp_path / "repo"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from app.repository import list_versions, load_verified
-from app.tasks.chat import load_version
+from app.tasks.chat.text import load_version
 from compress.cli import main
 from compress.metrics import roc_auc
-from compress.tasks import get_task
+from compress.registry import get_task
 from tests.fixtures.compress_run import CompressRun
 
 MODEL = "chat-intent"
@@ -42,7 +42,7 @@ def test_published_student_passes_the_gate_and_is_small(chat_compress_run: Compr
     )
     assert [t.name for t in best.inputs] == ["input_ids", "attention_mask"]
     assert [(t.name, t.shape) for t in best.outputs] == [("logits", [-1, 24]), ("embedding", [-1, 384])]
-    assert best.preprocessing is not None and best.preprocessing.kind == "chat-v1"
+    assert best.preprocessing is not None and best.preprocessing.kind == "chat"
     assert {a.role for a in best.aux_files} == {"preprocess", "report", "tokenizer", "reply_index"}
 
 

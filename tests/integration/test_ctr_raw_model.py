@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from app.repository import load_verified
-from app.tasks.ctr import MISSING_ID, RARE_ID
+from app.tasks.ctr.features import MISSING_ID, RARE_ID
 from compress.ctr.feature_graph import RAW_MODEL_ROLE, feature_graph_for, raw_arrays
 from compress.ctr.task import CtrTask
 from tests.fixtures.compress_run import CompressRun

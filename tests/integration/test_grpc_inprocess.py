@@ -11,7 +11,7 @@ from grpc import aio
 
 from app.grpc.generated import grpc_service_pb2 as pb
 from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
-from app.grpc.kserve import model_config_json
+from app.model_config import model_config_json
 from tests.fixtures.asgi import running_app
 
 

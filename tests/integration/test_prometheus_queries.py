@@ -61,7 +61,7 @@ def metric_names(expr: str) -> set[str]:
 
 def defined_metrics() -> set[str]:
     """Every sample name the service can export (families without samples included), from its own code."""
-    from app.tasks.recommend import RecMetrics
+    from app.tasks.recommend.task import RecMetrics
 
     metrics = Metrics(CollectorRegistry())
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compress.config import parse_config
-from compress.rec.config import RecConfig
+from compress.recommend.config import RecConfig
 from tests.fixtures.compress_run import CompressRun
 
 
@@ -23,7 +23,7 @@ def _manifest(run: CompressRun, version: int) -> dict[str, Any]:
 
 def test_publishes_a_gated_compressed_model_that_beats_every_baseline(rec_compress_run: CompressRun) -> None:
     man = _manifest(rec_compress_run, 2)
-    assert man["preprocessing"]["kind"] == "rec-v1"
+    assert man["preprocessing"]["kind"] == "recommend"
     assert {a["role"] for a in man["aux_files"]} >= {"preprocess", "histories", "report"}
     cand, fp32, base = man["metrics"]["candidate"], man["metrics"]["fp32"], man["metrics"]["baseline"]
     for m in ("recall@10", "ndcg@10"):
@@ -105,8 +105,8 @@ def test_a_differently_shaped_log_runs_by_config_alone(rec_config: RecConfig, tm
 
 def test_training_rows_are_earlier_baskets_newest_first() -> None:
     """The split's example builder on a hand-made log: what each row's history and target must be."""
-    from compress.rec.config import RecSplitSection
-    from compress.rec.data import make_split
+    from compress.recommend.config import RecSplitSection
+    from compress.recommend.data import make_split
 
     day = pd.Timestamp("2011-01-01")
     rows = [

@@ -7,7 +7,7 @@ import json
 from app.manifest import Manifest
 from app.repository import list_versions
 from app.runtime.ort_options import wants_dequantize_on_load
-from app.tasks.search_text import KIND, VECTORS_FILE, SearchState, read_catalogue, read_vectors
+from app.tasks.search.text import KIND, VECTORS_FILE, SearchState, read_catalogue, read_vectors
 from compress.pipeline import RunResult
 from tests.fixtures.compress_run import CompressRun
 

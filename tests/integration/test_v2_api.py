@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.asgi import AppUnderTest, running_app
 from tests.fixtures.ctr_model import raw_records, reference_scores
 

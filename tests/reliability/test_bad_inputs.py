@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.tasks.ctr import CtrFeaturizer
+from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 from tests.fixtures.servers import ServerFactory, wait_until
 from tests.reliability.conftest import metric, ready, start

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compress.chat.config import ChatConfig
 from compress.chat.data import Pair, split_utterances
 from compress.chat.replies import gazetteer, templatize
 from compress.cli import main
-from compress.config import PROJECT_ROOT, ChatConfig, CompressConfig, SplitSection, load_config, parse_config
+from compress.config import PROJECT_ROOT, CompressConfig, SplitSection, load_config, parse_config
 from compress.errors import ConfigError
 from compress.metrics import intent_metrics
 
@@ -105,7 +106,7 @@ def test_templates_replace_the_pairs_literal_entity_values() -> None:
 
 def test_student_maps_pruned_tokens_to_unk() -> None:
     torch = pytest.importorskip("torch")
-    from compress.chat.model import UNK_ID, Encoder, make_student
+    from compress.minilm.model import UNK_ID, Encoder, make_student
 
     torch.manual_seed(0)
     teacher = Encoder(vocab=120, n_layers=2, n_intents=3).eval()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tasks.chat_replies import compose_reply, drop_redundant_facts, fill_placeholders, small_talk
+from app.tasks.chat.replies import compose_reply, drop_redundant_facts, fill_placeholders, small_talk
 
 COMPANY = {
     "Website Name": "our website",

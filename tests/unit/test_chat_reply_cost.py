@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from app.tasks import chat_replies
-from app.tasks.chat_replies import compose_reply, extract_entities
+from app.tasks.chat import replies as chat_replies
+from app.tasks.chat.replies import compose_reply, extract_entities
 
 FAMILIES: dict[str, Callable[[int], str]] = {
     "refund digits": lambda n: "refund " + "1" * n,

@@ -1,4 +1,4 @@
-"""Chatbot pre/post-processing (app.tasks.chat*): padding, limits, validation, slots, decisions, retrieval."""
+"""Chatbot pre/post-processing (app.tasks.chat.text*): padding, limits, validation, slots, decisions, retrieval."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.chat import (
+from app.tasks.chat.replies import ReplyIndex, extract_entities, fill_placeholders
+from app.tasks.chat.text import (
     ChatPostprocessor,
     ChatState,
     ChatTokenizer,
     MessageError,
-    length_buckets,
     oos_scores,
-    pad_batch,
     truncate_ids,
     validate_message,
 )
-from app.tasks.chat_replies import ReplyIndex, extract_entities, fill_placeholders
+from app.tasks.text import length_buckets, pad_batch
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +177,7 @@ def test_state_and_index_round_trip(tmp_path: Path) -> None:
     assert loaded.state == post.state and loaded.index.templates == post.index.templates
     np.testing.assert_allclose(loaded.index.embeddings, post.index.embeddings, atol=1e-3)  # stored as float16
     (tmp_path / "bad.json").write_text('{"kind": "ctr-v1", "intents": []}')
-    with pytest.raises(ValueError, match="is not 'chat-v1'"):
+    with pytest.raises(ValueError, match="is not 'chat'"):
         ChatState.load(tmp_path / "bad.json")
 
 
@@ -188,6 +187,6 @@ def test_chat_processing_imports_no_heavy_modules() -> None:
     import sys
 
     heavy = ["torch", "onnxruntime", "tokenizers", "fastapi", "sklearn"]
-    code = f"import json, sys\nimport app.tasks.chat\nprint(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    code = f"import json, sys\nimport app.tasks.chat.text\nprint(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from app.tasks.ctr import MISSING_ID, RARE_ID, CtrFeaturizer, FeatureError
+from app.tasks.ctr.features import MISSING_ID, RARE_ID, CtrFeaturizer, FeatureError
 from compress.ctr.feature_graph import (
     CAT_RAW,
     DENSE_RAW,
@@ -129,6 +129,6 @@ def test_the_serving_half_does_not_load_onnx() -> None:
     import subprocess
     import sys
 
-    code = "import json, sys, app.tasks.ctr_raw\nprint(json.dumps([m in sys.modules for m in ('onnx', 'onnxruntime', 'torch')]))"
+    code = "import json, sys, app.tasks.ctr.raw\nprint(json.dumps([m in sys.modules for m in ('onnx', 'onnxruntime', 'torch')]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [False, False, False]

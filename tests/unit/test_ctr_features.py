@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.ctr import MISSING_ID, RARE_ID, CtrFeaturizer, FeatureError, cat_key
+from app.tasks.ctr.features import MISSING_ID, RARE_ID, CtrFeaturizer, FeatureError, cat_key
 
 
 def fitted() -> CtrFeaturizer:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from app.errors import InvalidInput
-from app.schemas.ctr import CtrRequest
-from app.tasks.ad_ctr import CtrTask, check_fields, merge_rows
+from app.tasks.ctr.schemas import CtrRequest
+from app.tasks.ctr.task import CtrTask, check_fields, merge_rows
 
 DENSE = frozenset({"I1", "I2"})
 KNOWN = DENSE | {"C1", "C2"}

@@ -8,8 +8,16 @@ import pytest
 
 from app.api.errors import error_body
 from app.errors import (
-    DeadlineExceeded, Forbidden, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, Overloaded,
-    PayloadTooLarge, ServiceError, Unauthorized,
+    DeadlineExceeded,
+    Forbidden,
+    InferenceFailed,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
 )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-from app.features.store import Event, InProcessStore, SharedFileStore
+from app.tasks.recommend.store import Event, InProcessStore, SharedFileStore
 from tests.fixtures.servers import wait_until
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from app.features.store import Event, SharedFileStore
+from app.tasks.recommend.store import Event, SharedFileStore
 
 
 def _append_from_another_process(path: str) -> None:

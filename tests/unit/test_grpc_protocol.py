@@ -41,9 +41,9 @@ from app.grpc.task_messages import (
     validate,
 )
 from app.grpc.tensors import decode_infer_request, encode_infer_response
-from app.tasks.rec_schemas import EventRequest, RecommendRequest
+from app.tasks.recommend.schemas import EventRequest, RecommendRequest
 from app.tasks.registry import all_routes
-from app.tasks.search_schema import SearchRequest
+from app.tasks.search.schemas import SearchRequest
 
 GENERATED = Path(__file__).resolve().parents[2] / "app" / "grpc" / "generated"
 

@@ -110,7 +110,8 @@ def test_malformed_binary_requests() -> None:
     ],
 )
 def test_kserve_priority_parameter(params: dict[str, object], priority: str) -> None:
-    from app.service import RequestOptions, _with_parameters
+    from app.request_options import RequestOptions
+    from app.service import _with_parameters
 
     assert _with_parameters(RequestOptions(), params).priority.name == priority
 
@@ -118,7 +119,8 @@ def test_kserve_priority_parameter(params: dict[str, object], priority: str) -> 
 def test_kserve_timeout_parameter_tightens_the_deadline() -> None:
     import time
 
-    from app.service import RequestOptions, _with_parameters
+    from app.request_options import RequestOptions
+    from app.service import _with_parameters
 
     now = time.monotonic()
     opts = _with_parameters(RequestOptions(deadline=now + 10), {"timeout": 50_000})  # µs

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.tasks.search_text import (
+from app.tasks.search.text import (
     CLS_ID,
     SEP_ID,
     PairEncoder,
@@ -19,8 +19,8 @@ from app.tasks.search_text import (
     single_seq,
     write_vectors,
 )
-from compress.config import SearchSplitSection
 from compress.errors import DataError
+from compress.search.config import SearchSplitSection
 from compress.search.data import split_queries
 from compress.search.metrics import ndcg_at_k, ranking_metrics, reciprocal_rank
 

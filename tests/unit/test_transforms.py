@@ -13,7 +13,8 @@ from torch import nn
 
 from app.manifest import TensorSpec
 from compress.config import GateRule
-from compress.ctr.model import DeepFM, RowwiseInt8Embedding
+from compress.ctr.model import DeepFM
+from compress.embedding_int8 import RowwiseInt8Embedding
 from compress.errors import ExportError
 from compress.evaluate import predict, session
 from compress.metrics import roc_auc

@@ -1,0 +1,76 @@
+"""The serving half of in-graph CTR featurization: request rows -> the two raw arrays the graph takes.
+
+Kept apart from :mod:`compress.ctr.feature_graph` so the server imports numpy only (no ``onnx``). Values are
+canonicalised exactly as :func:`app.tasks.ctr.features.cat_key` / :func:`app.tasks.ctr.features.dense_value` do; the lookups,
+``log1p`` and standardisation happen inside the graph. Why ``dense_raw`` is float64 rather than float32:
+counts above 2**24, fractional values and values beyond float32's range would otherwise change before
+``log1p`` and no longer match the reference exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from app.tasks.ctr.features import CtrFeaturizer, cat_key, raw_dense
+
+DENSE_RAW = "dense_raw"  # graph input: float64 [N, D], NaN = missing
+CAT_RAW = "cat_raw"  # graph input: string [N, C], "" = missing
+RAW_MODEL_FILE = "model_raw.onnx"  # featurization + model, published beside model.onnx
+RAW_MODEL_ROLE = "raw_model"  # its role among the manifest's aux_files
+_NUMBER_TYPES = {int, float, type(None)}
+_SPACE = re.compile(r"\s")  # exactly the characters str.strip() removes
+_ASCII_SPACE = [c for c in map(chr, range(128)) if c.isspace()]
+
+
+def _dense_matrix(flat: list[Any], n: int, columns: Sequence[str]) -> np.ndarray:
+    """Row-major JSON numbers/None -> float64 [N, D]; anything else takes the checked per-value path."""
+    if set(map(type, flat)) <= _NUMBER_TYPES:
+        try:
+            x = np.array(flat, dtype=np.float64)  # None -> NaN
+        except OverflowError:  # an int beyond float64: let the per-value path name it
+            x = np.array([np.inf])
+        if not np.isinf(x).any():
+            return x.reshape(n, len(columns))
+    d = len(columns)
+    return np.array([raw_dense(v, columns[i % d]) for i, v in enumerate(flat)], dtype=np.float64).reshape(n, d)
+
+
+def _cat_texts(flat: list[Any]) -> list[Any]:
+    """``cat_key`` over row-major values with missing as ``""``; canonical strings (the norm) are kept as is.
+
+    C-level passes decide: if every value is a string and none holds whitespace, nothing needs stripping.
+    """
+    try:
+        joined = "".join(flat)  # TypeError unless every value is a string
+    except TypeError:
+        return [cat_key(v) or "" for v in flat]
+    if joined.isascii():  # a few memchr scans beat one regex pass over the whole text
+        spaced = any(ch in joined for ch in _ASCII_SPACE)
+    else:
+        spaced = _SPACE.search(joined) is not None
+    return [cat_key(v) or "" for v in flat] if spaced else flat
+
+
+def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: CtrFeaturizer) -> dict[str, np.ndarray]:
+    """Request rows -> ``{"dense_raw": float64 [N, D] (NaN = missing), "cat_raw": object str [N, C] ("" = missing)}``.
+
+    Raises :class:`FeatureError` for the values the reference rejects (text or booleans in a dense field,
+    infinities), so both paths answer bad input the same way. Absent fields are missing.
+    """
+    dcols, ccols = featurizer.dense_columns, featurizer.categorical_columns
+    dense: list[Any] = []
+    cat: list[Any] = []
+    empty = repeat("")
+    for r in records:
+        dense += map(r.get, dcols)  # absent -> None (NaN)
+        cat += map(r.get, ccols, empty)  # absent -> ""
+    n = len(records)
+    return {
+        DENSE_RAW: _dense_matrix(dense, n, dcols),
+        CAT_RAW: np.array(_cat_texts(cat), dtype=object).reshape(n, len(ccols)),
+    }

@@ -1,0 +1,185 @@
+"""``POST /v1/ads/ctr``: score ad candidates for one impression (task ``ctr-v1``).
+
+Each candidate row = ``context`` overlaid by the candidate's ``features``; all candidates of a request are ONE
+batcher item of N rows, featurized per batch in the worker thread by the version's own :class:`CtrFeaturizer`
+(the code path training used). Scores come back in candidate order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from app.errors import InvalidInput, PayloadTooLarge, names_hint
+from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.ctr.features import KIND, CtrFeaturizer, FeatureError, dense_value
+from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, raw_arrays
+from app.tasks.ctr.schemas import CtrRequest, CtrResponse
+
+LOG = logging.getLogger(__name__)
+_MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)
+
+
+def merge_rows(req: CtrRequest, known: frozenset[str], dense: frozenset[str]) -> list[dict[str, Any]]:
+    """One row per candidate: context overlaid by the candidate's own fields; unknown names and values refused."""
+    check_fields(req.context, known, dense, "context")
+    rows = []
+    for i, cand in enumerate(req.candidates):
+        check_fields(cand.features, known, dense, f"candidates[{i}].features")
+        rows.append({**req.context, **cand.features} if req.context and cand.features else cand.features or req.context)
+    return rows
+
+
+def check_fields(fields: Mapping[str, Any], known: frozenset[str], dense: frozenset[str], where: str) -> None:
+    """Refuse unknown names, non-scalars, and dense values the featurizer would reject, before batching.
+
+    One pass per request part; anything unusual is judged by the featurizer's own ``dense_value``.
+    """
+    if not known.issuperset(fields):
+        unknown = sorted(set(fields) - known)[:10]
+        hint = names_hint(unknown, known, "valid features")
+        raise InvalidInput(f"{where}: unknown features {unknown}; {hint}", code="unknown_feature", status=422)
+    for name, value in fields.items():
+        kind = type(value)
+        if kind is str or (kind is int and not -_MAX_INT < value < _MAX_INT):
+            if name in dense:
+                _check_dense(value, name, where)
+        elif kind is float:
+            if name in dense and not math.isfinite(value):
+                _check_dense(value, name, where)
+        elif kind is not int and value is not None:  # bool, list, dict: the featurizer would take them silently
+            raise InvalidInput(f"{where}.{name}: {value!r} is not a scalar", code="invalid_feature", status=422)
+
+
+def _check_dense(value: Any, name: str, where: str) -> None:
+    try:
+        dense_value(value, name)
+    except FeatureError as e:
+        raise InvalidInput(f"{where}: {e}", code="invalid_feature", status=422) from None
+
+
+async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
+    task = call.task
+    n = len(req.candidates)
+    if n == 0:
+        raise InvalidInput("'candidates' must not be empty", code="invalid_request", status=422)
+    limit = call.ctx.settings.max_candidates_for(task.name)
+    if n > limit:
+        raise PayloadTooLarge(
+            f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"
+        )
+    rows = merge_rows(req, task.known, task.dense)
+    outputs = await call.submit(rows)
+    pctr = outputs[task.output].reshape(-1).tolist()
+    scores = [{"ad_id": c.ad_id, "pctr": p} for c, p in zip(req.candidates, pctr, strict=True)]
+    return {"model": call.model, "version": call.version, "scores": scores}
+
+
+_EXAMPLE = {
+    "context": {"I1": 1, "C1": "68fd1e64"},
+    "candidates": [{"ad_id": "a1", "features": {"C3": "fb936136", "I5": 1382}}, {"ad_id": "a2", "features": {}}],
+}
+
+
+class CtrTask(Task):
+    """The version's featurizer, the names it accepts, its score output, and (graph mode) the fused raw model."""
+
+    kind = KIND
+    name = "ctr"
+    default_model = "ad-ctr"
+    routes = (
+        Route(
+            "/v1/ads/ctr",
+            "ctr",
+            CtrRequest,
+            CtrResponse,
+            score,
+            summary="Score ad candidates (click-through probability)",
+            description="Each candidate row is `context` overlaid by the candidate's `features` (raw log fields: "
+            "ints, category strings, null = missing). Unknown feature names are refused (422), unseen category "
+            "values use the model's rare bucket. Scores come back in candidate order.",
+            examples={"two candidates": _EXAMPLE},
+            response_example={
+                "model": "ad-ctr",
+                "version": 2,
+                "scores": [{"ad_id": "a1", "pctr": 0.0412}, {"ad_id": "a2", "pctr": 0.2231}],
+            },
+            errors={
+                400: "invalid_json, invalid_header",
+                413: "payload_too_large, too_many_candidates",
+                422: "invalid_request, unknown_feature, invalid_feature",
+            },
+        ),
+    )
+
+    def __init__(self, featurizer: CtrFeaturizer, output: str, raw_session: Any = None) -> None:
+        self.featurizer = featurizer
+        self.output = output
+        self.dense = frozenset(featurizer.dense_columns)
+        self.known = self.dense.union(featurizer.categorical_columns)
+        self.raw_session = raw_session
+        """ORT session of ``model_raw.onnx`` (featurization inside the graph), or None: Python featurizer."""
+        self.inputs = frozenset(("dense", "sparse"))
+        """Model inputs the version declares (an all-categorical or all-numeric log has only one)."""
+
+    @classmethod
+    def load(cls, files: VersionFiles, ctx: TaskContext) -> CtrTask:
+        featurizer = CtrFeaturizer.load(files.state())
+        output = files.manifest.outputs[0].name
+        if ctx.settings.ctr_featurize != "graph" or not files.has(RAW_MODEL_ROLE):
+            task = cls(featurizer, output)
+            task.inputs = frozenset(s.name for s in files.manifest.inputs)
+            return task
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = ctx.settings.ort_intra_op_threads
+        so.inter_op_num_threads = ctx.settings.ort_inter_op_threads
+        spin = "1" if ctx.settings.ort_allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session = ort.InferenceSession(
+            str(files.aux(RAW_MODEL_ROLE)), sess_options=so, providers=["CPUExecutionProvider"]
+        )  # string lookups run on the CPU
+        return cls(featurizer, output, session)
+
+    @property
+    def mode(self) -> str:
+        return "graph" if self.raw_session is not None else "python"
+
+    def prepare(self, rows: list[Any]) -> Tensors:
+        try:
+            if self.raw_session is not None:
+                return raw_arrays(rows, self.featurizer)
+            tensors = self.featurizer.transform_records(rows)
+            return (
+                tensors if len(self.inputs) == len(tensors) else {k: v for k, v in tensors.items() if k in self.inputs}
+            )
+        except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
+            raise InvalidInput(str(e), code="invalid_feature", status=422) from None
+
+    def infer_fn(self, runtime_infer: InferFn) -> InferFn:
+        session = self.raw_session
+        if session is None:
+            return runtime_infer
+        names = [self.output]
+
+        def run(feeds: Tensors) -> Tensors:
+            if CAT_RAW not in feeds:  # model tensors (KServe v2 callers share this version's batcher)
+                return runtime_infer(feeds)
+            return dict(zip(names, session.run(names, feeds), strict=True))
+
+        return run
+
+    def warmup(self) -> None:
+        feeds = self.prepare([{}])
+        if self.raw_session is not None:
+            self.infer_fn(lambda f: f)(feeds)
+        LOG.info("CTR featurization: %s", "inside model_raw.onnx" if self.raw_session is not None else "Python")
+
+    def close(self) -> None:
+        self.raw_session = None
+
+
+TASK = CtrTask

@@ -1,0 +1,1 @@
+"""The recommend task's serving half: request schemas, task class and its helpers."""

@@ -1,0 +1,269 @@
+"""``POST /v1/recommend`` and ``POST /v1/events``: personalised products from recent history (``rec-v1``).
+
+Each recommendation request is one batcher row. The worker thread's ``prepare`` reads the feature-store
+histories of every row of the batch that needs one in ONE call (one pipelined Redis round trip), builds the
+``history`` and ``exclude`` tensors, and the model's graph does the rest (MatMul + TopK over the whole
+catalogue, exclusions pushed to -inf before TopK, so ``k`` results are exact without over-fetching).
+A feature store that does not answer never fails a request: the row uses the request's own history (or none:
+the model's history-free scores, i.e. learned popularity) and is answered with ``degraded: true``, counted in
+``rec_feature_store_degraded_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter
+
+from app import tracing
+from app.errors import InvalidInput
+from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.recommend.schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
+from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
+from app.tasks.recommend.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
+
+LOG = logging.getLogger(__name__)
+STORE, METRICS = "rec_feature_store", "rec_metrics"
+DEFAULT_CAP, DEFAULT_TTL_S = 100, 90 * 86400
+SOURCES = ("request", "store", "none")
+
+
+class RecMetrics:
+    def __init__(self, ctx: TaskContext) -> None:
+        self.degraded = Counter(
+            "rec_feature_store_degraded",
+            "Rows answered without the feature store.",
+            ["reason"],
+            registry=ctx.metrics.registry,
+        )
+        self.events = Counter(
+            "rec_events",
+            "Events received, by type and outcome (stored|dropped).",
+            ["type", "outcome"],
+            registry=ctx.metrics.registry,
+        )
+
+
+def feature_store(ctx: TaskContext) -> FeatureStore:
+    cfg = ctx.settings
+
+    def make() -> FeatureStore:
+        return make_store(
+            cfg.redis_url,
+            DEFAULT_CAP,
+            DEFAULT_TTL_S,
+            max_users=cfg.feature_store_max_users,
+            max_bytes=cfg.feature_store_max_mb * 2**20,
+            trim_interval_s=cfg.feature_store_trim_interval_s,
+        )
+
+    store: FeatureStore = ctx.resource(STORE, make)
+    return store
+
+
+def rec_metrics(ctx: TaskContext) -> RecMetrics:
+    m: RecMetrics = ctx.resource(METRICS, lambda: RecMetrics(ctx))
+    return m
+
+
+async def recommend(req: RecommendRequest, call: Call[RecommendTask]) -> dict[str, Any]:
+    task = call.task
+    row, unknown = task.validate(req)
+    out = await call.submit([row])
+    items = task.items_out(out["item_ids"][0], out["scores"][0], req.k)
+    return {
+        "items": items,
+        "model": call.model,
+        "version": call.version,
+        "degraded": bool(out["_degraded"][0]),
+        "history_source": SOURCES[int(out["_source"][0])],
+        "history_used": int(out["_used"][0]),
+        "unknown_items": unknown,
+    }
+
+
+async def events(req: EventRequest, call: Call[Any]) -> dict[str, Any]:
+    store, metrics = feature_store(call.ctx), rec_metrics(call.ctx)
+    event = [Event(req.item_id, req.type)]
+    try:
+        if store.backend == "memory":
+            store.append(req.user_id, event)
+        else:
+            await asyncio.to_thread(store.append, req.user_id, event)
+    except StoreUnavailable as e:
+        LOG.warning("event not stored: %s", e)
+        metrics.events.labels(req.type, "dropped").inc()
+        metrics.degraded.labels("events").inc()
+        return {"stored": False, "degraded": True, "backend": store.backend}
+    metrics.events.labels(req.type, "stored").inc()
+    return {"stored": True, "degraded": False, "backend": store.backend}
+
+
+RECOMMEND_EXAMPLE = {
+    "items": [
+        {"item_id": "85123A", "score": 7.91, "title": "WHITE HANGING HEART T-LIGHT HOLDER"},
+        {"item_id": "22423", "score": 6.87, "title": "REGENCY CAKESTAND 3 TIER"},
+    ],
+    "model": "recommend",
+    "version": 2,
+    "degraded": False,
+    "history_source": "store",
+    "history_used": 14,
+    "unknown_items": [],
+}
+
+
+def seed_message(backend: str, known: int, added: int) -> str:
+    """What seeding did, in words that cannot be misread: with several workers the first one writes the shared
+    store and the others find every customer already there (``added`` = 0 is then the expected outcome)."""
+    msg = f"feature store ({backend}) seeded from {HISTORIES_FILE}: {added} of {known} customers written"
+    if added < known:
+        msg += f", {known - added} already present (seeded by another worker, or live events)"
+    return msg
+
+
+class RecommendTask(Task):
+    kind = KIND
+    name = "recommend"
+    default_model = "recommend"
+    routes = (
+        Route(
+            "/v1/recommend",
+            "recommend",
+            RecommendRequest,
+            RecommendResponse,
+            recommend,
+            summary="Personalised products for a customer or a session",
+            description="Top-`k` products from the customer's recent history (`user_id`: read from the feature "
+            "store) or from `history` sent with the request (anonymous sessions). Unknown history ids are skipped "
+            "and listed in `unknown_items`. If the feature store does not answer, the answer uses the request's "
+            "own history or popularity and says `degraded: true` (never a 5xx).",
+            examples={
+                "customer": {"user_id": "12347", "k": 10, "exclude_purchased": False},
+                "session": {"history": ["85123A", "71053"], "k": 5},
+            },
+            errors={400: "invalid_json", 422: "invalid_request, missing_history, too_many_excludes, k_too_large"},
+            response_example=RECOMMEND_EXAMPLE,
+        ),
+        Route(
+            "/v1/events",
+            "events",
+            EventRequest,
+            EventResponse,
+            events,
+            summary="Record a customer event (view, cart, purchase)",
+            description="Appends the item to the customer's recent-history list in the feature store (capped, "
+            "with a TTL); the next `/v1/recommend` for that `user_id` sees it. If the store is down the event is "
+            "dropped and the answer says `stored: false, degraded: true`.",
+            examples={"purchase": {"user_id": "12347", "item_id": "85123A", "type": "purchase"}},
+            errors={400: "invalid_json", 422: "invalid_request"},
+            response_example={"stored": True, "degraded": False, "backend": "redis"},
+            needs_model=False,
+        ),
+    )
+
+    def __init__(self, state: RecState, store: FeatureStore, metrics: RecMetrics) -> None:
+        self.state, self.store, self.metrics = state, store, metrics
+        self.index = {it: i for i, it in enumerate(state.items) if i}
+
+    @classmethod
+    def load(cls, files: VersionFiles, ctx: TaskContext) -> RecommendTask:
+        files.aux("histories")
+        state = RecState.load(files.state())
+        store = feature_store(ctx)
+        if store.backend != "redis":  # Redis is filled by `python -m compress features load`
+            hist = load_histories(files.aux("histories"))
+            n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
+            LOG.info(seed_message(store.backend, len(hist), n))
+        return cls(state, store, rec_metrics(ctx))
+
+    # ---- request side (event loop) ----
+    def validate(self, req: RecommendRequest) -> tuple[dict[str, Any], list[str]]:
+        s = self.state
+        if req.user_id is None and req.history is None:
+            raise InvalidInput("send a user_id, a history, or both", code="missing_history", status=422)
+        if req.k > s.top_k:
+            raise InvalidInput(f"k={req.k}: this version returns at most {s.top_k}", code="k_too_large", status=422)
+        if len(req.exclude) > s.max_exclude:
+            raise InvalidInput(
+                f"{len(req.exclude)} exclude ids; at most {s.max_exclude}", code="too_many_excludes", status=422
+            )
+        unknown = [i for i in (req.history or []) if i not in self.index]
+        unknown += [i for i in req.exclude if i not in self.index]
+        hist = None if req.history is None else [self.index[i] for i in req.history if i in self.index]
+        row = {
+            "user_id": req.user_id,
+            "history": hist,
+            "exclude": [self.index[i] for i in req.exclude if i in self.index],
+            "exclude_purchased": req.exclude_purchased,
+        }
+        return row, unknown[:100]
+
+    def items_out(self, ids: np.ndarray, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
+        s = self.state
+        out = []
+        for i, sc in zip(ids.tolist(), scores.tolist(), strict=True):
+            if i <= 0 or i >= len(s.items) or sc < -1e8:  # padding / excluded: catalogue exhausted
+                continue
+            out.append({"item_id": s.items[i], "score": float(sc), "title": s.titles[i]})
+            if len(out) == k:
+                break
+        return out
+
+    # ---- batch side (worker thread) ----
+    def prepare(self, rows: list[Any]) -> Tensors:
+        need = [
+            i
+            for i, r in enumerate(rows)
+            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"])
+        ]
+        stored: dict[int, list[Event]] = {}
+        degraded = np.zeros(len(rows), bool)
+        if need:
+            read_ns = time.time_ns() if tracing.ENABLED else 0
+            try:
+                for i, h in zip(need, self.store.histories([rows[i]["user_id"] for i in need]), strict=True):
+                    stored[i] = h
+                if tracing.ENABLED:
+                    tracing.batch_child("feature_store.read", read_ns, backend=self.store.backend, users=len(need))
+            except StoreUnavailable as err:
+                if tracing.ENABLED:
+                    tracing.batch_child("feature_store.read", read_ns, backend=self.store.backend, error=str(err))
+                LOG.warning("feature store unavailable for %d rows: %s", len(need), err)
+                degraded[need] = True
+                self.metrics.degraded.labels("unavailable").inc(len(need))
+        L = self.state.history_len
+        hist = np.zeros((len(rows), L), np.int64)
+        excl_rows: list[list[int]] = []
+        source = np.zeros(len(rows), np.int64)
+        used = np.zeros(len(rows), np.int64)
+        for i, r in enumerate(rows):
+            if r["history"] is not None:
+                seq, source[i] = r["history"], 0
+            elif i in stored:
+                seq = [self.index[e.item_id] for e in stored[i] if e.item_id in self.index]
+                source[i] = 1 if seq else 2
+            else:
+                seq, source[i] = [], 2
+            seq = seq[:L]
+            hist[i, : len(seq)] = seq
+            used[i] = len(seq)
+            drop = list(r["exclude"])
+            if r["exclude_purchased"] and i in stored:
+                drop += [self.index[x] for x in purchased(stored[i]) if x in self.index]
+            excl_rows.append(drop)
+        width = max(1, max(len(x) for x in excl_rows))
+        exclude = np.zeros((len(rows), width), np.int64)
+        for i, x in enumerate(excl_rows):
+            exclude[i, : len(x)] = x
+        return {"history": hist, "exclude": exclude, "_degraded": degraded, "_source": source, "_used": used}
+
+    def warmup(self) -> None:
+        self.prepare([{"user_id": None, "history": [], "exclude": [], "exclude_purchased": False}])
+
+
+TASK = RecommendTask

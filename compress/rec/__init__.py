@@ -1,1 +1,0 @@
-"""Recommendation: two-tower retrieval over an interaction log (``task = "recommendation"``)."""

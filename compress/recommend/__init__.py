@@ -1,0 +1,1 @@
+"""Recommendation: two-tower retrieval over an interaction log (``task = "recommend"``)."""

@@ -1,0 +1,103 @@
+"""Config sections of ``task = "recommend"``: any interaction log (user, item, time, ...) described by ``[data]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from compress.config import CompressConfig, GateRule, GateSection, LatencySection, SelectSection, _Cfg
+from compress.tasks import TaskSpec
+
+
+class RecDataSection(_Cfg):
+    """One interaction per row. Only ``user``, ``item`` and ``timestamp`` are required; the rest is optional.
+
+    Rows are dropped when ``quantity`` <= 0 (returns), ``price`` <= 0, the basket id starts with one of
+    ``drop_basket_prefixes`` (cancellations), or the item id does not match ``item_pattern`` (postage, fees...).
+    Without a ``basket`` column, a basket is one user's interactions sharing a timestamp.
+    """
+
+    path: str
+    format: Literal["parquet", "csv", "tsv"] = "parquet"
+    user: str
+    item: str
+    timestamp: str
+    timestamp_unit: Literal["datetime", "s", "ms"] = Field(
+        default="datetime", description="'datetime' (parsed) or a numeric epoch in seconds / milliseconds"
+    )
+    basket: str | None = None
+    quantity: str | None = None
+    price: str | None = None
+    text: str | None = Field(default=None, description="item title column (returned by the endpoint)")
+    item_pattern: str | None = Field(default=None, description="regex item ids must match (full match)")
+    drop_basket_prefixes: list[str] = []
+    synthetic: bool = False
+
+    def resolved_path(self) -> Path:
+        from compress.config import resolve_path
+
+        return resolve_path(self.path)
+
+
+class RecSplitSection(_Cfg):
+    """Temporal split: the last ``test_days`` are test, the ``validation_days`` before them validation."""
+
+    test_days: int = Field(default=28, ge=1)
+    validation_days: int = Field(default=28, ge=1)
+    popularity_days: int = Field(default=30, ge=1, description="window of the recent-popularity baseline")
+
+
+class RecTrainSection(_Cfg):
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+    dim: int = Field(default=64, ge=4)
+    hidden: int = Field(default=128, ge=4)
+    history_len: int = Field(default=64, ge=2, description="most recent history items the user tower reads")
+    epochs: int = Field(default=20, ge=1)
+    patience: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=256, ge=8)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    recency_tau_days: float = Field(default=90.0, gt=0, description="training examples weighted exp(-age/tau)")
+    max_examples: int | None = Field(default=None, ge=100, description="cap (most recent) training baskets: CI")
+
+
+class RetrievalSection(_Cfg):
+    top_k: int = Field(default=100, ge=1, description="ids the graph returns per row (the endpoint's max k)")
+    shortlist: int = Field(default=256, ge=1, description="PQ candidates re-scored exactly")
+    pq_subspaces: int = Field(default=8, ge=1)
+    pq_centroids: int = Field(default=256, ge=2, le=256)
+    max_exclude: int = Field(default=200, ge=1, description="ids a request may exclude")
+    history_cap: int = Field(default=100, ge=1, description="events kept per user in the feature store")
+    history_ttl_s: int = Field(default=90 * 86400, ge=1)
+    scale_items: int = Field(default=1_000_000, ge=1000, description="SYNTHETIC catalogue size of the scale timing")
+
+
+def _rec_rules() -> list[GateRule]:
+    return [
+        GateRule(metric="recall@10", kind="min_ratio", value=0.99),
+        GateRule(metric="ndcg@10", kind="min_ratio", value=0.99),
+    ]
+
+
+class RecConfig(CompressConfig):
+    """``recommend``: an interaction log, a temporal split, a two-tower model with in-graph top-K retrieval."""
+
+    data: RecDataSection  # type: ignore[assignment]
+    split: RecSplitSection = RecSplitSection()  # type: ignore[assignment]
+    train: RecTrainSection = RecTrainSection()  # type: ignore[assignment]
+    retrieval: RetrievalSection = RetrievalSection()
+    gate: GateSection = GateSection(rules=_rec_rules())
+    latency: LatencySection = LatencySection(batch_sizes=[1, 32, 256])
+    select: SelectSection = SelectSection(batch_size=32)
+
+    @model_validator(mode="after")
+    def _shortlist(self) -> RecConfig:
+        if self.retrieval.shortlist < self.retrieval.top_k:
+            raise ValueError("retrieval.shortlist must be >= retrieval.top_k")
+        return self
+
+
+SPEC = TaskSpec(id="recommend", config=RecConfig, adapter="compress.recommend.task:RecTask")
