@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
 from app.tasks.ctr import CtrFeaturizer
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
-from tests.fixtures.servers import ROOT, ServerFactory, ServerProcess, _live, _stop, free_port, wait_until
+from tests.fixtures.servers import ServerFactory, ServerProcess, serving, wait_until
 
 TOKEN = "grpc-test-token"
 pytestmark = pytest.mark.timeout(180)
@@ -37,20 +35,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     repo = root / "repo"
     repo.mkdir()
     publish_ctr_version(repo, seed=0)
-    port, log = free_port(), root / "server.log"
-    env = {**os.environ, "MODEL_REPO": str(repo), "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "APP_GRPC_PORT": "0",
-           "APP_ADMIN_TOKEN": TOKEN, "APP_REQUIRED_MODELS": "ad-ctr", "APP_WORKERS": "1"}  # fmt: skip
-    env.pop("REDIS_URL", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: proc.poll() is not None or _live(server), 30, "liveness")
-        assert proc.poll() is None, log.read_text()
-        wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    env = {"APP_ADMIN_TOKEN": TOKEN, "APP_REQUIRED_MODELS": "ad-ctr", "APP_WORKERS": "1"}
+    with serving(repo, root, until="/v2/health/ready", timeout_s=90, **env) as server:
         yield server, repo
-    finally:
-        _stop(proc)
 
 
 def _inputs(repo: Path, records: list[dict[str, object]]) -> dict[str, np.ndarray]:

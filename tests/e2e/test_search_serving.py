@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 
@@ -23,7 +19,7 @@ from compress.config import SearchConfig
 from compress.search.data import Judged, SearchData, read_judgments, split_queries
 from compress.search.metrics import ndcg_at_k
 from tests.fixtures.compress_run import CompressRun
-from tests.fixtures.servers import ROOT, ServerProcess, free_port, wait_until
+from tests.fixtures.servers import ServerProcess, serving
 
 MODEL = "search-ranker"
 
@@ -48,35 +44,12 @@ def bi_server(search_bi_compress_run: CompressRun, tmp_path_factory: pytest.Temp
 
 
 def _serve(run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("search-server") / "server.log"
-    env = {
-        **os.environ,
-        "MODEL_REPO": str(run.repo),
-        "APP_PORT": str(port),
-        "APP_HOST": "127.0.0.1",
-        "APP_REQUIRED_MODELS": MODEL,
-        # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
-        "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000}),
-    }
-    env.pop("REDIS_URL", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    srv = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: proc.poll() is not None or _ready(srv), 120, "search model readiness")
-        assert proc.poll() is None, log.read_text(errors="replace")
+    # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
+    env = {"APP_REQUIRED_MODELS": MODEL, "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000})}
+    with serving(
+        run.repo, tmp_path_factory.mktemp("search-server"), until="/v2/health/ready", timeout_s=120, **env
+    ) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        proc.wait(15)
-
-
-def _ready(srv: ServerProcess) -> bool:
-    try:
-        return srv.get("/v2/health/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _manifest(run: CompressRun) -> Manifest:

@@ -10,7 +10,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from app.runtime.ort_options import DEQUANTIZE_ON_LOAD, model_metadata, session_config, wants_dequantize_on_load
+from app.runtime.ort_options import (
+    DEQUANTIZE_ON_LOAD,
+    model_metadata,
+    session_config,
+    session_options,
+    wants_dequantize_on_load,
+)
 from compress.errors import ExportError
 from compress.weight_only import quantize_weights
 
@@ -41,12 +47,9 @@ def _model(path: Path, *, opset: int = 17, extra: list[onnx.NodeProto] | None = 
 
 
 def _session(path: Path, config: dict[str, str], optimized: Path | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    for k, v in config.items():
+    so = session_options(optimized_model_path=optimized)
+    for k, v in config.items():  # the entries under test, given explicitly (not read from the file)
         so.add_session_config_entry(k, v)
-    if optimized is not None:
-        so.optimized_model_filepath = str(optimized)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
