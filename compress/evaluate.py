@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from app.runtime.ort_options import cpu_session
+from compress.progress import Heartbeat
 
 Feeds = dict[str, np.ndarray]
 
@@ -31,7 +32,9 @@ def n_rows(feeds: Feeds) -> int:
 def predict(sess: Any, feeds: Feeds, output: str, batch: int = 4096) -> np.ndarray:
     """Run every row through ``sess`` in batches; returns ``output`` as float64 [N]."""
     out = []
+    beat = Heartbeat("ONNX inference", n_rows(feeds), unit="row")
     for i in range(0, n_rows(feeds), batch):
+        beat.tick(min(batch, n_rows(feeds) - i))
         (res,) = sess.run([output], slice_feeds(feeds, i, i + batch))
         out.append(np.asarray(res, dtype=np.float64).reshape(len(res), -1))
     return np.concatenate(out).squeeze(1) if out[0].shape[1] == 1 else np.concatenate(out)

@@ -17,7 +17,7 @@ from torch import nn
 from app.tasks.chat import length_buckets, pad_batch
 from compress.config import DistillSection
 from compress.metrics import intent_metrics
-from compress.progress import progress
+from compress.progress import Heartbeat, progress
 
 
 @contextmanager
@@ -38,8 +38,10 @@ def run_model(model: nn.Module, seqs: Sequence[Sequence[int]], batch: int = 64) 
     model.eval()
     logits: np.ndarray | None = None
     emb = np.zeros((len(seqs), 384), np.float32)
+    beat = Heartbeat("torch inference", len(seqs), unit="row")
     with torch.no_grad():
         for idx in length_buckets([len(s) for s in seqs], batch):
+            beat.tick(len(idx))
             ids, mask = pad_batch([seqs[i] for i in idx])
             lo, e = model(torch.from_numpy(ids), torch.from_numpy(mask))
             if logits is None:
@@ -93,11 +95,12 @@ def distill(
     steps = cfg.epochs * (-(-len(seqs) // cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     history: list[float] = []
+    beat = Heartbeat("distil student", steps)
     for _ in progress(range(cfg.epochs), desc="distil student"):
         student.train()
         total = 0.0
         batches = _shuffled_buckets(lengths, cfg.batch_size, rng)
-        for idx in batches:
+        for idx in beat.each(batches):
             ids, mask = pad_batch([seqs[i] for i in idx])
             logits, emb = student(torch.from_numpy(ids), torch.from_numpy(mask))
             loss_e = (1.0 - (emb * t_emb[idx]).sum(-1)).mean()
