@@ -20,6 +20,7 @@ import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
 from app.tasks.ctr import CtrFeaturizer
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
 from tests.fixtures.servers import ServerFactory, ServerProcess, serving, wait_until
 
@@ -36,7 +37,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     repo.mkdir()
     publish_ctr_version(repo, seed=0)
     env = {"APP_ADMIN_TOKEN": TOKEN, "APP_REQUIRED_MODELS": "ad-ctr", "APP_WORKERS": "1"}
-    with serving(repo, root, until="/v2/health/ready", timeout_s=90, **env) as server:
+    with serving(repo, root, env, until="/v2/health/ready", timeout_s=90) as server:
         yield server, repo
 
 
@@ -294,7 +295,8 @@ def test_http_and_grpc_share_one_batch_and_grpc_drains_on_sigterm(ctr_repo: Path
     with cf.ThreadPoolExecutor(2) as pool:
         via_grpc = pool.submit(stub.ScoreAds, msg, timeout=10)
         via_http = pool.submit(server.post, "/v1/ads/ctr", json={"candidates": [{"ad_id": "h", "features": rows[1]}]})
-        assert via_grpc.result().scores[0].ad_id == "g" and via_http.result().status_code == 200
+        assert via_grpc.result().scores[0].ad_id == "g", via_grpc.result()
+    expect_status(via_http.result(), 200)
     count, total = _batches(server)
     assert (count - before[0], total - before[1]) == (1.0, 2.0), "one batch of 2 rows: one HTTP + one gRPC item"
 

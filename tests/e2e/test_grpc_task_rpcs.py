@@ -37,7 +37,7 @@ def both(rec_compress_run: CompressRun, search_compress_run: CompressRun,
     # the in-process feature store (no REDIS_URL), seeded from the version's histories
     env = {"APP_WORKERS": "1", "APP_REQUIRED_MODELS": f"{rec},{SEARCH}", "APP_TASK_MODELS": json.dumps({"recommend": rec}),
            "APP_QUEUE_BUDGETS_MS": json.dumps({SEARCH: 5000})}  # a 50-pair item is tens of ms of CPU  # fmt: skip
-    with serving(repo, root, until="/v2/health/ready", timeout_s=120, **env) as server:
+    with serving(repo, root, env, until="/v2/health/ready", timeout_s=120) as server:
         yield server, rec
 
 
@@ -101,7 +101,7 @@ def test_recommend_rpc_answers_like_the_rest_route_and_maps_its_errors(
     for request, code in cases:
         assert _refused(stub.Recommend, request) == (invalid, code)
         rest = server.post("/v1/recommend", json=recommend_request(request))
-        assert rest.status_code == 422 and rest.json()["error"]["code"] == code
+        assert rest.status_code == 422 and rest.json()["error"]["code"] == code, (rest.status_code, rest.text)
     assert _counted(server, "grpc_recommend")
 
 

@@ -47,7 +47,7 @@ def _serve(run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
     env = {"APP_REQUIRED_MODELS": MODEL, "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000})}
     with serving(
-        run.repo, tmp_path_factory.mktemp("search-server"), until="/v2/health/ready", timeout_s=120, **env
+        run.repo, tmp_path_factory.mktemp("search-server"), env, until="/v2/health/ready", timeout_s=120
     ) as srv:
         yield srv
 
@@ -82,7 +82,7 @@ def _reproduces_offline_ndcg(run: CompressRun, server: ServerProcess, lists: lis
         res = body["results"]
         assert [x["rank"] for x in res] == list(range(1, len(j.products) + 1))
         assert sorted(x["product_id"] for x in res) == sorted(j.products)
-        assert all(a["score"] >= b["score"] for a, b in zip(res, res[1:], strict=False))
+        assert all(a["score"] >= b["score"] for a, b in zip(res, res[1:], strict=False)), [r["score"] for r in res]
         by_id = {x["product_id"]: x["score"] for x in res}
         ndcgs.append(ndcg_at_k(np.array([by_id[p] for p in j.products]), j.gains, 10))
     offline = manifest.metrics["candidate"]["ndcg_10"]
@@ -175,6 +175,7 @@ def test_bad_input_gets_a_coded_4xx_and_good_requests_alongside_succeed(
     with cf.ThreadPoolExecutor(8) as pool:
         goods = [pool.submit(server.post, "/v1/search/rank", json=good) for _ in range(6)]
         bad = server.post("/v1/search/rank", content=body, headers={"content-type": "application/json"})
-        assert all(f.result().status_code == 200 for f in goods)
+        answers = [f.result() for f in goods]
+        assert all(r.status_code == 200 for r in answers), [(r.status_code, r.text[:300]) for r in answers]
     assert bad.status_code == status, bad.text
     assert bad.json()["error"]["code"] == code

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.harness import wrk
+from tests.fixtures.checks import expect_status
 from tests.fixtures.servers import ServerFactory
 from tests.reliability.conftest import ctr_body, lua_post, metric, ready, start
 
@@ -38,4 +39,4 @@ def test_short_deadlines_under_load_leave_the_batcher_working(
     assert r.status_code == 200, r.text
     assert metric(server, "background_task_crashes_total") == 0, server.log.read_text()[-3000:]
     assert "InvalidStateError" not in server.log.read_text()
-    assert server.get("/v2/health/live").status_code == 200
+    expect_status(server.get("/v2/health/live"), 200)

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]
 
+from tests.fixtures.checks import expect_status
 from tests.fixtures.servers import ServerFactory
 from tests.reliability.conftest import ctr_body, ready, start
 
@@ -29,11 +30,11 @@ def test_load_unload_cycles_do_not_leak(repo: Path, start_server: ServerFactory)
     with httpx.Client(base_url=server.url, timeout=30) as c:
 
         def cycle() -> None:
-            assert c.post("/v2/repository/models/ad-ctr/unload", headers=auth).status_code == 200
+            expect_status(c.post("/v2/repository/models/ad-ctr/unload", headers=auth), 200)
             r = c.post("/v2/repository/models/ad-ctr/load", headers=auth)
             assert r.status_code == 200, r.text
             for body in bodies:
-                assert c.post("/v1/ads/ctr", json=body).status_code == 200
+                expect_status(c.post("/v1/ads/ctr", json=body), 200)
 
         for _ in range(WARMUP_CYCLES):  # allocator arenas and caches settle first
             cycle()

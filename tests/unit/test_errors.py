@@ -8,9 +8,17 @@ import pytest
 
 from app.api.errors import error_body
 from app.errors import (
-    DeadlineExceeded, Forbidden, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, Overloaded,
-    PayloadTooLarge, ServiceError, Unauthorized,
-)  # fmt: skip
+    DeadlineExceeded,
+    Forbidden,
+    InferenceFailed,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -82,7 +83,8 @@ def test_int4_embedding_blocks_pack_the_table_and_stay_close(tmp_path: Path) -> 
     _model(src)
     quantize_weights(src, w8)
     notes = quantize_weights(src, w4, int4_embedding_block=16)
-    assert notes["weight_only"]["tensors_int4"] == 1
+    weight_only: Any = notes["weight_only"]
+    assert weight_only["tensors_int4"] == 1, notes
     model = onnx.load(str(w4))
     table = next(t for t in model.graph.initializer if t.data_type == TensorProto.INT4)
     assert list(table.dims) == [VOCAB, DIM] and len(table.raw_data) == VOCAB * DIM // 2  # two values per byte
