@@ -34,9 +34,9 @@ def predict(sess: Any, feeds: Feeds, output: str, batch: int = 4096) -> np.ndarr
     out = []
     beat = Heartbeat("ONNX inference", n_rows(feeds), unit="row")
     for i in range(0, n_rows(feeds), batch):
-        beat.tick(min(batch, n_rows(feeds) - i))
         (res,) = sess.run([output], slice_feeds(feeds, i, i + batch))
         out.append(np.asarray(res, dtype=np.float64).reshape(len(res), -1))
+        beat.tick(len(res))
     return np.concatenate(out).squeeze(1) if out[0].shape[1] == 1 else np.concatenate(out)
 
 

@@ -49,13 +49,13 @@ def predict_trimmed(sess: Any, feeds: Feeds, outputs: list[str], batch: int = 25
     res: list[np.ndarray] = []
     beat = Heartbeat("ONNX inference", n, unit="row")
     for idx in length_buckets(lengths.tolist(), batch):
-        beat.tick(len(idx))
         width = max(int(lengths[idx].max()), 1)
         got = sess.run(outputs, {k: v[idx, :width] for k, v in feeds.items()})
         if not res:
             res = [np.zeros((n, *g.shape[1:]), dtype=g.dtype) for g in got]
         for r, g in zip(res, got, strict=True):
             r[idx] = g
+        beat.tick(len(idx))
     return res
 
 

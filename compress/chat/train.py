@@ -41,12 +41,12 @@ def run_model(model: nn.Module, seqs: Sequence[Sequence[int]], batch: int = 64) 
     beat = Heartbeat("torch inference", len(seqs), unit="row")
     with torch.no_grad():
         for idx in length_buckets([len(s) for s in seqs], batch):
-            beat.tick(len(idx))
             ids, mask = pad_batch([seqs[i] for i in idx])
             lo, e = model(torch.from_numpy(ids), torch.from_numpy(mask))
             if logits is None:
                 logits = np.zeros((len(seqs), lo.shape[1]), np.float32)
             logits[idx], emb[idx] = lo.numpy(), e.numpy()
+            beat.tick(len(idx))
     return (logits if logits is not None else np.zeros((0, 0), np.float32)), emb
 
 
