@@ -64,7 +64,7 @@ def ensure_demo_models(repo: Path) -> list[str]:
             continue
         if _data_present(cfg):
             stage_log.info(
-                "[%s] building from %s on %s (1-4 minutes on 2 cores; stage lines follow)",
+                "[%s] building from %s on %s (stage lines with measured ETAs follow, at least every 30 s)",
                 cfg.model.name,
                 config.name,
                 cfg.data.resolved_path(),

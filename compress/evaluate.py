@@ -9,24 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from app.runtime.ort_options import session_config
+from app.runtime.ort_options import cpu_session
+from compress.progress import Heartbeat
 
 Feeds = dict[str, np.ndarray]
 
 
 def session(path: Path, threads: int = 1) -> Any:
     """A CPU session with fixed thread counts, so latency figures are comparable across candidates."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    for key, value in session_config(path).items():  # as the server does (weight-only graphs fold their DQ)
-        so.add_session_config_entry(key, value)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    # the artifact's own config entries, as the server does (weight-only graphs fold their DQ)
+    return cpu_session(path, intra_op_threads=threads, sequential=True, log_severity=3)
 
 
 def slice_feeds(feeds: Feeds, start: int, stop: int) -> Feeds:
@@ -40,9 +32,11 @@ def n_rows(feeds: Feeds) -> int:
 def predict(sess: Any, feeds: Feeds, output: str, batch: int = 4096) -> np.ndarray:
     """Run every row through ``sess`` in batches; returns ``output`` as float64 [N]."""
     out = []
+    beat = Heartbeat("ONNX inference", n_rows(feeds), unit="row")
     for i in range(0, n_rows(feeds), batch):
         (res,) = sess.run([output], slice_feeds(feeds, i, i + batch))
         out.append(np.asarray(res, dtype=np.float64).reshape(len(res), -1))
+        beat.tick(len(res))
     return np.concatenate(out).squeeze(1) if out[0].shape[1] == 1 else np.concatenate(out)
 
 

@@ -121,12 +121,10 @@ def optimize(src: Path, dst: Path) -> None:
     Basic-level rewrites are provider-independent, so the file stays loadable by CPU, CUDA and TensorRT
     providers; hardware-specific fusions are applied by ORT at load time.
     """
-    import onnxruntime as ort
+    from app.runtime.ort_options import cpu_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    # model_path=None: the file keeps its DequantizeLinear nodes (folding belongs to the server's load)
+    cpu_session(src, model_path=None, optimization="basic", optimized_model_path=dst)
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

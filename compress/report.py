@@ -73,36 +73,92 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DPI = 110
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(
+    points: list[tuple[float, float]], radii: list[float], size: tuple[float, float]
+) -> list[tuple[float, float]]:
+    """Pixel offsets for one ``size`` label per point so that no two labels overlap and none covers a point.
+
+    Greedy: each label tries eight directions at growing distances from its marker (radius ``radii[i]``) and
+    takes the first spot free of the labels placed so far and of every point's centre. Candidates that measure
+    alike sit on top of each other; their labels fan out around them instead of printing over one another.
+    """
+    w, h = size
+    placed: list[Box] = []
+    centres = [(x - 3, y - 3, x + 3, y + 3) for x, y in points]
+    out = []
+    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    for (x, y), r in zip(points, radii, strict=True):
+        spots = [
+            (
+                dx * (r + step + w / 2) / (2**0.5 if dx and dy else 1),
+                dy * (r + step + h / 2) / (2**0.5 if dx and dy else 1),
+            )
+            for step in (2, 10, 20, 32, 46, 62, 80)
+            for dx, dy in directions
+        ]
+        for ox, oy in spots:
+            box = (x + ox - w / 2, y + oy - h / 2, x + ox + w / 2, y + oy + h / 2)
+            if not any(_overlaps(box, b) for b in placed + centres):
+                break
+        placed.append(box)
+        out.append((ox, oy))
+    return out
+
+
 def plot(report: dict[str, Any], out: Path) -> Path:
-    """Accuracy (first metric) vs latency at the selection batch size; marker area ~ bytes on disk."""
+    """Accuracy (first metric) vs latency at the selection batch size; marker area ~ bytes on disk.
+
+    Markers are numbered (labels placed so they never overlap) and the legend names each number; the selected
+    candidate wears a gold ring and a star in the legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     cands = [c for c in report["candidates"] if c["latency_ms"]]
     b = str(report.get("select", {}).get("batch_size", 64))
     metric = next(iter(cands[0]["metrics"]))
     biggest = max(c["bytes"] for c in cands)
     colors = {"reference": "black", "passed": "tab:green", "failed": "tab:red", "error": "grey"}
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for c in cands:
-        ax.scatter(
-            c["latency_ms"][b],
-            c["metrics"][metric],
-            s=40 + 800 * c["bytes"] / biggest,
-            c=colors[c["status"]],
-            alpha=0.6,
-            edgecolors="k",
-        )
-        ax.annotate(
-            c["name"], (c["latency_ms"][b], c["metrics"][metric]), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
+    selected = report.get("selected")
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=DPI)
+    xy = [(c["latency_ms"][b], c["metrics"][metric]) for c in cands]
+    areas = [40 + 800 * c["bytes"] / biggest for c in cands]
+    for c, (x, y), area in zip(cands, xy, areas, strict=True):
+        ax.scatter(x, y, s=area, c=colors[c["status"]], alpha=0.55, edgecolors="k", zorder=2)
+        if c["name"] == selected:
+            ax.scatter(x, y, s=area + 260, facecolors="none", edgecolors="gold", linewidths=3, zorder=3)
+    ax.margins(0.12)
     ax.set_xlabel(f"ORT CPU latency at batch {b} (ms, 1 thread)")
     ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"{report['model']}: accuracy vs latency (marker area ~ bytes; green passed, red failed)")
-    fig.tight_layout()
+    ax.set_title(f"{report['model']}: accuracy vs latency (marker area ~ bytes; gold ring: selected)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.7, 1))
+    fig.canvas.draw()  # fixes the data -> pixel transform the labels are placed in
+    pixels = [(float(px), float(py)) for px, py in ax.transData.transform(xy)]
+    radii = [(a / 3.1416) ** 0.5 * DPI / 72 for a in areas]
+    offsets = place_labels(pixels, radii, (16, 13))
+    for i, ((x, y), (ox, oy)) in enumerate(zip(xy, offsets, strict=True), 1):
+        ax.annotate(str(i), (x, y), xytext=(ox, oy), textcoords="offset pixels", ha="center", va="center",
+                    fontsize=8, fontweight="bold" if cands[i - 1]["name"] == selected else "normal",
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4", "shrinkA": 0, "shrinkB": 0})  # fmt: skip
+    handles = [
+        Line2D([], [], linestyle="", marker="*" if c["name"] == selected else "o", markersize=9,
+               markerfacecolor="gold" if c["name"] == selected else colors[c["status"]], markeredgecolor="k",
+               label=f"{i}  {c['name']} ({'SELECTED' if c['name'] == selected else c['status']})")
+        for i, c in enumerate(cands, 1)
+    ]  # fmt: skip
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out

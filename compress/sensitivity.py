@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compress.config import GateRule
 from compress.gate import GateResult, check, margin
-from compress.progress import progress
+from compress.progress import Heartbeat, progress
 
 # quantize(dst, exclude) writes an INT8 model keeping ``exclude`` in FP32
 Quantizer = Callable[[Path, list[str]], object]
@@ -41,7 +41,8 @@ def layer_sensitivity(
     """Gate margin lost when only ``layer`` is quantized (higher = more sensitive)."""
     base = margin(fp32, fp32, rules)
     out: dict[str, float] = {}
-    for i, layer in enumerate(progress(layers, desc="sensitivity")):
+    beat = Heartbeat("sensitivity", len(layers), unit="layer")
+    for i, layer in enumerate(beat.each(progress(layers, desc="sensitivity"))):
         dst = workdir / f"solo_{i}.onnx"
         quantize(dst, [x for x in layers if x != layer])
         out[layer] = base - margin(evaluate(dst), fp32, rules)
@@ -66,7 +67,7 @@ def fallback(
     sens = layer_sensitivity(layers, quantize, evaluate, fp32, rules, workdir)
     ranked = sorted(layers, key=lambda x: sens[x], reverse=True)
     limit = len(ranked) - 1 if max_layers is None else min(max_layers, len(ranked) - 1)
-    for k in range(1, limit + 1):
+    for k in Heartbeat("FP32 fallback", limit, unit="kept layer").each(range(1, limit + 1)):
         kept = ranked[:k]
         quantize(dst, kept)
         m = evaluate(dst)

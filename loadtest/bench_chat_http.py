@@ -15,15 +15,15 @@ Before timing, every target must give the same intent for both messages.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
-from loadtest.bench_ctr import LUA, server
-from loadtest.peers.measure import Row, run_wrk, summarize
+from loadtest.harness import wrk
+from loadtest.harness.procs import python_server as server
+from loadtest.peers.measure import Row, interleaved, summarize
 
 MESSAGES = {
     "short": "where is my order?",
@@ -43,12 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    scripts = {}
-    for name, text in MESSAGES.items():
-        body = work / f"{name}.json"
-        body.write_text(json.dumps({"message": text}))
-        scripts[name] = work / f"{name}.lua"
-        scripts[name].write_text(LUA.format(body=body))
+    scripts = {name: wrk.post_script(work / f"{name}.lua", {"message": text}) for name, text in MESSAGES.items()}
     env = {"MODEL_REPO": str(args.repo), "APP_REQUIRED_MODELS": "chat-intent", "APP_LOG_LEVEL": "warning"}
     rows: list[tuple[str, int, Row]] = []
     with ExitStack() as stack:
@@ -67,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"targets disagree on {name!r}: {intents}")
         for name, script in scripts.items():
             for c in concurrencies:
-                per: dict[str, list] = {t: [] for t in targets}
-                for _ in range(args.runs):  # interleaved so background load affects all alike
-                    for t, (url, pid) in targets.items():
-                        per[t].append(run_wrk(url + "/v1/chat", script, c, args.duration, pid))
+                per = interleaved(targets, "/v1/chat", script, c, args.duration, args.runs)
                 for t, samples in per.items():
                     rows.append((f"{name} ({t})" if len(targets) > 1 else name, c, summarize(name, samples)))
     print("| message | clients | msg/s | p50 ms | p99 ms | CPU µs/msg | non-2xx |\n|---|---|---|---|---|---|---|")

@@ -15,29 +15,17 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from loadtest.peers.measure import Row, Sample, run_wrk, summarize
-
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("{body}", "r")
-wrk.body = f:read("*a")
-f:close()
-"""
+from loadtest.harness import wrk
+from loadtest.harness.procs import python_server as server
+from loadtest.harness.timing import call_times, percentile_ms
+from loadtest.peers.measure import Row, interleaved, summarize
 
 
 @dataclass
@@ -48,64 +36,15 @@ class Result:
     errors: int = 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout_s}s")
-
-
-@contextmanager
-def server(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[tuple[str, int]]:
-    """Run ``python <args>`` with a free APP_PORT/--port (in ``cwd``: another checkout's code); yields its base URL;
-    always terminates it."""
-    port = _free_port()
-    full = [sys.executable, *[a.replace("{port}", str(port)) for a in args]]
-    extra = {"PYTHONPATH": str(cwd)} if cwd is not None else {}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            full, env={**os.environ, **env, **extra, "APP_PORT": str(port)}, stdout=out, stderr=out, cwd=cwd
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def in_process(
     version_dir: Path, bodies: dict[int, dict[str, Any]], concurrency: int, seconds: float
 ) -> dict[str, Result]:
     """Time ``session.run`` alone and featurizer + run on the rows of ``concurrency`` requests at once."""
-    import onnxruntime as ort
-
+    from app.runtime.ort_options import cpu_session
     from app.tasks.ctr.features import CtrFeaturizer
 
     featurizer = CtrFeaturizer.load(version_dir / "preprocess.json")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    session = ort.InferenceSession(str(version_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    session = cpu_session(version_dir / "model.onnx")
     out = {}
     for n, body in bodies.items():
         rows = [{**body["context"], **c["features"]} for c in body["candidates"]] * concurrency
@@ -118,15 +57,8 @@ def in_process(
 
 
 def _time(fn: Any, requests_per_call: int, seconds: float) -> Result:
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    p = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1e3  # noqa: E731
-    return Result(requests_per_call * len(times) / sum(times), p(0.5), p(0.99))
+    times = call_times(fn, seconds, warmup=False)
+    return Result(requests_per_call * len(times) / sum(times), percentile_ms(times, 0.5), percentile_ms(times, 0.99))
 
 
 def prepare(repo: Path | None, workdir: Path) -> tuple[Path, Path]:
@@ -200,19 +132,14 @@ def main(argv: list[str] | None = None) -> None:
         help="also serve the same app with granian (pip install granian; ASGI, uvloop) and this many workers",
     )
     args = p.parse_args(argv)
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    wrk.binary()  # fails early when wrk is missing
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     candidates = [int(c) for c in args.candidates.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-ctr-") as tmp:
         work = Path(tmp)
         repo, version_dir = prepare(args.repo, work)
         bodies = bodies_for(candidates)
-        scripts = {}
-        for n, body in bodies.items():
-            (work / f"body{n}.json").write_text(json.dumps(body))
-            scripts[n] = work / f"post{n}.lua"
-            scripts[n].write_text(LUA.format(body=work / f"body{n}.json"))
+        scripts = {n: wrk.post_script(work / f"post{n}.lua", body) for n, body in bodies.items()}
         rows = measure(args, repo, version_dir, work, scripts, concurrencies)
         in_proc = [
             (name, c, r)
@@ -264,10 +191,7 @@ def measure(
             )
         for n, script in scripts.items():
             for c in concurrencies:
-                per: dict[str, list[Sample]] = {name: [] for name in targets}
-                for _ in range(args.runs):  # interleaved so background load affects all alike
-                    for name, (url, pid) in targets.items():
-                        per[name].append(run_wrk(url + "/v1/ads/ctr", script, c, args.duration, pid))
+                per = interleaved(targets, "/v1/ads/ctr", script, c, args.duration, args.runs)
                 for name, samples in per.items():
                     out.append((f"{labels[name]}, {n} cand", c, summarize(name, samples)))
                 print(f"  done: {n} candidates, concurrency {c}", file=sys.stderr)

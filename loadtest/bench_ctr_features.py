@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,26 +22,18 @@ from typing import Any
 import onnx
 import onnxruntime as ort
 
+from app.runtime.ort_options import cpu_session
 from app.tasks.ctr.features import CtrFeaturizer
 from compress.ctr.feature_graph import RAW_MODEL_FILE, build_feature_graph, build_raw_model, raw_arrays
+from loadtest.harness.timing import call_times
 
 
 def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return cpu_session(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model)
 
 
 def _median_call_s(fn: Callable[[], Any], seconds: float) -> float:
-    fn()
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(call_times(fn, seconds))
 
 
 def variants(version_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Callable[[], Any]]:

@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,9 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from loadtest.bench_ctr import LUA, Result, _free_port, bodies_for, prepare
+from loadtest.bench_ctr import Result, bodies_for, prepare
+from loadtest.harness import wrk
+from loadtest.harness.procs import free_port, python_server
 
 
 def median(results: list[Result]) -> Result:
@@ -44,46 +42,17 @@ def median(results: list[Result]) -> Result:
 
 def run_wrk(url: str, script: Path, concurrency: int, duration_s: int) -> Result:
     """``wrk -t1`` (C, one thread) with ``--latency``; non-2xx answers and socket errors count as errors."""
-    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "5s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 30).stdout
-    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-    def ms(q: str) -> float:
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", re.search(rf"\s{q}%\s+(\S+)", out).group(1)).groups()  # type: ignore[union-attr]
-        return float(value) * units[unit]
-
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(bad.group(1)) if bad else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
-    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), ms("50"), ms("99"), errors)  # type: ignore[union-attr]
+    r = wrk.run(url, script, concurrency, duration_s)
+    return Result(r.rps, r.p50_ms, r.p99_ms, r.errors)
 
 
 @contextmanager
 def service(repo: Path, log: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
     """``python -m app`` on free HTTP and gRPC ports; yields (http base URL, grpc target)."""
-    http_port, grpc_port = _free_port(), _free_port()
-    full = {**os.environ, "MODEL_REPO": str(repo), "APP_PORT": str(http_port), "APP_GRPC_PORT": str(grpc_port),
-            "APP_REQUIRED_MODELS": "ad-ctr", **env}  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=full, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("service not ready after 120 s")
-            time.sleep(0.1)
+    grpc_port = free_port()
+    full = {"MODEL_REPO": str(repo), "APP_GRPC_PORT": str(grpc_port), "APP_REQUIRED_MODELS": "ad-ctr", **env}
+    with python_server(["-m", "app"], full, log) as (url, _):
         yield url, f"127.0.0.1:{grpc_port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 async def closed_loop(call: Callable[[], Awaitable[bool]], concurrency: int, seconds: float) -> Result:
@@ -205,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         with service(repo, work / "service.log", env) as (url, target):
             for n, body in bodies.items():
                 raw = json.dumps(body).encode()
-                (work / f"body{n}.json").write_bytes(raw)
-                (work / f"body{n}.lua").write_text(LUA.replace("{body}", str(work / f"body{n}.json")))
+                script = wrk.post_script(work / f"body{n}.lua", raw.decode())
                 message = score_ads_bytes(body)
                 for c in concurrencies:
                     cells: dict[str, list[Result]] = {}
@@ -219,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                         )
                         if shutil.which("wrk"):
                             cells.setdefault(f"HTTP /v1/ads/ctr via wrk, {n} cand", []).append(
-                                run_wrk(url + "/v1/ads/ctr", work / f"body{n}.lua", c, args.duration)
+                                run_wrk(url + "/v1/ads/ctr", script, c, args.duration)
                             )
                         if args.perf_analyzer and shutil.which("perf_analyzer"):
                             cells.setdefault(f"gRPC v2 ModelInfer (perf_analyzer), {n} rows", []).append(

@@ -28,18 +28,9 @@ from typing import Any
 import numpy as np
 
 from app.tasks.recommend.schemas import RecommendRequest  # module level: FastAPI resolves the handler's annotation
-from loadtest.peers.measure import Row, Sample, run_wrk, summarize
+from loadtest.harness import wrk
+from loadtest.peers.measure import Row, interleaved, summarize
 
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local bodies = {{}}
-for line in io.lines("{bodies}") do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i % #bodies + 1
-  return wrk.format(nil, nil, nil, bodies[i])
-end
-"""
 BODY_KINDS = ("user", "session")
 TARGET_RPS_RATIO, TARGET_P99_MS, TARGET_CLIENTS = 2.0, 20.0, 32
 
@@ -167,7 +158,7 @@ def measure(
     args: Any, repo: Path, version_dir: Path, work: Path, scripts: dict[str, Path], concurrencies: list[int]
 ) -> list[tuple[str, int, Row]]:
     """Interleaved wrk runs against every server; medians per (body kind, target, concurrency)."""
-    from loadtest.bench_ctr import server
+    from loadtest.harness.procs import python_server as server
 
     service_env = {
         "MODEL_REPO": str(repo),
@@ -196,10 +187,7 @@ def measure(
         same_answers(targets, scripts)
         for kind, script in scripts.items():
             for c in concurrencies:
-                per: dict[str, list[Sample]] = {name: [] for name in targets}
-                for _ in range(args.runs):  # interleaved so background load affects all alike
-                    for name, (url, pid) in targets.items():
-                        per[name].append(run_wrk(url + "/v1/recommend", script, c, args.duration, pid))
+                per = interleaved(targets, "/v1/recommend", script, c, args.duration, args.runs)
                 for name, samples in per.items():
                     out.append((f"{labels[name]}, {kind}", c, summarize(name, samples)))
                 print(f"  done: {kind} bodies, {c} clients", file=sys.stderr)
@@ -309,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind in kinds:
             (work / f"{kind}.jsonl").write_text("\n".join(bodies(version_dir, kind, args.users)) + "\n")
             scripts[kind] = work / f"{kind}.lua"
-            scripts[kind].write_text(LUA.format(bodies=work / f"{kind}.jsonl"))
+            wrk.rotating_script(scripts[kind], work / f"{kind}.jsonl")
         rows = measure(args, args.repo, version_dir, work, scripts, concurrencies)
     in_proc = in_process(version_dir, concurrencies, min(args.duration, 3.0))
     table = render(rows, in_proc, args, version_dir)

@@ -153,17 +153,15 @@ def over_http(repo: Path, cfg_path: Path, seconds: int, runs: int, budget_ms: fl
     """wrk against a real ``python -m app`` serving the repository's latest ranker; medians over ``runs``."""
     from compress.config import load_config
     from compress.search.task import SearchTask
-    from loadtest.bench_ctr import LUA, server
+    from loadtest.harness import wrk
+    from loadtest.harness.procs import python_server as server
     from loadtest.peers.measure import run_wrk
 
     task = SearchTask(load_config(cfg_path))  # type: ignore[arg-type]
     task.prepare()
     query, products, _ = _request(task)
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
-    body = work / "body.json"
-    body.write_text(json.dumps({"query": query, "candidates": [{"product_id": p} for p in products]}))
-    script = work / "rank.lua"
-    script.write_text(LUA.format(body=body))
+    script = wrk.post_script(work / "rank.lua", {"query": query, "candidates": [{"product_id": p} for p in products]})
     name = task.cfg.model.name
     env = {"MODEL_REPO": str(repo), "APP_REQUIRED_MODELS": name, "APP_LOG_LEVEL": "warning",
            "APP_QUEUE_BUDGETS_MS": json.dumps({name: budget_ms})}  # fmt: skip

@@ -15,7 +15,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -24,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench_ctr import LUA, bodies_for, prepare, server
+from loadtest.bench_ctr import bodies_for, prepare, server
+from loadtest.harness import wrk
 from loadtest.peers.measure import Sample, render, run_wrk, summarize
 
 
@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
         repo, _ = prepare(None, work)
-        body = work / "body.json"
-        body.write_text(json.dumps(bodies_for([1])[1]))
-        script = work / "post.lua"
-        script.write_text(LUA.format(body=body))
+        script = wrk.post_script(work / "post.lua", bodies_for([1])[1], {"Content-Type": "application/json"})
         common = {"MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_ENABLED": "false", "APP_LOG_LEVEL": "warning"}
         endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
         variants: dict[str, tuple[dict[str, str], Path | None]] = {

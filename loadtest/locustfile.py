@@ -13,7 +13,7 @@ both from ``DATA_DIR`` (fixed seed). Stats names are ``<proto> <call>``, e.g. ``
 
 Headless example (loopback only; ``--grpc-host`` defaults to the HTTP host's address on port 8001)::
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --grpc-host 127.0.0.1:8001 \\
+    python -m locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --grpc-host 127.0.0.1:8001 \\
         --headless -u 16 -r 16 -t 60s --csv /tmp/storefront --only-summary
 
 Knobs (env): ``STOREFRONT_CANDIDATES`` (100), ``STOREFRONT_CHAT=0`` to leave chat out, ``STOREFRONT_THINK_MS``
@@ -41,6 +41,7 @@ from locust.env import Environment
 from app.grpc.generated.shopinfer.v1 import tasks_pb2 as pb
 from app.grpc.generated.shopinfer.v1 import tasks_pb2_grpc as pb_grpc
 from app.grpc.task_messages import encode_score_ads
+from loadtest.harness.criteo import request_rows
 
 grpc_gevent.init_gevent()  # grpc's completion queue must yield to gevent, or one gRPC user blocks them all
 
@@ -60,15 +61,7 @@ def ctr_rows(limit: int = 3000) -> list[dict[str, Any]]:
     """Criteo rows as a request carries them: ints for I1..I13, hex strings for C1..C26, missing fields absent."""
     if not CTR_DATA.is_file():
         raise SystemExit(f"storefront load test: {CTR_DATA} not found (set DATA_DIR)")
-    rows = []
-    with open(CTR_DATA, newline="") as f:
-        for line in csv.reader(f, delimiter="\t"):
-            row: dict[str, Any] = {f"I{i}": int(v) for i, v in enumerate(line[1:14], 1) if v}
-            row.update({f"C{i}": v for i, v in enumerate(line[14:40], 1) if v})
-            rows.append(row)
-            if len(rows) >= limit:
-                break
-    return rows
+    return request_rows(CTR_DATA, limit)
 
 
 def chat_messages(limit: int = 2000) -> list[str]:

@@ -3,7 +3,7 @@
 Rows come from the Criteo sample (``CTR_DATA``) when present, else are synthesized with the same schema.
 Fixed seed, bounded run. Example (headless, 60 s, 32 users)::
 
-    locust -f loadtest/locustfile_ctr.py --host http://127.0.0.1:8000 --headless -u 32 -r 32 -t 60s \\
+    python -m locust -f loadtest/locustfile_ctr.py --host http://127.0.0.1:8000 --headless -u 32 -r 32 -t 60s \\
         --csv /tmp/ctr
 
 The SLO check at the end fails the run (exit code 1) when p99 or the error ratio exceed ``CTR_SLO_P99_MS`` /
@@ -12,13 +12,14 @@ The SLO check at the end fails the run (exit code 1) when p99 or the error ratio
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, between, events, task
+
+from loadtest.harness.criteo import request_rows
 
 DATA = Path(os.environ.get("CTR_DATA", "/work/shared/data/ctr/criteo_kaggle_train_10k.txt"))
 SLO_P99_MS = float(os.environ.get("CTR_SLO_P99_MS", "20"))
@@ -29,15 +30,7 @@ RNG = random.Random(1234)
 def _rows(limit: int = 2000) -> list[dict[str, Any]]:
     if not DATA.is_file():
         return [_synthetic() for _ in range(limit)]
-    rows = []
-    with open(DATA, newline="") as f:
-        for line in csv.reader(f, delimiter="\t"):
-            row: dict[str, Any] = {f"I{i}": int(v) for i, v in enumerate(line[1:14], 1) if v}
-            row.update({f"C{i}": v for i, v in enumerate(line[14:40], 1) if v})
-            rows.append(row)
-            if len(rows) >= limit:
-                break
-    return rows
+    return request_rows(DATA, limit)
 
 
 def _synthetic() -> dict[str, Any]:

@@ -25,15 +25,11 @@ class CtrRequest(BaseModel):
 
 
 def create_naive_app(version_dir: Path, intra_op_threads: int = 1) -> FastAPI:
-    import onnxruntime as ort
-
+    from app.runtime.ort_options import cpu_session
     from app.tasks.ctr.features import CtrFeaturizer
 
     featurizer = CtrFeaturizer.load(version_dir / "preprocess.json")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = intra_op_threads
-    so.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(version_dir / "model.onnx"), sess_options=so, providers=["CPUExecutionProvider"])
+    session = cpu_session(version_dir / "model.onnx", intra_op_threads=intra_op_threads)
     app = FastAPI()
 
     @app.post("/v1/ads/ctr")

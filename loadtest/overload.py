@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from loadtest.peers.measure import cpu_seconds, process_tree
+from loadtest.harness import cpu
+from loadtest.harness import wrk as harness_wrk
+from loadtest.harness.procs import free_port, http_ok, service_env, spawn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "loadtest" / "overload.lua"
 
 
 CLIENT_CPUS: list[str] = []  # taskset prefix for wrk (--client-cpus), set once in main()
@@ -42,32 +38,12 @@ SERVER_PID: list[int] = []  # the started server (not with --url): its CPU time 
 
 
 def wrk(url: str, body_file: Path, connections: int, seconds: float, pace_ms: int = 0) -> dict[str, Any]:
-    out = Path(tempfile.mkstemp(suffix=".json")[1])
-    threads = min(2, connections)
-    args = [
-        *CLIENT_CPUS,
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{round(seconds)}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(SCRIPT),
-        url,
-        "--",
-        str(body_file),
-        "",
-        str(pace_ms),
-    ]
-    tree = process_tree(SERVER_PID[0]) if SERVER_PID else []
-    cpu0 = cpu_seconds(tree)
-    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "OVERLOAD_OUT": str(out)})
-    doc: dict[str, Any] = json.loads(out.read_text())
-    out.unlink()
-    doc["seconds"] = doc["duration_us"] / 1e6
-    doc["server_cpu_s"] = cpu_seconds(tree) - cpu0 if tree else None
-    return doc
+    tree = cpu.process_tree(SERVER_PID[0]) if SERVER_PID else []
+    cpu0 = cpu.cpu_seconds(tree)
+    run = harness_wrk.run_overload(url, body_file, connections=connections, seconds=seconds, pace_ms=pace_ms,
+                                   prefix=CLIENT_CPUS)  # fmt: skip
+    return {"status": run.status, "socket_errors": run.socket_errors, "seconds": run.duration_s,
+            "server_cpu_s": cpu.cpu_seconds(tree) - cpu0 if tree else None}  # fmt: skip
 
 
 def feasibility(capacity_run: dict[str, Any], over: dict[str, Any], offered_x: float) -> dict[str, Any]:
@@ -144,8 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--client-cpus", help="pin wrk to these CPUs (e.g. 1): on a small box the load generator")
     p.add_argument("--connections", type=int, default=64, help="wrk connections of the overload run")
     args = p.parse_args(argv)
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed")
+    harness_wrk.binary()  # fails early when wrk is missing
     if (args.server_cpus or args.client_cpus) and shutil.which("taskset") is None:
         sys.exit("--server-cpus/--client-cpus need taskset (util-linux)")
     CLIENT_CPUS[:] = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
@@ -156,25 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     proc = None
     url = args.url
     if url is None:
-        port = 18000 + os.getpid() % 1000
-        env = {
-            **os.environ,
-            "MODEL_REPO": str(args.repo),
-            "APP_PORT": str(port),
-            "APP_LOG_LEVEL": "warning",
-            **dict(kv.split("=", 1) for kv in args.env),
-        }
-        proc = subprocess.Popen([*server_cpus, sys.executable, "-m", "app"], cwd=ROOT, env=env)
-        SERVER_PID[:] = [proc.pid]  # taskset execs the server in place: same pid
+        port = free_port()
+        env = service_env(
+            port, MODEL_REPO=str(args.repo), APP_LOG_LEVEL="warning", **dict(kv.split("=", 1) for kv in args.env)
+        )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        ready = url + "/v2/health/ready"
+        proc = spawn([*server_cpus, sys.executable, "-m", "app"], ready=lambda: http_ok(ready), what=ready, env=env)
+        SERVER_PID[:] = [proc.pid]  # taskset execs the server in place: same pid
     try:
         results = {}
         for n in (int(s) for s in args.shapes.split(",")):
@@ -190,8 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({f"{n}-candidate": results[f"{n}-candidate"]}), flush=True)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(30)
+            stop(proc, 30)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.ctr_model",  # serving: published CTR versions
     "tests.fixtures.rec_run",  # compress: the recommendation pipeline (CI config) on Online Retail, once per session
     "tests.fixtures.servers",  # serving: redis-server and `python -m app` subprocesses
+    "tests.fixtures.skips",  # no silent skips: CI fails them (GPU excepted), a local run reports them loudly
 ]
 
 _FOLDER_MARKERS = {"unit", "integration", "e2e", "gpu", "reliability"}

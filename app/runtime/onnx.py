@@ -15,7 +15,7 @@ import numpy as np
 
 from app.manifest import Manifest, TensorSpec
 from app.runtime.base import RuntimeIncompatible, RuntimeOptions, dummy_inputs
-from app.runtime.ort_options import session_config
+from app.runtime.ort_options import session_options
 from app.runtime.select import RuntimeChoice, ort_providers
 
 LOG = logging.getLogger(__name__)
@@ -70,17 +70,13 @@ class OnnxRuntime:
             except KeyError as e:
                 raise RuntimeIncompatible(str(e)) from None
             providers = list(ort_providers(ort.get_available_providers(), self.options.use_tensorrt))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.options.intra_op_threads
-        so.inter_op_num_threads = self.options.inter_op_threads
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spin = "1" if self.options.allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         path = version_dir / artifact.path
-        if artifact.format == "onnx":
-            for key, value in session_config(path).items():  # e.g. fold a weight-only graph's DequantizeLinear
-                so.add_session_config_entry(key, value)
+        so = session_options(
+            intra_op_threads=self.options.intra_op_threads,
+            inter_op_threads=self.options.inter_op_threads,
+            allow_spinning=self.options.allow_spinning,
+            model_path=path if artifact.format == "onnx" else None,  # e.g. fold a weight-only graph's DQ nodes
+        )
         session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         check_signature("input", manifest.inputs, session.get_inputs())
         check_signature("output", manifest.outputs, session.get_outputs())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path
+from typing import Any
 
 DEQUANTIZE_ON_LOAD = "shopinfer.dequantize_weights_on_load"  # ONNX metadata_props key, value "1"
 _METADATA_PROPS = 14  # ModelProto field number of metadata_props
@@ -68,3 +69,55 @@ def wants_dequantize_on_load(path: Path) -> bool:
 def session_config(path: Path) -> dict[str, str]:
     """Session config entries ``path`` needs: none for ordinary graphs (QDQ fusion stays on)."""
     return {"session.disable_quant_qdq": "1"} if wants_dequantize_on_load(path) else {}
+
+
+def session_options(
+    *,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    allow_spinning: bool | None = None,
+    model_path: Path | None = None,
+    optimization: str = "all",
+    sequential: bool = False,
+    log_severity: int | None = None,
+    optimized_model_path: Path | None = None,
+) -> Any:
+    """The one place an ``onnxruntime.SessionOptions`` is built (server, compress toolkit, benchmarks, tests).
+
+    Both thread pools are always sized (an unset inter-op pool takes every core and skews latency figures);
+    ``allow_spinning`` None keeps ORT's default; ``model_path`` adds the config entries that artifact asks for
+    (:func:`session_config`); ``optimization`` is ``basic`` or ``all``.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = inter_op_threads
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if sequential:
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if log_severity is not None:
+        so.log_severity_level = log_severity
+    if allow_spinning is not None:
+        spin = "1" if allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if model_path is not None:
+        for key, value in session_config(model_path).items():
+            so.add_session_config_entry(key, value)
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+    return so
+
+
+def cpu_session(model: Path | bytes, **options: Any) -> Any:
+    """An ``InferenceSession`` on the CPU provider with :func:`session_options` (a path or serialized bytes)."""
+    import onnxruntime as ort
+
+    if isinstance(model, Path):
+        options.setdefault("model_path", model)
+    src = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(src, session_options(**options), providers=["CPUExecutionProvider"])

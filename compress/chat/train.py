@@ -16,7 +16,7 @@ from torch import nn
 from app.tasks.text import pad_batch
 from compress.chat.config import DistillSection
 from compress.metrics import intent_metrics
-from compress.progress import progress
+from compress.progress import Heartbeat, progress
 
 
 def fit_head(model: nn.Module, emb: np.ndarray, labels: np.ndarray, c: float) -> None:
@@ -64,11 +64,12 @@ def distill(
     steps = cfg.epochs * (-(-len(seqs) // cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     history: list[float] = []
+    beat = Heartbeat("distil student", steps)
     for _ in progress(range(cfg.epochs), desc="distil student"):
         student.train()
         total = 0.0
         batches = _shuffled_buckets(lengths, cfg.batch_size, rng)
-        for idx in batches:
+        for idx in beat.each(batches):
             ids, mask = pad_batch([seqs[i] for i in idx])
             logits, emb = student(torch.from_numpy(ids), torch.from_numpy(mask))
             loss_e = (1.0 - (emb * t_emb[idx]).sum(-1)).mean()

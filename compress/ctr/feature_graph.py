@@ -242,12 +242,10 @@ def check_raw_model(
     atol: float = 1e-6,
 ) -> float:
     """Max |difference| of both paths' outputs on ``records``; raises ValueError above ``atol``."""
-    import onnxruntime as ort
+    from app.runtime.ort_options import cpu_session
 
     def session(m: onnx.ModelProto) -> Any:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
-        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return cpu_session(m.SerializeToString())
 
     outputs = [o.name for o in model.graph.output]
     ref = session(model).run(outputs, featurizer.transform_records(records))

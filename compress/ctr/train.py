@@ -12,7 +12,7 @@ from torch import nn
 
 from compress.config import TrainSection
 from compress.metrics import binary_metrics
-from compress.progress import progress
+from compress.progress import Heartbeat, progress
 
 
 @dataclass
@@ -68,10 +68,12 @@ def fit(
     logit: Any = cast(Any, model).logit  # DeepFM / LR: pre-sigmoid scores (nn.Module types attributes loosely)
     dense, sparse, y = (torch.from_numpy(a) for a in (train.dense, train.sparse, train.y))
     best_auc, best_state, history, stale = -1.0, copy.deepcopy(model.state_dict()), [], 0
-    for epoch in progress(range(epochs or cfg.epochs), desc=desc):
+    n_epochs = epochs or cfg.epochs
+    beat = Heartbeat(desc, n_epochs * -(-len(y) // cfg.batch_size))  # early stopping may end it sooner
+    for epoch in progress(range(n_epochs), desc=desc):
         model.train()
         order = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), cfg.batch_size):
+        for i in beat.each(range(0, len(y), cfg.batch_size)):
             b = order[i : i + cfg.batch_size]
             opt.zero_grad()
             loss = loss_fn(logit(dense[b], sparse[b]).squeeze(1), y[b])

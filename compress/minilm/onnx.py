@@ -10,6 +10,7 @@ import numpy as np
 
 from app.tasks.text import length_buckets
 from compress.errors import ExportError
+from compress.progress import Heartbeat
 
 Feeds = dict[str, np.ndarray]
 log = logging.getLogger("compress")
@@ -46,6 +47,7 @@ def predict_trimmed(sess: Any, feeds: Feeds, outputs: list[str], batch: int = 25
     lengths = feeds["attention_mask"].sum(axis=1)
     n = len(lengths)
     res: list[np.ndarray] = []
+    beat = Heartbeat("ONNX inference", n, unit="row")
     for idx in length_buckets(lengths.tolist(), batch):
         width = max(int(lengths[idx].max()), 1)
         got = sess.run(outputs, {k: v[idx, :width] for k, v in feeds.items()})
@@ -53,6 +55,7 @@ def predict_trimmed(sess: Any, feeds: Feeds, outputs: list[str], batch: int = 25
             res = [np.zeros((n, *g.shape[1:]), dtype=g.dtype) for g in got]
         for r, g in zip(res, got, strict=True):
             r[idx] = g
+        beat.tick(len(idx))
     return res
 
 

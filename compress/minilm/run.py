@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from app.tasks.text import length_buckets, pad_batch
+from compress.progress import Heartbeat
 
 
 @contextmanager
@@ -30,6 +31,7 @@ def run_model(model: nn.Module, seqs: Sequence[Sequence[int]], batch: int = 64) 
     model.eval()
     logits: np.ndarray | None = None
     emb = np.zeros((len(seqs), 384), np.float32)
+    beat = Heartbeat("torch inference", len(seqs), unit="row")
     with torch.no_grad():
         for idx in length_buckets([len(s) for s in seqs], batch):
             ids, mask = pad_batch([seqs[i] for i in idx])
@@ -37,4 +39,5 @@ def run_model(model: nn.Module, seqs: Sequence[Sequence[int]], batch: int = 64) 
             if logits is None:
                 logits = np.zeros((len(seqs), lo.shape[1]), np.float32)
             logits[idx], emb[idx] = lo.numpy(), e.numpy()
+            beat.tick(len(idx))
     return (logits if logits is not None else np.zeros((0, 0), np.float32)), emb

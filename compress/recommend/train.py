@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from compress.progress import Heartbeat
 from compress.recommend.config import RecConfig
 from compress.recommend.data import Examples
 from compress.recommend.metrics import ranking_metrics
@@ -45,11 +46,12 @@ def fit(
     weight = torch.from_numpy(np.exp(-train.age_days / t.recency_tau_days)).float()
     gen = torch.Generator().manual_seed(t.seed)
     best, best_state, bad, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    beat = Heartbeat("train two-tower", epochs * -(-len(train) // t.batch_size))  # early stopping may end it sooner
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train), generator=gen)
         total = 0.0
-        for i in range(0, len(order), t.batch_size):
+        for i in beat.each(range(0, len(order), t.batch_size)):
             idx = order[i : i + t.batch_size]
             y = _multi_hot([train.targets[j] for j in idx.tolist()], n_items)
             logp = F.log_softmax(model.scores(hist[idx]), dim=1)

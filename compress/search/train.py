@@ -18,7 +18,7 @@ from torch import nn
 
 from app.tasks.search.text import CLS_ID, SEP_ID, pad_pairs
 from app.tasks.text import length_buckets
-from compress.progress import progress
+from compress.progress import Heartbeat, progress
 
 
 @dataclass
@@ -87,11 +87,12 @@ def fine_tune(
     total = epochs * len(_steps(len(lists.groups), per_step, rng))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=max(total, 1), pct_start=0.1)
     history = []
+    beat = Heartbeat("fine-tune teacher", total)
     for _ in progress(range(epochs), desc="fine-tune teacher"):
         model.train()
         run = 0.0
         steps = _steps(len(lists.groups), per_step, rng)
-        for picked in steps:
+        for picked in beat.each(steps):
             ids, mask, _, groups = _batch(lists, picked)
             target = torch.cat([targets[q] for q in picked])
             loss = _listwise(model(ids, mask).reshape(-1), target, groups)
@@ -135,11 +136,12 @@ def distill(
     total = epochs * len(_steps(len(lists.groups), per_step, rng))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.1)
     history = []
+    beat = Heartbeat("distil student", total)
     for _ in progress(range(epochs), desc="distil student"):
         student.train()
         run = 0.0
         steps = _steps(len(lists.groups), per_step, rng)
-        for picked in steps:
+        for picked in beat.each(steps):
             ids, mask, rows, groups = _batch(lists, picked)
             s, tr = student(ids, mask).reshape(-1), t[torch.from_numpy(rows)]
             target = torch.cat([torch.softmax(tr[g] / temperature, 0) for g in groups])

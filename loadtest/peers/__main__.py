@@ -25,6 +25,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loadtest.harness import wrk
 from loadtest.peers import measure
 from loadtest.peers import model as m
 from loadtest.peers.envs import ensure, ort_pin, peer_envs
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     body = work / "body.json"
     body.write_text(json.dumps(m.request_body()))
     expected = m.reference_output(model)
-    script = work / "post.lua"
-    script.write_text(measure.LUA.format(body=body))
+    script = wrk.post_script(work / "post.lua", body.read_text())
     variants = ["", *args.service]
     servers = [service(model, work, _env(v), v) for v in variants]
     servers += [PEERS[p][1](model, work, envs[PEERS[p][0]], cache) for p in peers]

@@ -16,6 +16,8 @@ from mlserver.utils import get_model_uri  # type: ignore[import-not-found]
 class OrtRuntime(MLModel):  # type: ignore[misc]
     async def load(self) -> bool:
         uri = await get_model_uri(self._settings)
+        # runs in the peer's own venv, where this repository is not importable: the settings of
+        # app.runtime.ort_options.session_options() (1 intra-op + 1 inter-op thread), spelled out
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1

@@ -23,6 +23,8 @@ def main() -> None:
     p.add_argument("--metrics-port", type=int, required=True)
     p.add_argument("--max-batch", type=int, default=64)
     args = p.parse_args()
+    # runs in the peer's own venv, where this repository is not importable: the settings of
+    # app.runtime.ort_options.session_options() (1 intra-op + 1 inter-op thread), spelled out
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -22,17 +19,11 @@ from pathlib import Path
 
 import onnx
 
+from loadtest.harness.procs import ROOT, free_port, http_ok, log_tail, spawn, stop
 from loadtest.peers import model as m
 from loadtest.peers.envs import PeerEnv, libpython_dir
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICE_NAME = "shopinfer (python -m app)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -54,17 +45,9 @@ class Server:
     def start(self, timeout_s: float = 300) -> None:
         env = {**os.environ, **self.env}
         env.pop("REDIS_URL", None)
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=env, stdout=out, stderr=out,
-                                         start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if _ready(f"{self.url}/v2/models/{m.MODEL_NAME}/ready"):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+        ready = f"{self.url}/v2/models/{m.MODEL_NAME}/ready"
+        self.proc = spawn(self.argv, ready=lambda: http_ok(ready), what=f"{self.name} ready", log=self.log, env=env,
+                          cwd=self.cwd, timeout_s=timeout_s, new_session=True)  # fmt: skip
 
     def check(self, body: bytes, expected: float) -> None:
         """One request before the benchmark: 200 and the model's own output, else the peer is not measured."""
@@ -81,27 +64,11 @@ class Server:
             raise RuntimeError(f"{self.name} returned {got}, onnxruntime here gives {expected}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop(self.proc, 30, group=True)
 
     def log_tail(self, n: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else "(no log)"
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return bool(r.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+        return log_tail(self.log, n)
 
 
 def _ld_path(*dirs: str) -> str:

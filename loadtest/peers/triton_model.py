@@ -16,6 +16,8 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        # runs in the peer's own venv, where this repository is not importable: the settings of
+        # app.runtime.ort_options.session_options() (1 intra-op + 1 inter-op thread), spelled out
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,9 @@ import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
 from app.tasks.ctr.features import CtrFeaturizer
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
-from tests.fixtures.servers import ROOT, ServerFactory, ServerProcess, _live, _stop, free_port, wait_until
+from tests.fixtures.servers import ServerFactory, ServerProcess, serving, wait_until
 
 TOKEN = "grpc-test-token"
 pytestmark = pytest.mark.timeout(180)
@@ -37,20 +36,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     repo = root / "repo"
     repo.mkdir()
     publish_ctr_version(repo, seed=0)
-    port, log = free_port(), root / "server.log"
-    env = {**os.environ, "MODEL_REPO": str(repo), "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "APP_GRPC_PORT": "0",
-           "APP_ADMIN_TOKEN": TOKEN, "APP_REQUIRED_MODELS": "ad-ctr", "APP_WORKERS": "1"}  # fmt: skip
-    env.pop("REDIS_URL", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: proc.poll() is not None or _live(server), 30, "liveness")
-        assert proc.poll() is None, log.read_text()
-        wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    env = {"APP_ADMIN_TOKEN": TOKEN, "APP_REQUIRED_MODELS": "ad-ctr", "APP_WORKERS": "1"}
+    with serving(repo, root, env, until="/v2/health/ready", timeout_s=90) as server:
         yield server, repo
-    finally:
-        _stop(proc)
 
 
 def _inputs(repo: Path, records: list[dict[str, object]]) -> dict[str, np.ndarray]:
@@ -309,7 +297,8 @@ def test_http_and_grpc_share_one_batch_and_grpc_drains_on_sigterm(ctr_repo: Path
     with cf.ThreadPoolExecutor(2) as pool:
         via_grpc = pool.submit(stub.ScoreAds, msg, timeout=10)
         via_http = pool.submit(server.post, "/v1/ads/ctr", json={"candidates": [{"ad_id": "h", "features": rows[1]}]})
-        assert via_grpc.result().scores[0].ad_id == "g" and via_http.result().status_code == 200
+        assert via_grpc.result().scores[0].ad_id == "g", via_grpc.result()
+    expect_status(via_http.result(), 200)
     count, total = _batches(server)
     assert (count - before[0], total - before[1]) == (1.0, 2.0), "one batch of 2 rows: one HTTP + one gRPC item"
 

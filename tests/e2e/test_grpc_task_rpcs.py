@@ -6,16 +6,12 @@ answers for the same request, and bad input gets the REST route's code under the
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2, tasks_pb2_grpc
@@ -23,7 +19,7 @@ from app.grpc.task_messages import encode_rank_search, encode_recommend, recomme
 from compress.search.config import SearchConfig
 from compress.search.data import Judged, SearchData, read_judgments, split_queries
 from tests.fixtures.compress_run import CompressRun
-from tests.fixtures.servers import ROOT, ServerProcess, _stop, free_port, wait_until
+from tests.fixtures.servers import ServerProcess, serving
 
 SEARCH = "search-ranker"
 pytestmark = pytest.mark.timeout(300)
@@ -38,27 +34,11 @@ def both(rec_compress_run: CompressRun, search_compress_run: CompressRun,
     repo = root / "repo"
     shutil.copytree(rec_compress_run.repo / rec, repo / rec)
     shutil.copytree(search_compress_run.repo / SEARCH, repo / SEARCH)
-    port, log = free_port(), root / "server.log"
-    env = {**os.environ, "MODEL_REPO": str(repo), "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "APP_GRPC_PORT": "0",
-           "APP_WORKERS": "1", "APP_REQUIRED_MODELS": f"{rec},{SEARCH}", "APP_TASK_MODELS": json.dumps({"recommend": rec}),
+    # the in-process feature store (no REDIS_URL), seeded from the version's histories
+    env = {"APP_WORKERS": "1", "APP_REQUIRED_MODELS": f"{rec},{SEARCH}", "APP_TASK_MODELS": json.dumps({"recommend": rec}),
            "APP_QUEUE_BUDGETS_MS": json.dumps({SEARCH: 5000})}  # a 50-pair item is tens of ms of CPU  # fmt: skip
-    env.pop("REDIS_URL", None)  # the in-process feature store, seeded from the version's histories
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: proc.poll() is not None or _ready(server), 120, "both models ready")
-        assert proc.poll() is None, log.read_text(errors="replace")
+    with serving(repo, root, env, until="/v2/health/ready", timeout_s=120) as server:
         yield server, rec
-    finally:
-        _stop(proc)
-
-
-def _ready(server: ServerProcess) -> bool:
-    try:
-        return server.get("/v2/health/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +101,7 @@ def test_recommend_rpc_answers_like_the_rest_route_and_maps_its_errors(
     for request, code in cases:
         assert _refused(stub.Recommend, request) == (invalid, code)
         rest = server.post("/v1/recommend", json=recommend_request(request))
-        assert rest.status_code == 422 and rest.json()["error"]["code"] == code
+        assert rest.status_code == 422 and rest.json()["error"]["code"] == code, (rest.status_code, rest.text)
     assert _counted(server, "grpc_recommend")
 
 

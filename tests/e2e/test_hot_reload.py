@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 
 from tests.fixtures.asgi import metric_value, until
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version
 from tests.fixtures.servers import ServerFactory
 from tests.fixtures.traffic import Traffic
-
 
 WORKERS = 2
 
@@ -79,5 +79,5 @@ async def test_corrupt_version_is_refused_while_the_old_keeps_serving(
     assert index_state(server.url)["1"] == ("READY", "")
     text = server.get("/metrics").text
     assert metric_value(text, "model_load_failures_total", model="ad-ctr", version="2", reason="checksum") == WORKERS
-    assert server.get("/v2/health/ready").status_code == 200
+    expect_status(server.get("/v2/health/ready"), 200)
     assert "failed to load (checksum)" in server.log.read_text()

@@ -8,6 +8,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,23 +20,23 @@ from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from tests.e2e.test_rec_serving import _start as start_rec_server
 from tests.fixtures.compress_run import CompressRun
 from tests.fixtures.ctr_model import publish_ctr_version
-from tests.fixtures.servers import ServerFactory, ServerProcess, _stop, free_port, start_redis, wait_until
+from tests.fixtures.servers import ServerFactory, ServerProcess, free_port, start_redis, stop, wait_until
 
 PASSWORD = "pw-Zq81-never-logged"
 
 
 @pytest.fixture
-def secret_redis(tmp_path: Path) -> tuple[str, object]:
+def secret_redis(tmp_path: Path) -> Iterator[tuple[str, object]]:
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server must be installed (.ci/run installs it)"
     port = free_port()
-    proc = start_redis(binary, port, tmp_path, password=PASSWORD)
-    yield f"redis://:{PASSWORD}@127.0.0.1:{port}/0", proc  # type: ignore[misc]
-    _stop(proc)
+    proc = start_redis(port, tmp_path, password=PASSWORD)
+    yield f"redis://:{PASSWORD}@127.0.0.1:{port}/0", proc
+    stop(proc)
 
 
 def _output(server: ServerProcess) -> str:
-    _stop(server.proc)
+    stop(server.proc)
     return server.log.read_text(errors="replace")
 
 
@@ -91,7 +92,12 @@ def test_a_redis_outage_logs_a_bounded_number_of_lines(
         answers = list(pool.map(send, range(600)))
     # the flood goes on until a summary line says how much was suppressed (at most one interval later)
     extra: list[tuple[int, bool]] = []
-    wait_until(lambda: bool(extra.append(send(0)) or "suppressed" in server.log.read_text()), 30, "a summary line")
+
+    def one_more() -> bool:
+        extra.append(send(0))
+        return "suppressed" in server.log.read_text()
+
+    wait_until(one_more, 30, "a summary line")
     answers += extra
     elapsed = time.monotonic() - began
     assert {a for a in answers} == {(200, True)}, sorted(set(answers))[:5]

@@ -54,7 +54,7 @@ def test_served_recommendations_hit_next_purchases_at_the_reported_recall(
             return r
 
         answers = list(pool.map(ask, users))
-    assert {a.status_code for a in answers} == {200}
+    assert {a.status_code for a in answers} == {200}, [(a.status_code, a.text[:300]) for a in answers]
     recall = []
     for u, a in zip(users, answers, strict=True):
         body = a.json()
@@ -76,7 +76,10 @@ def test_events_change_the_next_recommendation_in_process(
     bought = _ids(_recommend(server, {"history": ["85123A"], "k": 3}))
     for item in ["22423", "85099B", "47566"]:
         r = server.post("/v1/events", json={"user_id": "visitor-1", "item_id": item, "type": "purchase"})
-        assert r.status_code == 200 and r.json() == {"stored": True, "degraded": False, "backend": "memory"}
+        assert r.status_code == 200 and r.json() == {"stored": True, "degraded": False, "backend": "memory"}, (
+            r.status_code,
+            r.text,
+        )
     warm = _recommend(server, {"user_id": "visitor-1", "k": 10})
     assert warm["history_source"] == "store" and warm["history_used"] == 3
     assert _ids(warm) != _ids(cold)
@@ -84,7 +87,7 @@ def test_events_change_the_next_recommendation_in_process(
     assert not {"22423", "85099B", "47566"} & set(_ids(no_repeat))
     assert bought  # an anonymous session's own history works too
     bad = server.post("/v1/recommend", json={"history": ["85123A", "NOPE"], "k": 500})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request", (bad.status_code, bad.text)
     assert server.post("/v1/recommend", json={"k": 5}).json()["error"]["code"] == "missing_history"
     skipped = _recommend(server, {"history": ["85123A", "NOPE"], "k": 5})
     assert skipped["unknown_items"] == ["NOPE"] and skipped["history_used"] == 1
@@ -129,6 +132,6 @@ def test_redis_backend_loader_events_and_degraded_mode(
     ev = server.post("/v1/events", json={"user_id": user, "item_id": "21977", "type": "cart"})
     statuses.append(ev.status_code)
     assert ev.json()["stored"] is False
-    assert all(s < 500 for s in statuses)
+    assert all(s < 500 for s in statuses), statuses
     metrics = server.get("/metrics").text
     assert 'rec_feature_store_degraded_total{reason="unavailable"}' in metrics

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 
@@ -23,7 +19,7 @@ from compress.search.config import SearchConfig
 from compress.search.data import Judged, SearchData, read_judgments, split_queries
 from compress.search.metrics import ndcg_at_k
 from tests.fixtures.compress_run import CompressRun
-from tests.fixtures.servers import ROOT, ServerProcess, free_port, wait_until
+from tests.fixtures.servers import ServerProcess, serving
 
 MODEL = "search-ranker"
 
@@ -48,35 +44,12 @@ def bi_server(search_bi_compress_run: CompressRun, tmp_path_factory: pytest.Temp
 
 
 def _serve(run: CompressRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("search-server") / "server.log"
-    env = {
-        **os.environ,
-        "MODEL_REPO": str(run.repo),
-        "APP_PORT": str(port),
-        "APP_HOST": "127.0.0.1",
-        "APP_REQUIRED_MODELS": MODEL,
-        # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
-        "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000}),
-    }
-    env.pop("REDIS_URL", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    srv = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: proc.poll() is not None or _ready(srv), 120, "search model readiness")
-        assert proc.poll() is None, log.read_text(errors="replace")
+    # a 50-pair item is tens of ms of CPU: the 25 ms default queue budget would refuse concurrent requests
+    env = {"APP_REQUIRED_MODELS": MODEL, "APP_QUEUE_BUDGETS_MS": json.dumps({MODEL: 5000})}
+    with serving(
+        run.repo, tmp_path_factory.mktemp("search-server"), env, until="/v2/health/ready", timeout_s=120
+    ) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        proc.wait(15)
-
-
-def _ready(srv: ServerProcess) -> bool:
-    try:
-        return srv.get("/v2/health/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _manifest(run: CompressRun) -> Manifest:
@@ -109,7 +82,7 @@ def _reproduces_offline_ndcg(run: CompressRun, server: ServerProcess, lists: lis
         res = body["results"]
         assert [x["rank"] for x in res] == list(range(1, len(j.products) + 1))
         assert sorted(x["product_id"] for x in res) == sorted(j.products)
-        assert all(a["score"] >= b["score"] for a, b in zip(res, res[1:], strict=False))
+        assert all(a["score"] >= b["score"] for a, b in zip(res, res[1:], strict=False)), [r["score"] for r in res]
         by_id = {x["product_id"]: x["score"] for x in res}
         ndcgs.append(ndcg_at_k(np.array([by_id[p] for p in j.products]), j.gains, 10))
     offline = manifest.metrics["candidate"]["ndcg_10"]
@@ -209,6 +182,7 @@ def test_bad_input_gets_a_coded_4xx_and_good_requests_alongside_succeed(
     with cf.ThreadPoolExecutor(8) as pool:
         goods = [pool.submit(server.post, "/v1/search/rank", json=good) for _ in range(6)]
         bad = server.post("/v1/search/rank", content=body, headers={"content-type": "application/json"})
-        assert all(f.result().status_code == 200 for f in goods)
+        answers = [f.result() for f in goods]
+        assert all(r.status_code == 200 for r in answers), [(r.status_code, r.text[:300]) for r in answers]
     assert bad.status_code == status, bad.text
     assert bad.json()["error"]["code"] == code

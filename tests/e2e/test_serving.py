@@ -70,9 +70,9 @@ def test_not_ready_until_the_required_model_is_published_and_warm(tmp_path: Path
     repo.mkdir()
     server = start_server(repo, APP_REQUIRED_MODELS="ad-ctr", APP_RESCAN_INTERVAL_S="0.2")
     r = server.get("/v2/health/ready")
-    assert r.status_code == 503 and r.json() == {"ready": False, "waiting_for": ["ad-ctr"]}
+    assert r.status_code == 503 and r.json() == {"ready": False, "waiting_for": ["ad-ctr"]}, (r.status_code, r.text)
     r = server.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a"}]})
-    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", (r.status_code, r.text)
     publish_ctr_version(repo, seed=0)
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after publishing")
     assert server.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a"}]}).json()["version"] == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 from tests.fixtures.servers import ServerFactory, wait_until
 
@@ -65,14 +66,15 @@ def test_two_workers_share_the_port_and_the_metrics(
 
     # the admin API reaches one worker; its siblings repeat the action from the pod's control file
     auth = {"authorization": "Bearer t0ken"}
-    assert server.post("/v2/repository/models/ad-ctr/unload", headers=auth).status_code == 200
+    expect_status(server.post("/v2/repository/models/ad-ctr/unload", headers=auth), 200)
     wait_until(
         lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="unload") == 2,
         30,
         "v2 unloaded by both workers",
     )
-    assert all(server.post("/v1/ads/ctr", json=ONE).status_code == 503 for _ in range(10))
-    assert server.post("/v2/repository/models/ad-ctr/load", headers=auth).status_code == 200
+    answers = [server.post("/v1/ads/ctr", json=ONE) for _ in range(10)]
+    assert all(r.status_code == 503 for r in answers), [(r.status_code, r.text[:300]) for r in answers]
+    expect_status(server.post("/v2/repository/models/ad-ctr/load", headers=auth), 200)
     wait_until(
         lambda: _metric(server.get("/metrics").text, "model_load_events_total", version="2", event="load") == 4,
         30,

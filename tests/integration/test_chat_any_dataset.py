@@ -112,7 +112,9 @@ def test_the_derived_set_is_read_as_described(derived: tuple[ChatConfig, dict[st
         "dropped": DOUBLE,
         "kept_majority": 0,
     }
-    assert all(t.upper() != t for t in s.texts["train"])  # the doubled texts are gone from every part
+    assert all(t.upper() != t for t in s.texts["train"]), [t for t in s.texts["train"] if t.upper() == t][
+        :5
+    ]  # the doubled texts are gone from every part
 
 
 def test_pipeline_publishes_a_model_that_answers_intent_and_confidence_only(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_held_out_messages_through_the_serving_path(chat_compress_run: CompressR
 
     ref, manifest = load_verified(chat_compress_run.repo, MODEL, 2)
     vdir = ref.path
-    task = get_task(chat_compress_run.cfg)
+    task: Any = get_task(chat_compress_run.cfg)  # the chat adapter: its split is read below
     task.prepare(vdir)  # rebuilds the stated split; the published tokenizer and state
     pre, post = load_version(vdir, manifest)
     state = post.state
@@ -84,12 +85,14 @@ def test_held_out_messages_through_the_serving_path(chat_compress_run: CompressR
     inside = serve(task.split.texts["test"])
     outside = serve(task.split.oos_test)
     truth = [state.intents[k] for k in task.split.labels["test"]]
-    assert np.mean([r.intent == t for r, t in zip(inside, truth)]) >= 0.97
+    assert np.mean([r.intent == t for r, t in zip(inside, truth, strict=True)]) >= 0.97
     conf = np.array([r.confidence for r in inside + outside])
     assert roc_auc(1 - conf, np.r_[np.zeros(len(inside)), np.ones(len(outside))]) >= 0.95
     assert np.mean([r.handoff for r in outside]) >= 0.8
     assert np.mean([r.handoff for r in inside if r.intent not in state.handoff_intents]) <= 0.12
-    assert all(r.reply and "{{" not in r.reply for r in inside + outside)
+    assert all(r.reply and "{{" not in r.reply for r in inside + outside), [
+        r.reply for r in inside + outside if not r.reply or "{{" in r.reply
+    ][:5]
 
     (cancel,) = serve(["I want to cancel order 732201349959"])
     assert cancel.intent == "cancel_order" and "732201349959" in cancel.reply and not cancel.handoff

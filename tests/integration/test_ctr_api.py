@@ -12,6 +12,7 @@ import pytest
 
 from app.errors import ServiceError
 from tests.fixtures.asgi import AppUnderTest, running_app
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import raw_records, reference_scores
 
 CTR = "/v1/ads/ctr"
@@ -55,9 +56,9 @@ async def test_context_is_merged_and_candidate_fields_win(svc: AppUnderTest, ctr
 
 async def test_pinned_version(svc: AppUnderTest) -> None:
     r = await svc.client.post(CTR, json={**request_for(raw_records(1)), "model_version": 1})
-    assert r.status_code == 200 and r.json()["version"] == 1
+    assert r.status_code == 200 and r.json()["version"] == 1, (r.status_code, r.text)
     r = await svc.client.post(CTR, json={**request_for(raw_records(1)), "model_version": 9})
-    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", (r.status_code, r.text)
 
 
 BAD_CASES = [
@@ -86,36 +87,39 @@ async def test_bad_requests_are_coded_4xx(svc: AppUnderTest, payload: dict[str, 
 
 async def test_malformed_json_and_headers(svc: AppUnderTest) -> None:
     r = await svc.client.post(CTR, content=b'{"candidates": [', headers={"content-type": "application/json"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", (r.status_code, r.text)
     ok = request_for(raw_records(1))
     r = await svc.client.post(CTR, json=ok, headers={"timeout-ms": "soon"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header", (r.status_code, r.text)
     r = await svc.client.post(CTR, json=ok, headers={"priority": "urgent"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header", (r.status_code, r.text)
     r = await svc.client.get(CTR)
-    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed", (r.status_code, r.text)
 
 
 async def test_body_limit_by_header_and_by_actual_size(ctr_repo: Path) -> None:
     async with running_app(ctr_repo, max_body_bytes=4096) as svc:
         big = b'{"candidates": [' + b" " * 5000 + b"]}"
         r = await svc.client.post(CTR, content=big, headers={"content-type": "application/json"})
-        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", (r.status_code, r.text)
 
         async def stream() -> Any:  # no Content-Length: the actual size is what counts
             for _ in range(10):
                 yield b" " * 1000
 
         r = await svc.client.post(CTR, content=stream(), headers={"content-type": "application/json"})
-        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", (r.status_code, r.text)
 
 
 async def test_bad_requests_do_not_disturb_a_good_one(svc: AppUnderTest) -> None:
     good = svc.client.post(CTR, json=request_for(raw_records(20)))
     bad = [svc.client.post(CTR, json=payload) for payload, _, _ in BAD_CASES]
     results = await asyncio.gather(good, *bad)
-    assert results[0].status_code == 200 and len(results[0].json()["scores"]) == 20
-    assert [r.status_code for r in results[1:]] == [status for _, status, _ in BAD_CASES]
+    expect_status(results[0], 200)
+    assert len(results[0].json()["scores"]) == 20, results[0].text
+    assert [r.status_code for r in results[1:]] == [status for _, status, _ in BAD_CASES], [
+        (r.status_code, r.text[:300]) for r in results[1:]
+    ]
 
 
 async def test_request_id_is_echoed_or_generated(svc: AppUnderTest) -> None:
@@ -134,9 +138,9 @@ async def test_unexpected_errors_are_a_logged_generic_500(
     monkeypatch.setattr(svc.app.state.service, "run_task", boom)
     with caplog.at_level(logging.ERROR):
         r = await svc.client.post(CTR, json=request_for(raw_records(1)), headers={"x-request-id": "req-42"})
-    assert r.status_code == 500 and r.json()["error"]["code"] == "internal"
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal", (r.status_code, r.text)
     assert "secret" not in r.text and "req-42" in r.text
-    assert any("req-42" in rec.getMessage() for rec in caplog.records)
+    assert any("req-42" in rec.getMessage() for rec in caplog.records), caplog.text[-2000:]
     assert await svc.metric("inference_requests_total", endpoint="ctr", code="internal") == 1
 
 
@@ -159,5 +163,8 @@ async def test_graph_and_python_featurization_give_the_same_scores(ctr_repo: Pat
             assert r.status_code == 200, r.text
             scores[mode] = np.array([s["pctr"] for s in r.json()["scores"]])
             bad = await svc.client.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "x", "features": {"I1": "abc"}}]})
-            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_feature"
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_feature", (
+                bad.status_code,
+                bad.text,
+            )
     np.testing.assert_allclose(scores["graph"], scores["python"], atol=1e-6, rtol=0)

@@ -13,6 +13,7 @@ from app.grpc.generated import grpc_service_pb2 as pb
 from app.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from app.model_config import model_config_json
 from tests.fixtures.asgi import running_app
+from tests.fixtures.checks import expect_status
 
 
 async def test_grpc_serves_from_the_apps_event_loop_and_describes_the_model(ctr_repo: Path) -> None:
@@ -46,7 +47,7 @@ async def test_grpc_serves_from_the_apps_event_loop_and_describes_the_model(ctr_
 async def test_grpc_can_be_turned_off(ctr_repo: Path) -> None:
     async with running_app(ctr_repo, grpc_enabled=False) as t:
         assert t.app.state.grpc_port is None
-        assert (await t.client.get("/v2/health/ready")).status_code == 200
+        expect_status(await t.client.get("/v2/health/ready"), 200)
 
 
 async def test_request_bytes_that_do_not_parse_are_invalid_argument_with_a_code(ctr_repo: Path) -> None:

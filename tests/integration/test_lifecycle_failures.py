@@ -10,6 +10,7 @@ from typing import Any
 
 from app.manifest import Manifest, Preprocessing, TensorSpec
 from tests.fixtures.asgi import GatedRuntime, running_app, until
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 
 CTR = "/v1/ads/ctr"
@@ -38,7 +39,7 @@ async def _bad_version_keeps_the_old_one(repo: Path, tweak: Any, reason: str, **
         entry = (await _index(svc))["2"]
         assert entry["reason"].startswith(reason), entry
         r = await svc.client.post(CTR, json=ONE)
-        assert r.status_code == 200 and r.json()["version"] == 1
+        assert r.status_code == 200 and r.json()["version"] == 1, (r.status_code, r.text)
         failures = await svc.metric("model_load_failures_total", model="ad-ctr", version="2")
         assert failures == 1
 
@@ -94,12 +95,12 @@ async def test_drain_timeout_unloads_a_stuck_version_and_fails_its_queue(
         await until(lambda: svc.app.state.service.registry.resolve("ad-ctr").batcher.queued_rows == 1, 10, "queued")
         await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
         r = await asyncio.wait_for(queued, 30)
-        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready", (r.status_code, r.text)
         await until(lambda: _state_of(svc, "1", "UNAVAILABLE"), 30, "v1 unloaded after the drain timeout")
         assert not stuck.done()
         gate.set()
         r = await asyncio.wait_for(stuck, 30)
-        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready", (r.status_code, r.text)
 
 
 async def test_default_timeout_applies_without_a_header(ctr_repo: Path) -> None:
@@ -113,13 +114,13 @@ async def test_default_timeout_applies_without_a_header(ctr_repo: Path) -> None:
         blocker = asyncio.create_task(svc.client.post(CTR, json=ONE, headers={"timeout-ms": "60000"}))
         await asyncio.to_thread(rt.infer_entered.wait, 10)
         r = await svc.client.post(CTR, json=ONE)  # no timeout-ms header: the default deadline applies
-        assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+        assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded", (r.status_code, r.text)
         longer = asyncio.create_task(svc.client.post(CTR, json=ONE, headers={"timeout-ms": "60000"}))
         await until(lambda: svc.app.state.service.registry.resolve("ad-ctr").batcher.queued_rows == 1, 10, "queued")
         await asyncio.sleep(0.2)  # past the 100 ms default: only the header's own deadline keeps it alive
         gate.set()
-        assert (await longer).status_code == 200  # a header overrides the default
-        assert (await blocker).status_code == 200
+        expect_status(await longer, 200)  # a header overrides the default
+        expect_status(await blocker, 200)
 
 
 async def test_batch_concurrency_runs_batches_side_by_side(ctr_repo: Path) -> None:
@@ -134,5 +135,5 @@ async def test_batch_concurrency_runs_batches_side_by_side(ctr_repo: Path) -> No
         ctr_repo, runtime_factory=lambda _m: Concurrent(), max_queue_delay_us=0, batch_concurrency=2, max_batch_rows=1
     ) as svc:
         a, b = await asyncio.gather(svc.client.post(CTR, json=ONE), svc.client.post(CTR, json=ONE))
-        assert a.status_code == b.status_code == 200
+        assert a.status_code == b.status_code == 200, [(x.status_code, x.text[:300]) for x in (a, b)]
         assert not both_in.broken

@@ -12,6 +12,7 @@ import pytest
 
 from app.repository import list_versions
 from tests.fixtures.asgi import GatedRuntime, running_app, until
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 from tests.fixtures.servers import RedisServer, free_port
 
@@ -57,7 +58,7 @@ def test_publishing_without_redis_sends_nothing_and_never_fails(
 
 async def test_unreachable_redis_does_not_stop_serving(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
     async with running_app(ctr_repo, redis_url=f"redis://127.0.0.1:{free_port()}/0", rescan_interval_s=0.2) as svc:
-        assert (await svc.client.post(CTR, json=ONE)).status_code == 200
+        expect_status(await svc.client.post(CTR, json=ONE), 200)
         await asyncio.to_thread(publish_ctr_version, ctr_repo, seed=1)
         await until(lambda: svc.app.state.service.registry.ready_versions("ad-ctr") == [2], 30, "version 2 by rescan")
 
@@ -78,7 +79,7 @@ async def test_pinned_policy_ignores_newer_versions(ctr_repo: Path, ctr_artifact
             "reason": "not selected by the version policy",
         }
         r = await svc.client.post(CTR, json={**ONE, "model_version": 2})
-        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready", (r.status_code, r.text)
 
 
 async def test_latest_two_serves_both_and_defaults_to_the_newest(ctr_repo: Path, ctr_artifacts_seed1: Path) -> None:
@@ -110,7 +111,10 @@ async def test_old_version_drains_in_flight_work_before_unloading(ctr_repo: Path
         assert not in_flight.done()
         gate.set()
         r = await in_flight
-        assert r.status_code == 200 and r.json()["version"] == 1  # finished on the version it started on
+        assert r.status_code == 200 and r.json()["version"] == 1, (
+            r.status_code,
+            r.text,
+        )  # finished on the version it started on
         await until(lambda: _is_state(svc, "1", "UNAVAILABLE"), 10, "v1 unloaded after draining")
         assert runtimes[0].bytes == 0 and runtimes[1].bytes > 0
 

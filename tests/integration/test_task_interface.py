@@ -28,9 +28,9 @@ async def test_one_module_adds_an_endpoint(tmp_path: Path, with_echo_task: None)
         assert r.status_code == 200, r.text
         assert r.json() == {"doubled": [3.0, -4.0, 0.0], "label": "times-two", "model": "echo", "version": 1}
         bad = await svc.client.post("/v1/echo", json={"values": []})
-        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_values"
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_values", (bad.status_code, bad.text)
         junk = await svc.client.post("/v1/echo", content=b"{", headers={"content-type": "application/json"})
-        assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_json"
+        assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_json", (junk.status_code, junk.text)
         assert await svc.metric("inference_requests_total", endpoint="echo", code="ok") == 1
         assert await svc.metric("inference_requests_total", endpoint="echo", code="invalid_values") == 1
         doc = (await svc.client.get("/openapi.json")).json()["paths"]["/v1/echo"]["post"]
@@ -43,10 +43,12 @@ async def test_a_model_of_another_task_is_refused_with_a_code(tmp_path: Path, wi
     publish_echo_version(tmp_path)
     async with running_app(tmp_path, task_models={"ctr": "echo"}) as svc:
         r = await svc.client.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a"}]})
-        assert r.status_code == 503 and r.json()["error"]["code"] == "wrong_task"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "wrong_task", (r.status_code, r.text)
 
 
 def test_task_without_a_kind_module_is_unknown() -> None:
     assert task_registry.task_for_kind("echo") is None
     assert {"ctr", "chat", "recommend", "search"} <= set(task_registry.task_classes())
-    assert task_registry.task_for_kind("ctr-v1") is task_registry.task_for_kind("ctr"), "older kind names must still load"
+    assert task_registry.task_for_kind("ctr-v1") is task_registry.task_for_kind("ctr"), (
+        "older kind names must still load"
+    )

@@ -13,6 +13,7 @@ import pytest
 
 from app.tasks.ctr.features import CtrFeaturizer
 from tests.fixtures.asgi import AppUnderTest, running_app
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import raw_records, reference_scores
 
 INFER = "/v2/models/ad-ctr/infer"
@@ -55,7 +56,7 @@ async def test_server_and_model_metadata(svc: AppUnderTest) -> None:
             "outputs": [{"name": "pctr", "datatype": "FP32", "shape": [-1, 1]}],
         }  # fmt: skip
     assert (await svc.client.get("/v2/models/ad-ctr/ready")).json() == {"name": "ad-ctr", "ready": True}
-    assert (await svc.client.get("/v2/models/ad-ctr/versions/1/ready")).status_code == 200
+    expect_status(await svc.client.get("/v2/models/ad-ctr/versions/1/ready"), 200)
     assert (await svc.client.get("/v2/health/ready")).json() == {"ready": True}
 
 
@@ -125,18 +126,21 @@ async def test_bad_requests_are_coded_and_a_good_one_still_succeeds(svc: AppUnde
     cases = bad_v2_cases(x)
     good = svc.client.post(INFER, json=json_request(x))
     results = await asyncio.gather(good, *(svc.client.post(url, json=body) for url, body, _, _ in cases))
-    assert results[0].status_code == 200
+    expect_status(results[0], 200)
     for (url, _, status, code), r in zip(cases, results[1:], strict=True):
         assert (r.status_code, r.json().get("code")) == (status, code), (url, r.text)
         assert isinstance(r.json()["error"], str) and r.json()["error"]
     r = await svc.client.post(INFER, content=b"{oops")
-    assert r.status_code == 400 and r.json() == {"error": r.json()["error"], "code": "invalid_json"}
-    assert (await svc.client.get("/v2/models/nope")).status_code == 404
-    assert (await svc.client.get("/v2/models/nope/ready")).status_code == 404
+    assert r.status_code == 400 and r.json() == {"error": r.json()["error"], "code": "invalid_json"}, (
+        r.status_code,
+        r.text,
+    )
+    expect_status(await svc.client.get("/v2/models/nope"), 404)
+    expect_status(await svc.client.get("/v2/models/nope/ready"), 404)
     r = await svc.client.get("/v2/models/%2E%2E%2F%2E%2E/ready")
-    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert r.status_code == 404 and r.json()["code"] == "not_found", (r.status_code, r.text)
     r = await svc.client.get("/v2/models/..%5C..%5Cetc")
-    assert r.status_code == 404 and r.json()["code"] == "model_not_found"
+    assert r.status_code == 404 and r.json()["code"] == "model_not_found", (r.status_code, r.text)
     assert await svc.metric("inference_requests_total", model="_unknown_", code="model_not_found") >= 3
 
 
@@ -146,20 +150,20 @@ async def test_repository_index_and_auth(svc: AppUnderTest) -> None:
     assert (await svc.client.post("/v2/repository/index", json={"ready": True})).json() == index
     unload = "/v2/repository/models/ad-ctr/unload"
     r = await svc.client.post(unload)
-    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized", (r.status_code, r.text)
     r = await svc.client.post(unload, headers={"Authorization": "Bearer wrong"})
-    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert r.status_code == 403 and r.json()["code"] == "forbidden", (r.status_code, r.text)
     r = await svc.client.post("/v2/repository/models/nope/load", headers={"Authorization": "Bearer t0ken"})
-    assert r.status_code == 404
+    assert r.status_code == 404, (r.status_code, r.text)
     r = await svc.client.post(unload, headers={"Authorization": "Bearer t0ken"})
-    assert r.status_code == 200
-    assert (await svc.client.get("/v2/models/ad-ctr/ready")).status_code == 503
-    assert (await svc.client.get("/v2/health/ready")).status_code == 503
+    assert r.status_code == 200, (r.status_code, r.text)
+    expect_status(await svc.client.get("/v2/models/ad-ctr/ready"), 503)
+    expect_status(await svc.client.get("/v2/health/ready"), 503)
     index = (await svc.client.post("/v2/repository/index")).json()
     assert index == [{"name": "ad-ctr", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
     r = await svc.client.post("/v2/repository/models/ad-ctr/load", headers={"Authorization": "Bearer t0ken"})
-    assert r.status_code == 200
-    assert (await svc.client.get("/v2/models/ad-ctr/ready")).status_code == 200
+    assert r.status_code == 200, (r.status_code, r.text)
+    expect_status(await svc.client.get("/v2/models/ad-ctr/ready"), 200)
     assert await svc.metric("model_load_events_total", model="ad-ctr", version="1", event="unload") == 1
     assert await svc.metric("model_load_events_total", model="ad-ctr", version="1", event="load") == 2
 
@@ -167,4 +171,4 @@ async def test_repository_index_and_auth(svc: AppUnderTest) -> None:
 async def test_repository_control_is_disabled_without_a_token(ctr_repo: Path) -> None:
     async with running_app(ctr_repo) as svc:
         r = await svc.client.post("/v2/repository/models/ad-ctr/unload", headers={"Authorization": "Bearer x"})
-        assert r.status_code == 403 and "APP_ADMIN_TOKEN" in r.json()["error"]
+        assert r.status_code == 403 and "APP_ADMIN_TOKEN" in r.json()["error"], (r.status_code, r.text)

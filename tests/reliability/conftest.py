@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from loadtest.harness import wrk
+from loadtest.harness.wrk import OverloadResult
 from tests.fixtures.ctr_model import DATA, publish_ctr_version, raw_records
 from tests.fixtures.servers import ServerFactory, ServerProcess, free_port, start_redis, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-WRK_SCRIPT = ROOT / "loadtest" / "overload.lua"
 
 
 @pytest.fixture(autouse=True)
@@ -67,24 +67,6 @@ def ready(server: ServerProcess, timeout_s: float = 60) -> None:
 
 
 # ---- wrk ----
-@dataclass
-class WrkResult:
-    """Per-status counts and latency percentiles (seconds) from ``loadtest/overload.lua``."""
-
-    duration_s: float
-    status: dict[int, dict[str, float]]
-    socket_errors: dict[str, int]
-
-    def n(self, status: int) -> int:
-        return int(self.status.get(status, {}).get("n", 0))
-
-    def p(self, status: int, q: str = "p99") -> float:
-        return self.status[status][f"{q}_us"] / 1e6
-
-    def rate(self, status: int) -> float:
-        return self.n(status) / self.duration_s
-
-
 def run_wrk(
     url: str,
     body: Any,
@@ -95,36 +77,12 @@ def run_wrk(
     timeout_ms: str = "",
     threads: int = 2,
     pace_ms: float = 0,
-) -> WrkResult:
+) -> OverloadResult:
     """``wrk`` POSTing ``body`` to ``url``; latencies are split by status (admitted vs refused)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        pytest.skip("wrk is not installed (CI installs it)")
-    body_file, out = tmp / f"body-{os.getpid()}.json", tmp / "wrk-out.json"
+    body_file = tmp / f"body-{os.getpid()}.json"
     body_file.write_text(json.dumps(body))
-    out.unlink(missing_ok=True)
-    args = [
-        wrk,
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{round(seconds)}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(WRK_SCRIPT),
-        url,
-        "--",
-        str(body_file),
-        timeout_ms,
-        str(int(pace_ms)),
-    ]
-    proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "OVERLOAD_OUT": str(out)}
-    )
-    assert proc.returncode == 0 and out.is_file(), proc.stderr + proc.stdout
-    doc = json.loads(out.read_text())
-    status = {int(k): v for k, v in doc["status"].items()}
-    return WrkResult(doc["duration_us"] / 1e6, status, doc["socket_errors"])
+    return wrk.run_overload(url, body_file, connections=connections, seconds=seconds, threads=threads,
+                            timeout_ms=timeout_ms, pace_ms=pace_ms)  # fmt: skip
 
 
 # ---- a Redis that can be killed and restarted on the same port ----
@@ -139,7 +97,7 @@ class RestartableRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = start_redis(shutil.which("redis-server") or "redis-server", self.port, self.dir)
+        self.proc = start_redis(self.port, self.dir)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -157,8 +115,6 @@ class RestartableRedis:
 
 @pytest.fixture
 def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
     r = RestartableRedis(free_port(), tmp_path)
     r.start()
     try:
@@ -169,17 +125,7 @@ def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
 
 def lua_post(tmp: Path, body: Any, headers: dict[str, str]) -> Path:
     """A minimal wrk script that POSTs ``body`` with ``headers`` (for plain wrk runs)."""
-    script = tmp / "post.lua"
-    hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script.write_text(
-        textwrap.dedent(f"""\
-        wrk.method = "POST"
-        wrk.body = [[{json.dumps(body)}]]
-        wrk.headers["content-type"] = "application/json"
-        """)
-        + hdrs
-    )
-    return script
+    return wrk.post_script(tmp / "post.lua", body, headers)
 
 
 def client(server: ServerProcess, timeout_s: float = 30) -> httpx.Client:

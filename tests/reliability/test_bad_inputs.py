@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 
 from app.tasks.ctr.features import CtrFeaturizer
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 from tests.fixtures.servers import ServerFactory, wait_until
 from tests.reliability.conftest import metric, ready, start
@@ -30,7 +31,7 @@ def test_out_of_range_ids_are_400_before_batching(repo: Path, start_server: Serv
     ready(server)
     x = CtrFeaturizer.load(repo / "ad-ctr" / "1" / "preprocess.json").transform_records(raw_records(3))
     good = x["sparse"].tolist()
-    assert server.post("/v2/models/ad-ctr/infer", json=v2_body(good, x["dense"].tolist())).status_code == 200
+    expect_status(server.post("/v2/models/ad-ctr/infer", json=v2_body(good, x["dense"].tolist())), 200)
     cardinalities = CtrFeaturizer.load(repo / "ad-ctr" / "1" / "preprocess.json").cardinalities
     for bad_value, column in ((10**9, 0), (-1, 5), (cardinalities[7], 7)):
         rows = [list(r) for r in good]
@@ -39,7 +40,7 @@ def test_out_of_range_ids_are_400_before_batching(repo: Path, start_server: Serv
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "index_out_of_range" and f"[1, {column}]" in r.json()["error"]
     r = server.post("/v2/models/ad-ctr/infer", json=v2_body([[10**9] * 26] * 4))
-    assert r.status_code == 400 and r.json()["code"] == "index_out_of_range"
+    assert r.status_code == 400 and r.json()["code"] == "index_out_of_range", (r.status_code, r.text)
     assert metric(server, "inference_requests_total", code="inference_failed") == 0
     log = server.log.read_text()
     assert " ERROR " not in log, log[-2000:]
@@ -53,20 +54,20 @@ def test_odd_numerals_are_400_everywhere(repo: Path, start_server: ServerFactory
     for value in ("²", "٢", "1" * 5000, "-5", "+5", "0", "1e3", "5_0"):
         r = server.post("/v1/ads/ctr", json=body, headers={"timeout-ms": value.encode()})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header", (value, r.text)
-    assert server.post("/v1/ads/ctr", json=body, headers={"timeout-ms": "5000"}).status_code == 200
+    expect_status(server.post("/v1/ads/ctr", json=body, headers={"timeout-ms": "5000"}), 200)
     for version in ("%C2%B2", "%D9%A2", "1" * 5000, "0", "-1"):
         for path in (f"/v2/models/ad-ctr/versions/{version}", f"/v2/models/ad-ctr/versions/{version}/ready"):
             r = server.get(path)
             assert r.status_code == 400 and r.json()["code"] == "invalid_version", (path, r.text)
         r = server.post(f"/v2/models/ad-ctr/versions/{version}/infer", json=v2_body([[2] * 26]))
         assert r.status_code == 400 and r.json()["code"] == "invalid_version", (version, r.text)
-    assert server.get("/v2/models/ad-ctr/versions/1").status_code == 200
+    expect_status(server.get("/v2/models/ad-ctr/versions/1"), 200)
     r = server.post(
         "/v2/models/ad-ctr/infer",
         content=json.dumps(v2_body([[2] * 26])),
         headers={"inference-header-content-length": "²".encode()},
     )
-    assert r.status_code == 400 and r.json()["code"] == "invalid_header"
+    assert r.status_code == 400 and r.json()["code"] == "invalid_header", (r.status_code, r.text)
     assert metric(server, "inference_requests_total", code="internal") == 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.checks import expect_status
 from tests.fixtures.servers import ServerFactory
 from tests.reliability.conftest import ctr_body, ready, start
 
@@ -38,7 +39,7 @@ def test_big_bodies_are_refused_cheaply(repo: Path, start_server: ServerFactory)
         quiet = []
         for _ in range(50):
             t = time.perf_counter()
-            assert c.post("/v1/ads/ctr", json=small).status_code == 200
+            expect_status(c.post("/v1/ads/ctr", json=small), 200)
             quiet.append(time.perf_counter() - t)
         floods = [threading.Thread(target=flood) for _ in range(2)]
         for f in floods:
@@ -47,7 +48,7 @@ def test_big_bodies_are_refused_cheaply(repo: Path, start_server: ServerFactory)
         try:
             for _ in range(100):
                 t = time.perf_counter()
-                assert c.post("/v1/ads/ctr", json=small).status_code == 200
+                expect_status(c.post("/v1/ads/ctr", json=small), 200)
                 loaded.append(time.perf_counter() - t)
         finally:
             stop.set()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 
+from loadtest.harness import wrk
+from tests.fixtures.checks import expect_status
 from tests.fixtures.servers import ServerFactory
 from tests.reliability.conftest import ctr_body, lua_post, metric, ready, start
 
@@ -16,9 +16,6 @@ from tests.reliability.conftest import ctr_body, lua_post, metric, ready, start
 def test_short_deadlines_under_load_leave_the_batcher_working(
     repo: Path, start_server: ServerFactory, tmp_path: Path
 ) -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        pytest.skip("wrk is not installed (CI installs it)")
     server = start(start_server, repo)
     ready(server)
     # 100-candidate bodies from 64 connections queue for longer than 20 ms on any machine, so deadlines expire
@@ -28,8 +25,8 @@ def test_short_deadlines_under_load_leave_the_batcher_working(
     (tmp_path / "plain").mkdir()
     plain = lua_post(tmp_path / "plain", ctr_body(1), {})
     procs = [
-        subprocess.Popen([wrk, "-t1", f"-c{c}", "-d4s", "-s", str(script), server.url + "/v1/ads/ctr"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(wrk.command(server.url + "/v1/ads/ctr", script, c, 4), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
         for script, c in ((racing, 64), (plain, 4))
     ]  # fmt: skip
     for proc in procs:
@@ -42,4 +39,4 @@ def test_short_deadlines_under_load_leave_the_batcher_working(
     assert r.status_code == 200, r.text
     assert metric(server, "background_task_crashes_total") == 0, server.log.read_text()[-3000:]
     assert "InvalidStateError" not in server.log.read_text()
-    assert server.get("/v2/health/live").status_code == 200
+    expect_status(server.get("/v2/health/live"), 200)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import psutil  # type: ignore[import-untyped]
 
+from loadtest.harness import cpu
+from tests.fixtures.checks import expect_status
 from tests.fixtures.servers import ServerFactory
 from tests.reliability.conftest import ctr_body, ready, start
 
@@ -14,10 +15,9 @@ CYCLES = 200
 WARMUP_CYCLES = 5
 
 
-def rss(pid: int) -> int:
-    """The server's resident memory, worker processes included."""
-    proc = psutil.Process(pid)
-    return int(proc.memory_info().rss + sum(p.memory_info().rss for p in proc.children(recursive=True)))
+def rss(pid: int) -> float:
+    """The server's resident memory (MiB), worker processes included."""
+    return cpu.rss_mib(cpu.process_tree(pid))
 
 
 def test_load_unload_cycles_do_not_leak(repo: Path, start_server: ServerFactory) -> None:
@@ -29,11 +29,11 @@ def test_load_unload_cycles_do_not_leak(repo: Path, start_server: ServerFactory)
     with httpx.Client(base_url=server.url, timeout=30) as c:
 
         def cycle() -> None:
-            assert c.post("/v2/repository/models/ad-ctr/unload", headers=auth).status_code == 200
+            expect_status(c.post("/v2/repository/models/ad-ctr/unload", headers=auth), 200)
             r = c.post("/v2/repository/models/ad-ctr/load", headers=auth)
             assert r.status_code == 200, r.text
             for body in bodies:
-                assert c.post("/v1/ads/ctr", json=body).status_code == 200
+                expect_status(c.post("/v1/ads/ctr", json=body), 200)
 
         for _ in range(WARMUP_CYCLES):  # allocator arenas and caches settle first
             cycle()
@@ -41,4 +41,4 @@ def test_load_unload_cycles_do_not_leak(repo: Path, start_server: ServerFactory)
         for _ in range(CYCLES):
             cycle()
         grown = rss(server.proc.pid) - base
-    assert grown < 0.10 * base, f"RSS grew {grown / 2**20:.1f} MB over {CYCLES} cycles from {base / 2**20:.1f} MB"
+    assert grown < 0.10 * base, f"RSS grew {grown:.1f} MiB over {CYCLES} cycles from {base:.1f} MiB"

@@ -29,14 +29,14 @@ def refs(node: Any) -> list[str]:
 def test_openapi_is_complete_and_fuzzes_clean(repo: Path, start_server: ServerFactory) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
     from schemathesis.checks import (
         content_type_conformance,
+        negative_data_rejection,
         not_a_server_error,
         response_schema_conformance,
         status_code_conformance,
-        negative_data_rejection,
     )  # fmt: skip
-    from schemathesis import GenerationMode
 
     server = start(start_server, repo)
     ready(server)

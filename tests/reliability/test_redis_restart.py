@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.checks import expect_status
 from tests.fixtures.ctr_model import publish_ctr_version
 from tests.fixtures.servers import ServerFactory, wait_until
 from tests.fixtures.traffic import Traffic
@@ -48,4 +49,4 @@ async def test_watcher_survives_a_redis_restart(
         )
         await traffic.stop()
     assert traffic.outcomes and not traffic.failures(), traffic.failures()[:5]
-    assert server.get("/v2/health/live").status_code == 200
+    expect_status(server.get("/v2/health/live"), 200)

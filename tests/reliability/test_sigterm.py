@@ -40,7 +40,7 @@ async def test_sigterm_drains_in_flight_requests(repo: Path, start_server: Serve
                 await asyncio.sleep(0.01)
         done = await asyncio.gather(*in_flight)
     assert [r.status_code for r in done] == [200] * 8, [r.text for r in done]
-    assert all(len(r.json()["scores"]) == 10 for r in done)
+    assert all(len(r.json()["scores"]) == 10 for r in done), [r.text[:300] for r in done]
     assert set(after) <= {"200", "503", "refused", "RemoteProtocolError", "ReadError"}, after
     assert "refused" in after or "503" in after, after  # new work was turned away once draining began
     assert server.proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown

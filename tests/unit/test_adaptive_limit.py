@@ -14,7 +14,7 @@ import pytest
 from app.adaptive_limit import AdaptiveConfig, AdaptiveLimit
 from app.batching import BatchConfig, BatchStats, DynamicBatcher
 from app.errors import Overloaded
-from app.settings import Settings
+from app.settings import ModelSettings, Settings
 
 
 class Clock:
@@ -98,7 +98,7 @@ async def test_batcher_refuses_past_the_adaptive_limit_and_reports_it() -> None:
 
 
 def test_settings_switch_the_adaptive_limit_per_model() -> None:
-    s = Settings(models={"ad-ctr": {"adaptive_in_flight": True}}, adaptive_latency_tolerance=3)
+    s = Settings(models={"ad-ctr": ModelSettings(adaptive_in_flight=True)}, adaptive_latency_tolerance=3)
     on = s.adaptive_config_for("ad-ctr")
     assert on is not None and on.tolerance == 3
     assert s.adaptive_config_for("other") is None

@@ -3,6 +3,7 @@ examples and its coded errors; /docs and /redoc work without internet (assets se
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ async def test_docs_pages_load_their_assets_from_this_service(tmp_path: Path) ->
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         for page in ("/docs", "/redoc"):
             html = (await client.get(page)).text
-            assert "cdn" not in html.lower() and "/docs-assets/" in html
+            assert "/docs-assets/" in html, html
+            # nothing fetched from elsewhere: no CDN, no web font, no absolute URL in any src/href
+            remote = re.findall(r"""(?:src|href)=["']?(https?://[^"'\s>]+)""", html) + re.findall(r"@import[^;]+", html)
+            assert not remote and "cdn" not in html.lower() and "fonts.googleapis" not in html, (page, remote)
         for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
             r = await client.get(f"/docs-assets/{asset}")
-            assert r.status_code == 200 and len(r.content) > 10_000
+            assert r.status_code == 200 and len(r.content) > 10_000, (r.status_code, r.text)

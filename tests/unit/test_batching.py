@@ -107,7 +107,7 @@ async def test_expired_item_is_answered_and_never_run(model: FakeModel) -> None:
     model.gate.set()
     await blocker
     await b.submit(rows(8), 1)
-    assert all(7 not in call for call in model.calls)
+    assert all(7 not in call for call in model.calls), model.calls
     await b.close()
 
 
@@ -154,6 +154,7 @@ async def test_one_bad_item_does_not_fail_the_others(model: FakeModel) -> None:
         b.submit(rows(1), 1), b.submit(rows(-1), 1), b.submit(rows(2, 3), 2), return_exceptions=True
     )
     assert isinstance(bad, InferenceFailed) and bad.status == 500
+    assert isinstance(good1, dict) and isinstance(good2, dict), (good1, good2)
     assert good1["y"][:, 0].tolist() == [2] and good2["y"][:, 0].tolist() == [4, 6]
     assert model.calls[0] == [1, -1, 2, 3]  # the batch, then one retry per item
     assert sorted(model.calls[1:]) == [[-1], [1], [2, 3]]
@@ -202,6 +203,7 @@ async def test_raw_rows_are_prepared_once_per_batch_alongside_tensor_items(model
         return_exceptions=True,
     )
     assert prepared[0] == [1.0, 2.0, 3.0, 13.0]  # one featurization for the whole batch
+    assert isinstance(a, dict) and isinstance(t, dict) and isinstance(c, dict), (a, t, c)
     assert a["y"][:, 0].tolist() == [2, 4] and t["y"][:, 0].tolist() == [10] and c["y"][:, 0].tolist() == [6]
     assert isinstance(bad, InvalidInput) and bad.code == "invalid_feature"  # isolated by the per-item retry
     await b.close()

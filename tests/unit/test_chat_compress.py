@@ -66,7 +66,7 @@ def test_split_holds_whole_intents_out_and_is_seeded() -> None:
     two = split_utterances(utts, cfg.data, SplitSection(seed=1, train=0.5, validation=0.25, test=0.25))
     assert one.texts == two.texts and one.intents == ["a", "b"]
     assert {len(v) for v in one.texts.values()} == {20, 10} and len(one.oos_test) == 5
-    assert all(t.startswith("c ") for t in one.oos_test)
+    assert all(t.startswith("c ") for t in one.oos_test), one.oos_test
     assert not any(t.startswith("c ") for part in one.texts.values() for t in part)
     parts = [set(v) for v in one.texts.values()]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,8 +25,8 @@ def test_categorical_keys_are_canonical() -> None:
 
 def test_records_and_columns_give_identical_features() -> None:
     f = fitted()
-    records = [{"I1": 3, "C1": "a", "C2": 8}, {"I1": None, "C2": "7"}, {"C1": "zzz"}]
-    cols = {"I1": [3, None, None], "C1": ["a", None, "zzz"], "C2": [8, "7", None]}
+    records: list[dict[str, Any]] = [{"I1": 3, "C1": "a", "C2": 8}, {"I1": None, "C2": "7"}, {"C1": "zzz"}]
+    cols: dict[str, list[Any]] = {"I1": [3, None, None], "C1": ["a", None, "zzz"], "C2": [8, "7", None]}
     a, b = f.transform_records(records), f.transform_columns(cols, 3)
     np.testing.assert_array_equal(a["dense"], b["dense"])
     np.testing.assert_array_equal(a["sparse"], b["sparse"])

@@ -18,7 +18,7 @@ from app.errors import (
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ def _imported_after(statement: str) -> dict[str, bool]:
 
 
 def test_app_and_manifest_are_lean() -> None:
-    loaded = _imported_after("import app, app.manifest, app.repository, app.errors, app.settings, app.tasks.ctr.features")
+    loaded = _imported_after(
+        "import app, app.manifest, app.repository, app.errors, app.settings, app.tasks.ctr.features"
+    )
     assert not any(loaded.values()), loaded
 
 

@@ -120,6 +120,6 @@ def test_access_lines_are_sampled_not_rate_limited(restore_root: None) -> None:
     kept = len(stream.getvalue().splitlines())
     assert 350 <= kept <= 650, f"{kept} of 2000 access lines kept at a 0.25 sample"
     stream2, _ = _capture("text", rate_interval_s=10.0, rate_burst=3, access_sample=1.0)
-    for i in range(50):
+    for _ in range(50):
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", "/v1/ads/ctr", "1.1", 200)
     assert len(stream2.getvalue().splitlines()) == 50, "access lines must not be rate-limited as one cause"

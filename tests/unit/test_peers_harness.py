@@ -1,4 +1,5 @@
-"""The peer benchmark's harness parses real wrk output and builds its table (the benchmark itself is not a test)."""
+"""The load-test harness parses real wrk output, spawns and stops servers, reads process-tree CPU, and the peer
+benchmark builds its table from it (the benchmarks themselves are not tests)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.harness import cpu, procs
+from loadtest.harness import wrk as harness_wrk
+from loadtest.harness.wrk import WrkResult
+from loadtest.harness.wrk import parse as parse_wrk
 from loadtest.peers import measure
-from loadtest.peers.measure import Row, Sample, WrkResult, parse_wrk, render, summarize, write_section
+from loadtest.peers.measure import Row, Sample, render, summarize, write_section
 from tests.fixtures.servers import wait_until
 
 DATA = Path(__file__).parent / "data"
@@ -63,10 +68,44 @@ def test_process_tree_cpu_covers_children() -> None:
     parent = f"import subprocess,sys; subprocess.run([sys.executable, '-c', {child!r}])"
     proc = subprocess.Popen([sys.executable, "-c", parent], stdin=subprocess.PIPE)
     try:
-        wait_until(lambda: measure.cpu_seconds(measure.process_tree(proc.pid)) >= 0.45, 60, "the child's CPU time")
-        tree = measure.process_tree(proc.pid)
-        assert len(tree) == 2 and tree[0] == proc.pid
-        assert measure.cpu_seconds([proc.pid]) < 0.3  # so the child's time was counted
-        assert measure.rss_mib(tree) > measure.rss_mib([proc.pid]) > 1
+        wait_until(lambda: cpu.cpu_seconds(cpu.process_tree(proc.pid)) >= 0.45, 60, "the child's CPU time")
+        tree = cpu.process_tree(proc.pid)
+        assert len(tree) == 2 and tree[0].pid == proc.pid, tree
+        parent_only = cpu.cpu_seconds(tree[:1])
+        assert parent_only < 0.3, parent_only  # so the child's time was counted
+        assert cpu.rss_mib(tree) > cpu.rss_mib(tree[:1]) > 1
     finally:
         proc.communicate(b"")
+
+
+def test_spawn_waits_for_readiness_and_stop_ends_the_process(tmp_path: Path) -> None:
+    """A real HTTP server: spawn returns once it answers 200, stop() ends it (and its group)."""
+    port = procs.free_port()
+    url = f"http://127.0.0.1:{port}/"
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    proc = procs.spawn(argv, ready=lambda: procs.http_ok(url), what="http.server", log=tmp_path / "log",
+                       new_session=True)  # fmt: skip
+    try:
+        assert procs.http_ok(url), "spawn returned before the server answered"
+    finally:
+        procs.stop(proc, group=True)
+    assert proc.poll() is not None, "the server still runs after stop()"
+    assert not procs.http_ok(url)
+
+
+def test_a_server_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print('bad config: APP_X'); sys.exit(3)"]
+    with pytest.raises(RuntimeError, match=r"exited with 3(.|\n)*bad config: APP_X"):
+        procs.spawn(argv, ready=lambda: False, what="a server", log=tmp_path / "log", timeout_s=60)
+
+
+def test_post_script_drives_wrk_against_a_real_server(tmp_path: Path) -> None:
+    """The POST script and the parser against ``http.server`` (which answers POST with 501: all non-2xx)."""
+    port = procs.free_port()
+    url = f"http://127.0.0.1:{port}/"
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    with procs.running(argv, ready=lambda: procs.http_ok(url), what="http.server", log=tmp_path / "log"):
+        script = harness_wrk.post_script(tmp_path / "post.lua", {"x": 1}, {"timeout-ms": "20"})
+        r = harness_wrk.run(url, script, connections=1, duration_s=1)
+    assert r.requests > 0 and r.non_2xx == r.requests, r
+    assert '"timeout-ms"' in script.read_text() and (tmp_path / "post.json").read_text() == '{"x": 1}'

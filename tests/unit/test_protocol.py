@@ -38,7 +38,10 @@ def test_binary_inputs() -> None:
 
 
 def test_json_and_binary_outputs() -> None:
-    out = {"y": np.array([[0.25], [0.5]], dtype=np.float32), "z": np.array([1, 2], dtype=np.int64)}
+    out: dict[str, np.ndarray] = {
+        "y": np.array([[0.25], [0.5]], dtype=np.float32),
+        "z": np.array([1, 2], dtype=np.int64),
+    }
     content, headers = encode_infer_response("m", 3, out, InferRequest({}, {}, id="q"))
     assert headers["content-type"] == "application/json"
     doc = json.loads(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 
@@ -14,7 +15,7 @@ CPU = HostCapabilities(("CPUExecutionProvider",))
 H100_TRT10 = HostCapabilities(("CUDAExecutionProvider", "CPUExecutionProvider"), "9.0", "10.3.0")
 
 
-def _artifact(fmt: str, path: str, cc: str | None = None, trt: str | None = None) -> Artifact:
+def _artifact(fmt: Literal["onnx", "tensorrt"], path: str, cc: str | None = None, trt: str | None = None) -> Artifact:
     return Artifact(
         path=path,
         format=fmt,

@@ -64,7 +64,7 @@ async def test_a_crashing_loop_is_restarted_and_counted() -> None:
         await asyncio.Event().wait()
 
     health = Health()
-    sup = supervise("flaky", flaky, lambda e: crashes.append(e) is None, health=health)
+    sup = supervise("flaky", flaky, lambda e: crashes.append(e) is None, health=health)  # type: ignore[func-returns-value]
     await asyncio.wait_for(second_run.wait(), 5)
     assert len(runs) == 2 and [str(e) for e in crashes] == ["boom"] and health.live
     sup.stop()

@@ -32,6 +32,13 @@ def mlp(seed: int = 0) -> nn.Sequential:
     return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid())
 
 
+def linear(m: nn.Module, i: int) -> nn.Linear:
+    """Layer ``i`` of an ``nn.Sequential`` MLP, typed as the Linear it is."""
+    layer = m[i]  # type: ignore[index]
+    assert isinstance(layer, nn.Linear), layer
+    return layer
+
+
 def feeds(n: int = 512) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(1).normal(size=(n, 8)).astype(np.float32)}
 
@@ -39,12 +46,16 @@ def feeds(n: int = 512) -> dict[str, np.ndarray]:
 def test_prune_really_shrinks_matrices_and_keeps_the_important_units() -> None:
     m = mlp()
     with torch.no_grad():
-        m[2].weight[:, :16] *= 0.001  # units 0-15 of the first hidden layer barely reach the next layer
-    first_rows = m[0].weight.detach().clone()
+        linear(m, 2).weight[:, :16] *= 0.001  # units 0-15 of the first hidden layer barely reach the next layer
+    first_rows = linear(m, 0).weight.detach().clone()
     shapes = prune_mlp(m, 0.5)
     assert shapes == [(32, 16), (16, 8)]
-    assert m[0].weight.shape == (16, 8) and m[2].weight.shape == (8, 16) and m[4].weight.shape == (1, 8)
-    torch.testing.assert_close(m[0].weight, first_rows[16:])  # exactly the important units survived
+    assert (
+        linear(m, 0).weight.shape == (16, 8)
+        and linear(m, 2).weight.shape == (8, 16)
+        and linear(m, 4).weight.shape == (1, 8)
+    )
+    torch.testing.assert_close(linear(m, 0).weight, first_rows[16:])  # exactly the important units survived
     assert m(torch.from_numpy(feeds()["x"])).shape == (512, 1)
 
 
@@ -118,9 +129,9 @@ def test_fallback_repairs_a_forced_gate_failure(tmp_path: Path) -> None:
     gate; the other layers stay INT8."""
     m = mlp()
     with torch.no_grad():
-        m[2].weight[0, :] = 0.0
-        m[2].bias[0] = -1.0  # hidden unit 0 is always 0 after ReLU
-        m[4].weight[0, 0] = 500.0  # outlier: scale = 500/127, typical weights (~0.2) quantize to 0
+        linear(m, 2).weight[0, :] = 0.0
+        linear(m, 2).bias[0] = -1.0  # hidden unit 0 is always 0 after ReLU
+        linear(m, 4).weight[0, 0] = 500.0  # outlier: scale = 500/127, typical weights (~0.2) quantize to 0
     src = tmp_path / "m.onnx"
     export_torch(m, feeds(2000), IN, OUT, src)
     f = feeds(2000)
@@ -150,8 +161,11 @@ def test_fallback_repairs_a_forced_gate_failure(tmp_path: Path) -> None:
 
 def test_deepfm_int8_embedding_exports_int8_gather(tmp_path: Path) -> None:
     m = DeepFM([5, 7, 3], n_dense=2, dim=4, hidden=[8], dropout=0.0)
-    m.embedding = RowwiseInt8Embedding(m.embedding.weight)
-    f = {"dense": np.zeros((4, 2), np.float32), "sparse": np.array([[0, 1, 2]] * 4, dtype=np.int64)}
+    m.embedding = RowwiseInt8Embedding(m.embedding.weight)  # type: ignore[union-attr,arg-type]
+    f: dict[str, np.ndarray] = {
+        "dense": np.zeros((4, 2), np.float32),
+        "sparse": np.array([[0, 1, 2]] * 4, dtype=np.int64),
+    }
     ins = [
         TensorSpec(name="dense", dtype="FP32", shape=[-1, 2]),
         TensorSpec(name="sparse", dtype="INT64", shape=[-1, 3]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -10,7 +11,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from app.runtime.ort_options import DEQUANTIZE_ON_LOAD, model_metadata, session_config, wants_dequantize_on_load
+from app.runtime.ort_options import (
+    DEQUANTIZE_ON_LOAD,
+    model_metadata,
+    session_config,
+    session_options,
+    wants_dequantize_on_load,
+)
 from compress.errors import ExportError
 from compress.weight_only import quantize_weights
 
@@ -41,12 +48,9 @@ def _model(path: Path, *, opset: int = 17, extra: list[onnx.NodeProto] | None = 
 
 
 def _session(path: Path, config: dict[str, str], optimized: Path | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    for k, v in config.items():
+    so = session_options(optimized_model_path=optimized)
+    for k, v in config.items():  # the entries under test, given explicitly (not read from the file)
         so.add_session_config_entry(k, v)
-    if optimized is not None:
-        so.optimized_model_filepath = str(optimized)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -79,7 +83,8 @@ def test_int4_embedding_blocks_pack_the_table_and_stay_close(tmp_path: Path) -> 
     _model(src)
     quantize_weights(src, w8)
     notes = quantize_weights(src, w4, int4_embedding_block=16)
-    assert notes["weight_only"]["tensors_int4"] == 1
+    weight_only: Any = notes["weight_only"]
+    assert weight_only["tensors_int4"] == 1, notes
     model = onnx.load(str(w4))
     table = next(t for t in model.graph.initializer if t.data_type == TensorProto.INT4)
     assert list(table.dims) == [VOCAB, DIM] and len(table.raw_data) == VOCAB * DIM // 2  # two values per byte

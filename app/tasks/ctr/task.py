@@ -132,15 +132,13 @@ class CtrTask(Task):
             task = cls(featurizer, output)
             task.inputs = frozenset(s.name for s in files.manifest.inputs)
             return task
-        import onnxruntime as ort
+        from app.runtime.ort_options import cpu_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = ctx.settings.ort_intra_op_threads
-        so.inter_op_num_threads = ctx.settings.ort_inter_op_threads
-        spin = "1" if ctx.settings.ort_allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        session = ort.InferenceSession(
-            str(files.aux(RAW_MODEL_ROLE)), sess_options=so, providers=["CPUExecutionProvider"]
+        session = cpu_session(
+            files.aux(RAW_MODEL_ROLE),
+            intra_op_threads=ctx.settings.ort_intra_op_threads,
+            inter_op_threads=ctx.settings.ort_inter_op_threads,
+            allow_spinning=ctx.settings.ort_allow_spinning,
         )  # string lookups run on the CPU
         return cls(featurizer, output, session)
 
