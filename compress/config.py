@@ -187,12 +187,17 @@ class CompressConfig(_Cfg):
 
     @model_validator(mode="after")
     def _select_batch_is_timed(self) -> CompressConfig:
-        if self.select.batch_size not in self.latency.batch_sizes:
-            raise ValueError(
-                f"select.batch_size {self.select.batch_size} is not one of latency.batch_sizes "
-                f"{self.latency.batch_sizes}: the selection compares latencies measured there"
-            )
+        check_select_batch_timed(self.select, self.latency)
         return self
+
+
+def check_select_batch_timed(select: SelectSection, latency: LatencySection) -> None:
+    """The selection compares latencies at ``select.batch_size``: that size must be one the run times."""
+    if select.batch_size not in latency.batch_sizes:
+        raise ValueError(
+            f"select.batch_size {select.batch_size} is not one of latency.batch_sizes "
+            f"{latency.batch_sizes}: the selection compares latencies measured there"
+        )
 
 
 class ExportSection(_Cfg):

@@ -20,6 +20,7 @@ from compress.config import (
     SelectSection,
     _Cfg,
     _fmt_errors,
+    check_select_batch_timed,
     resolve_path,
 )
 from compress.errors import ConfigError
@@ -94,11 +95,7 @@ class ImportConfig(_Cfg):
 
     @model_validator(mode="after")
     def _select_batch_is_timed(self) -> ImportConfig:
-        if self.select.batch_size not in self.latency.batch_sizes:
-            raise ValueError(
-                f"select.batch_size {self.select.batch_size} is not one of latency.batch_sizes "
-                f"{self.latency.batch_sizes}: the selection compares latencies measured there"
-            )
+        check_select_batch_timed(self.select, self.latency)
         return self
 
 
