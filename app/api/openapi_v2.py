@@ -64,7 +64,7 @@ MODEL_PARAM: dict[str, Any] = {
     "example": "ad-ctr",
 }
 VERSION_PARAM: dict[str, Any] = {
-    "name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    "name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
     "description": "a positive integer (ASCII digits)", "example": "1",
 }  # fmt: skip
 
