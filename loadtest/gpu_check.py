@@ -29,14 +29,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from app.manifest import Artifact, Manifest
-from app.repository import list_versions, read_manifest
-from app.runtime.select import HostCapabilities, choose_runtime, detect_host
 from loadtest.gpu_budget import Budget, Skip
+
+if TYPE_CHECKING:  # the service's modules need pydantic, which the device image lacks until the install step
+    import numpy as np
+
+    from app.manifest import Manifest
 
 # Project dependencies the device image lacks (its package list: /work/.library/device/KINDS.md); carried as
 # wheels, see docs/benchmarks.md "GPU check". TensorRT and onnxruntime-gpu are far above the 64 MiB carry limit.
@@ -65,6 +65,8 @@ class ModelPlan:
 
     @property
     def manifest(self) -> Manifest:
+        from app.repository import read_manifest
+
         return read_manifest(self.fp32_dir)
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +82,8 @@ class ModelPlan:
 
 def find_models(repo: Path, work: Path) -> list[ModelPlan]:
     """Each model with an FP32 version (the gate's reference), and its Q/DQ ONNX where one already exists."""
+    from app.repository import list_versions, read_manifest
+
     plans = []
     for d in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         fp32 = qdq = None
@@ -212,7 +216,8 @@ class PlanSession:
     the latency table drive it unchanged (through the service's :class:`app.runtime.tensorrt.TensorRTRuntime`)."""
 
     def __init__(self, plan_path: Path, manifest: Manifest) -> None:
-        from app.runtime.select import RuntimeChoice
+        from app.manifest import Artifact
+        from app.runtime.select import RuntimeChoice, detect_host
         from app.runtime.tensorrt import TensorRTRuntime
 
         artifact = Artifact(
@@ -266,6 +271,8 @@ def served_version(plan: ModelPlan, serve_repo: Path, dry_run: bool) -> tuple[Pa
 
     In a dry run the plan is a placeholder keyed to a TensorRT version no host has, so the manifest is complete
     and valid but the service must choose ONNX Runtime for it."""
+    from app.manifest import Artifact
+    from app.repository import read_manifest
     from compress.publish import file_info, publish
 
     assert plan.qdq is not None
@@ -300,6 +307,8 @@ def served_version(plan: ModelPlan, serve_repo: Path, dry_run: bool) -> tuple[Pa
 def check_selection(manifest: Manifest, dry_run: bool) -> dict[str, Any]:
     """The runtime choice for this host, for a host matching the plan exactly, and for one with another
     TensorRT version: only the exact match may pick the plan."""
+    from app.runtime.select import HostCapabilities, choose_runtime, detect_host
+
     plan = next(a for a in manifest.artifacts if a.format == "tensorrt")
     match = HostCapabilities(
         ("CUDAExecutionProvider", "CPUExecutionProvider"), plan.compute_capability, plan.tensorrt_version
@@ -443,6 +452,8 @@ def install(wheels: Path) -> str:
 
 def probe() -> dict[str, Any]:
     import importlib.util
+
+    from app.runtime.select import detect_host
 
     host = detect_host()
     mods = {
@@ -590,11 +601,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def wheel_command() -> str:
-    plats = " ".join(
-        f"--platform {p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-    )
+    """``pip download`` of :data:`CARRY_WHEELS` for the device's Python 3.12, pinned to the versions installed
+    here (so pydantic and pydantic-core match each other and the code they run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = []
+    for name in CARRY_WHEELS:
+        try:
+            names.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            names.append(name)
+    tags = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+            "manylinux_2_5_x86_64", "manylinux1_x86_64", "any")  # fmt: skip
+    plats = " ".join(f"--platform {p}" for p in tags)
     return (f"python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp {plats} "
-            f"-d .whl {' '.join(CARRY_WHEELS)}")  # fmt: skip
+            f"-d .whl {' '.join(names)}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
