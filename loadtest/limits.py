@@ -11,8 +11,9 @@ request (``task.prepare`` once, outside the loop), timed in a loop with one thre
 the same request body. Both are measured interleaved over ``--rounds`` and reported as medians; the row's
 ``fraction_of_runtime`` is end-to-end requests/s over runtime-only requests/s.
 
-Endpoints: ``ctr`` (100 candidates, ``/v1/ads/ctr``). Search (50 candidates), chat (one short message) and
-recommend (a known customer) are listed in :data:`PLANNED` with the reason they are not measured yet.
+Endpoints: ``ctr`` (100 candidates, ``/v1/ads/ctr``) and ``chat`` (one short message, ``/v1/chat``). Search
+(50 candidates) and recommend (a known customer) are listed in :data:`PLANNED` with the reason they are not
+measured yet.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from loadtest.peers.measure import LUA, run_wrk
 
 PLANNED = {
     "search": "50 candidates: the runtime-only recipe (query + product token rows) is not written yet",
-    "chat": "one short message: the runtime-only recipe (tokenized message) is not written yet",
     "recommend": "a known customer: the runtime-only recipe needs the feature store (Redis) and is not written yet",
 }
 
@@ -68,6 +68,14 @@ ENDPOINTS = {
         "100 candidates",
         _ctr_body,
         lambda body: [{**body["context"], **c["features"]} for c in body["candidates"]],
+    ),
+    "chat": Endpoint(
+        "chat",
+        "chat-intent",
+        "/v1/chat",
+        "one short message",
+        lambda: {"message": "I want to cancel my order, it has not shipped yet"},
+        lambda body: [body["message"]],
     ),
 }
 
@@ -192,7 +200,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.limits", description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", type=Path, help="model repository (default: publish the CTR test fixture)")
-    p.add_argument("--endpoints", nargs="*", default=list(ENDPOINTS), choices=list(ENDPOINTS))
+    p.add_argument("--endpoints", nargs="*", choices=list(ENDPOINTS), help="default: all with --repo, else ctr")
     p.add_argument("--seconds", type=int, default=5, help="per measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--connections", type=int, default=16)
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             measure(ENDPOINTS[e], repo, seconds=args.seconds, rounds=args.rounds, connections=args.connections,
                     server_cores=args.server_cores, workdir=work)
-            for e in args.endpoints
+            for e in args.endpoints or (list(ENDPOINTS) if args.repo else ["ctr"])
         ]  # fmt: skip
     print(render(rows))
     print(f"load average {os.getloadavg()}")
