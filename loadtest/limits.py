@@ -185,15 +185,15 @@ def measure(
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = ["| endpoint | shape | runtime-only req/s | end-to-end req/s | fraction | e2e p99 ms | server cores |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| endpoint | shape | runtime-only req/s | end-to-end req/s | fraction | e2e p99 ms | errors | server cores |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(
             f"| {r['endpoint']} | {r['shape']} | {r['runtime_rps']:.0f} | {r['e2e_rps']:.0f} | "
-            f"{r['fraction_of_runtime']:.0%} | {r['e2e_p99_ms']:.1f} | {len(r['server_cores'])} |"
+            f"{r['fraction_of_runtime']:.0%} | {r['e2e_p99_ms']:.1f} | {r['errors']} | {len(r['server_cores'])} |"
         )
     for name, why in PLANNED.items():
-        lines.append(f"| {name} | not measured: {why} | | | | | |")
+        lines.append(f"| {name} | not measured: {why} | | | | | | |")
     return "\n".join(lines)
 
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoints", nargs="*", choices=list(ENDPOINTS), help="default: all with --repo, else ctr")
     p.add_argument("--seconds", type=int, default=5, help="per measurement")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--connections", type=int, default=4, help="wrk connections (more only queues: one core)")
     p.add_argument("--server-cores", type=int, default=1, help="cores for the server and the runtime-only loop")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
