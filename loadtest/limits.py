@@ -107,8 +107,9 @@ def runtime_call(version_dir: Path, endpoint: Endpoint, body: dict[str, Any]) ->
     return lambda: infer(feeds)
 
 
-def timed_loop(call: Callable[[], object], threads: int, seconds: float) -> float:
-    """Calls per second of ``call`` from ``threads`` threads for ``seconds`` (ORT releases the GIL in ``run``)."""
+def timed_loop(call: Callable[[], object], threads: int, seconds: float) -> tuple[float, float]:
+    """Calls per second of ``call`` from ``threads`` threads for ``seconds`` (ORT releases the GIL in ``run``),
+    and this process's CPU milliseconds per call (on a shared machine the rate follows the CPU share it got)."""
     counts = [0] * threads
     end = time.perf_counter() + seconds
 
@@ -117,13 +118,14 @@ def timed_loop(call: Callable[[], object], threads: int, seconds: float) -> floa
             call()
             counts[i] += 1
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    n = max(1, sum(counts))
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n
 
 
 def split_cores(server_cores: int) -> tuple[set[int], set[int]]:
@@ -148,19 +150,22 @@ def measure(
     mine, others = split_cores(server_cores)
     everything = os.sched_getaffinity(0)
     env = {"APP_MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_PORT": "0", "APP_LOG_LEVEL": "warning"}
-    runtime_rps, e2e_rps, p99, cores_used, errors = [], [], [], [], 0
+    runtime_rps, runtime_cpu, e2e_rps, e2e_cpu, p99, cores_used, errors = [], [], [], [], [], [], 0
     os.sched_setaffinity(0, mine)  # the server inherits the cores it starts on
     try:
         call = runtime_call(version_dir, endpoint, body)
         with server(["-m", "app"], env, workdir / f"{endpoint.name}.log") as (url, pid):
             for _ in range(rounds):
                 os.sched_setaffinity(0, mine)
-                runtime_rps.append(timed_loop(call, len(mine), seconds))
+                rate, cpu_ms = timed_loop(call, len(mine), seconds)
+                runtime_rps.append(rate)
+                runtime_cpu.append(cpu_ms)
                 os.sched_setaffinity(0, others)  # wrk inherits these
                 sample = run_wrk(url + endpoint.path, script, connections, seconds, pid)
                 e2e_rps.append(sample.wrk.good_rps)
                 p99.append(sample.wrk.p99_ms)
                 cores_used.append(sample.cores)
+                e2e_cpu.append(sample.cores * 1e3 / sample.wrk.rps if sample.wrk.rps else float("nan"))
                 errors += sample.wrk.errors
     finally:
         os.sched_setaffinity(0, everything)
@@ -175,6 +180,8 @@ def measure(
         "e2e_rps": e2e,
         "fraction_of_runtime": e2e / rt if rt else 0.0,
         "e2e_p99_ms": statistics.median(p99),
+        "runtime_cpu_ms_per_request": statistics.median(runtime_cpu),
+        "e2e_cpu_ms_per_request": statistics.median(e2e_cpu),
         "server_cpu_cores": statistics.median(cores_used),
         "errors": errors,
         "rounds": rounds,
@@ -185,15 +192,16 @@ def measure(
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = ["| endpoint | shape | runtime-only req/s | end-to-end req/s | fraction | e2e p99 ms | errors | server cores |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| endpoint | shape | runtime-only req/s | end-to-end req/s | fraction | e2e p99 ms | errors | server cores |"
+             " CPU ms/req runtime-only | CPU ms/req end-to-end |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(
             f"| {r['endpoint']} | {r['shape']} | {r['runtime_rps']:.0f} | {r['e2e_rps']:.0f} | "
-            f"{r['fraction_of_runtime']:.0%} | {r['e2e_p99_ms']:.1f} | {r['errors']} | {len(r['server_cores'])} |"
+            f"{r['fraction_of_runtime']:.0%} | {r['e2e_p99_ms']:.1f} | {r['errors']} | {len(r['server_cores'])} | "
+            f"{r['runtime_cpu_ms_per_request']:.2f} | {r['e2e_cpu_ms_per_request']:.2f} |"
         )
     for name, why in PLANNED.items():
-        lines.append(f"| {name} | not measured: {why} | | | | | | |")
+        lines.append(f"| {name} | not measured: {why} | | | | | | | | |")
     return "\n".join(lines)
 
 
