@@ -169,6 +169,7 @@ def quantize(plan: ModelPlan, work: Path) -> None:
     src = work / "qdq" / f"{plan.name}.fp32-matmul.onnx"
     unfuse_gemm(plan.fp32_dir / plan.manifest.artifact("onnx").path, src)
     quantize_qdq_int8(src, out, plan.task.calibration(), per_channel=q.per_channel, method=q.calibrate_method)
+    src.unlink()  # the unfused copy is as large as the FP32 model and is not carried
     import onnx
 
     if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node):
@@ -425,7 +426,13 @@ def compare(plan: ModelPlan, seconds_left: float) -> dict[str, Any]:
             sessions[label] = ort.InferenceSession(str(path), providers=providers)
     if plan.engine.get("status") == "built":
         sessions["tensorrt int8"] = PlanSession(Path(plan.engine["file"]), manifest)
-    repeats = 50 if seconds_left > 30 else 10
+    est = 0.0  # one call of every session and batch size, so the timed rounds fit what is left of the step
+    for sess in sessions.values():
+        for x in batches.values():
+            t = time.perf_counter()
+            sess.run(None, x)
+            est += time.perf_counter() - t
+    repeats = max(5, min(50, int(0.5 * seconds_left / max(est, 1e-6))))
     stats = latency_stats(sessions, batches, repeats=repeats, rounds=5)
     return {
         "providers_available": ort.get_available_providers(),
