@@ -96,7 +96,7 @@ def runtime_call(version_dir: Path, endpoint: Endpoint, body: dict[str, Any]) ->
     if cls is None:
         raise SystemExit(f"{version_dir}: no task serves this version's preprocessing")
     task = cls.load(VersionFiles(version_dir, manifest), TaskContext(settings, Metrics()))
-    feeds = task.prepare(endpoint.rows(body))
+    feeds = {k: v for k, v in task.prepare(endpoint.rows(body)).items() if not k.startswith("_")}  # as the batcher
     infer = task.infer_fn(runtime.infer)
     first = infer(feeds)
     rows = len(endpoint.rows(body))
