@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
         repo, _ = prepare(None, work)
-        script = wrk.post_script(work / "post.lua", bodies_for([1])[1], {"Content-Type": "application/json"})
+        script = wrk.post_script(work / "post.lua", bodies_for([1])[1])
         common = {"MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_ENABLED": "false", "APP_LOG_LEVEL": "warning"}
         endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
         variants: dict[str, tuple[dict[str, str], Path | None]] = {
