@@ -160,6 +160,21 @@ def query(prom: str, expr: str) -> list[Any]:
     return list(body["data"]["result"])
 
 
+def _text(server: ServerProcess, path: str) -> str:
+    """The body of ``GET path``, or "" when the connection drops (a request may land on the worker just killed)."""
+    try:
+        return server.get(path).text
+    except httpx.TransportError:
+        return ""
+
+
+def _status(server: ServerProcess, path: str) -> int:
+    try:
+        return server.get(path).status_code
+    except httpx.TransportError:
+        return 0
+
+
 def _load(server: ServerProcess, stop: threading.Event, rec_user: str) -> None:
     """Small, bounded traffic: CTR scoring, recommendations, events and some refused bad requests."""
     ctr = {"candidates": [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(raw_records(8, 8000))]}
@@ -203,18 +218,18 @@ def test_every_dashboard_and_alert_expression_evaluates_on_real_metrics(
     load.start()
     try:
         publish_ctr_version(repo, seed=1, corrupt=True)  # a failed load (the good version keeps serving)
-        wait_until(lambda: "model_load_failures_total" in server.get("/metrics").text, 60, "the failed load")
+        wait_until(lambda: "model_load_failures_total" in _text(server, "/metrics"), 60, "the failed load")
         workers = [p for p in psutil.Process(server.proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in psutil.Process(server.proc.pid).children()]
         workers[0].kill()  # a worker restart
         wait_until(
-            lambda: re.search(r"^worker_restarts_total [1-9]", server.get("/metrics").text, re.M) is not None,
+            lambda: re.search(r"^worker_restarts_total [1-9]", _text(server, "/metrics"), re.M) is not None,
             60,
             "the worker restart to be counted",
         )
-        wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 120, "the restarted worker")
+        wait_until(lambda: _status(server, "/v2/health/ready") == 200, 120, "the restarted worker")
         redis_server.kill()  # the feature store degrades
-        wait_until(lambda: "rec_feature_store_degraded_total" in server.get("/metrics").text, 60, "degraded answers")
+        wait_until(lambda: "rec_feature_store_degraded_total" in _text(server, "/metrics"), 60, "degraded answers")
         wait_until(
             lambda: (
                 bool(query(prom, 'count_over_time(up{job="shopinfer"}[1m]) >= 10'))
