@@ -128,6 +128,10 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
     print(json.dumps({n: [c["status"], c["bytes"], c["latency_ms"], c["metrics"]] for n, c in rows.items()}))
 
     server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2")
+
+    # every worker of the pod has loaded its versions (a per-model check asks only one worker)
+
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 120, "the pod to be ready")
     client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
     try:
         for version in ("1", "2"):

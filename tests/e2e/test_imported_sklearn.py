@@ -131,6 +131,10 @@ def test_sklearn_mlp_is_imported_compressed_gated_published_and_served(
     )
 
     server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2")  # FP32 and the selected version side by side
+
+    # every worker of the pod has loaded its versions (a per-model check asks only one worker)
+
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 120, "the pod to be ready")
     want = proof.models["mlp"].predict_proba(proof.x_eval[:64])
     got_fp32 = _served_probabilities(server.url, "ctr-sklearn-mlp", 1, proof.x_eval[:64])
     np.testing.assert_allclose(got_fp32, want, atol=1e-5, err_msg="served FP32 version vs sklearn predict_proba")
@@ -172,6 +176,10 @@ def test_non_neural_graphs_pass_through_with_candidates_skipped_with_reasons(
         )
 
     server = start_server(repo)
+
+    # every worker of the pod has loaded its versions (a per-model check asks only one worker)
+
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 120, "the pod to be ready")
     for name, model in (("ctr-sklearn-trees", "trees"), ("ctr-sklearn-logreg", "logreg")):
         want = proof.models[model].predict_proba(proof.x_eval[:100])
         got = _served_probabilities(server.url, name, 1, proof.x_eval[:100], binary=False)  # JSON tensors
