@@ -45,7 +45,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._reading_head = True
         self._head_bytes = 0
-        self._head_fields = 0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -77,14 +76,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_fields = 0
         if self._head_timer is None:  # a pipelined head; otherwise the clock runs from connect or idle start
             self._arm_head_timer()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_fields += 1
-        if self._head_fields <= self.limits.max_fields:
-            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         if self._refused:
@@ -92,10 +85,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._head_bytes = 0
         self._cancel_head_timer()
-        if self._head_fields > self.limits.max_fields:
+        # counted once the head is complete (no per-header hook on the hot path): the byte limit already bounds
+        # how many fields a head can carry
+        if len(self.headers) > self.limits.max_fields:
             self._refuse(
                 HeadersTooLarge(
-                    f"the request has {self._head_fields} header fields; the limit is {self.limits.max_fields}"
+                    f"the request has {len(self.headers)} header fields; the limit is {self.limits.max_fields}"
                 )
             )
             return
