@@ -240,10 +240,14 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> CompressConfig:
 
 def load_config(path: Path) -> CompressConfig:
     """Read and validate a TOML config; every problem becomes one ``ConfigError`` line."""
+    return parse_config(read_toml(path), str(path))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; a missing or malformed file is one ``ConfigError`` line."""
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    return parse_config(raw, str(path))

@@ -6,7 +6,6 @@ object, so both forms run one code path. Unknown keys are errors, as in every co
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from compress.config import (
     _Cfg,
     _fmt_errors,
     check_select_batch_timed,
+    read_toml,
     resolve_path,
 )
 from compress.errors import ConfigError
@@ -109,10 +109,4 @@ def parse_import_config(raw: dict[str, Any], source: str = "<dict>") -> ImportCo
 
 
 def load_import_config(path: Path) -> ImportConfig:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    return parse_import_config(raw, str(path))
+    return parse_import_config(read_toml(path), str(path))
