@@ -18,16 +18,14 @@ EVAL_TOLERANCE = 1e-6  # metrics must reproduce this closely: same file, same ro
 def _run(args: argparse.Namespace) -> int:
     from compress.config import load_config
     from compress.pipeline import run
-    from compress.report import markdown
+    from compress.report import print_outcome
 
     cfg = load_config(Path(args.config))
     if args.data:
         cfg.data.path = args.data
     workdir = Path(args.workdir) if args.workdir else None
     result = run(cfg, Path(args.repo), workdir=workdir, publish_versions=not args.no_publish)
-    print(markdown(result.report(cfg)))
-    for name, version in result.published.items():
-        print(f"published {cfg.model.name}/{version} ({name})")
+    print_outcome(result.report(cfg), cfg.model.name, result.published)
     return 0
 
 

@@ -24,6 +24,14 @@ def load_report(repo: Path, model: str, version: int | None = None) -> tuple[int
     return v, manifest, json.loads((vdir / manifest.aux("report").path).read_text())
 
 
+def print_outcome(report: dict[str, Any], model: str, published: dict[str, int]) -> None:
+    """What ``compress run`` / ``compress import`` print at the end: the candidates table, then each published
+    version."""
+    print(markdown(report))
+    for name, version in published.items():
+        print(f"published {model}/{version} ({name})")
+
+
 def markdown(report: dict[str, Any]) -> str:
     cands = report["candidates"]
     ref = next(c for c in cands if c["status"] == "reference")

@@ -2,44 +2,29 @@
 slowloris connections. ``python loadtest/head_probe.py ROOT REPO`` starts ``python -m app`` from checkout ROOT on
 model repository REPO (one worker) and prints one line per probe (docs/operations.md, "Hostile inputs")."""
 
-import os
+import contextlib
 import socket
-import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
 
+from loadtest.harness.procs import python_server
+
 root, repo = sys.argv[1], sys.argv[2]
-s0 = socket.socket()
-s0.bind(("127.0.0.1", 0))
-port = s0.getsockname()[1]
-s0.close()
-env = {
-    **os.environ,
-    "MODEL_REPO": repo,
-    "APP_PORT": str(port),
-    "APP_WORKERS": "1",
-    "APP_GRPC_PORT": "0",
-    "APP_LOG_LEVEL": "warning",
-}
-proc = subprocess.Popen(
-    [sys.executable, "-m", "app"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-)
-url = f"http://127.0.0.1:{port}"
-for _ in range(600):
-    try:
-        if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-            break
-    except httpx.HTTPError:
-        pass
-    time.sleep(0.2)
+env = {"MODEL_REPO": repo, "APP_WORKERS": "1", "APP_GRPC_PORT": "0", "APP_LOG_LEVEL": "warning"}
+server = contextlib.ExitStack()
+log = Path(tempfile.mkdtemp(prefix="head-probe-")) / "server.log"
+url, pid = server.enter_context(python_server(["-m", "app"], env, log, cwd=Path(root)))
+port = int(url.rsplit(":", 1)[1])
 
 
 def rss() -> float:
-    return float(psutil.Process(proc.pid).memory_info().rss / 2**20)
+    return float(psutil.Process(pid).memory_info().rss / 2**20)
 
 
 def answer(s, t=40):
@@ -123,5 +108,4 @@ for wait in (5, 12, 30):
         c.setblocking(True)
     open_at[wait] = alive
 print(f"300 slowloris connections still open after 5/12/30 s: {open_at}")
-proc.terminate()
-proc.wait(20)
+server.close()

@@ -41,14 +41,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _import(args: argparse.Namespace) -> int:
     from compress.imported.pipeline import run_import
-    from compress.report import markdown
+    from compress.report import print_outcome
 
     cfg = config_from_args(args)
     workdir = Path(args.workdir) if args.workdir else None
     result = run_import(cfg, Path(args.repo), workdir=workdir, publish_versions=not args.no_publish)
-    print(markdown(result.report(cfg)))
-    for name, version in result.published.items():
-        print(f"published {cfg.model.name}/{version} ({name})")
+    print_outcome(result.report(cfg), cfg.model.name, result.published)
     return 0
 
 
