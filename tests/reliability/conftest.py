@@ -130,3 +130,11 @@ def lua_post(tmp: Path, body: Any, headers: dict[str, str]) -> Path:
 
 def client(server: ServerProcess, timeout_s: float = 30) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=timeout_s)
+
+
+def ready_now(url: str) -> bool:
+    """Readiness over a fresh connection is 200 (a connection to the worker just killed may be reset)."""
+    try:
+        return httpx.get(url + "/v2/health/ready", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False

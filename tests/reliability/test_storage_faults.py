@@ -16,7 +16,7 @@ import httpx
 from tests.fixtures.ctr_model import publish_ctr_version
 from tests.fixtures.servers import ServerFactory, ServerProcess, wait_until, worker_pids
 from tests.fixtures.traffic import Traffic
-from tests.reliability.conftest import ctr_body, metric, ready
+from tests.reliability.conftest import ctr_body, metric, ready, ready_now
 
 FAST_RESCAN = {"APP_RESCAN_INTERVAL_S": "0.2", "APP_WORKERS": "2"}
 NO_DAC_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
@@ -109,7 +109,7 @@ async def test_an_unreadable_repository_and_a_worker_death_keep_the_service_up(
         finally:
             os.chmod(repo, 0o755)
         if alive_while_unreadable:
-            await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness once readable")
+            await until(lambda: ready_now(server.url), 60, "readiness once readable")
         await traffic.stop()
     counts = summary(traffic)
     assert alive_while_unreadable and exits == 1, f"server alive: {alive_while_unreadable}, worker exits: {exits}"
@@ -136,7 +136,7 @@ async def test_a_deleted_model_file_moves_every_worker_to_the_previous_version(
         victim = worker_pids(server.proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         await until(lambda: victim not in worker_pids(server.proc.pid), 30, "the killed worker to go")
-        await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the restart")
+        await until(lambda: ready_now(server.url), 60, "readiness after the restart")
         restarted = Counter([(await c.post("/v1/ads/ctr", json=body)).json().get("version") for _ in range(40)])
     assert any("model.onnx was deleted" in line for line in detail.get("integrity", [])), detail
     assert after == {v2 - 1: 40}, f"versions served after the deletion: {after}"

@@ -13,7 +13,7 @@ import httpx
 
 from tests.fixtures.servers import ServerFactory, worker_pids
 from tests.fixtures.traffic import Traffic
-from tests.reliability.conftest import ready
+from tests.reliability.conftest import ready, ready_now
 from tests.reliability.test_storage_faults import CONNECTION_LOST, TOLERATED, fresh_connections, summary, until
 
 
@@ -39,7 +39,7 @@ async def test_a_stopped_worker_fails_liveness_and_is_replaced_within_ten_second
     killed_s = time.monotonic() - stopped
     await until(lambda: len(worker_pids(server.proc.pid)) == 2, 15, "a replacement worker")
     replaced_s = time.monotonic() - stopped
-    await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the replacement")
+    await until(lambda: ready_now(server.url), 60, "readiness after the replacement")
     assert replaced_s < 10, f"hung worker killed after {killed_s:.1f}s, replaced after {replaced_s:.1f}s"
     assert "hung; killing it" in server.log.read_text()
 
@@ -55,7 +55,7 @@ async def test_a_stopped_worker_fails_liveness_and_is_replaced_within_ten_second
     body = seen[-1].json()
     assert body["live"] is False and len(body["hung_workers"]) == 1, body
     await until(lambda: victim not in worker_pids(server.proc.pid), 15, "the supervisor to kill the hung worker")
-    await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness after the replacement")
+    await until(lambda: ready_now(server.url), 60, "readiness after the replacement")
     assert server.get("/v2/health/live").json() == {"live": True}
 
 
