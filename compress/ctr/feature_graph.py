@@ -33,6 +33,7 @@ from app.tasks.ctr.raw import CAT_RAW as CAT_RAW
 from app.tasks.ctr.raw import DENSE_RAW as DENSE_RAW
 from app.tasks.ctr.raw import RAW_MODEL_FILE as RAW_MODEL_FILE
 from app.tasks.ctr.raw import RAW_MODEL_ROLE as RAW_MODEL_ROLE
+from app.tasks.ctr.raw import Featurizer
 from app.tasks.ctr.raw import raw_arrays as raw_arrays
 
 KEY_SEP = "\x1f"
@@ -237,7 +238,7 @@ def build_raw_model(
 def check_raw_model(
     raw_model: onnx.ModelProto,
     model: onnx.ModelProto,
-    featurizer: CtrFeaturizer,
+    featurizer: Featurizer,
     records: Sequence[Mapping[str, Any]],
     atol: float = 1e-6,
 ) -> float:

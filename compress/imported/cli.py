@@ -19,6 +19,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cfg = load_import_config(Path(args.config))
         if args.name:
             cfg.model.name = args.name
+        if args.vocab:
+            cfg.model.vocab = args.vocab
         return cfg
     missing = [f for f, v in (("MODEL.onnx", args.model), ("--data", args.data), ("--label", args.label)) if not v]
     missing += [f for f, v in (("--metric", args.metric), ("--name", args.name)) if not v]
@@ -32,7 +34,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.group:
         data["group"] = args.group
     raw = {
-        "model": {"name": args.name, "onnx": args.model, "output": args.output or ""},
+        "model": {"name": args.name, "onnx": args.model, "output": args.output or "", "vocab": args.vocab or ""},
         "data": data,
         "gate": {"metric": args.metric},
     }
@@ -63,6 +65,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--features", help="comma-separated feature columns in input order (default: all but the label)")
     p.add_argument("--calib", help="calibration rows (default: a seeded 20%% of --data, excluded from the gate)")
     p.add_argument("--group", help="query column for ndcg@K")
+    p.add_argument("--vocab", help="feature vocabularies JSON: --data holds raw rows, served on /v1/ads/ctr")
     p.add_argument("--output", help="the output the metric reads (default: the first FP32 output)")
     p.add_argument("--workdir", help="keep intermediate files here (default: a temp dir, removed)")
     p.add_argument("--no-publish", action="store_true", help="measure and report only")

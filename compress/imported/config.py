@@ -43,9 +43,17 @@ class ImportModelSection(_Cfg):
     name: str = Field(description="model name in the repository")
     onnx: str = Field(description="the FP32 ONNX file (any exporter)")
     output: str = Field(default="", description="output the metric reads; empty = the first FP32 output")
+    vocab: str = Field(
+        default="",
+        description="feature vocabularies JSON (format shopinfer-ctr-vocab-1): the data files hold raw rows and "
+        "the model is published as a ctr version served on /v1/ads/ctr; empty = a raw /v2 model",
+    )
 
     def resolved_path(self) -> Path:
         return resolve_path(self.onnx)
+
+    def vocab_path(self) -> Path | None:
+        return resolve_path(self.vocab) if self.vocab else None
 
 
 class ImportDataSection(_Cfg):

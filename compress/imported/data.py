@@ -28,6 +28,8 @@ class Rows:
     feeds: Feeds
     labels: np.ndarray
     groups: np.ndarray | None
+    records: list[dict[str, Any]] | None = None
+    """Raw rows (a model imported with its vocabularies): what the in-graph featurization is checked on."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,6 +39,7 @@ class Rows:
             {k: v[idx] for k, v in self.feeds.items()},
             self.labels[idx],
             None if self.groups is None else self.groups[idx],
+            None if self.records is None else [self.records[i] for i in idx],
         )
 
 
@@ -87,7 +90,7 @@ def _from_parquet(path: Path, data: ImportDataSection, inputs: list[TensorSpec])
     x = table.select(features).to_pandas().to_numpy(dtype=np.float32)
     labels = table.column(data.label).to_numpy(zero_copy_only=False)
     groups = table.column(data.group).to_numpy(zero_copy_only=False) if data.group else None
-    return _checked(Rows({spec.name: np.ascontiguousarray(x)}, np.asarray(labels), groups), path, data)
+    return checked_rows(Rows({spec.name: np.ascontiguousarray(x)}, np.asarray(labels), groups), path, data)
 
 
 def _from_npz(path: Path, data: ImportDataSection, inputs: list[TensorSpec]) -> Rows:
@@ -116,10 +119,11 @@ def _from_npz(path: Path, data: ImportDataSection, inputs: list[TensorSpec]) -> 
             raise DataError(f"input {spec.name!r} expects {spec.dtype}; {path.name} has {a.dtype}")
         feeds[spec.name] = np.ascontiguousarray(a.astype(want, copy=False))
     rows = Rows(feeds, np.asarray(arrays[data.label]), arrays.get(data.group) if data.group else None)
-    return _checked(rows, path, data)
+    return checked_rows(rows, path, data)
 
 
-def _checked(rows: Rows, path: Path, data: ImportDataSection) -> Rows:
+def checked_rows(rows: Rows, path: Path, data: ImportDataSection) -> Rows:
+    """Equal row counts, at least one row, a 1-D label without missing values: whatever the file format."""
     n = len(rows.labels)
     for name, a in rows.feeds.items():
         if len(a) != n:

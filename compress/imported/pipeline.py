@@ -3,8 +3,11 @@
 The flow is the project's own (``compress.candidates.Builder``, ``compress.selection``, ``compress.publish``):
 the FP32 graph as given is the reference, every candidate is gated against it on the held-out rows, the FP32
 version and the selected candidate are published atomically. The version has no pre-processing block: it is a
-raw model served on ``/v2`` (HTTP, gRPC) with dynamic batching. When no candidate applies to the graph (a tree
-ensemble), only FP32 is published; when candidates applied and none passed, nothing is.
+raw model served on ``/v2`` (HTTP, gRPC) with dynamic batching. With feature vocabularies (``[model] vocab``) it
+is a ``ctr`` version instead: the vocabularies are its pre-processing state and ``model_raw.onnx`` carries the
+featurization, so ``/v1/ads/ctr`` serves it from raw fields (and ``/v2`` from the model's tensors). When no
+candidate applies to the graph (a tree ensemble), only FP32 is published; when candidates applied and none
+passed, nothing is.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from app.manifest import Artifact, AuxFile, DataFile, Gate, Lineage, Manifest, Serving
+from app.manifest import Artifact, AuxFile, DataFile, Gate, Lineage, Manifest, Preprocessing, Serving
 from app.repository import list_versions, sha256_file
+from app.tasks.ctr.vocab import VocabFeaturizer
 from compress.candidates import Candidate
 from compress.config import resolve_path
 from compress.errors import GateFailed
@@ -27,6 +31,7 @@ from compress.imported.candidates import ImportBuilder, ImportedTask, build_all,
 from compress.imported.config import ImportConfig
 from compress.imported.data import Rows, load_rows, split
 from compress.imported.source import Source, evaluated_output, load_source
+from compress.imported.vocab import load_raw_rows, load_vocab, write_ctr_files
 from compress.pipeline import REPORT_FILE, code_version
 from compress.progress import Stages
 from compress.publish import file_info, publish
@@ -34,6 +39,7 @@ from compress.selection import Selection
 from compress.selection import select as choose
 
 TASK: Final = "generic"  # a raw model: the manifest names no pre-processing, the service serves it on /v2 only
+CTR_TASK: Final = "ctr"  # a model imported with its feature vocabularies: /v1/ads/ctr and /v2
 
 
 @dataclass
@@ -43,6 +49,12 @@ class ImportResult:
     selection: Selection | None
     data: dict[str, Any]
     published: dict[str, int] = field(default_factory=dict)
+    vocab: VocabFeaturizer | None = None
+    held_records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return TASK if self.vocab is None else CTR_TASK
 
     @property
     def selected(self) -> Candidate | None:
@@ -52,7 +64,7 @@ class ImportResult:
         """Same shape as ``compress run``'s report, so ``compress report`` and its plot read it too."""
         return {
             "model": cfg.model.name,
-            "task": TASK,
+            "task": self.task,
             "imported": self.source.lineage(),
             "created_at": datetime.now(UTC).isoformat(),
             "gate_rule": describe(cfg.gate.rules),
@@ -68,14 +80,18 @@ class ImportResult:
         }
 
 
-def _rows(cfg: ImportConfig, source: Source) -> tuple[Rows, Rows, dict[str, Any]]:
+def _rows(cfg: ImportConfig, source: Source, vocab: VocabFeaturizer | None) -> tuple[Rows, Rows, dict[str, Any]]:
     d = cfg.data
+
+    def load_rows_of(path: Path) -> Rows:
+        return load_rows(path, d, source.inputs) if vocab is None else load_raw_rows(path, d, vocab)
+
     eval_path = resolve_path(d.eval)
-    rows = load_rows(eval_path, d, source.inputs)
+    rows = load_rows_of(eval_path)
     files = [{"path": str(eval_path.resolve()), "sha256": sha256_file(eval_path), "rows": len(rows)}]
     if d.calib:
         calib_path = resolve_path(d.calib)
-        cal = load_rows(calib_path, d, source.inputs)
+        cal = load_rows_of(calib_path)
         files.append({"path": str(calib_path.resolve()), "sha256": sha256_file(calib_path), "rows": len(cal)})
         return cal, rows, {"files": files, "calibration": "file", "held_out_rows": len(rows)}
     cal, held, desc = split(rows, d.calibration_fraction, d.seed)
@@ -95,7 +111,9 @@ def run_import(
         stages.say("reading %s", cfg.model.onnx)
         source = load_source(cfg.model.resolved_path(), work)
         output = evaluated_output(source.outputs, cfg.model.output)
-        cal, held, data = _rows(cfg, source)
+        vocab_path = cfg.model.vocab_path()
+        vocab = load_vocab(vocab_path, source.inputs) if vocab_path else None
+        cal, held, data = _rows(cfg, source, vocab)
         data["evaluated_output"] = output
         task = ImportedTask(cfg, source.inputs, source.outputs, output, held, cal)
         builder = ImportBuilder(cfg, task, work, source.graph)
@@ -107,7 +125,7 @@ def run_import(
         for c in cands:
             if c.status == "skipped":
                 selection.rejected[c.name] = f"skipped: {c.error}"
-        result = ImportResult(source, cands, selection, data)
+        result = ImportResult(source, cands, selection, data, vocab=vocab, held_records=held.records or [])
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         applied = [c for c in built if c.status != "reference"]
         if selection.chosen is None and applied:
@@ -135,17 +153,24 @@ def _publish_one(cfg: ImportConfig, repo: Path, cand: Candidate, result: ImportR
     def stage(d: Path, version: int) -> Manifest:
         shutil.copyfile(src, d / "model.onnx")
         (d / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
+        aux = [AuxFile(role="report", **file_info(d, REPORT_FILE))]
+        pre = None
+        if result.vocab is not None:  # featurization in the graph, checked against the model on held-out rows
+            state, extra = write_ctr_files(d, result.vocab, d / "model.onnx", result.held_records)
+            pre = Preprocessing(**state)
+            aux += [AuxFile(role="preprocess", **file_info(d, state["path"]))]
+            aux += [AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items()]
         gate = cand.gate
         return Manifest(
             name=cfg.model.name,
             version=version,
-            task=TASK,
+            task=result.task,
             created_at=datetime.now(UTC),
             inputs=result.source.inputs,
             outputs=result.source.outputs,
             artifacts=[Artifact(format="onnx", precision=cand.precision, **file_info(d, "model.onnx"))],
-            aux_files=[AuxFile(role="report", **file_info(d, REPORT_FILE))],
-            preprocessing=None,
+            aux_files=aux,
+            preprocessing=pre,
             metrics={"candidate": cand.metrics, "fp32": ref.metrics},
             latency=cand.latency,
             gate=Gate(passed=True, rule=gate.rule, numbers=gate.numbers)

@@ -1,8 +1,10 @@
 """A DeepFM we did not write: trained with ``deepctr-torch`` on the Criteo sample, exported with torch's ONNX
-exporter, imported with the one-liner, compressed, gated, published and served on ``/v2`` (``tritonclient``).
+exporter, imported with its feature vocabularies by the one-liner, compressed, gated, published and served on
+``/v1/ads/ctr`` from raw log fields and on ``/v2`` (``tritonclient``) from the model's tensor.
 
 The model's one FP32 input ``[batch, 39]`` is deepctr-torch's own layout: the 26 categorical columns as
-vocabulary indices (0 = unseen) and the 13 dense columns (log1p), in the order of ``model.feature_index``.
+vocabulary indices (0 = unseen) and the 13 dense columns (log1p), in the order of ``model.feature_index``; the
+vocabulary JSON (``shopinfer-ctr-vocab-1``) says exactly that, and the data files hold the raw rows.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ SPARSE = [f"C{i}" for i in range(1, 27)]
 @dataclass
 class DeepFMProof:
     onnx: Path
+    vocab: Path
     train: Path
     eval: Path
+    raw_eval: list[dict[str, Any]]  # the held-out rows as the log has them: ints, hex strings, None
     columns: list[str]
     x_eval: np.ndarray
     y_eval: np.ndarray
@@ -50,9 +54,10 @@ def deepfm(tmp_path_factory: pytest.TempPathFactory) -> DeepFMProof:
     frame = pd.DataFrame({"clicked": raw["clicked"].astype(np.int64)})
     for c in DENSE:
         frame[c] = np.log1p(raw[c].clip(lower=0).fillna(0)).astype(np.float32)
+    vocabs = {}
     for c in SPARSE:  # vocabulary from the training rows; 0 = unseen or missing
-        vocab = {v: i + 1 for i, v in enumerate(raw[c].iloc[:7000].dropna().unique())}
-        frame[c] = raw[c].map(vocab).fillna(0).astype(np.float32)
+        vocabs[c] = {str(v): i + 1 for i, v in enumerate(raw[c].iloc[:7000].dropna().unique())}
+        frame[c] = raw[c].map(vocabs[c]).fillna(0).astype(np.float32)
     feats = [SparseFeat(c, vocabulary_size=int(frame[c].max()) + 1, embedding_dim=8) for c in SPARSE]
     feats += [DenseFeat(c, 1) for c in DENSE]
     names = get_feature_names(feats)
@@ -68,8 +73,19 @@ def deepfm(tmp_path_factory: pytest.TempPathFactory) -> DeepFMProof:
     scores = model.predict({n: held[n].to_numpy() for n in names}, batch_size=1024).reshape(-1)
     columns = sorted(names, key=lambda n: model.feature_index[n][0])
     paths = {"train": root / "train.parquet", "eval": root / "eval.parquet", "onnx": root / "deepfm.onnx"}
-    train[["clicked", *columns]].to_parquet(paths["train"], index=False)
-    held[["clicked", *columns]].to_parquet(paths["eval"], index=False)
+    raw[:7000].to_parquet(paths["train"], index=False)  # raw rows: the vocabulary featurizes them
+    raw[7000:].to_parquet(paths["eval"], index=False)
+    doc = {
+        "format": "shopinfer-ctr-vocab-1",
+        "inputs": {"X": columns},
+        "categorical": {c: {"index": vocabs[c], "missing": 0, "unseen": 0} for c in SPARSE},
+        "dense": {c: {"fill": 0, "clip_min": 0, "log1p": True} for c in DENSE},
+    }
+    (root / "vocab.json").write_text(json.dumps(doc))
+    raw_eval = [
+        {k: (None if pd.isna(v) else int(v) if k in DENSE else v) for k, v in row.items() if k != "clicked"}
+        for row in raw[7000:].to_dict("records")
+    ]
     model.eval()
     example = torch.from_numpy(held[columns].to_numpy()[:8])
     with warnings.catch_warnings():
@@ -86,8 +102,10 @@ def deepfm(tmp_path_factory: pytest.TempPathFactory) -> DeepFMProof:
         )
     return DeepFMProof(
         paths["onnx"],
+        root / "vocab.json",
         paths["train"],
         paths["eval"],
+        raw_eval,
         columns,
         held[columns].to_numpy(),
         held["clicked"].to_numpy(),
@@ -105,8 +123,9 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
 
     repo = tmp_path / "repo"
     rc = main(
-        ["-q", "import", str(deepfm.onnx), "--data", str(deepfm.eval), "--calib", str(deepfm.train)]
-        + ["--label", "clicked", "--metric", "auc", "--name", "ctr-deepfm", "--repo", str(repo)]
+        ["-q", "import", str(deepfm.onnx), "--vocab", str(deepfm.vocab), "--data", str(deepfm.eval)]
+        + ["--calib", str(deepfm.train), "--label", "clicked", "--metric", "auc", "--name", "ctr-deepfm"]
+        + ["--repo", str(repo)]
     )
     out, err = capsys.readouterr()
     assert rc == 0, f"compress import exited {rc}: {err}\n{out}"
@@ -118,6 +137,9 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
     )
     assert best.gate.passed and best.metrics["candidate"]["auc"] >= 0.999 * library_auc, best.gate.numbers
     assert best.recipe["imported"]["sha256"] == sha256_file(deepfm.onnx), best.recipe["imported"]
+    for m in (fp32, best):  # a CTR version: the vocabularies are its state, the featurization is in the graph
+        roles = {f.role for f in m.aux_files}
+        assert m.task == "ctr" and {"preprocess", "raw_model"} <= roles, (m.task, roles)
     report = json.loads((repo / "ctr-deepfm" / "2" / "report.json").read_text())
     rows: dict[str, Any] = {c["name"]: c for c in report["candidates"]}
     assert rows["fp16"]["status"] == "skipped" and "integer ids" in rows["fp16"]["error"], rows["fp16"]
@@ -127,7 +149,7 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
         assert ratio >= 2.0, f"{name} is only {ratio:.2f}x smaller than FP32"
     print(json.dumps({n: [c["status"], c["bytes"], c["latency_ms"], c["metrics"]] for n, c in rows.items()}))
 
-    server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2")
+    server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2", APP_TASK_MODELS=json.dumps({"ctr": "ctr-deepfm"}))
 
     # every worker of the pod has loaded its versions (a per-model check asks only one worker)
 
@@ -148,3 +170,21 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
         np.testing.assert_allclose(compressed, published, atol=1e-4, err_msg=f"served {best.candidate} vs its file")
     finally:
         client.close()
+
+    # /v1/ads/ctr: the storefront's raw fields (context + per-candidate overrides), featurized inside the graph
+    logged = deepfm.raw_eval[:64]
+    context = {c: logged[0][c] for c in ("C1", "I1")}
+    # each candidate carries the fields that differ from the shared context (None overrides a context value)
+    candidates = [
+        {"ad_id": f"a{i}", "features": {k: v for k, v in r.items() if k not in context or v != context[k]}}
+        for i, r in enumerate(logged)
+    ]
+    expected = {"1": deepfm.library_scores[:64], "2": compressed}
+    for version, want in expected.items():
+        body = {"context": context, "candidates": candidates, "model_version": int(version)}
+        resp = server.post("/v1/ads/ctr", json=body)
+        assert resp.status_code == 200, server.saw(resp)
+        got = np.array([s["pctr"] for s in resp.json()["scores"]])
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"/v1/ads/ctr on ctr-deepfm/{version}")
+    bad = server.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "a", "features": {"I1": "many"}}]})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_feature", server.saw(bad)

@@ -12,17 +12,34 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from app.tasks.ctr.features import CtrFeaturizer, cat_key, raw_dense
+from app.tasks.ctr.features import cat_key, raw_dense
 
 DENSE_RAW = "dense_raw"  # graph input: float64 [N, D], NaN = missing
 CAT_RAW = "cat_raw"  # graph input: string [N, C], "" = missing
 RAW_MODEL_FILE = "model_raw.onnx"  # featurization + model, published beside model.onnx
 RAW_MODEL_ROLE = "raw_model"  # its role among the manifest's aux_files
 _NUMBER_TYPES = {int, float, type(None)}
+
+
+class Featurizer(Protocol):
+    """What the CTR task needs of a version's pre-processing state: the project's fitted ``CtrFeaturizer`` or an
+    imported model's ``VocabFeaturizer``."""
+
+    @property
+    def dense_columns(self) -> list[str]: ...
+
+    @property
+    def categorical_columns(self) -> list[str]: ...
+
+    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Row dicts -> the model's input tensors (the reference path)."""
+        ...
+
+
 _SPACE = re.compile(r"\s")  # exactly the characters str.strip() removes
 _ASCII_SPACE = [c for c in map(chr, range(128)) if c.isspace()]
 
@@ -56,7 +73,7 @@ def _cat_texts(flat: list[Any]) -> list[Any]:
     return [cat_key(v) or "" for v in flat] if spaced else flat
 
 
-def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: CtrFeaturizer) -> dict[str, np.ndarray]:
+def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: Featurizer) -> dict[str, np.ndarray]:
     """Request rows -> ``{"dense_raw": float64 [N, D] (NaN = missing), "cat_raw": object str [N, C] ("" = missing)}``.
 
     Raises :class:`FeatureError` for the values the reference rejects (text or booleans in a dense field,

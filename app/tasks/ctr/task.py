@@ -14,9 +14,10 @@ from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge, names_hint
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
-from app.tasks.ctr.features import KIND, CtrFeaturizer, FeatureError, dense_value
-from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, raw_arrays
+from app.tasks.ctr.features import KIND, FeatureError, dense_value
+from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, Featurizer, raw_arrays
 from app.tasks.ctr.schemas import CtrRequest, CtrResponse
+from app.tasks.ctr.vocab import load_featurizer
 
 LOG = logging.getLogger(__name__)
 _MAX_INT = 1 << 1000  # far inside float range; larger ints go through the featurizer's check (and fail there)
@@ -114,7 +115,7 @@ class CtrTask(Task):
         ),
     )
 
-    def __init__(self, featurizer: CtrFeaturizer, output: str, raw_session: Any = None) -> None:
+    def __init__(self, featurizer: Featurizer, output: str, raw_session: Any = None) -> None:
         self.featurizer = featurizer
         self.output = output
         self.dense = frozenset(featurizer.dense_columns)
@@ -126,7 +127,7 @@ class CtrTask(Task):
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> CtrTask:
-        featurizer = CtrFeaturizer.load(files.state())
+        featurizer = load_featurizer(files.state())  # the project's fitted state, or an imported model's vocabularies
         output = files.manifest.outputs[0].name
         if ctx.settings.ctr_featurize != "graph" or not files.has(RAW_MODEL_ROLE):
             task = cls(featurizer, output)
