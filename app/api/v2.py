@@ -14,6 +14,7 @@ from starlette.responses import Response
 from app import tracing
 from app.api import openapi_v2 as doc
 from app.api.deps import (
+    MODEL_VERSION_HEADER,
     RawResponse,
     add_hot_route,
     get_service,
@@ -136,7 +137,9 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
         if tracing.ENABLED:
             tracing.mark("postprocess")
     ctype = headers.pop("content-type").encode()
-    return RawResponse(content, ctype, extra=[(k.encode(), v.encode()) for k, v in headers.items()])
+    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+    extra.append((MODEL_VERSION_HEADER, b"%d" % mv.version))
+    return RawResponse(content, ctype, extra=extra)
 
 
 async def repository_index(request: Request) -> Response:
