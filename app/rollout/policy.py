@@ -200,6 +200,68 @@ def update_policy(root: Path, model: str, change: Callable[[Policy | None], Poli
         return new
 
 
+def set_change(
+    stable: int | None = None,
+    canary: int | None = None,
+    weight: float | None = None,
+    sticky: str | None = None,
+    shadow: int | None = None,
+    shadow_rate: float | None = None,
+    limits: dict[str, float | int] | None = None,
+) -> Callable[[Policy | None], Policy]:
+    """``policy set``: the given parts replace the current policy's (a new policy needs ``stable``)."""
+
+    def change(current: Policy | None) -> Policy:
+        doc = current.model_dump(mode="json") if current is not None else {}
+        if stable is not None:
+            doc["stable"] = stable
+        if "stable" not in doc:
+            raise PolicyError("bad_policy", "a new policy needs a stable version (--stable N)")
+        if canary is not None:
+            if weight is None:
+                raise PolicyError("bad_policy", "a canary needs a weight (--weight W, 0-1)")
+            doc["canary"] = {"version": canary, "weight": weight, **({"sticky": sticky} if sticky else {})}
+        elif weight is not None:
+            if doc.get("canary") is None:
+                raise PolicyError("bad_policy", "--weight without a canary: name one with --canary N")
+            doc["canary"] = {**doc["canary"], "weight": weight, **({"sticky": sticky} if sticky else {})}
+        if shadow is not None:
+            doc["shadow"] = {"version": shadow, "rate": 0.1 if shadow_rate is None else shadow_rate}
+        elif shadow_rate is not None:
+            if doc.get("shadow") is None:
+                raise PolicyError("bad_policy", "--shadow-rate without a shadow: name one with --shadow N")
+            doc["shadow"] = {**doc["shadow"], "rate": shadow_rate}
+        if limits:
+            doc["limits"] = {**doc.get("limits", {}), **limits}
+        new = parse_policy(json.dumps(doc))
+        return new.with_event("set", new.canary.version if new.canary else new.stable, "set by an operator")
+
+    return change
+
+
+def promote_change(current: Policy | None) -> Policy:
+    """``policy promote``: the canary becomes the stable version (the old stable is no longer named)."""
+    if current is None or current.canary is None:
+        raise PolicyError("no_canary", "there is no canary to promote")
+    version = current.canary.version
+    shadow = current.shadow if current.shadow is None or current.shadow.version != version else None
+    promoted = current.model_copy(update={"stable": version, "canary": None, "shadow": shadow})
+    return promoted.with_event("promote", version, f"canary {version} promoted over stable {current.stable}")
+
+
+def rollback_change(version: int, reason: str) -> Callable[[Policy | None], Policy | None]:
+    """The service's automatic rollback: the canary ``version`` to weight 0, with why; a no-op when the policy
+    changed meanwhile (another worker or pod rolled it back, an operator moved on)."""
+
+    def change(current: Policy | None) -> Policy | None:
+        if current is None or current.canary is None or current.canary.version != version or not current.canary.weight:
+            return current
+        stopped = current.model_copy(update={"canary": current.canary.model_copy(update={"weight": 0.0})})
+        return stopped.with_event("rollback", version, reason)
+
+    return change
+
+
 def schema() -> dict[str, object]:
     return Policy.model_json_schema()
 
