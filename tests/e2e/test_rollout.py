@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
+import pytest
 
 from app.grpc.generated.shopinfer.v1 import tasks_pb2_grpc
 from app.grpc.task_messages import encode_score_ads
@@ -18,7 +19,7 @@ from app.rollout.compare import PCTR_TOLERANCE
 from compress.cli import main as compress_main
 from tests.fixtures.asgi import until
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
-from tests.fixtures.servers import ServerFactory, ServerProcess
+from tests.fixtures.servers import RedisServer, ServerFactory, ServerProcess
 
 RECORDS = raw_records(8)
 
@@ -137,3 +138,26 @@ async def test_shadow_canary_and_automatic_rollback(
         assert set(await _versions_seen(client, 10)) == {1}, server.saw()
         metrics = server.get("/metrics").text
         assert 'rollout_rollbacks_total{limit="min_agreement",model="ad-ctr",version="3"}' in metrics, metrics[-2000:]
+
+
+async def test_a_policy_change_is_announced_on_redis(
+    ctr_repo: Path, ctr_artifacts_seed1: Path, start_server: ServerFactory, redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The periodic rescan is a minute: only the Redis notice the command sends can make the workers switch."""
+    repo = ctr_repo
+    v2 = publish_ctr_version(repo, seed=1)
+    _policy(repo, "--stable", "1")
+    server = start_server(repo, APP_RESCAN_INTERVAL_S="60", REDIS_URL=redis_server.url)
+    await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    subscribed = "listening for 'model-published' notices"
+    await until(lambda: server.log.read_text().count(subscribed) >= 2, 30, "both workers subscribed")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert set(await _versions_seen(client, 6)) == {1}, server.saw()
+        monkeypatch.setenv("REDIS_URL", redis_server.url)
+        _policy(repo, "--stable", str(v2))
+
+        async def switched() -> bool:
+            return set(await _versions_seen(client, 6)) == {v2}
+
+        await until(switched, 30, "both workers serving the new stable version", interval_s=0.1)
