@@ -7,7 +7,7 @@
 
 The copy runs after the live answer was computed, as a low-priority request of the other version's own batcher,
 with a short deadline. It is dropped (and counted), never queued, when the worker already runs
-``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or the other version's queue is not empty: a slow shadow sheds its own
+``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or either version has queued work: a slow shadow sheds its own
 samples and never slows live traffic. Its errors are counted, never surfaced.
 """
 
@@ -66,13 +66,21 @@ class Mirror:
     ) -> None:
         version, reference = (live, other) if role == "canary" else (other, live)
         labels = (model, role, str(version), str(reference))
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight or self._busy(model, live):
             self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
             return
         self.in_flight += 1
         task = asyncio.get_running_loop().create_task(self._run(role, labels, model, other, route, req, result, rows))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    def _busy(self, model: str, live: int) -> bool:
+        """Live work is queued on the answering version: the worker has no spare time for a comparison."""
+        try:
+            batcher = self.registry.resolve(model, live).batcher
+        except ServiceError:
+            return True
+        return batcher is not None and batcher.expected_wait_s() > 0.0
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
