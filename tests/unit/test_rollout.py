@@ -14,7 +14,7 @@ import pytest
 
 from app.metrics import Metrics
 from app.registry import ModelRegistry
-from app.rollout.compare import max_abs_diff, ndcg_at, overlap_at, spearman
+from app.rollout.compare import Comparison, max_abs_diff, ndcg_at, overlap_at, spearman
 from app.rollout.policy import (
     Policy,
     PolicyError,
@@ -26,7 +26,9 @@ from app.rollout.policy import (
     set_change,
     update_policy,
 )
+from app.rollout.rollback import breach
 from app.rollout.router import bucket, choose, sticky_value
+from app.rollout.shadow import Mirror
 from app.settings import Settings
 from app.tasks.chat.task import ChatTask
 from app.tasks.ctr.task import CtrTask
@@ -173,3 +175,46 @@ def test_task_comparisons() -> None:
     assert SearchTask.compare({"results": ranked}, {"results": flipped}).measures["ndcg_at_10"] < 1.0
     rec = RecommendTask.compare({"items": [{"item_id": "x"}, {"item_id": "y"}]}, {"items": [{"item_id": "x"}]})
     assert rec.agreement == 0.5, rec
+
+
+def _traffic(metrics: Metrics, version: str, ok: int, errors: int, seconds: float) -> None:
+    for _ in range(ok):
+        metrics.requests.labels("ctr", "m", version, "ok", "ok").inc()
+        metrics.request_latency.labels("ctr", "m", version).observe(seconds)
+    metrics.requests.labels("ctr", "m", version, "error", "inference_failed").inc(errors)
+
+
+@pytest.mark.parametrize(
+    ("canary", "limits", "expected"),
+    [
+        ((100, 0, 0.004), {"max_error_rate": 0.01, "max_p99_ratio": 2.0}, None),
+        ((100, 10, 0.004), {"max_error_rate": 0.01}, "max_error_rate"),
+        ((100, 0, 0.05), {"max_p99_ratio": 2.0}, "max_p99_ratio"),
+        ((30, 30, 0.05), {"max_error_rate": 0.01, "max_p99_ratio": 2.0}, None),  # under min_requests: not judged
+    ],
+)
+def test_canary_limits(canary: tuple[int, int, float], limits: dict[str, float], expected: str | None) -> None:
+    metrics = Metrics()
+    _traffic(metrics, "1", 400, 0, 0.004)
+    _traffic(metrics, "2", *canary)
+    policy = Policy.model_validate(
+        {"stable": 1, "canary": {"version": 2, "weight": 0.2}, "limits": {**limits, "min_requests": 100}}
+    )
+    found = breach(policy, "m", metrics.families())
+    assert (found[0] if found else None) == expected, found
+
+
+def test_agreement_limit_waits_for_enough_comparisons() -> None:
+    metrics = Metrics()
+    _traffic(metrics, "1", 400, 0, 0.004)
+    _traffic(metrics, "2", 100, 0, 0.004)
+    policy = Policy.model_validate(
+        {"stable": 1, "canary": {"version": 2, "weight": 0.2}, "limits": {"min_agreement": 0.9, "min_requests": 100}}
+    )
+    mirror = Mirror(ModelRegistry(Settings(), metrics), metrics, 2, 1.0)
+    for _ in range(9):
+        mirror.record(("m", "canary", "2", "1"), Comparison(0.2))
+    assert breach(policy, "m", metrics.families()) is None, "9 comparisons are under the minimum of 10"
+    mirror.record(("m", "canary", "2", "1"), Comparison(0.2))
+    found = breach(policy, "m", metrics.families())
+    assert found is not None and found[0] == "min_agreement" and "0.200" in found[1], found
