@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.batching import Priority
@@ -49,28 +50,16 @@ class Mirror:
         """Called once per live answer of a model with a policy (see :func:`app.rollout.answers.answered`)."""
         canary, shadow = policy.canary, policy.shadow
         if canary is not None and version == canary.version and self.rng.random() < canary.compare_rate:
-            self._start("canary", model, version, policy.stable, route, req, result, rows)
+            self._start(_Copy("canary", model, version, policy.stable, route, req, result, rows))
         if shadow is not None and version != shadow.version and self.rng.random() < shadow.rate:
-            self._start("shadow", model, version, shadow.version, route, req, result, rows)
+            self._start(_Copy("shadow", model, version, shadow.version, route, req, result, rows))
 
-    def _start(
-        self,
-        role: str,
-        model: str,
-        live: int,
-        other: int,
-        route: Route[Any] | None,
-        req: Any,
-        result: Any,
-        rows: int,
-    ) -> None:
-        version, reference = (live, other) if role == "canary" else (other, live)
-        labels = (model, role, str(version), str(reference))
-        if self.in_flight >= self.max_in_flight or self._busy(model, live):
-            self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
+    def _start(self, copy: _Copy) -> None:
+        if self.in_flight >= self.max_in_flight or self._busy(copy.model, copy.live):
+            self.metrics.rollout_comparisons.labels(*copy.labels, "dropped").inc()
             return
         self.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run(role, labels, model, other, route, req, result, rows))
+        task = asyncio.get_running_loop().create_task(self._run(copy))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -86,34 +75,25 @@ class Mirror:
         self._tasks.discard(task)
         self.in_flight -= 1
 
-    async def _run(
-        self,
-        role: str,
-        labels: tuple[str, str, str, str],
-        model: str,
-        other: int,
-        route: Route[Any] | None,
-        req: Any,
-        result: Any,
-        rows: int,
-    ) -> None:
+    async def _run(self, copy: _Copy) -> None:
         await asyncio.sleep(0)  # let the live answer go out first
+        labels = copy.labels
         try:
-            scored = await self._score(model, other, route, req, rows)
+            scored = await self._score(copy.model, copy.other, copy.route, copy.req, copy.rows)
         except _Busy:
             self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
             return
         except Exception as e:  # noqa: BLE001 - a comparison's failure is counted, never surfaced
             self.metrics.rollout_comparisons.labels(*labels, "error").inc()
-            LOG.debug("%s comparison of %s/%s failed: %r", role, model, other, e)
+            LOG.debug("%s comparison of %s/%s failed: %r", copy.role, copy.model, copy.other, e)
             return
-        compare = route.owner.compare if route is not None else Task.compare
-        reference, candidate = (scored, result) if role == "canary" else (result, scored)
+        compare = copy.route.owner.compare if copy.route is not None else Task.compare
+        reference, candidate = (scored, copy.result) if copy.role == "canary" else (copy.result, scored)
         try:
             found = compare(reference, candidate)
         except Exception as e:  # noqa: BLE001 - answers of another shape (a task change between versions)
             self.metrics.rollout_comparisons.labels(*labels, "error").inc()
-            LOG.debug("%s comparison of %s/%s could not compare: %r", role, model, other, e)
+            LOG.debug("%s comparison of %s/%s could not compare: %r", copy.role, copy.model, copy.other, e)
             return
         self.record(labels, found)
 
@@ -140,6 +120,26 @@ class Mirror:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One live answer to score again on ``other``: the live version and its answer, the request, the role."""
+
+    role: str
+    model: str
+    live: int
+    other: int
+    route: Route[Any] | None
+    req: Any
+    result: Any
+    rows: int
+
+    @property
+    def labels(self) -> tuple[str, str, str, str]:
+        """(model, role, version, reference): the canary against stable, or the shadow against the live version."""
+        version, reference = (self.live, self.other) if self.role == "canary" else (self.other, self.live)
+        return (self.model, self.role, str(version), str(reference))
 
 
 class _Busy(Exception):
