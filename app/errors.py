@@ -219,6 +219,7 @@ CATALOGUE: Mapping[str, ErrorCode] = _catalogue(
     ErrorCode("duplicate_product", 422, _BAD, "a search candidate's product id is sent twice"),
     ErrorCode("unknown_product", 422, _BAD, "a search candidate without text whose product id the catalogue lacks"),
     ErrorCode("empty_product_text", 422, _BAD, "a search candidate whose text fields are all empty"),
+    ErrorCode("bad_policy", 422, _BAD, "a rollout policy change that is malformed or names an unpublished version"),
     ErrorCode("missing_history", 422, _BAD, "a recommendation request with neither a user id nor a history"),
     ErrorCode("k_too_large", 422, _BAD, "a recommendation `k` above the version's top-k"),
     ErrorCode("too_many_excludes", 422, _BAD, "more recommendation exclude ids than the version allows"),

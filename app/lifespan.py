@@ -16,8 +16,9 @@ from fastapi import FastAPI
 
 from app import tracing
 from app.errors import ServiceError
-from app.pod import ControlFeed, alive_beat, heartbeat, serving_siblings
+from app.pod import ControlFeed, alive_beat, first_worker, heartbeat, serving_siblings
 from app.registry import ModelRegistry
+from app.rollout.rollback import check_canaries
 from app.service import InferenceService
 from app.supervisor import supervise
 from app.watcher import RepositoryWatcher
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.watcher = watcher
     watcher.start()
     beat = supervise("worker-heartbeat", lambda: _heartbeat(registry))
+    judge = supervise("rollout-check", lambda: _rollout_check(registry)) if first_worker() else None
     if serving_siblings():
         LOG.info("a sibling worker is serving: listening once the first scan has loaded what it can")
         await _first_load_or_exit(app, registry)
@@ -52,6 +54,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if grpc_server is not None:  # drain gRPC like HTTP, before the versions it leases are unloaded
             await grpc_server.stop(grace=settings.drain_timeout_s)
         beat.stop()
+        if judge is not None:
+            judge.stop()
+        await service.mirror.close()
         alive.stop()
         heartbeat(False)
         await watcher.stop()
@@ -78,6 +83,13 @@ async def _alive() -> None:
     while True:
         alive_beat()
         await asyncio.sleep(0.5)
+
+
+async def _rollout_check(registry: ModelRegistry) -> None:
+    """Canaries against their policy's limits (first worker of the pod only: one writer)."""
+    while True:
+        await asyncio.sleep(registry.settings.rollout_check_interval_s)
+        await check_canaries(registry)
 
 
 async def _heartbeat(registry: ModelRegistry) -> None:

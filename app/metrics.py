@@ -23,6 +23,9 @@ LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015,
     0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+AGREEMENT_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+DIFFERENCE_BUCKETS = (-0.5, 0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 2.0)
+"""Per-task comparison measures: absolute differences (small is good) and overlaps/correlations (1 is good)."""
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -178,6 +181,39 @@ class Metrics:
             "background_task_crashes", "Background loops (batch collector, watcher) that crashed and were restarted.",
             ["task"], registry=r,
         )  # fmt: skip
+        self.policy_problems = Counter(
+            "rollout_policy_problems",
+            "Rollout policies ignored at read time (bad_policy, unknown_version, unreadable); the last good one is kept.",
+            ["model", "reason"], registry=r,
+        )  # fmt: skip
+        self.rollout_comparisons = Counter(
+            "rollout_comparisons",
+            "Shadow and canary comparisons by outcome (scored, dropped: the worker was busy, error); role shadow: "
+            "version = the shadow, reference = the version that answered; role canary: version = the canary, "
+            "reference = the stable version scoring the same request.",
+            ["model", "role", "version", "reference", "outcome"], registry=r,
+        )  # fmt: skip
+        self.rollout_agreement = Histogram(
+            "rollout_agreement",
+            "Agreement (0-1, per task: candidates within 0.02 pCTR, same intent, top-10 overlap) of a version's "
+            "answers with its reference's.",
+            ["model", "role", "version", "reference"], buckets=AGREEMENT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rollout_difference = Histogram(
+            "rollout_difference",
+            "Per-task comparison measures of a version against its reference (measure: pctr_abs_diff, rank_corr, "
+            "intent_agree, confidence_diff, overlap_at_10, ndcg_at_10, max_abs_diff).",
+            ["model", "role", "version", "reference", "measure"], buckets=DIFFERENCE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rollout_rollbacks = Counter(
+            "rollout_rollbacks",
+            "Canaries set to weight 0 by the service because they broke a policy limit.",
+            ["model", "version", "limit"], registry=r,
+        )  # fmt: skip
+        self.rollout_canary_weight = Gauge(
+            "rollout_canary_weight", "Traffic weight (0-1) of the canary version the policy names.",
+            ["model", "version"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
 
         self._request_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
@@ -199,6 +235,13 @@ class Metrics:
         merged = CollectorRegistry()
         merged.register(_HeldVersionsOnly(folder))
         return generate_latest(merged)
+
+    def families(self) -> list[Metric]:
+        """The metric families ``render`` would expose (every worker's, merged), for summaries built in-process."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder is None:
+            return list(self.registry.collect())
+        return list(_HeldVersionsOnly(folder).collect())
 
     def forget_version(self, model: str, version: int) -> None:
         """Drop the per-version gauges of an unloaded version (counters stay: they record history)."""

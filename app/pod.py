@@ -27,6 +27,11 @@ def worker_count() -> int:
     return int(os.environ.get(WORKERS_ENV, "1"))
 
 
+def first_worker() -> bool:
+    """This process is the pod's first worker (or the only one): the one that writes pod-wide decisions."""
+    return os.environ.get(INDEX_ENV, "0") == "0"
+
+
 def heartbeat(ready: bool) -> None:
     """This worker's readiness for the others to see (no-op in a single process)."""
     folder, index = os.environ.get(MULTIPROC_ENV), os.environ.get(INDEX_ENV)

@@ -36,6 +36,7 @@ from app.repository import (
     recheck_files,
     scan_repository,
 )
+from app.rollout.policy import Policy, PolicyError, check_versions, read_policy
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
 from app.settings import Settings, VersionPolicy, first_set
@@ -128,6 +129,17 @@ def select_versions(on_disk: list[int], failed: set[int], policy: VersionPolicy)
     return set(healthy[-(policy.latest or 1) :])
 
 
+def describe_policy(policy: Policy) -> str:
+    """One line for logs: ``stable 1, canary 2 at 5% (sticky user_id), shadow 3 at 10%``."""
+    parts = [f"stable {policy.stable}"]
+    c, sh = policy.canary, policy.shadow
+    if c is not None:
+        parts.append(f"canary {c.version} at {c.weight:.0%}" + (f" (sticky {c.sticky})" if c.sticky else ""))
+    if sh is not None:
+        parts.append(f"shadow {sh.version} at {sh.rate:.0%}")
+    return ", ".join(parts)
+
+
 class Lease:
     """``with registry.lease(...) as mv``: counts the request on the version so a swap drains it before unloading
     (a class, not ``@contextmanager``: a generator per request cost more than the rest of the lookup)."""
@@ -182,6 +194,10 @@ class ModelRegistry:
         """Why the last scan was not trusted ("" when it was): the versions it would have retired are kept."""
         self.integrity: dict[tuple[str, int], str] = {}
         """Loaded versions whose files changed or vanished on disk: served from memory, never loaded again."""
+        self.policies: dict[str, Policy] = {}
+        """The last good rollout policy per model (``<model>/policy.json``); a model without one serves its
+        newest ready version."""
+        self._policy_problem: dict[str, str] = {}
 
     # ---- request side ----
     def lease(self, model: str, version: int | None = None) -> Lease:
@@ -195,6 +211,11 @@ class ModelRegistry:
                 raise ModelNotFound(f"{model!r} is not a valid model name")
             versions = {}
         if version is None:
+            policy = self.policies.get(model)
+            if policy is not None:  # the stable version, while it is READY
+                mv = versions.get(policy.stable)
+                if mv is not None and mv.state is VersionState.READY:
+                    return mv
             newest = None  # a plain loop: this runs several times per request
             for v in versions.values():
                 if v.state is VersionState.READY and (newest is None or v.version > newest.version):
@@ -212,6 +233,10 @@ class ModelRegistry:
             state = status.state.value if status else "not selected by the version policy"
             raise ModelNotReady(f"version {version} of model {model!r} is not ready ({state})")
         raise ModelNotFound(f"model {model!r} has no version {version}")
+
+    def version_ready(self, model: str, version: int) -> bool:
+        mv = self._loaded.get(model, {}).get(version)
+        return mv is not None and mv.state is VersionState.READY
 
     def ready_versions(self, model: str) -> list[int]:
         return sorted(v.version for v in self._loaded.get(model, {}).values() if v.state is VersionState.READY)
@@ -349,7 +374,11 @@ class ModelRegistry:
                     "version %s/%s: %s; serving the loaded copy until a replacement is READY", model, version, why
                 )
         on_disk = self._on_disk.get(model, [])
-        wanted = select_versions(on_disk, self._failed.get(model, set()), self.settings.policy_for(model))
+        policy = await self._refresh_policy(model, on_disk)
+        if policy is None:
+            wanted = select_versions(on_disk, self._failed.get(model, set()), self.settings.policy_for(model))
+        else:  # only named versions: a newly published one takes no traffic until the policy names it
+            wanted = policy.named() & (set(on_disk) - self._failed.get(model, set()))
         loaded = self._loaded.setdefault(model, {})
         for version in sorted(wanted - set(loaded), reverse=True):
             await self._load(model, version)
@@ -359,6 +388,39 @@ class ModelRegistry:
             if version not in wanted and mv.state is VersionState.READY and (any_wanted_ready or gone):
                 changed = self.integrity.get((model, version))
                 self._start_retire(mv, f"unloaded: files changed on disk ({changed})" if changed else "unloaded")
+
+    async def _refresh_policy(self, model: str, on_disk: list[int]) -> Policy | None:
+        """Read the model's policy; a malformed one, or one naming an unpublished version, is ignored (a log
+        line once per distinct problem, a metric per rescan) and the last good policy stays in force."""
+        loop = asyncio.get_running_loop()
+        try:
+            policy = await loop.run_in_executor(self._loader, read_policy, self.root, model)
+            if policy is not None:
+                check_versions(policy, on_disk, model)
+        except PolicyError as e:
+            self.metrics.policy_problems.labels(model, e.reason).inc()
+            if self._policy_problem.get(model) != str(e):
+                kept = self.policies.get(model)
+                LOG.error(
+                    "rollout policy of %s ignored (%s): %s; keeping %s",
+                    model,
+                    e.reason,
+                    e,
+                    "the last good policy" if kept else "no policy (newest ready version)",
+                )
+                self._policy_problem[model] = str(e)
+            return self.policies.get(model)
+        self._policy_problem.pop(model, None)
+        before = self.policies.get(model)
+        if policy is None:
+            if before is not None:
+                LOG.info("rollout policy of %s removed: serving the newest ready version", model)
+                del self.policies[model]
+            return None
+        if policy != before:
+            LOG.info("rollout policy of %s: %s", model, describe_policy(policy))
+            self.policies[model] = policy
+        return policy
 
     async def _load(self, model: str, version: int) -> None:
         self._status[(model, version)] = VersionStatus(VersionState.LOADING)

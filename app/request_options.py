@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from app.batching import Priority
 
@@ -15,3 +16,5 @@ class RequestOptions:
     deadline: float | None = None
     priority: Priority = Priority.LOW
     request_id: str = ""
+    headers: Any = None
+    """The request's headers (ASGI raw list) or gRPC metadata (dict), for a rollout's ``header:`` stickiness key."""

@@ -24,6 +24,9 @@ from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion, is_synthetic
 from app.request_options import RequestOptions
+from app.rollout.answers import answered
+from app.rollout.router import choose
+from app.rollout.shadow import Mirror
 from app.settings import Settings
 from app.tasks.base import Call, Route
 
@@ -110,6 +113,18 @@ class InferenceService:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics
+        self.mirror = Mirror(registry, metrics, settings.rollout_max_in_flight, settings.rollout_timeout_ms / 1000)
+
+    def routed_version(self, model: str, req: Any, opts: RequestOptions) -> int | None:
+        """The version a request without a pinned version goes to: the policy's canary for its share of requests
+        (while READY), else None (the default: the policy's stable version, or the newest ready one)."""
+        policy = self.registry.policies.get(model)
+        if policy is None or policy.canary is None:
+            return None
+        version = choose(policy, req, opts.headers, self.mirror.rng)
+        if version == policy.stable or not self.registry.version_ready(model, version):
+            return None
+        return version
 
     def observe(self, endpoint: str, model: str) -> Observation:
         return Observation(self.metrics, endpoint, model)
@@ -130,6 +145,9 @@ class InferenceService:
         self, model: str, version: int | None, req: InferRequest, opts: RequestOptions, obs: Observation
     ) -> tuple[ModelVersion, dict[str, np.ndarray]]:
         """Run one v2 inference request through the version's batcher; returns the version and outputs."""
+        pinned = version is not None
+        if not pinned:
+            version = self.routed_version(model, req, opts)
         with self.registry.lease(model, version) as mv:
             obs.version = str(mv.version)
             rows = validate_inputs(mv.manifest, req.inputs, req.datatypes)
@@ -142,6 +160,8 @@ class InferenceService:
             outputs = await self._submit(mv, req.inputs, rows, opts)
             if tracing.ENABLED:
                 tracing.skip()
+        if not pinned:
+            answered(self.registry, self.mirror, model, mv.version, None, req, outputs, rows)
         return mv, outputs
 
     async def _submit(
@@ -186,7 +206,11 @@ class InferenceService:
         model = self.model_for(route)
         if not route.needs_model:
             return await route.handler(req, Call(None, None, opts, model, 0, self.registry.ctx))
-        with self.registry.lease(model, getattr(req, "model_version", None)) as mv:
+        version = getattr(req, "model_version", None)
+        pinned = version is not None
+        if not pinned:
+            version = self.routed_version(model, req, opts)
+        with self.registry.lease(model, version) as mv:
             obs.version = str(mv.version)
             if not isinstance(mv.task, route.owner):
                 kind = mv.manifest.preprocessing.kind if mv.manifest.preprocessing else "none"
@@ -198,7 +222,9 @@ class InferenceService:
             result = await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
             if tracing.ENABLED:
                 tracing.mark("postprocess")
-            return result
+        if not pinned:
+            answered(self.registry, self.mirror, model, mv.version, route, req, result)
+        return result
 
     # ---- repository ----
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
@@ -222,4 +248,4 @@ def _with_parameters(opts: RequestOptions, params: Mapping[str, Any]) -> Request
         deadline = until if deadline is None else min(deadline, until)
     if priority is opts.priority and deadline == opts.deadline:
         return opts
-    return RequestOptions(deadline, priority, opts.request_id)
+    return RequestOptions(deadline, priority, opts.request_id, opts.headers)

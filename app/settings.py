@@ -205,6 +205,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0)
     """How long an old version may finish in-flight work before it is unloaded anyway."""
 
+    rollout_max_in_flight: int = Field(default=2, ge=1)
+    """Shadow and canary comparisons running at once per worker process; more are dropped (counted), never
+    queued."""
+    rollout_timeout_ms: int = Field(default=1000, ge=1)
+    """Deadline of one comparison's request to the other version (a slower one is counted as an error)."""
+    rollout_check_interval_s: float = Field(default=2.0, gt=0)
+    """How often the first worker of a pod checks canaries against their policy's limits."""
     default_timeout_ms: int | None = Field(default=10_000, ge=1)
     """Deadline for requests without a ``timeout-ms`` header: nothing waits unbounded (set it empty for none)."""
     queue_budget_ms: float | None = Field(default=100.0, gt=0)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from compress.imported.cli import add_parser as add_import
 
     add_import(sub)
+    from compress.policy_cli import add_parser as add_policy
+
+    add_policy(sub)
     return p
 
 

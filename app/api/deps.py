@@ -19,6 +19,8 @@ from app.request_options import RequestOptions
 from app.service import InferenceService
 
 JSON = "application/json"
+MODEL_VERSION_HEADER = b"x-model-version"
+"""Names the version that answered (every inference answer): the canary or the stable one under a policy."""
 MAX_TIMEOUT_MS = 3_600_000
 MAX_VERSION = 2**31 - 1
 
@@ -101,7 +103,9 @@ def request_options(request: Request, default_timeout_ms: int | None) -> Request
         except KeyError:
             raise InvalidInput(f"priority header {level!r} must be 'high' or 'low'", code="invalid_header") from None
     deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-    return RequestOptions(deadline, priority, request.scope.get("state", {}).get("request_id", ""))
+    return RequestOptions(
+        deadline, priority, request.scope.get("state", {}).get("request_id", ""), request.scope["headers"]
+    )
 
 
 def parse_version(raw: str) -> int:

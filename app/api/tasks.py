@@ -11,7 +11,15 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from app import tracing
-from app.api.deps import add_hot_route, get_service, json_response, read_body, request_options, require_json
+from app.api.deps import (
+    MODEL_VERSION_HEADER,
+    add_hot_route,
+    get_service,
+    json_response,
+    read_body,
+    request_options,
+    require_json,
+)
 from app.errors import CATALOGUE, codes_with_status
 from app.tasks.base import Route
 from app.tasks.registry import all_routes
@@ -52,7 +60,10 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
                 if tracing.ENABLED:
                     tracing.mark("parse")
                 result = await svc.run_task(route, req, opts, obs)
-        return json_response(result)
+        response = json_response(result)
+        if route.needs_model:
+            response.raw_headers.append((MODEL_VERSION_HEADER, obs.version.encode()))
+        return response
 
     handle.__name__ = f"task_{route.endpoint}"
     return handle

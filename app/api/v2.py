@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from enum import Enum
 from importlib import metadata
 from typing import Any
@@ -14,6 +16,7 @@ from starlette.responses import Response
 from app import tracing
 from app.api import openapi_v2 as doc
 from app.api.deps import (
+    MODEL_VERSION_HEADER,
     RawResponse,
     add_hot_route,
     get_service,
@@ -27,6 +30,8 @@ from app.errors import InvalidInput, ModelNotFound
 from app.model_config import model_config_json
 from app.pod import broadcast
 from app.protocol import HEADER_LENGTH, decode_infer_request, encode_infer_response
+from app.rollout.policy import Policy, PolicyError, promote_change, set_change, update_policy
+from app.rollout.summary import rollout_summary
 from app.service import InferenceService
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
@@ -136,7 +141,9 @@ async def _infer(request: Request, model: str, raw_version: str | None) -> Respo
         if tracing.ENABLED:
             tracing.mark("postprocess")
     ctype = headers.pop("content-type").encode()
-    return RawResponse(content, ctype, extra=[(k.encode(), v.encode()) for k, v in headers.items()])
+    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+    extra.append((MODEL_VERSION_HEADER, b"%d" % mv.version))
+    return RawResponse(content, ctype, extra=extra)
 
 
 async def repository_index(request: Request) -> Response:
@@ -165,6 +172,54 @@ async def unload_model(request: Request, model: str) -> Response:
     await get_service(request).registry.unload_model(model)
     broadcast("unload", model)
     return json_response({})
+
+
+async def rollout(request: Request, model: str) -> Response:
+    """The model's rollout: policy, requests per version, comparisons, drift and events."""
+    svc = get_service(request)
+    svc.registry.resolve_name(model)
+    families = await asyncio.to_thread(svc.metrics.families)
+    policy = svc.registry.policies.get(model)
+    return json_response(rollout_summary(model, policy, families, svc.registry.ready_versions(model)))
+
+
+async def change_rollout(request: Request, model: str) -> Response:
+    """Admin: ``{"action": "set"|"promote"|"clear", ...}`` with the command line's options as fields."""
+    require_admin(request)
+    svc = get_service(request)
+    svc.registry.resolve_name(model)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    try:
+        doc_ = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(doc_, dict):
+        raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    action = doc_.pop("action", None)
+    change: Callable[[Policy | None], Policy | None]
+    try:
+        if action == "set":
+            known = {"stable", "canary", "weight", "sticky", "shadow", "shadow_rate", "limits"}
+            if unknown := set(doc_) - known:
+                raise PolicyError("bad_policy", f"unknown fields {sorted(unknown)}; set takes {sorted(known)}")
+            change = set_change(**doc_)
+        elif action == "promote":
+            change = promote_change
+        elif action == "clear":
+            change = _clear
+        else:
+            raise PolicyError("bad_policy", f"action {action!r}: use 'set', 'promote' or 'clear'")
+        policy = await asyncio.to_thread(update_policy, svc.registry.root, model, change)
+    except (PolicyError, TypeError) as e:
+        reason = getattr(e, "reason", "bad_policy")
+        raise InvalidInput(f"{reason}: {e}", code="bad_policy", status=422) from None
+    await svc.registry.sync(only=model)
+    broadcast("load", model)  # sibling workers rescan now
+    return json_response({"policy": None if policy is None else policy.model_dump(mode="json")})
+
+
+def _clear(_: Policy | None) -> None:
+    return None
 
 
 def register(app: FastAPI) -> None:
@@ -242,6 +297,15 @@ def register(app: FastAPI) -> None:
         summary="Every version with its state",
         openapi_extra={"requestBody": doc.INDEX_BODY},
         responses={**doc.errors(400, 413), **doc.json_ok(doc.INDEX)},
+    )
+    get("/v2/models/{model}/rollout", rollout, {"type": "object"}, 404, summary="Rollout summary")
+    app.add_api_route(
+        "/v2/models/{model}/rollout",
+        change_rollout,
+        methods=["POST"],
+        tags=tags,
+        summary="Change the rollout policy (bearer token)",
+        responses={**doc.errors(401, 403, 404, 422), **doc.json_ok({"type": "object"})},
     )
     control = {**doc.errors(401, 403, 404, 503), **doc.json_ok(doc.EMPTY)}
     app.add_api_route(

@@ -25,6 +25,7 @@ from app.logs import REQUEST_ID as REQUEST_ID_VAR
 from app.request_options import RequestOptions
 
 REQUEST_ID_KEY = "x-request-id"
+MODEL_VERSION_KEY = "x-model-version"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ID_PREFIX = "g" + os.urandom(7).hex()
 _ID_COUNTER = itertools.count(1)
@@ -55,6 +56,11 @@ def begin_call(context: aio.ServicerContext, meta: Mapping[str, str]) -> str:
     return rid
 
 
+def name_version(context: aio.ServicerContext, rid: str, version: str) -> None:
+    """Trailing metadata of an answer: its request id and ``x-model-version``, the version that answered."""
+    context.set_trailing_metadata(((REQUEST_ID_KEY, rid), (MODEL_VERSION_KEY, version)))
+
+
 def request_options(
     context: aio.ServicerContext, meta: Mapping[str, str], default_timeout_ms: int | None, rid: str
 ) -> RequestOptions:
@@ -76,7 +82,7 @@ def request_options(
             priority = Priority[level.strip().upper()]
         except KeyError:
             raise InvalidInput(f"priority metadata {level!r} must be 'high' or 'low'", code="invalid_header") from None
-    return RequestOptions(deadline, priority, rid)
+    return RequestOptions(deadline, priority, rid, meta)
 
 
 def require_admin(token: SecretStr | None, meta: Mapping[str, str]) -> None:

@@ -110,6 +110,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                         tracing.mark("parse")
                     mv, outputs = await svc.infer(request.model_name, version, req, opts, obs)
                 response = encode_infer_response(request.model_name, mv.version, outputs, req)
+                calls.name_version(context, rid, obs.version)
                 if tracing.ENABLED:
                     tracing.mark("postprocess")
                 return response

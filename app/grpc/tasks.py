@@ -59,6 +59,8 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                         if tracing.ENABLED:
                             tracing.mark("parse")
                         result = await svc.run_task(route, req, opts, obs)
+                if route.needs_model:
+                    calls.name_version(context, rid, obs.version)
                 return rpc.from_response(result)
             except ServiceError as e:
                 if trace is not None:

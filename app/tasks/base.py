@@ -9,6 +9,7 @@ The service, registry and HTTP/gRPC layers know no task by name. A task class de
 * ``routes`` — its endpoints: request/response schemas, docs, and an async ``handler(req, call)`` that validates
   the request against the loaded version (bad input never enters a batch), submits rows with ``call.submit`` and
   post-processes the outputs;
+* ``compare(reference, candidate)`` — how two answers to the same request agree (shadow traffic, canaries);
 * ``prepare(rows)`` — the batch hook, run in the version's worker thread: raw rows of a whole batch -> tensors.
   Keys of the returned dict that start with ``_`` are per-row side outputs (not model inputs): the batcher hands
   them back with the model outputs, sliced per item.
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from app import tracing
 from app.errors import InvalidInput, ServiceError
+from app.rollout.compare import Comparison, max_abs_diff
 
 if TYPE_CHECKING:
     from app.batching import DynamicBatcher
@@ -228,6 +230,13 @@ class Task(ABC):
         """What the batcher calls with ``prepare``'s tensors: the version's runtime, unless the task runs a graph
         of its own (e.g. featurization fused into the model, fed raw values)."""
         return runtime_infer
+
+    @classmethod
+    def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
+        """Two answers to the same request (route handler results, or raw output tensors): how far the
+        candidate agrees with the reference. Shadow traffic and canary limits use it; the default, for raw KServe
+        models, is the largest absolute output difference."""
+        return max_abs_diff(reference, candidate)
 
     def warmup(self) -> None:  # noqa: B027 - optional hook
         """Loader thread, after the runtime's own warm-up: exercise ``prepare`` once so the first request is warm."""

@@ -22,6 +22,7 @@ UID = "shopinfer-serving"
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'model=~"$model", version=~"$version"'
 RATE = "[$__rate_interval]"
+ROLL = 'model=~"$model"'
 
 
 def query(expr: str, legend: str, ref: str = "A") -> prometheus.Dataquery:
@@ -172,6 +173,52 @@ def build() -> dict[str, Any]:
                 (f"sum by (reason) (rate(rec_feature_store_degraded_total{RATE}))", "degraded rows: {{reason}}"),
                 (f"sum by (type, outcome) (rate(rec_events_total{RATE}))", "events {{type}} {{outcome}}"),
                 description="Recommendations answered without Redis (ShopinferFeatureStoreDegraded).",
+            )
+        )
+        .with_row(dashboard.Row("Rollout: shadow, canary, rollback (docs/rollout.md)"))
+        .with_panel(
+            series(
+                "Agreement with the reference (mean, 0-1)",
+                "percentunit",
+                (
+                    f"sum by (model, role, version, reference) (rate(rollout_agreement_sum{{{ROLL}}}{RATE}))"
+                    f" / sum by (model, role, version, reference) (rate(rollout_agreement_count{{{ROLL}}}{RATE}))",
+                    "{{role}} {{model}}/{{version}} vs {{reference}}",
+                ),
+                description="Per task: candidates within 0.02 pCTR, same intent, top-10 overlap, 1 - max abs diff.",
+            )
+        )
+        .with_panel(
+            series(
+                "Comparisons: scored, dropped (busy), errors",
+                "reqps",
+                (
+                    f"sum by (model, role, outcome) (rate(rollout_comparisons_total{{{ROLL}}}{RATE}))",
+                    "{{outcome}} {{role}} {{model}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Comparison measures (mean)",
+                "short",
+                (
+                    f"sum by (model, role, version, measure) (rate(rollout_difference_sum{{{ROLL}}}{RATE}))"
+                    f" / sum by (model, role, version, measure) (rate(rollout_difference_count{{{ROLL}}}{RATE}))",
+                    "{{measure}} {{role}} {{model}}/{{version}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Canary weight and rollbacks",
+                "short",
+                (f"max by (model, version) (rollout_canary_weight{{{ROLL}}})", "weight {{model}}/{{version}}"),
+                (
+                    f"sum by (model, version, limit) (increase(rollout_rollbacks_total{{{ROLL}}}{RATE}))",
+                    "rolled back ({{limit}}) {{model}}/{{version}}",
+                ),
+                description="A rollback fires ShopinferCanaryRolledBack; the reason is in the policy's events.",
             )
         )
     )

@@ -28,6 +28,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from app.metrics import Metrics
+from app.rollout.policy import set_change, update_policy
 from tests.fixtures.compress_run import CompressRun
 from tests.fixtures.ctr_model import publish_ctr_version, raw_records
 from tests.fixtures.servers import RedisServer, ServerFactory, ServerProcess, free_port, wait_until
@@ -36,7 +37,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "helm" / "files" / "dashboard.json"
 RULES = ROOT / "helm" / "files" / "alerts.yaml"
 # panels that only show faults this run does not provoke (admission refusals, background-loop crashes)
-FAULT_ONLY = {"inference_admission_refusals_total", "background_task_crashes_total"}
+FAULT_ONLY = {"inference_admission_refusals_total", "background_task_crashes_total", "rollout_rollbacks_total"}
+CANARY_MODEL = "ad-ctr-rollout"
+"""Two versions under a rollout policy (canary and shadow), fed raw tensors: the rollout panels' series."""
+V2_BODY = {
+    "inputs": [
+        {"name": "dense", "datatype": "FP32", "shape": [1, 13], "data": [0.0] * 13},
+        {"name": "sparse", "datatype": "INT64", "shape": [1, 26], "data": [0] * 26},
+    ]
+}
 _FUNCTIONS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 
 
@@ -185,6 +194,7 @@ def _load(server: ServerProcess, stop: threading.Event, rec_user: str) -> None:
                 lambda: client.post("/v1/recommend", json={"user_id": rec_user, "k": 5}),
                 lambda: client.post("/v1/events", json={"user_id": rec_user, "item_id": "21977", "type": "view"}),
                 lambda: client.post("/v1/ads/ctr", json={"candidates": "nope"}),
+                lambda: client.post(f"/v2/models/{CANARY_MODEL}/infer", json=V2_BODY),
             ):
                 try:
                     call()
@@ -204,8 +214,13 @@ def test_every_dashboard_and_alert_expression_evaluates_on_real_metrics(
     repo = tmp_path / "repo"
     shutil.copytree(rec_compress_run.repo, repo)
     publish_ctr_version(repo, seed=0)
+    for seed in (0, 1):
+        publish_ctr_version(repo, seed=seed, model=CANARY_MODEL)
+    change = set_change(stable=1, canary=2, weight=0.5, shadow=2, shadow_rate=1.0)
+    update_policy(repo, CANARY_MODEL, change)
     server = start_server(
         repo,
+        APP_ROLLOUT_CHECK_INTERVAL_S="0.5",
         REDIS_URL=redis_server.url,
         APP_TASK_MODELS=json.dumps({"recommend": rec_compress_run.cfg.model.name}),
         APP_RESCAN_INTERVAL_S="0.5",

@@ -8,9 +8,11 @@ loaded by manifest role (``preprocess``, ``tokenizer``, ``reply_index``) — the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge
+from app.rollout.compare import Comparison
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.chat.schemas import ChatRequest, ChatResponse
 from app.tasks.chat.text import KIND, ChatPostprocessor, ChatPreprocessor, MessageError, load_version, validate_message
@@ -87,6 +89,13 @@ class ChatTask(Task):
             files.aux(role)  # a clear "no aux file with role ..." before any parsing
         pre, post = load_version(files.dir, files.manifest)
         return cls(pre, post)
+
+    @classmethod
+    def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
+        """Same intent or not, and how far the confidence moved."""
+        agree = float(reference["intent"] == candidate["intent"])
+        diff = abs(float(reference["confidence"]) - float(candidate["confidence"]))
+        return Comparison(agree, {"intent_agree": agree, "confidence_diff": diff})
 
     def validate(self, message: object) -> str:
         """The clean text, or a coded 4xx; with truncation off, over-long token counts are refused here."""

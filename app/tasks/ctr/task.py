@@ -12,7 +12,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from app.errors import InvalidInput, PayloadTooLarge, names_hint
+from app.rollout.compare import PCTR_TOLERANCE, Comparison, spearman
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.ctr.features import KIND, FeatureError, dense_value
 from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, Featurizer, raw_arrays
@@ -142,6 +145,18 @@ class CtrTask(Task):
             allow_spinning=ctx.settings.ort_allow_spinning,
         )  # string lookups run on the CPU
         return cls(featurizer, output, session)
+
+    @classmethod
+    def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
+        """Absolute pCTR difference per candidate (agreement: the share within ``PCTR_TOLERANCE``) and whether
+        the candidates' order changes (rank correlation)."""
+        ref = [s["pctr"] for s in reference["scores"]]
+        cand = [s["pctr"] for s in candidate["scores"]]
+        diffs = np.abs(np.asarray(ref, np.float64) - np.asarray(cand, np.float64))
+        return Comparison(
+            float(np.mean(diffs <= PCTR_TOLERANCE)),
+            {"pctr_abs_diff": float(diffs.mean()), "rank_corr": spearman(ref, cand)},
+        )
 
     @property
     def mode(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from prometheus_client import Counter
 
 from app import tracing
 from app.errors import InvalidInput
+from app.rollout.compare import Comparison, overlap_at
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.recommend.schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
 from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
@@ -180,6 +182,12 @@ class RecommendTask(Task):
             n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
             LOG.info(seed_message(store.backend, len(hist), n))
         return cls(state, store, rec_metrics(ctx))
+
+    @classmethod
+    def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
+        """Overlap of the two top-10 lists."""
+        overlap = overlap_at([i["item_id"] for i in reference["items"]], [i["item_id"] for i in candidate["items"]])
+        return Comparison(overlap, {"overlap_at_10": overlap})
 
     # ---- request side (event loop) ----
     def validate(self, req: RecommendRequest) -> tuple[dict[str, Any], list[str]]:

@@ -13,11 +13,13 @@ depend on how it was sent. Bad input is refused before it reaches a batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from app.errors import InvalidInput, PayloadTooLarge
+from app.rollout.compare import Comparison, ndcg_at, overlap_at
 from app.tasks.base import Call, Route, Task, TaskContext, TaskLoadError, Tensors, VersionFiles
 from app.tasks.search.schemas import SearchCandidate, SearchRequest, SearchResponse
 from app.tasks.search.text import (
@@ -182,6 +184,14 @@ class SearchTask(Task):
                 raise TaskLoadError("product_vectors and catalogue list different products")
             vectors = ({p: i for i, p in enumerate(vec_ids)}, q8, scale)
         return cls(state, enc, catalogue, files.manifest.outputs[0].name, vectors)
+
+    @classmethod
+    def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
+        """Top-10 overlap, and NDCG@10 of the candidate's ranking with the reference's as relevance."""
+        ref = [r["product_id"] for r in sorted(reference["results"], key=lambda r: r["rank"])]
+        cand = [r["product_id"] for r in sorted(candidate["results"], key=lambda r: r["rank"])]
+        overlap = overlap_at(ref, cand)
+        return Comparison(overlap, {"overlap_at_10": overlap, "ndcg_at_10": ndcg_at(ref, cand)})
 
     def validate_query(self, query: str) -> str:
         q = query.strip()

@@ -1,0 +1,163 @@
+"""Rollout on a real server (two workers) with real published versions: a policy holds a new version back, a
+shadow is scored and compared, a sticky canary splits traffic over HTTP and gRPC, and a broken canary (weights
+shuffled) is rolled back by the service under load with no failed request."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from app.grpc.generated.shopinfer.v1 import tasks_pb2_grpc
+from app.grpc.task_messages import encode_score_ads
+from app.rollout.compare import PCTR_TOLERANCE
+from compress.cli import main as compress_main
+from tests.fixtures.asgi import until
+from tests.fixtures.ctr_model import publish_ctr_version, raw_records, reference_scores
+from tests.fixtures.servers import RedisServer, ServerFactory, ServerProcess
+
+RECORDS = raw_records(8)
+
+
+def _body() -> dict[str, Any]:
+    cands = [
+        {"ad_id": f"a{i}", "features": {k: v for k, v in r.items() if v is not None}} for i, r in enumerate(RECORDS)
+    ]
+    return {"candidates": cands}
+
+
+def _policy(repo: Path, *args: str) -> None:
+    assert compress_main(["-q", "policy", "set", "ad-ctr", "--repo", str(repo), *args]) == 0
+
+
+async def _versions_seen(client: httpx.AsyncClient, n: int, **headers: str) -> list[int]:
+    out = []
+    for _ in range(n):
+        r = await client.post("/v1/ads/ctr", json=_body(), headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-model-version"] == str(r.json()["version"]), r.headers
+        out.append(r.json()["version"])
+    return out
+
+
+def _summary(server: ServerProcess) -> dict[str, Any]:
+    r = server.get("/v2/models/ad-ctr/rollout")
+    assert r.status_code == 200, server.saw(r)
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_shadow_canary_and_automatic_rollback(
+    ctr_repo: Path, ctr_artifacts_seed1: Path, start_server: ServerFactory
+) -> None:
+    repo = ctr_repo
+    _policy(repo, "--stable", "1")
+    server = start_server(repo, APP_RESCAN_INTERVAL_S="0.2", APP_ROLLOUT_CHECK_INTERVAL_S="0.3")
+    await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    v2 = publish_ctr_version(repo, seed=1)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        # a published version takes no traffic until the policy names it
+        await asyncio.sleep(1.0)  # several rescans of both workers (0.2 s)
+        assert set(await _versions_seen(client, 10)) == {1}, server.saw()
+
+        # shadow: every request copied to version 2, compared with the live answer
+        _policy(repo, "--shadow", str(v2), "--shadow-rate", "1.0")
+
+        async def scored() -> bool:
+            await _versions_seen(client, 2)
+            entries = [e for e in _summary(server)["shadow"] if e["role"] == "shadow"]
+            return bool(entries) and entries[0]["scored"] >= 10
+
+        await until(scored, 60, "10 shadow comparisons scored", interval_s=0.1)
+        entry = next(e for e in _summary(server)["shadow"] if e["role"] == "shadow")
+        assert (entry["version"], entry["reference"]) == (v2, 1), entry
+        ref = reference_scores(repo / "ad-ctr" / "1", RECORDS)
+        cand = reference_scores(repo / "ad-ctr" / str(v2), RECORDS)
+        direct = float(np.mean(np.abs(ref - cand) <= PCTR_TOLERANCE))
+        assert abs(entry["agreement"] - direct) < 1e-6, (entry, direct)
+        assert abs(entry["measures"]["pctr_abs_diff"] - float(np.mean(np.abs(ref - cand)))) < 1e-5, entry
+
+        # sticky canary: one customer, one version, over HTTP (both workers) and gRPC
+        _policy(repo, "--canary", str(v2), "--weight", "0.5", "--sticky", "header:x-user-id")
+
+        async def split() -> bool:
+            seen = set(await _versions_seen(client, 20))
+            return seen == {1, v2}
+
+        await until(split, 30, "both workers route to the canary", interval_s=0.1)
+        by_user: dict[str, int] = {}
+        channel = grpc.insecure_channel(server.grpc_target)
+        stub = tasks_pb2_grpc.TaskServiceStub(channel)
+        try:
+            for u in range(40):
+                user = f"customer-{u}"
+                seen = set(await _versions_seen(client, 3, **{"x-user-id": user}))
+                resp, call = stub.ScoreAds.with_call(
+                    encode_score_ads(_body()), metadata=(("x-user-id", user),), timeout=30
+                )
+                trailers = dict(call.trailing_metadata() or ())
+                seen |= {resp.version, int(trailers["x-model-version"])}
+                assert len(seen) == 1, f"{user} saw versions {seen}"
+                by_user[user] = seen.pop()
+        finally:
+            channel.close()
+        share = sum(v == v2 for v in by_user.values()) / len(by_user)
+        assert 0.2 <= share <= 0.8, f"canary share {share} of 40 customers at weight 0.5"
+
+        # a broken canary (weights shuffled) is rolled back under load, with no failed request
+        v3 = publish_ctr_version(repo, seed=0, shuffle_weights=True)
+        _policy(repo, "--canary", str(v3), "--weight", "0.2", "--min-agreement", "0.9", "--min-requests", "50")
+        statuses: list[int] = []
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            while not stop.is_set():
+                r = await client.post("/v1/ads/ctr", json=_body())
+                statuses.append(r.status_code)
+
+        def rolled_back() -> bool:
+            return any(e["kind"] == "rollback" for e in _summary(server)["events"])
+
+        workers = [asyncio.create_task(load()) for _ in range(4)]
+        try:
+            await until(rolled_back, 90, "the broken canary rolled back", interval_s=0.2)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+        summary = _summary(server)
+        event = next(e for e in summary["events"] if e["kind"] == "rollback")
+        assert event["version"] == v3 and "agreement" in event["reason"], event
+        assert summary["policy"]["canary"]["weight"] == 0, summary["policy"]
+        assert statuses and set(statuses) == {200}, f"{len(statuses)} requests, statuses {set(statuses)}"
+        await asyncio.sleep(1.0)  # both workers reload the rolled-back policy
+        assert set(await _versions_seen(client, 10)) == {1}, server.saw()
+        metrics = server.get("/metrics").text
+        assert 'rollout_rollbacks_total{limit="min_agreement",model="ad-ctr",version="3"}' in metrics, metrics[-2000:]
+
+
+async def test_a_policy_change_is_announced_on_redis(
+    ctr_repo: Path, ctr_artifacts_seed1: Path, start_server: ServerFactory, redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The periodic rescan is a minute: only the Redis notice the command sends can make the workers switch."""
+    repo = ctr_repo
+    v2 = publish_ctr_version(repo, seed=1)
+    _policy(repo, "--stable", "1")
+    server = start_server(repo, APP_RESCAN_INTERVAL_S="60", REDIS_URL=redis_server.url)
+    await until(lambda: server.get("/v2/health/ready").status_code == 200, 60, "readiness")
+    subscribed = "listening for 'model-published' notices"
+    await until(lambda: server.log.read_text().count(subscribed) >= 2, 30, "both workers subscribed")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert set(await _versions_seen(client, 6)) == {1}, server.saw()
+        monkeypatch.setenv("REDIS_URL", redis_server.url)
+        _policy(repo, "--stable", str(v2))
+
+        async def switched() -> bool:
+            return set(await _versions_seen(client, 6)) == {v2}
+
+        await until(switched, 30, "both workers serving the new stable version", interval_s=0.1)
