@@ -8,7 +8,11 @@ where the task reads one. Spans are recorded with explicit start/end times from 
 request holds no context manager open and the batcher only keeps a span context per traced item.
 
 Root requests are sampled here (``random() < ratio``) before any SDK call: an unsampled request costs one
-``random()`` and nothing else. A sampled ``traceparent`` is always followed, an unsampled one never.
+``random()`` and a context-variable read per step, and creates no span, context or attribute. A sampled
+``traceparent`` is always followed, an unsampled one never. Since that decision is final, the provider that
+:func:`configure` builds samples every span it is asked for (no second, per-span sampler pass), and the SDK
+names the hot functions use are bound once by :func:`install` (an ``import`` inside a function costs about a
+microsecond per call).
 
 Typical usage::
 
@@ -38,16 +42,20 @@ ENABLED = False
 _tracer: Any = None
 _provider: Any = None
 _ratio = 1.0
+_api: Any = None  # the ``opentelemetry.trace`` module once installed (optional dependency: imported lazily)
+_propagator: Any = None
 _OFFSET_NS = time.time_ns() - time.monotonic_ns()  # the batcher's monotonic stamps -> wall-clock ns
 
 
 class RequestTrace:
-    """One sampled request: its span and the time of the last mark (where the next child span starts)."""
+    """One sampled request: its span, the context its children hang from (built once), and the time of the last
+    mark (where the next child span starts)."""
 
-    __slots__ = ("span", "last_ns")
+    __slots__ = ("span", "parent", "last_ns")
 
     def __init__(self, span: Any, start_ns: int) -> None:
         self.span, self.last_ns = span, start_ns
+        self.parent = _api.set_span_in_context(span)
 
 
 CURRENT: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar("trace_request", default=None)
@@ -62,8 +70,10 @@ def configure(settings: Settings) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.tracing_service_name}))
+    resource = Resource.create({"service.name": settings.tracing_service_name})
+    provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)  # start_request has decided already
     exporter = OTLPSpanExporter(endpoint=settings.tracing_endpoint) if settings.tracing_endpoint else OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     install(provider, settings.tracing_sample_ratio)
@@ -72,7 +82,11 @@ def configure(settings: Settings) -> None:
 
 def install(provider: Any, ratio: float = 1.0) -> None:
     """Trace with ``provider`` (any SDK ``TracerProvider``: tests pass one with an in-memory exporter)."""
-    global ENABLED, _tracer, _provider, _ratio
+    global ENABLED, _tracer, _provider, _ratio, _api, _propagator
+    import opentelemetry.trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _api, _propagator = opentelemetry.trace, TraceContextTextMapPropagator()
     _provider, _ratio = provider, ratio
     _tracer = provider.get_tracer("shopinfer")
     ENABLED = True
@@ -94,16 +108,11 @@ def start_request(name: str, headers: Mapping[str, str] | None, request_id: str)
             return None
         context = None
     else:
-        from opentelemetry.trace import get_current_span
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        context = TraceContextTextMapPropagator().extract(headers)
-        if not get_current_span(context).get_span_context().trace_flags.sampled:
+        context = _propagator.extract(headers)
+        if not _api.get_current_span(context).get_span_context().trace_flags.sampled:
             return None  # the caller decided: not sampled
-    from opentelemetry.trace import SpanKind
-
     now = time.time_ns()
-    span = _tracer.start_span(name, context=context, kind=SpanKind.SERVER, start_time=now)
+    span = _tracer.start_span(name, context=context, kind=_api.SpanKind.SERVER, start_time=now)
     span.set_attribute("shopinfer.request_id", request_id)
     trace = RequestTrace(span, now)
     CURRENT.set(trace)
@@ -124,9 +133,7 @@ def end_request(trace: RequestTrace, status: int | str, error: str | None = None
     span = trace.span
     span.set_attribute("http.response.status_code" if isinstance(status, int) else "rpc.grpc.status_code", status)
     if error is not None:
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_status(Status(StatusCode.ERROR, error))
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error))
     span.end()
 
 
@@ -142,10 +149,8 @@ def mark(name: str) -> None:
     trace = CURRENT.get()
     if trace is None:
         return
-    from opentelemetry.trace import set_span_in_context
-
     now = time.time_ns()
-    child = _tracer.start_span(name, context=set_span_in_context(trace.span), start_time=trace.last_ns)
+    child = _tracer.start_span(name, context=trace.parent, start_time=trace.last_ns)
     child.end(end_time=now)
     trace.last_ns = now
 
@@ -166,17 +171,15 @@ def item_context() -> Any:
 def begin_batch(name: str, contexts: list[Any], enqueued: list[float], started: float, rows: int) -> Any:
     """The batch span (linked to every traced request it serves) and each request's ``queue`` span; returns a
     token for :func:`end_batch`. ``enqueued``/``started`` are ``time.monotonic()`` stamps."""
-    from opentelemetry.trace import Link, NonRecordingSpan, set_span_in_context
-
+    api = _api
     start_ns = int(started * 1e9) + _OFFSET_NS
     for ctx, queued_at in zip(contexts, enqueued, strict=True):
-        queue = _tracer.start_span(
-            "queue", context=set_span_in_context(NonRecordingSpan(ctx)), start_time=int(queued_at * 1e9) + _OFFSET_NS
-        )
+        parent = api.set_span_in_context(api.NonRecordingSpan(ctx))
+        queue = _tracer.start_span("queue", context=parent, start_time=int(queued_at * 1e9) + _OFFSET_NS)
         queue.end(end_time=start_ns)
     batch = _tracer.start_span(
         "batch",
-        links=[Link(ctx) for ctx in contexts],
+        links=[api.Link(ctx) for ctx in contexts],
         start_time=start_ns,
         attributes={"shopinfer.batcher": name, "shopinfer.batch_rows": rows, "shopinfer.batch_requests": len(contexts)},
     )
@@ -188,9 +191,7 @@ def end_batch(token: Any, error: BaseException | None = None) -> None:
     _BATCH.reset(reset)
     if error is not None:
         batch.record_exception(error)
-        from opentelemetry.trace import Status, StatusCode
-
-        batch.set_status(Status(StatusCode.ERROR, repr(error)))
+        batch.set_status(_api.Status(_api.StatusCode.ERROR, repr(error)))
     batch.end()
 
 
@@ -199,7 +200,5 @@ def batch_child(name: str, start_ns: int, **attributes: Any) -> None:
     batch = _BATCH.get()
     if batch is None:
         return
-    from opentelemetry.trace import set_span_in_context
-
-    span = _tracer.start_span(name, context=set_span_in_context(batch), start_time=start_ns, attributes=attributes)
+    span = _tracer.start_span(name, context=_api.set_span_in_context(batch), start_time=start_ns, attributes=attributes)
     span.end()

@@ -1,4 +1,5 @@
-"""Cost of tracing on 1-row CTR requests: tracing off, on at 1 % sampling, and (optionally) another checkout.
+"""Cost of tracing on 1-row CTR requests: tracing off, on at the given sampling ratios (1 % by default), and
+(optionally) another checkout.
 
 One single-worker server per variant runs side by side on the same published version; ``wrk`` drives
 ``POST /v1/ads/ctr`` with a 1-row body against each in turn, the order rotated every round so background load
@@ -9,6 +10,7 @@ is outside the server).
 Run from the repository root::
 
     python -m loadtest.bench_tracing --runs 7 --duration 8
+    python -m loadtest.bench_tracing --ratios 0.01,1   # a traced server per sampling ratio (1 = every request)
     python -m loadtest.bench_tracing --baseline-checkout ../main   # adds that checkout's server (tracing absent)
 """
 
@@ -42,11 +44,19 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
+def _ratios(text: str) -> list[float]:
+    ratios = [float(r) for r in text.split(",")]
+    if not all(0 <= r <= 1 for r in ratios):
+        raise argparse.ArgumentTypeError(f"sampling ratios are 0..1, got {text}")
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m loadtest.bench_tracing", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--ratios", type=_ratios, default=[0.01], help="sampling ratios, one traced server each (0.01,1)")
     p.add_argument("--baseline-checkout", type=Path, help="another checkout whose server is measured as well")
     args = p.parse_args(argv)
 
@@ -58,13 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         script = wrk.post_script(work / "post.lua", bodies_for([1])[1])
         common = {"MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_ENABLED": "false", "APP_LOG_LEVEL": "warning"}
         endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
-        variants: dict[str, tuple[dict[str, str], Path | None]] = {
-            "tracing off": ({}, None),
-            "tracing on, 1 % sampled": (
-                {"APP_TRACING_ENABLED": "true", "APP_TRACING_SAMPLE_RATIO": "0.01", "APP_TRACING_ENDPOINT": endpoint},
-                None,
-            ),
-        }
+        traced = {"APP_TRACING_ENABLED": "true", "APP_TRACING_ENDPOINT": endpoint}
+        variants: dict[str, tuple[dict[str, str], Path | None]] = {"tracing off": ({}, None)}
+        for ratio in args.ratios:
+            variants[f"tracing on, {ratio:.0%} sampled"] = ({**traced, "APP_TRACING_SAMPLE_RATIO": str(ratio)}, None)
         if args.baseline_checkout is not None:
             variants[f"checkout {args.baseline_checkout.name}"] = ({}, args.baseline_checkout.resolve())
         servers = {}
