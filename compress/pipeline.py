@@ -164,6 +164,14 @@ def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: Run
         log.info("published %s as %s/%d", cand.name, cfg.model.name, version)
 
 
+def publish_candidate(cfg: CompressConfig, repo: Path, result: RunResult, name: str) -> int:
+    """Publish one more built candidate of ``result`` (e.g. an ANN retrieval row that was not selected)."""
+    task = get_task(cfg)
+    task.prepare()
+    cand = next(c for c in result.candidates if c.name == name)
+    return _publish_one(cfg, task, repo, cand, result, None)
+
+
 def _publish_one(
     cfg: CompressConfig,
     task: TaskAdapter,
