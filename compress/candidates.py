@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from app.manifest import TensorSpec
 from compress.config import CompressConfig
 from compress.errors import ConfigError, ExportError
 from compress.evaluate import latency_stats, session
@@ -64,6 +65,10 @@ class Candidate:
     sensitivity: dict[str, float] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
+    """Extra version files by aux role (e.g. an ANN index), published beside ``model.onnx`` with their hashes."""
+    io: tuple[list[TensorSpec], list[TensorSpec]] | None = None
+    """The graph's own (inputs, outputs) when they differ from the task's (an ANN version's user tower)."""
 
     @property
     def precision(self) -> str:
@@ -189,7 +194,7 @@ class Builder:
     def measure_latency(self, cands: list[Candidate]) -> None:
         """Time every built candidate side by side (interleaved rounds) at the configured batch sizes."""
         lat = self.cfg.latency
-        built = {c.name: c for c in cands if c.path is not None}
+        built = {c.name: c for c in cands if c.path is not None and not c.latency}  # latency set: timed by its builder
         sessions = {name: session(c.path, lat.threads) for name, c in built.items()}  # type: ignore[arg-type]
         batches = task_latency_feeds(self.task, self.test_feeds, lat.batch_sizes)
         for name, table in latency_stats(sessions, batches, lat.repeats).items():

@@ -24,7 +24,7 @@ from compress.publish import file_info, publish
 from compress.registry import get_task
 from compress.selection import Selection
 from compress.selection import select as choose
-from compress.tasks import TaskAdapter, task_write_aux
+from compress.tasks import TaskAdapter, task_extra_candidates, task_write_aux
 
 log = logging.getLogger("compress")
 REPORT_FILE = "report.json"
@@ -100,6 +100,7 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         builder = Builder(cfg, task, work)
         names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
         cands = [_build(builder, n) for n in stages.each(names, "candidate")]
+        cands += task_extra_candidates(task, builder, cands[0])
         stages.say("timing %d candidates at batch sizes %s", len(cands), cfg.latency.batch_sizes)
         builder.measure_latency(cands)
         if cands[0].status != "reference":
@@ -163,6 +164,14 @@ def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: Run
         log.info("published %s as %s/%d", cand.name, cfg.model.name, version)
 
 
+def publish_candidate(cfg: CompressConfig, repo: Path, result: RunResult, name: str) -> int:
+    """Publish one more built candidate of ``result`` (e.g. an ANN retrieval row that was not selected)."""
+    task = get_task(cfg)
+    task.prepare()
+    cand = next(c for c in result.candidates if c.name == name)
+    return _publish_one(cfg, task, repo, cand, result, None)
+
+
 def _publish_one(
     cfg: CompressConfig,
     task: TaskAdapter,
@@ -179,6 +188,8 @@ def _publish_one(
 
     def stage(d: Path, version: int) -> Manifest:
         shutil.copyfile(src, d / "model.onnx")
+        for path in cand.files.values():
+            shutil.copyfile(path, d / path.name)
         artifacts = [Artifact(format="onnx", precision=cand.precision, **file_info(d, "model.onnx"))]
         if engine is not None and engine.status == "built" and engine.path is not None:
             shutil.copyfile(engine.path, d / engine.path.name)
@@ -198,6 +209,7 @@ def _publish_one(
             AuxFile(role="preprocess", **file_info(d, pre["path"])),
             AuxFile(role="report", **file_info(d, REPORT_FILE)),
             *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items()),
+            *(AuxFile(role=role, **file_info(d, path.name)) for role, path in cand.files.items()),
         ]
         gate = cand.gate
         return Manifest(
@@ -205,8 +217,8 @@ def _publish_one(
             version=version,
             task=cfg.model.task,
             created_at=datetime.now(UTC),
-            inputs=task.inputs,
-            outputs=task.outputs,
+            inputs=cand.io[0] if cand.io else task.inputs,
+            outputs=cand.io[1] if cand.io else task.outputs,
             artifacts=artifacts,
             aux_files=aux,
             preprocessing=Preprocessing(**pre),

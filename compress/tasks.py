@@ -145,3 +145,9 @@ def task_latency_feeds(task: TaskAdapter, feeds: Feeds, batch_sizes: list[int]) 
 def task_write_aux(task: TaskAdapter, version_dir: Path, model_path: Path) -> dict[str, str]:
     hook = getattr(task, "write_aux", None)
     return dict(hook(version_dir, model_path)) if hook is not None else {}
+
+
+def task_extra_candidates(task: TaskAdapter, builder: Any, reference: Any) -> list[Any]:
+    """Candidates a task builds outside the ONNX step chain (built, evaluated, gated and timed by the task)."""
+    hook = getattr(task, "extra_candidates", None)
+    return [] if hook is None else list(hook(builder, reference))

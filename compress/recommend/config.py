@@ -73,6 +73,15 @@ class RetrievalSection(_Cfg):
     history_cap: int = Field(default=100, ge=1, description="events kept per user in the feature store")
     history_ttl_s: int = Field(default=90 * 86400, ge=1)
     scale_items: int = Field(default=1_000_000, ge=1000, description="SYNTHETIC catalogue size of the scale timing")
+    ann: list[Literal["ivf_flat", "ivf_pq_fastscan", "hnsw"]] = Field(
+        default=["ivf_flat", "ivf_pq_fastscan", "hnsw"],
+        description="ANN index candidates (faiss; user tower in ONNX, shortlist re-scored by the INT8 table)",
+    )
+    ann_nlist: int = Field(default=0, ge=0, description="IVF lists; 0 = 4 x sqrt(items)")
+    ann_nprobe: int = Field(default=16, ge=1, description="IVF lists searched per query")
+    ann_pq_dims: int = Field(default=2, ge=1, description="vector dims per 4-bit fast-scan PQ code")
+    hnsw_m: int = Field(default=32, ge=4, description="HNSW graph degree")
+    hnsw_ef_search: int = Field(default=128, ge=1, description="HNSW search breadth")
 
 
 def _rec_rules() -> list[GateRule]:

@@ -8,8 +8,9 @@
   propensity g), so repeat and new items are scored together;
 * ``exclude`` ids (0 = no-op padding) are pushed to -1e9 before TopK: one batched call answers every row.
 
-The retrieval product is an ``einsum`` (ONNX Einsum), so graph-level INT8 steps touch only the user tower's
-MatMuls; table compression is a model-level step (``table_fp16``, ``table_int8``, ``pq``).
+The FP32 retrieval product is ``u @ W^T``, exported as one MatMul over the table stored [D, N] (no per-call copy);
+the FP16/INT8 tables keep an ``einsum`` after ``CastLike``. Table compression is a model-level step (``table_fp16``,
+``table_int8``, ``pq``); ANN retrieval is its own candidate family (:mod:`compress.recommend.ann`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Fp32Table(nn.Module):
         self.weight = nn.Parameter(weight.detach().clone())
 
     def score(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bd,nd->bn", u, self.weight)
+        """``u @ W^T``: the exporter folds the transpose into a [D, N] initializer, so ORT runs one MatMul with
+        no per-call copy of the table (an Einsum over [N, D] copies it into MatMul layout on every call)."""
+        return u @ self.weight.t()
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         return self.weight[idx]

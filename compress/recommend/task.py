@@ -136,6 +136,12 @@ class RecTask:
             "pq": lambda m: with_pq(m, r.pq_subspaces, r.pq_centroids, r.shortlist, self.cfg.train.seed),
         }
 
+    def extra_candidates(self, builder: Any, reference: Any) -> list[Any]:
+        """The ANN retrieval candidates (``[retrieval].ann``): see :mod:`compress.recommend.ann`."""
+        from compress.recommend.ann import build_candidates
+
+        return build_candidates(self, builder, reference)
+
     # ---- evaluation hooks ----
     def eval_feeds(self, split: str) -> dict[str, np.ndarray]:
         return self.feeds[split]

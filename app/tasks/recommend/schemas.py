@@ -63,3 +63,17 @@ class EventResponse(BaseModel):
     stored: bool
     degraded: bool
     backend: str
+
+
+class AvailabilityRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemId] = Field(min_length=1, max_length=1000, description="item ids (any, known or not)")
+    available: bool = Field(strict=True, description="false: never recommend them; true: recommend them again")
+
+
+class AvailabilityResponse(BaseModel):
+    acknowledged: bool = Field(description="true: every answer issued from now on honours the mark")
+    degraded: bool = Field(description="the availability store did not answer: nothing was changed")
+    backend: str
+    unavailable_items: int = Field(description="items marked unavailable after this call (-1 when degraded)")

@@ -3,7 +3,10 @@
 Each recommendation request is one batcher row. The worker thread's ``prepare`` reads the feature-store
 histories of every row of the batch that needs one in ONE call (one pipelined Redis round trip), builds the
 ``history`` and ``exclude`` tensors, and the model's graph does the rest (MatMul + TopK over the whole
-catalogue, exclusions pushed to -inf before TopK, so ``k`` results are exact without over-fetching).
+catalogue, exclusions pushed to -inf before TopK, so ``k`` results are exact without over-fetching). A version
+whose manifest names an ANN index (aux role ``ann_index``) runs its user tower instead and one index search per
+batch (:mod:`app.tasks.recommend.retrieval`). Every row's exclusions (request ``exclude``, purchases when asked,
+items marked unavailable through ``POST /v1/catalogue/availability``) are assembled in :meth:`RecommendTask.exclusions`.
 A feature store that does not answer never fails a request: the row uses the request's own history (or none:
 the model's history-free scores, i.e. learned popularity) and is answered with ``degraded: true``, counted in
 ``rec_feature_store_degraded_total``.
@@ -23,13 +26,22 @@ from prometheus_client import Counter
 from app import tracing
 from app.errors import InvalidInput
 from app.rollout.compare import Comparison, overlap_at
-from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
-from app.tasks.recommend.schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
+from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.recommend.availability import Availability, make_availability
+from app.tasks.recommend.retrieval import INDEX_ROLE, ITEMS_ROLE, AnnRetrieval, set_threads
+from app.tasks.recommend.schemas import (
+    AvailabilityRequest,
+    AvailabilityResponse,
+    EventRequest,
+    EventResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
 from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
 from app.tasks.recommend.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 
 LOG = logging.getLogger(__name__)
-STORE, METRICS = "rec_feature_store", "rec_metrics"
+STORE, METRICS, AVAILABILITY = "rec_feature_store", "rec_metrics", "rec_availability"
 DEFAULT_CAP, DEFAULT_TTL_S = 100, 90 * 86400
 SOURCES = ("request", "store", "none")
 
@@ -65,6 +77,11 @@ def feature_store(ctx: TaskContext) -> FeatureStore:
 
     store: FeatureStore = ctx.resource(STORE, make)
     return store
+
+
+def availability(ctx: TaskContext) -> Availability:
+    av: Availability = ctx.resource(AVAILABILITY, lambda: make_availability(ctx.settings.redis_url))
+    return av
 
 
 def rec_metrics(ctx: TaskContext) -> RecMetrics:
@@ -103,6 +120,19 @@ async def events(req: EventRequest, call: Call[Any]) -> dict[str, Any]:
         return {"stored": False, "degraded": True, "backend": store.backend}
     metrics.events.labels(req.type, "stored").inc()
     return {"stored": True, "degraded": False, "backend": store.backend}
+
+
+async def mark_availability(req: AvailabilityRequest, call: Call[Any]) -> dict[str, Any]:
+    av = availability(call.ctx)
+    try:
+        if av.backend == "memory":
+            n = av.mark(req.items, req.available)
+        else:
+            n = await asyncio.to_thread(av.mark, req.items, req.available)
+    except StoreUnavailable as e:
+        LOG.warning("availability not changed: %s", e)
+        return {"acknowledged": False, "degraded": True, "backend": av.backend, "unavailable_items": -1}
+    return {"acknowledged": True, "degraded": False, "backend": av.backend, "unavailable_items": n}
 
 
 RECOMMEND_EXAMPLE = {
@@ -166,11 +196,36 @@ class RecommendTask(Task):
             response_example={"stored": True, "degraded": False, "backend": "redis"},
             needs_model=False,
         ),
+        Route(
+            "/v1/catalogue/availability",
+            "availability",
+            AvailabilityRequest,
+            AvailabilityResponse,
+            mark_availability,
+            summary="Mark items unavailable (or available again) for recommendations",
+            description="Items marked unavailable are never returned by `/v1/recommend` in any answer issued after "
+            "this call is acknowledged (every worker reads the mark on its next batch; no new version). With "
+            "Redis the mark is shared by every pod; without it, by the workers of this pod. If the store does not "
+            "answer, nothing changes and the answer says `acknowledged: false, degraded: true`.",
+            examples={"out of stock": {"items": ["85123A", "22423"], "available": False}},
+            errors={400: "invalid_json", 422: "invalid_request"},
+            response_example={"acknowledged": True, "degraded": False, "backend": "redis", "unavailable_items": 2},
+            needs_model=False,
+        ),
     )
 
-    def __init__(self, state: RecState, store: FeatureStore, metrics: RecMetrics) -> None:
+    def __init__(
+        self,
+        state: RecState,
+        store: FeatureStore,
+        metrics: RecMetrics,
+        avail: Availability | None = None,
+        ann: AnnRetrieval | None = None,
+    ) -> None:
         self.state, self.store, self.metrics = state, store, metrics
+        self.avail, self.ann = avail, ann
         self.index = {it: i for i, it in enumerate(state.items) if i}
+        self._unavailable: tuple[frozenset[str], np.ndarray] = (frozenset(), np.zeros(0, np.int64))
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> RecommendTask:
@@ -181,7 +236,43 @@ class RecommendTask(Task):
             hist = load_histories(files.aux("histories"))
             n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
             LOG.info(seed_message(store.backend, len(hist), n))
-        return cls(state, store, rec_metrics(ctx))
+        ann = None
+        if files.has(INDEX_ROLE):  # the manifest names the retrieval: an ANN index, else the dense graph
+            set_threads(1)  # one worker per core
+            params = dict(files.manifest.recipe.get("index", {}))
+            ann = AnnRetrieval.load(files.aux(INDEX_ROLE), files.aux(ITEMS_ROLE), params)
+            LOG.info("recommend retrieval: %s (%s)", params.get("factory", "ann"), files.manifest.candidate)
+        return cls(state, store, rec_metrics(ctx), availability(ctx), ann)
+
+    def infer_fn(self, runtime_infer: InferFn) -> InferFn:
+        """ANN versions: the ONNX user tower, then one index search and exact re-scoring for the whole batch."""
+        ann, k = self.ann, self.state.top_k
+        if ann is None:
+            return runtime_infer
+
+        def infer(t: Tensors) -> Tensors:
+            out = runtime_infer({"history": t["history"]})
+            ids, scores = ann.search(out["user"], out["repeat"], t["history"], t["exclude"], k)
+            return {"item_ids": ids, "scores": scores}
+
+        return infer
+
+    def unavailable_ids(self) -> np.ndarray:
+        """Catalogue indices marked unavailable (re-mapped only when the set changed)."""
+        if self.avail is None:
+            return self._unavailable[1]
+        items = self.avail.unavailable()
+        if items is not self._unavailable[0]:
+            ids = np.asarray(sorted(self.index[i] for i in items if i in self.index), np.int64)
+            self._unavailable = (items, ids)
+        return self._unavailable[1]
+
+    def exclusions(self, row: dict[str, Any], stored: list[Event] | None, unavailable: np.ndarray) -> np.ndarray:
+        """Every item this row must never return, one source per line."""
+        sources: list[Any] = [row["exclude"], unavailable]
+        if row["exclude_purchased"] and stored is not None:
+            sources.append([self.index[x] for x in purchased(stored) if x in self.index])
+        return np.concatenate([np.asarray(x, np.int64) for x in sources])
 
     @classmethod
     def compare(cls, reference: Mapping[str, Any], candidate: Mapping[str, Any]) -> Comparison:
@@ -246,7 +337,8 @@ class RecommendTask(Task):
                 self.metrics.degraded.labels("unavailable").inc(len(need))
         L = self.state.history_len
         hist = np.zeros((len(rows), L), np.int64)
-        excl_rows: list[list[int]] = []
+        excl_rows: list[np.ndarray] = []
+        unavailable = self.unavailable_ids()
         source = np.zeros(len(rows), np.int64)
         used = np.zeros(len(rows), np.int64)
         for i, r in enumerate(rows):
@@ -260,10 +352,7 @@ class RecommendTask(Task):
             seq = seq[:L]
             hist[i, : len(seq)] = seq
             used[i] = len(seq)
-            drop = list(r["exclude"])
-            if r["exclude_purchased"] and i in stored:
-                drop += [self.index[x] for x in purchased(stored[i]) if x in self.index]
-            excl_rows.append(drop)
+            excl_rows.append(self.exclusions(r, stored.get(i), unavailable))
         width = max(1, max(len(x) for x in excl_rows))
         exclude = np.zeros((len(rows), width), np.int64)
         for i, x in enumerate(excl_rows):
