@@ -169,6 +169,15 @@ def event_response(doc: dict[str, Any]) -> pb.EventResponse:
     return pb.EventResponse(stored=doc["stored"], degraded=doc["degraded"], backend=doc["backend"])
 
 
+def availability_request(msg: pb.AvailabilityRequest) -> dict[str, Any]:
+    return {"items": list(msg.items), "available": msg.available}
+
+
+def availability_response(doc: dict[str, Any]) -> pb.AvailabilityResponse:
+    return pb.AvailabilityResponse(acknowledged=doc["acknowledged"], degraded=doc["degraded"],
+                                   backend=doc["backend"], unavailable_items=doc["unavailable_items"])  # fmt: skip
+
+
 def search_candidate(msg: pb.SearchCandidate, i: int) -> dict[str, Any]:
     """One candidate as its JSON object: ``product_id`` plus the text fields (strings, or lists of strings)."""
     fields: dict[str, Any] = dict(msg.text)
@@ -221,6 +230,7 @@ TASK_RPCS: tuple[TaskRpc, ...] = (
     TaskRpc("Chat", "/v1/chat", chat_request, chat_response),
     TaskRpc("Recommend", "/v1/recommend", recommend_request, recommend_response),
     TaskRpc("RecordEvent", "/v1/events", event_request, event_response),
+    TaskRpc("SetAvailability", "/v1/catalogue/availability", availability_request, availability_response),
     TaskRpc("RankSearch", "/v1/search/rank", rank_search_request, rank_search_response),
 )
 

@@ -97,3 +97,6 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     async def RankSearch(self, request: Any, context: aio.ServicerContext) -> Message:
         return await self._missing(context, "RankSearch")
+
+    async def SetAvailability(self, request: Any, context: aio.ServicerContext) -> Message:
+        return await self._missing(context, "SetAvailability")

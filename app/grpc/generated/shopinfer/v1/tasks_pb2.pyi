@@ -187,6 +187,26 @@ class EventResponse(_message.Message):
     backend: str
     def __init__(self, stored: bool = ..., degraded: bool = ..., backend: _Optional[str] = ...) -> None: ...
 
+class AvailabilityRequest(_message.Message):
+    __slots__ = ("items", "available")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedScalarFieldContainer[str]
+    available: bool
+    def __init__(self, items: _Optional[_Iterable[str]] = ..., available: bool = ...) -> None: ...
+
+class AvailabilityResponse(_message.Message):
+    __slots__ = ("acknowledged", "degraded", "backend", "unavailable_items")
+    ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    acknowledged: bool
+    degraded: bool
+    backend: str
+    unavailable_items: int
+    def __init__(self, acknowledged: bool = ..., degraded: bool = ..., backend: _Optional[str] = ..., unavailable_items: _Optional[int] = ...) -> None: ...
+
 class TextList(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class TaskServiceStub(object):
                 request_serializer=shopinfer_dot_v1_dot_tasks__pb2.EventRequest.SerializeToString,
                 response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.EventResponse.FromString,
                 _registered_method=True)
+        self.SetAvailability = channel.unary_unary(
+                '/shopinfer.v1.TaskService/SetAvailability',
+                request_serializer=shopinfer_dot_v1_dot_tasks__pb2.AvailabilityRequest.SerializeToString,
+                response_deserializer=shopinfer_dot_v1_dot_tasks__pb2.AvailabilityResponse.FromString,
+                _registered_method=True)
         self.RankSearch = channel.unary_unary(
                 '/shopinfer.v1.TaskService/RankSearch',
                 request_serializer=shopinfer_dot_v1_dot_tasks__pb2.RankSearchRequest.SerializeToString,
@@ -92,6 +97,13 @@ class TaskServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAvailability(self, request, context):
+        """POST /v1/catalogue/availability: mark items unavailable (never recommended) or available again, live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RankSearch(self, request, context):
         """POST /v1/search/rank: rank a query's candidate products with the version's ranker model.
         """
@@ -121,6 +133,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.RecordEvent,
                     request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.EventRequest.FromString,
                     response_serializer=shopinfer_dot_v1_dot_tasks__pb2.EventResponse.SerializeToString,
+            ),
+            'SetAvailability': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAvailability,
+                    request_deserializer=shopinfer_dot_v1_dot_tasks__pb2.AvailabilityRequest.FromString,
+                    response_serializer=shopinfer_dot_v1_dot_tasks__pb2.AvailabilityResponse.SerializeToString,
             ),
             'RankSearch': grpc.unary_unary_rpc_method_handler(
                     servicer.RankSearch,
@@ -236,6 +253,33 @@ class TaskService(object):
             '/shopinfer.v1.TaskService/RecordEvent',
             shopinfer_dot_v1_dot_tasks__pb2.EventRequest.SerializeToString,
             shopinfer_dot_v1_dot_tasks__pb2.EventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAvailability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopinfer.v1.TaskService/SetAvailability',
+            shopinfer_dot_v1_dot_tasks__pb2.AvailabilityRequest.SerializeToString,
+            shopinfer_dot_v1_dot_tasks__pb2.AvailabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,
