@@ -35,13 +35,14 @@ DYNAMIC_STEPS = {
 }
 # weight-only steps -> INT4 block size of the largest embedding table (None: INT8 everywhere)
 WEIGHT_ONLY_STEPS: dict[str, int | None] = {"int8_weights": None, "int8_weights_int4emb": 32}
-GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq", *WEIGHT_ONLY_STEPS)
+GRAPH_STEPS = (*DYNAMIC_STEPS, "int8_qdq", "int8_qat", *WEIGHT_ONLY_STEPS)
 PRECISION = {
     "int8_dynamic_u8": "int8-dynamic-u8",
     "int8_dynamic_s8": "int8-dynamic-s8",
     "int8_dynamic_u8_rr": "int8-dynamic-u8-rr",
     "int8_dynamic_s8_rr": "int8-dynamic-s8-rr",
     "int8_qdq": "int8-qdq-s8s8",
+    "int8_qat": "int8-qat-qdq-s8s8",
     "int8_weights": "int8-weights",
     "int8_weights_int4emb": "int8-weights-int4-emb",
     "emb_int8": "emb-int8",
@@ -179,7 +180,7 @@ class Builder:
         cand = Candidate(name)
         src, notes = self.export(steps)
         dst = self.workdir / f"{name.replace('+', '__')}.onnx"
-        more = self.graph_step(step, src, dst, [])
+        more = self._qat(steps, dst) if step == "int8_qat" else self.graph_step(step, src, dst, [])
         cand.recipe = {"steps": [*steps, *([step] if step else [])], **notes, **more}
         cand.metrics = self.evaluate(dst)
         if name == "fp32":
@@ -190,6 +191,27 @@ class Builder:
         cand.path = dst
         cand.bytes = dst.stat().st_size
         return cand
+
+    def _qat(self, steps: list[str], dst: Path) -> dict[str, Any]:
+        """``int8_qat``: fake-quantized fine-tune of the model after ``steps`` (the task's ``qat_finetune``
+        hook), exported as Q/DQ ONNX (``compress/qat.py``)."""
+        from compress.qat import build as build_qat
+
+        hook = getattr(self.task, "qat_finetune", None)
+        if hook is None:
+            raise ConfigError(f"candidate step int8_qat: task {self.cfg.model.task!r} has no qat_finetune hook")
+        out = self.task.outputs[0].name
+        return build_qat(
+            self._models[tuple(steps)],
+            hook,
+            self.cfg.qat,
+            self.test_feeds,
+            self.task.inputs,
+            self.task.outputs,
+            dst.with_suffix(".raw.onnx"),
+            dst,
+            lambda path, feeds: task_predict(self.task, session(path), feeds, out),
+        )
 
     def measure_latency(self, cands: list[Candidate]) -> None:
         """Time every built candidate side by side (interleaved rounds) at the configured batch sizes."""
@@ -204,7 +226,7 @@ class Builder:
     def _gate(self, cand: Candidate, step: str | None, src: Path, dst: Path) -> None:
         rules = self.cfg.gate.rules
         cand.gate = check(cand.metrics, self.reference, rules)
-        if not cand.gate.passed and step is not None and self.cfg.gate.fallback:
+        if not cand.gate.passed and step not in (None, "int8_qat") and self.cfg.gate.fallback:
             first_failure = cand.gate.reason
             if cand.recipe["steps"][:-1] and not check(self.evaluate(src), self.reference, rules).passed:
                 cand.gate.reasons.append("the model-level steps alone already fail the gate; no INT8 fallback tried")

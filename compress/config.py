@@ -116,6 +116,18 @@ class QuantizeSection(_Cfg):
     calibrate_method: Literal["minmax", "percentile", "entropy"] = "minmax"
 
 
+class QatSection(_Cfg):
+    """Quantization-aware fine-tuning of ``int8_qat`` candidates (``compress/qat.py``): short by design."""
+
+    epochs: int = Field(default=2, ge=1, description="fine-tuning epochs with fake quantization")
+    lr: float = Field(default=1e-4, gt=0, description="learning rate of the fine-tune (lower than training's)")
+    max_rows: int = Field(default=20000, ge=32, description="training rows it sees (seeded subsample)")
+    per_channel: bool = Field(default=True, description="INT8 weights with one scale per output channel")
+    parity_tolerance: float = Field(
+        default=0.05, gt=0, description="max |ONNX - fake-quantized torch| on 256 test rows (first output)"
+    )
+
+
 class GateRule(_Cfg):
     """One accuracy rule versus FP32 on the same held-out rows."""
 
@@ -180,6 +192,7 @@ class CompressConfig(_Cfg):
     prune: PruneSection = PruneSection()
     quantize: QuantizeSection = QuantizeSection()
     gate: GateSection = GateSection()
+    qat: QatSection = QatSection()
     latency: LatencySection = LatencySection()
     select: SelectSection = SelectSection()
     engine: EngineSection = EngineSection()

@@ -148,7 +148,11 @@ def _publish_all(cfg: CompressConfig, task: TaskAdapter, repo: Path, result: Run
     to_publish = [result.candidates[0]] if cfg.publish.baseline else []
     assert result.selected is not None
     to_publish.append(result.selected)
-    if cfg.engine.enabled and "int8_qdq" in result.selected.name and result.selected.path is not None:
+    if (
+        cfg.engine.enabled
+        and any(s in result.selected.name for s in ("int8_qdq", "int8_qat"))
+        and result.selected.path is not None
+    ):
         eng = build_engine(
             result.selected.path, work, max_batch=cfg.publish.max_batch_rows, workspace_mib=cfg.engine.workspace_mib
         )

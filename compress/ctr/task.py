@@ -120,6 +120,18 @@ class CtrTask:
             "finetune_epochs": p.finetune_epochs,
         }
 
+    def qat_finetune(self, model: Any) -> dict[str, Any]:
+        """The int8_qat fine-tune: the training loop (best validation AUC kept) for ``[qat].epochs`` on a seeded
+        subsample of at most ``[qat].max_rows`` training rows."""
+        from compress.ctr.train import Arrays, fit
+        from compress.qat import subsample
+
+        q, train = self.cfg.qat, self.data["train"]
+        idx = subsample(len(train), q.max_rows, self.cfg.train.seed)
+        rows = Arrays(train.dense[idx], train.sparse[idx], train.y[idx])
+        hist = fit(model, rows, self.data["validation"], self.cfg.train, epochs=q.epochs, lr=q.lr, desc="QAT fine-tune")
+        return {"train_rows": len(idx), "best_val_auc": hist["best_val_auc"]}
+
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
         from compress.embedding_int8 import RowwiseInt8Embedding
 
