@@ -26,10 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.harness import wrk
-from loadtest.peers import measure
+from loadtest.peers import measure, targets
 from loadtest.peers import model as m
 from loadtest.peers.envs import ensure, ort_pin, peer_envs
 from loadtest.peers.targets import PEERS, ROOT, Server, service
+from loadtest.peers.triton_ort import DEFAULT_HEADER, DEFAULT_SRC, BuildError, Sources
+
+LABELS = {"triton-ort": "triton-ort", "triton": "triton-python", "pytriton": "pytriton", "mlserver": "mlserver"}
 
 
 def _env(variant: str) -> dict[str, str]:
@@ -53,7 +56,17 @@ def _ensure_wrk() -> None:
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtest.peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "peers", help="venvs and Triton binaries")
-    p.add_argument("--peers", default="triton,pytriton,mlserver", help="comma list among " + ",".join(PEERS))
+    p.add_argument("--peers", default="triton-ort,triton,pytriton,mlserver", help="comma list among " + ",".join(PEERS))
+    p.add_argument(
+        "--triton-src",
+        default=DEFAULT_SRC,
+        help="where to clone Triton's repositories from (r24.10); {name} is the repository's name",
+    )
+    p.add_argument(
+        "--ort-header",
+        default=DEFAULT_HEADER,
+        help="REPO@REV:PATH of onnxruntime_c_api.h for the C++ backend ({ort}: this onnxruntime's version)",
+    )
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds; the table shows medians")
     p.add_argument("--connections", type=int, default=32)
@@ -67,7 +80,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "each, beside the row with the service's defaults)",
     )
     p.add_argument("--docs", type=Path, help="rewrite the peers section of this markdown file")
-    p.add_argument("--json", type=Path, help="also write the raw samples here")
+    p.add_argument("--json", type=Path, help="also write one row per server and round here (label, rps, p99_ms, ...)")
     return p.parse_args(argv)
 
 
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown peers {sorted(unknown)}; choose among {sorted(PEERS)}")
     _ensure_wrk()
+    targets.SOURCES = Sources(args.triton_src, args.ort_header)
     envs = peer_envs()
     cache = args.cache.resolve()
     for venv in sorted({PEERS[p][0] for p in peers}):
@@ -91,8 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     script = wrk.post_script(work / "post.lua", body.read_text())
     variants = ["", *args.service]
     servers = [service(model, work, _env(v), v) for v in variants]
-    servers += [PEERS[p][1](model, work, envs[PEERS[p][0]], cache) for p in peers]
     failed: dict[str, str] = {}
+    labels = {s.name: "shopinfer" + (f"[{v}]" if v else "") for s, v in zip(servers, variants, strict=True)}
+    for p in peers:
+        try:
+            peer = PEERS[p][1](model, work, envs[PEERS[p][0]], cache)
+        except (BuildError, OSError, subprocess.SubprocessError) as e:
+            failed[p] = str(e)
+            print(f"FAILED to prepare {p}: {e}", file=sys.stderr)
+            continue
+        servers.append(peer)
+        labels[peer.name] = LABELS[p]
     samples: dict[str, list[measure.Sample]] = {}
     try:
         for s in servers:
@@ -130,13 +153,23 @@ def main(argv: list[str] | None = None) -> int:
                     for name, err in failed.items())  # fmt: skip
     print(table + notes)
     if args.json:
-        args.json.write_text(json.dumps({n: [s.__dict__ | {"wrk": s.wrk.__dict__} for s in v] for n, v in samples.items()},
-                                        indent=1))  # fmt: skip
+        args.json.write_text(json.dumps(_rows(samples, labels), indent=1))
     if args.docs:
         cmd = " ".join(["python -m loadtest.peers", *(sys.argv[1:] if argv is None else argv)])
         measure.write_section(args.docs, _section(table + notes, args, cmd))
     shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _rows(samples: dict[str, list[measure.Sample]], labels: dict[str, str]) -> list[dict[str, object]]:
+    """One row per server and round: what ``--json`` writes."""
+    return [
+        {"label": labels[name], "server": name, "round": i + 1, "rps": s.wrk.rps, "p50_ms": s.wrk.p50_ms,
+         "p99_ms": s.wrk.p99_ms, "non_2xx": s.wrk.errors, "server_cores": s.cores,
+         "cpu_us_per_req": 1e6 * s.cores / s.wrk.rps if s.wrk.rps else None, "rss_mib": s.rss_mib}
+        for name, smp in samples.items()
+        for i, s in enumerate(smp)
+    ]  # fmt: skip
 
 
 def _run_or_restart(

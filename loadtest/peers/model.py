@@ -94,6 +94,31 @@ instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 """
 
 
+TRITON_ORT_CONFIG = """name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch}
+input [ {{ name: "{inp}" data_type: TYPE_FP32 dims: [ {d_in} ] }} ]
+output [ {{ name: "{out}" data_type: TYPE_FP32 dims: [ {d_out} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+parameters {{ key: "intra_op_thread_count" value: {{ string_value: "1" }} }}
+parameters {{ key: "inter_op_thread_count" value: {{ string_value: "1" }} }}
+"""
+
+
+def triton_ort_repo(model: onnx.ModelProto, root: Path) -> Path:
+    """Triton + C++ onnxruntime backend: ``<root>/mlp/config.pbtxt`` and ``1/model.onnx`` (1 ORT thread)."""
+    d = root / MODEL_NAME
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    (d / "config.pbtxt").write_text(
+        TRITON_ORT_CONFIG.format(
+            name=MODEL_NAME, max_batch=MAX_BATCH, inp=INPUT, out=OUTPUT, d_in=WIDTHS[0], d_out=WIDTHS[-1]
+        )
+    )
+    onnx.save(model, str(d / "1" / "model.onnx"))
+    return root
+
+
 def triton_repo(model: onnx.ModelProto, root: Path) -> Path:
     """Triton + python backend: ``<root>/mlp/config.pbtxt`` and ``1/{model.py, model.onnx}``."""
     d = root / MODEL_NAME

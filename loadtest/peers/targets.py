@@ -21,7 +21,11 @@ import onnx
 
 from loadtest.harness.procs import ROOT, free_port, http_ok, log_tail, spawn, stop
 from loadtest.peers import model as m
+from loadtest.peers import triton_ort as tort
 from loadtest.peers.envs import PeerEnv, libpython_dir
+
+SOURCES = tort.Sources()
+"""Where the C++ backend's sources come from; ``python -m loadtest.peers`` sets it from its options."""
 
 SERVICE_NAME = "shopinfer (python -m app)"
 
@@ -125,6 +129,25 @@ def triton(model: onnx.ModelProto, work: Path, env: PeerEnv, cache: Path) -> Ser
     return Server("Triton 2.51 + python backend", argv, f"http://127.0.0.1:{port}", work / "triton.log", run_env)
 
 
+def triton_ort(model: onnx.ModelProto, work: Path, env: PeerEnv, cache: Path) -> Server:
+    """Triton 2.51 + its C++ onnxruntime backend, built once from public sources (:mod:`.triton_ort`)."""
+    import onnxruntime
+
+    dist = triton_dist(env, cache)
+    libs = env.site_packages(cache) / "nvidia_pytriton.libs"  # libtritonserver-<hash>.so
+    backend = tort.build(cache, env.site_packages(cache), onnxruntime.__version__, SOURCES)
+    backends = work / "triton-ort-backends"
+    tort.install(backends, backend, libs)
+    repo = m.triton_ort_repo(model, work / "triton-ort-repo")
+    port = free_port()
+    argv = [str(dist / "bin" / "tritonserver"), f"--model-repository={repo}",
+            f"--backend-directory={backends / 'backends'}", "--http-address=127.0.0.1", f"--http-port={port}",
+            "--allow-grpc=false", "--allow-metrics=false", "--log-verbose=0"]  # fmt: skip
+    run_env = {"LD_LIBRARY_PATH": _ld_path(str(libs), str(backends / "backends" / "onnxruntime"))}
+    return Server("Triton 2.51 + onnxruntime backend (C++)", argv, f"http://127.0.0.1:{port}",
+                  work / "triton-ort.log", run_env)  # fmt: skip
+
+
 def pytriton(model: onnx.ModelProto, work: Path, env: PeerEnv, cache: Path) -> Server:
     path = work / "pytriton-model.onnx"
     onnx.save(model, str(path))
@@ -146,6 +169,7 @@ def mlserver(model: onnx.ModelProto, work: Path, env: PeerEnv, cache: Path) -> S
 
 Factory = Callable[[onnx.ModelProto, Path, PeerEnv, Path], Server]
 PEERS: dict[str, tuple[str, Factory]] = {  # name -> (venv, factory)
+    "triton-ort": ("pytriton", triton_ort),
     "triton": ("pytriton", triton),
     "pytriton": ("pytriton", pytriton),
     "mlserver": ("mlserver", mlserver),
