@@ -24,6 +24,7 @@ from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion, is_synthetic
 from app.request_options import RequestOptions
+from app.rollout import drift
 from app.settings import Settings
 from app.tasks.base import Call, Route
 
@@ -110,6 +111,7 @@ class InferenceService:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics
+        self.drift = drift.install(settings, metrics)
 
     def observe(self, endpoint: str, model: str) -> Observation:
         return Observation(self.metrics, endpoint, model)
@@ -142,6 +144,7 @@ class InferenceService:
             outputs = await self._submit(mv, req.inputs, rows, opts)
             if tracing.ENABLED:
                 tracing.skip()
+            self.drift.observe_tensors(mv, outputs)
         return mv, outputs
 
     async def _submit(
@@ -198,6 +201,7 @@ class InferenceService:
             result = await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
             if tracing.ENABLED:
                 tracing.mark("postprocess")
+            self.drift.observe_task(mv, req, result)
             return result
 
     # ---- repository ----

@@ -24,7 +24,7 @@ from compress.publish import file_info, publish
 from compress.registry import get_task
 from compress.selection import Selection
 from compress.selection import select as choose
-from compress.tasks import TaskAdapter, task_write_aux
+from compress.tasks import TaskAdapter, task_drift_reference, task_write_aux
 
 log = logging.getLogger("compress")
 REPORT_FILE = "report.json"
@@ -200,6 +200,7 @@ def _publish_one(
             *(AuxFile(role=role, **file_info(d, rel)) for role, rel in extra.items()),
         ]
         gate = cand.gate
+        drift = task_drift_reference(task, d / "model.onnx")
         return Manifest(
             name=cfg.model.name,
             version=version,
@@ -231,6 +232,7 @@ def _publish_one(
                 warmup_batch_sizes=cfg.publish.warmup_batch_sizes,
             ),
             candidate=cand.name,
+            drift=drift,
         )
 
     version, _ = publish(repo, cfg.model.name, stage)

@@ -8,6 +8,7 @@ loaded by manifest role (``preprocess``, ``tokenizer``, ``reply_index``) — the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidInput, PayloadTooLarge
@@ -101,6 +102,11 @@ class ChatTask(Task):
     def prepare(self, rows: list[Any]) -> Tensors:
         ids, mask, truncated = self.pre.encode_padded(rows)
         return {"input_ids": ids, "attention_mask": mask, TRUNCATED: truncated}
+
+    def drift_rows(self, req: ChatRequest, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+        """The message's token count (as the model saw it: truncated at the version's limit), intent, confidence."""
+        tokens = min(self.pre.token_count(req.message), self.pre.max_tokens)
+        return [{"message_tokens": tokens, "intent": result["intent"], "confidence": result["confidence"]}]
 
     def warmup(self) -> None:
         self.prepare(["hello"])
