@@ -87,12 +87,15 @@ class VersionDrift:
         self.published = 0.0
 
     def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Task answers: every feature, a missing name counting as a missing value."""
+        """Task answers: an input left out of a row counts as a missing value, an output left out is not observed."""
         windows = self.windows
         for row in rows:
-            get = row.get
             for w in windows:
-                w.add(get(w.feature.name))
+                name = w.feature.name
+                if name in row:
+                    w.add(row[name])
+                elif w.feature.role == "input":
+                    w.add(None)
 
     def add_tensors(self, outputs: Mapping[str, np.ndarray], limit: int) -> None:
         """KServe v2 answers: the features read from an output tensor's first column."""

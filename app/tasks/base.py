@@ -237,8 +237,8 @@ class Task(ABC):
 
     def drift_rows(self, req: Any, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
         """What drift monitoring observes of one answered request: at most ``limit`` rows, each mapping the names
-        of the version's reference features (``manifest.drift``) to live values; a name left out counts as a
-        missing value. Called for a sample of requests, after the answer is built. The default observes nothing
+        of the version's reference features (``manifest.drift``) to live values; an input left out counts as a
+        missing value, an output left out is not observed. Called for a sample of requests, after the answer is built. The default observes nothing
         here: KServe v2 answers still feed the output features recorded with a tensor name (raw models: outputs
         only)."""
         return []
