@@ -105,7 +105,7 @@ class ChatTask(Task):
 
     def drift_rows(self, req: ChatRequest, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
         """The message's token count (as the model saw it: truncated at the version's limit), intent, confidence."""
-        tokens = min(self.pre.token_count(req.message), self.pre.max_tokens)
+        tokens = len(self.pre.encode([req.message])[0])  # as compress counted the test messages
         return [{"message_tokens": tokens, "intent": result["intent"], "confidence": result["confidence"]}]
 
     def warmup(self) -> None:
