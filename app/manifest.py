@@ -154,6 +154,41 @@ class Serving(_Strict):
     """Admission: the queue time a request may expect before it is refused (503); settings may override."""
 
 
+class DriftFeature(_Strict):
+    """The reference distribution of one observed value, binned: live values fall into the same bins.
+
+    ``numeric``: ``edges`` are the inner bin edges (bin ``i`` holds ``edges[i-1] < x <= edges[i]``), then one bin
+    above the last edge, then one for missing values. ``categorical``: one bin per value of ``values`` (the most
+    frequent ones), then one for any other value, then one for missing values.
+    """
+
+    name: str
+    role: Literal["input", "output"]
+    kind: Literal["numeric", "categorical"]
+    edges: list[float] = []
+    values: list[str] = []
+    proportions: list[float] = Field(min_length=2)
+    tensor: str | None = None
+    """The output tensor whose first column is this value (observed on KServe v2 answers too), if any."""
+
+    @model_validator(mode="after")
+    def _bins_fit(self) -> DriftFeature:
+        bins = (len(self.edges) if self.kind == "numeric" else len(self.values)) + 2
+        if len(self.proportions) != bins:
+            raise ValueError(f"drift feature {self.name}: {len(self.proportions)} proportions for {bins} bins")
+        if self.kind == "numeric" and any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"drift feature {self.name}: edges must increase")
+        return self
+
+
+class DriftReference(_Strict):
+    """Distributions of inputs and outputs on the held-out split, for population-stability checks on live traffic."""
+
+    split: str = "test"
+    rows: int = Field(ge=1)
+    features: list[DriftFeature] = Field(min_length=1)
+
+
 class Manifest(_Strict):
     """Everything needed to verify, load, warm up and serve one immutable model version."""
 
@@ -176,6 +211,8 @@ class Manifest(_Strict):
     lineage: Lineage
     serving: Serving = Serving()
     candidate: str = Field(description="the compress candidate this version was built from")
+    drift: DriftReference | None = None
+    """Reference distributions for drift monitoring; without one, the service reports drift as unavailable."""
 
     @field_validator("task", mode="before")
     @classmethod

@@ -215,6 +215,15 @@ class Metrics:
             ["model", "version"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
 
+        self.drift_psi = Gauge(
+            "model_drift_psi",
+            "Population stability index of a version's live inputs/outputs against its manifest's reference, per "
+            "feature (>0.25: a significant shift); the highest over worker processes.",
+            ["model", "version", "feature"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+
         self._request_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     def request_observers(self, endpoint: str, model: str, version: str, outcome: str, code: str) -> tuple[Any, Any]:
@@ -261,8 +270,21 @@ class Metrics:
             else:
                 self.runtime_info.remove(*sample_labels)
 
+        self.forget_drift(model, version)
+
+    def forget_drift(self, model: str, version: int) -> None:
+        """Drop a version's drift gauges (bounded label series: versions no longer served or observed)."""
+        labels = (model, str(version))
+        multiproc = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+        for sample_labels in [k for k in self.drift_psi._metrics if k[:2] == labels]:
+            if multiproc:
+                self.drift_psi.labels(*sample_labels).set(0)
+            else:
+                self.drift_psi.remove(*sample_labels)
+
 
 PER_VERSION_GAUGES = (
+    "model_drift_psi",
     "model_loaded_bytes",
     "inference_queue_rows",
     "model_runtime_info",

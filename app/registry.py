@@ -36,6 +36,7 @@ from app.repository import (
     recheck_files,
     scan_repository,
 )
+from app.rollout import drift
 from app.rollout.policy import Policy, PolicyError, check_versions, read_policy
 from app.runtime.base import Runtime, RuntimeIncompatible, RuntimeOptions
 from app.runtime.select import HostCapabilities, choose_runtime, detect_host
@@ -543,6 +544,7 @@ class ModelRegistry:
         self._status[(mv.model, mv.version)] = VersionStatus(VersionState.UNAVAILABLE, reason)
         self.metrics.load_events.labels(mv.model, str(mv.version), "unload").inc()
         self.metrics.forget_version(mv.model, mv.version)
+        drift.forget_version(mv.model, mv.version)
         LOG.info("version %s/%s unloaded", mv.model, mv.version)
 
     @staticmethod

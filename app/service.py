@@ -24,6 +24,7 @@ from app.metrics import Metrics
 from app.protocol import InferRequest
 from app.registry import ModelRegistry, ModelVersion, is_synthetic
 from app.request_options import RequestOptions
+from app.rollout import drift
 from app.rollout.answers import answered
 from app.rollout.router import choose
 from app.rollout.shadow import Mirror
@@ -113,6 +114,7 @@ class InferenceService:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics
+        self.drift = drift.install(settings, metrics)
         self.mirror = Mirror(registry, metrics, settings.rollout_max_in_flight, settings.rollout_timeout_ms / 1000)
 
     def routed_version(self, model: str, req: Any, opts: RequestOptions) -> int | None:
@@ -160,6 +162,7 @@ class InferenceService:
             outputs = await self._submit(mv, req.inputs, rows, opts)
             if tracing.ENABLED:
                 tracing.skip()
+            self.drift.observe_tensors(mv, outputs)
         if not pinned:
             answered(self.registry, self.mirror, model, mv.version, None, req, outputs, rows)
         return mv, outputs
@@ -222,6 +225,7 @@ class InferenceService:
             result = await route.handler(req, Call(mv.task, mv.batcher, opts, mv.model, mv.version, self.registry.ctx))
             if tracing.ENABLED:
                 tracing.mark("postprocess")
+            self.drift.observe_task(mv, req, result)
         if not pinned:
             answered(self.registry, self.mirror, model, mv.version, route, req, result)
         return result

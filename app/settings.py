@@ -250,6 +250,14 @@ class Settings(BaseSettings):
     default deadline (over 10 ms a candidate on a shared core) while smaller searches were refused behind it; 200
     are about 2 s at that rate. CTR rows are cheap (1,000 in a few ms), so CTR keeps ``max_candidates``. More: 413
     ``too_many_candidates``, before any encoding."""
+    drift_sample_rate: float = Field(default=0.1, ge=0, le=1)
+    """Fraction of answered requests whose inputs/outputs enter the drift windows (0 = no drift monitoring)."""
+    drift_rows_per_request: int = Field(default=4, ge=1)
+    """Rows of one sampled request observed for drift (e.g. 4 of 100 ad candidates, spread over the request)."""
+    drift_window: int = Field(default=5000, ge=10)
+    """Observations kept per version and feature for drift (a sliding window, per worker process)."""
+    drift_min_rows: int = Field(default=500, ge=1)
+    """Observations a feature's window needs before its PSI is reported (fewer give noisy values)."""
     task_models: dict[str, str] = {}
     """Model behind each task's routes, by task name, e.g. ``{"ctr": "ad-ctr-eu"}`` (default: the task's own
     default model: ctr -> ad-ctr, chat -> chat-intent, ...)."""

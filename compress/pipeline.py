@@ -24,7 +24,7 @@ from compress.publish import file_info, publish
 from compress.registry import get_task
 from compress.selection import Selection
 from compress.selection import select as choose
-from compress.tasks import TaskAdapter, task_extra_candidates, task_write_aux
+from compress.tasks import TaskAdapter, task_drift_reference, task_extra_candidates, task_write_aux
 
 log = logging.getLogger("compress")
 REPORT_FILE = "report.json"
@@ -216,6 +216,7 @@ def _publish_one(
             *(AuxFile(role=role, **file_info(d, path.name)) for role, path in cand.files.items()),
         ]
         gate = cand.gate
+        drift = task_drift_reference(task, d / "model.onnx")
         return Manifest(
             name=cfg.model.name,
             version=version,
@@ -247,6 +248,7 @@ def _publish_one(
                 warmup_batch_sizes=cfg.publish.warmup_batch_sizes,
             ),
             candidate=cand.name,
+            drift=drift,
         )
 
     version, _ = publish(repo, cfg.model.name, stage)

@@ -10,7 +10,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
 
-from app.manifest import TensorSpec
+from app.manifest import DriftReference, TensorSpec
 from compress.config import CompressConfig, QuantizeSection
 from compress.errors import ConfigError
 
@@ -51,6 +51,8 @@ class TaskAdapter(Protocol):
     * ``predict(sess, feeds, output) -> ndarray``: run held-out rows (default: fixed-size batches).
     * ``latency_feeds(batch_sizes) -> {b: feeds}``: the input timed per batch size (default: held-out rows
       repeated to ``b``); a sequence task returns realistic lengths here.
+    * ``drift_reference(model_path) -> DriftReference``: reference distributions of the inputs and of the outputs
+      of the version's own model on the test split (:mod:`app.rollout.bins`); without it, no drift reference.
     * ``write_aux(version_dir, model_path) -> {role: path}``: extra files of a published version (tokenizer,
       reply index), written by the version's own model; called before ``write_preprocessing``.
     """
@@ -151,3 +153,9 @@ def task_extra_candidates(task: TaskAdapter, builder: Any, reference: Any) -> li
     """Candidates a task builds outside the ONNX step chain (built, evaluated, gated and timed by the task)."""
     hook = getattr(task, "extra_candidates", None)
     return [] if hook is None else list(hook(builder, reference))
+
+
+def task_drift_reference(task: TaskAdapter, model_path: Path) -> DriftReference | None:
+    """The manifest's ``drift`` block: what live traffic is compared with (None when the task records none)."""
+    hook = getattr(task, "drift_reference", None)
+    return None if hook is None else DriftReference.model_validate(hook(model_path))

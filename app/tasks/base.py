@@ -149,6 +149,12 @@ class Call(Generic[T]):
         return out
 
 
+def spread(n: int, limit: int) -> range:
+    """At most ``limit`` indices spread evenly over ``n`` rows (drift observes a few rows of a long request)."""
+    step = max(1, -(-n // limit))
+    return range(0, n, step)
+
+
 def parse_json(schema: type[Req], body: bytes) -> Req:
     """JSON -> ``schema`` in one pass; malformed JSON is 400 ``invalid_json``, a wrong document 422."""
     try:
@@ -237,6 +243,14 @@ class Task(ABC):
         candidate agrees with the reference. Shadow traffic and canary limits use it; the default, for raw KServe
         models, is the largest absolute output difference."""
         return max_abs_diff(reference, candidate)
+
+    def drift_rows(self, req: Any, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+        """What drift monitoring observes of one answered request: at most ``limit`` rows, each mapping the names
+        of the version's reference features (``manifest.drift``) to live values; an input left out counts as a
+        missing value, an output left out is not observed. Called for a sample of requests, after the answer is built. The default observes nothing
+        here: KServe v2 answers still feed the output features recorded with a tensor name (raw models: outputs
+        only)."""
+        return []
 
     def warmup(self) -> None:  # noqa: B027 - optional hook
         """Loader thread, after the runtime's own warm-up: exercise ``prepare`` once so the first request is warm."""

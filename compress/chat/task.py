@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.manifest import TensorSpec
+from app.manifest import DriftReference, TensorSpec
 from app.tasks.chat.text import (
     CODE_VERSION,
     KIND,
@@ -196,6 +196,23 @@ class ChatTask:
         pairs = select_pairs(self.pairs, self.split.intents, self.cfg.reply.max_pairs_per_intent, self.cfg.split.seed)
         build_index(pairs, self.split.intents, embed).save(version_dir / REPLY_INDEX_FILE)
         return {"tokenizer": TOKENIZER_FILE, "reply_index": REPLY_INDEX_FILE}
+
+    def drift_reference(self, model_path: Path) -> DriftReference:
+        """Token counts of the test messages (in- and out-of-scope), and the version's intent and confidence."""
+        from app.rollout.bins import categorical_feature, numeric_feature
+        from compress.evaluate import session
+
+        feeds = self.feeds["test"]
+        p = softmax(self.predict(session(model_path, threads=2), feeds, "logits"))
+        intents = self.split.intents
+        return DriftReference(
+            rows=len(p),
+            features=[
+                numeric_feature("message_tokens", feeds["attention_mask"].sum(axis=1).tolist(), "input"),
+                categorical_feature("intent", [intents[int(k)] for k in p.argmax(axis=1)], "output"),
+                numeric_feature("confidence", p.max(axis=1).tolist(), "output"),
+            ],
+        )
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         """chat.json: intents, the handoff threshold calibrated by ``write_aux`` for this model, limits, texts."""

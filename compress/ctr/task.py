@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from app.manifest import IndexBounds, TensorSpec
+from app.manifest import DriftReference, IndexBounds, TensorSpec
 from app.tasks.ctr.features import CODE_VERSION, KIND, CtrFeaturizer
 from compress.config import CompressConfig
 from compress.data import Split, data_file_record, labels, read_table, split_rows
@@ -166,6 +166,22 @@ class CtrTask:
         if not (self.cfg.data.dense and self.cfg.data.categorical):  # the raw graph feeds both model inputs
             return {}
         return write_raw_model(self.featurizer, model_path, version_dir, check_records=self.test_records)
+
+    def drift_reference(self, model_path: Path) -> DriftReference:
+        """Raw test rows per field, and the version's own ``pctr`` on them (also observed on v2 answers)."""
+        from app.rollout.bins import categorical_feature, numeric_feature
+        from compress.evaluate import predict, session
+
+        d, recs = self.cfg.data, self.test_records
+        pctr = predict(session(model_path, threads=2), self.data["test"].feeds(), "pctr").reshape(-1)
+        return DriftReference(
+            rows=len(recs),
+            features=[
+                *(numeric_feature(c, [r[c] for r in recs], "input") for c in d.dense),
+                *(categorical_feature(c, [r[c] for r in recs], "input") for c in d.categorical),
+                numeric_feature("pctr", pctr.tolist(), "output", tensor="pctr"),
+            ],
+        )
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         self.featurizer.save(version_dir / PREPROCESS_FILE)

@@ -221,6 +221,18 @@ def build() -> dict[str, Any]:
                 description="A rollback fires ShopinferCanaryRolledBack; the reason is in the policy's events.",
             )
         )
+        .with_panel(
+            series(
+                "Drift: PSI per feature (top 10)",
+                "short",
+                (
+                    f"topk(10, max by (model, version, feature) (model_drift_psi{{{SEL}}}))",
+                    "{{model}}/{{version}} {{feature}}",
+                ),
+                description="Population stability of live inputs/outputs against the version's reference: < 0.1 "
+                "stable, 0.1-0.25 moderate, > 0.25 significant (ShopinferDriftSignificant; docs/operations.md, Drift).",
+            )
+        )
     )
     data: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(board.build()))
     return data

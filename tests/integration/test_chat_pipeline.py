@@ -112,3 +112,18 @@ def test_report_command_lists_every_candidate(
     assert main(["report", MODEL, "--repo", str(chat_compress_run.repo), "--out", str(tmp_path / "p.png")]) == 0
     text = capsys.readouterr().out
     assert f"| {TARGET} |" in text and "**selected**" in text and "ms@32" in text
+
+
+def test_published_versions_record_token_counts_intents_and_confidence(chat_compress_run: CompressRun) -> None:
+    for v in list_versions(chat_compress_run.repo, MODEL):
+        _, manifest = load_verified(chat_compress_run.repo, MODEL, v)
+        ref = manifest.drift
+        assert ref is not None, f"version {v} has no drift reference"
+        kinds = {f.name: (f.role, f.kind) for f in ref.features}
+        assert kinds == {
+            "message_tokens": ("input", "numeric"),
+            "intent": ("output", "categorical"),
+            "confidence": ("output", "numeric"),
+        }, kinds
+        intent = next(f for f in ref.features if f.name == "intent")
+        assert len(intent.values) >= 5 and intent.proportions[-1] == 0.0, intent

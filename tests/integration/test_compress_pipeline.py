@@ -109,3 +109,17 @@ def test_interrupted_publish_leaves_no_visible_version(ctr_compress_run: Compres
         publish(repo, MODEL, crash)
     assert list_versions(repo, MODEL) == before
     assert not list((repo / MODEL).glob(".staging-*"))
+
+
+def test_published_versions_record_a_drift_reference_of_inputs_and_pctr(ctr_compress_run: CompressRun) -> None:
+    cfg = ctr_compress_run.cfg
+    for v in ctr_compress_run.result.published.values():
+        _, manifest = load_verified(ctr_compress_run.repo, MODEL, v)
+        ref = manifest.drift
+        assert ref is not None, f"version {v} has no drift reference"
+        names = [f.name for f in ref.features]
+        assert names == [*cfg.data.dense, *cfg.data.categorical, "pctr"], names
+        for f in ref.features:
+            assert sum(f.proportions) == pytest.approx(1.0, abs=1e-3), f"{f.name}: {f.proportions}"
+        pctr = ref.features[-1]
+        assert pctr.role == "output" and pctr.tensor == "pctr" and len(pctr.edges) >= 5, pctr

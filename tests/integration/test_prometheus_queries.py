@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from app.metrics import Metrics
 from app.rollout.policy import set_change, update_policy
 from tests.fixtures.compress_run import CompressRun
-from tests.fixtures.ctr_model import publish_ctr_version, raw_records
+from tests.fixtures.ctr_model import publish_ctr_version, raw_records, with_drift_reference
 from tests.fixtures.servers import RedisServer, ServerFactory, ServerProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def test_every_dashboard_and_alert_expression_evaluates_on_real_metrics(
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(rec_compress_run.repo, repo)
-    publish_ctr_version(repo, seed=0)
+    publish_ctr_version(repo, seed=0, tweak=with_drift_reference)  # model_drift_psi series
     for seed in (0, 1):
         publish_ctr_version(repo, seed=seed, model=CANARY_MODEL)
     change = set_change(stable=1, canary=2, weight=0.5, shadow=2, shadow_rate=1.0)
@@ -221,6 +221,8 @@ def test_every_dashboard_and_alert_expression_evaluates_on_real_metrics(
     server = start_server(
         repo,
         APP_ROLLOUT_CHECK_INTERVAL_S="0.5",
+        APP_DRIFT_SAMPLE_RATE="1",
+        APP_DRIFT_MIN_ROWS="10",
         REDIS_URL=redis_server.url,
         APP_TASK_MODELS=json.dumps({"recommend": rec_compress_run.cfg.model.name}),
         APP_RESCAN_INTERVAL_S="0.5",

@@ -111,6 +111,11 @@ class ChatTask(Task):
         ids, mask, truncated = self.pre.encode_padded(rows)
         return {"input_ids": ids, "attention_mask": mask, TRUNCATED: truncated}
 
+    def drift_rows(self, req: ChatRequest, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+        """The message's token count (as the model saw it: truncated at the version's limit), intent, confidence."""
+        tokens = len(self.pre.encode([req.message])[0])  # as compress counted the test messages
+        return [{"message_tokens": tokens, "intent": result["intent"], "confidence": result["confidence"]}]
+
     def warmup(self) -> None:
         self.prepare(["hello"])
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from app.errors import InvalidInput, PayloadTooLarge, names_hint
 from app.rollout.compare import PCTR_TOLERANCE, Comparison, spearman
-from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
+from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles, spread
 from app.tasks.ctr.features import KIND, FeatureError, dense_value
 from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, Featurizer, raw_arrays
 from app.tasks.ctr.schemas import CtrRequest, CtrResponse
@@ -185,6 +185,11 @@ class CtrTask(Task):
             return dict(zip(names, session.run(names, feeds), strict=True))
 
         return run
+
+    def drift_rows(self, req: CtrRequest, result: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+        """Raw fields of a few candidate rows (context overlaid by the candidate's) and their ``pctr``."""
+        scores, ctx = result["scores"], req.context
+        return [{**ctx, **req.candidates[i].features, "pctr": scores[i]["pctr"]} for i in spread(len(scores), limit)]
 
     def warmup(self) -> None:
         feeds = self.prepare([{}])
