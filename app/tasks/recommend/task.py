@@ -23,6 +23,7 @@ from app import tracing
 from app.errors import InvalidInput
 from app.tasks.base import Call, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.recommend.schemas import EventRequest, EventResponse, RecommendRequest, RecommendResponse
+from app.tasks.recommend.seen import SeenSets
 from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
 from app.tasks.recommend.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 
@@ -166,9 +167,10 @@ class RecommendTask(Task):
         ),
     )
 
-    def __init__(self, state: RecState, store: FeatureStore, metrics: RecMetrics) -> None:
+    def __init__(self, state: RecState, store: FeatureStore, metrics: RecMetrics, seen: SeenSets | None = None) -> None:
         self.state, self.store, self.metrics = state, store, metrics
         self.index = {it: i for i, it in enumerate(state.items) if i}
+        self.seen = seen or SeenSets({})
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> RecommendTask:
@@ -179,7 +181,12 @@ class RecommendTask(Task):
             hist = load_histories(files.aux("histories"))
             n = store.load({u: [Event(i, "purchase") for i in h] for u, h in hist.items()}, only_missing=True)
             LOG.info(seed_message(store.backend, len(hist), n))
-        return cls(state, store, rec_metrics(ctx))
+        seen = (
+            SeenSets.load(files.aux("seen"), {it: i for i, it in enumerate(state.items) if i})
+            if state.exclude_seen
+            else None
+        )
+        return cls(state, store, rec_metrics(ctx), seen)
 
     # ---- request side (event loop) ----
     def validate(self, req: RecommendRequest) -> tuple[dict[str, Any], list[str]]:
@@ -219,7 +226,7 @@ class RecommendTask(Task):
         need = [
             i
             for i, r in enumerate(rows)
-            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"])
+            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"] or self.state.exclude_seen)
         ]
         stored: dict[int, list[Event]] = {}
         degraded = np.zeros(len(rows), bool)
@@ -253,8 +260,11 @@ class RecommendTask(Task):
             hist[i, : len(seq)] = seq
             used[i] = len(seq)
             drop = list(r["exclude"])
-            if r["exclude_purchased"] and i in stored:
+            has_seen = self.state.exclude_seen
+            if (r["exclude_purchased"] or has_seen) and i in stored:
                 drop += [self.index[x] for x in purchased(stored[i]) if x in self.index]
+            if has_seen:  # the catalogue's rule: the whole known history, not only the store's recent items
+                drop += self.seen.of(r["user_id"]) + list(r["history"] or [])
             excl_rows.append(drop)
         width = max(1, max(len(x) for x in excl_rows))
         exclude = np.zeros((len(rows), width), np.int64)
