@@ -33,7 +33,27 @@ class RecDataSection(_Cfg):
     text: str | None = Field(default=None, description="item title column (returned by the endpoint)")
     item_pattern: str | None = Field(default=None, description="regex item ids must match (full match)")
     drop_basket_prefixes: list[str] = []
+    rating: str | None = Field(default=None, description="explicit rating column (read by `min_rating`)")
+    min_rating: float | None = Field(
+        default=None,
+        description="positive interactions: rows with `rating` >= this train the model and are the targets; "
+        "the others only count as seen (`[retrieval] exclude_seen`)",
+    )
+    items_path: str | None = Field(
+        default=None, description="a second file with one row per item (titles); `${DATA_DIR}` expands"
+    )
+    items_format: Literal["parquet", "csv", "tsv"] = "csv"
+    items_id: str | None = Field(default=None, description="item id column of `items_path` (joins `item`)")
+    items_text: str | None = Field(default=None, description="title column of `items_path` (wins over `text`)")
     synthetic: bool = False
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RecDataSection:
+        if self.min_rating is not None and not self.rating:
+            raise ValueError("[data].min_rating needs [data].rating (the column it applies to)")
+        if self.items_path and not (self.items_id and self.items_text):
+            raise ValueError("[data].items_path needs items_id and items_text (the join key and the title column)")
+        return self
 
     def resolved_path(self) -> Path:
         from compress.config import resolve_path
@@ -42,11 +62,18 @@ class RecDataSection(_Cfg):
 
 
 class RecSplitSection(_Cfg):
-    """Temporal split: the last ``test_days`` are test, the ``validation_days`` before them validation."""
+    """``time``: one global cut, the last ``test_days`` are test, the ``validation_days`` before them validation.
+    ``leave_last``: per user, the last ``leave_last`` positive baskets are test and the ``leave_last`` before
+    them validation (users with fewer than ``2 * leave_last + 1`` baskets only train): every active user is
+    evaluated, whenever they were active (a log of users rating in bursts over years)."""
 
+    kind: Literal["time", "leave_last"] = Field(default="time", description="`time` (global cut) or `leave_last`")
+    leave_last: int = Field(default=1, ge=1, description="`leave_last`: baskets per user held out for test")
     test_days: int = Field(default=28, ge=1)
     validation_days: int = Field(default=28, ge=1)
-    popularity_days: int = Field(default=30, ge=1, description="window of the recent-popularity baseline")
+    popularity_days: int = Field(
+        default=30, ge=1, description="window of the recent-popularity baseline (ends where training data ends)"
+    )
 
 
 class RecTrainSection(_Cfg):
@@ -70,6 +97,11 @@ class RetrievalSection(_Cfg):
     pq_subspaces: int = Field(default=8, ge=1)
     pq_centroids: int = Field(default=256, ge=2, le=256)
     max_exclude: int = Field(default=200, ge=1, description="ids a request may exclude")
+    exclude_seen: bool = Field(
+        default=False,
+        description="never recommend an item the user already has (any interaction, any rating, whole known "
+        "history): applied in evaluation, baselines included, and in serving (a seen set shipped per version)",
+    )
     history_cap: int = Field(default=100, ge=1, description="events kept per user in the feature store")
     history_ttl_s: int = Field(default=90 * 86400, ge=1)
     scale_items: int = Field(default=1_000_000, ge=1000, description="SYNTHETIC catalogue size of the scale timing")

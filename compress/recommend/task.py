@@ -16,9 +16,19 @@ from typing import Any
 import numpy as np
 
 from app.manifest import TensorSpec
+from app.tasks.recommend.seen import SEEN_FILE, save_seen
 from app.tasks.recommend.state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, RecState, save_histories
 from compress.recommend.config import RecConfig
-from compress.recommend.data import Examples, RecSplit, file_record, make_split, non_product_pattern_ok, read_log
+from compress.recommend.data import (
+    TEST,
+    VALIDATION,
+    Examples,
+    RecSplit,
+    file_record,
+    make_split,
+    non_product_pattern_ok,
+    read_log,
+)
 from compress.recommend.metrics import ranking_metrics
 from compress.tasks import calibration_batches
 
@@ -32,22 +42,17 @@ def load_split(cfg: RecConfig) -> RecSplit:
     """The cleaned, temporally split log. The last one is kept (keyed by the file's size and mtime and the config
     sections that shape it), so a process that needs the same split twice reads and cleans the file once."""
     non_product_pattern_ok(cfg.data.item_pattern)
-    path = cfg.data.resolved_path()
+    from compress.config import resolve_path
+
+    paths = [cfg.data.resolved_path()] + ([resolve_path(cfg.data.items_path)] if cfg.data.items_path else [])
     try:
-        st = path.stat()
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     except OSError:
-        st = None
+        stats = None
     key = (
         None
-        if st is None
-        else (
-            str(path),
-            st.st_size,
-            st.st_mtime_ns,
-            cfg.data.model_dump_json(),
-            cfg.split.model_dump_json(),
-            cfg.train.history_len,
-        )
+        if stats is None
+        else (*stats, cfg.data.model_dump_json(), cfg.split.model_dump_json(), cfg.train.history_len)
     )
     last = _LAST_SPLIT.get("split")
     if key is not None and last is not None and last[0] == key:
@@ -81,10 +86,10 @@ class RecTask:
         self.split = load_split(self.cfg)
         s = self.split
         self.examples: dict[str, Examples] = {
-            "validation": s.window(s.val_start, s.test_start),
-            "test": s.window(s.test_start, s.end),
+            "validation": s.window(VALIDATION),
+            "test": s.window(TEST),
         }
-        self.feeds = {k: self._feeds(v.history) for k, v in self.examples.items()}
+        self.feeds = {k: self._eval_feeds(v) for k, v in self.examples.items()}
         log.info(
             "rec data: %d items, %d validation and %d test customers; dropped %s",
             len(s.items) - 1,
@@ -97,11 +102,19 @@ class RecTask:
     def _feeds(history: np.ndarray) -> dict[str, np.ndarray]:
         return {"history": history, "exclude": np.zeros((len(history), 1), np.int64)}
 
+    def _eval_feeds(self, ex: Examples) -> dict[str, np.ndarray]:
+        """With ``exclude_seen`` the graph's ``exclude`` input carries each user's seen items, as in serving."""
+        if not self.cfg.retrieval.exclude_seen:
+            return self._feeds(ex.history)
+        return {"history": ex.history, "exclude": ex.seen_matrix()}
+
     def baseline(self) -> dict[str, float]:
         from compress.recommend.baselines import all_baselines
 
         s = self.split
-        res = all_baselines(s, self.examples["test"], s.test_start, self.cfg.split.popularity_days)
+        res = all_baselines(
+            s, self.examples["test"], TEST, self.cfg.split.popularity_days, self.cfg.retrieval.exclude_seen
+        )
         self.baselines = res
         return {f"{name}.{m}": round(v, 6) for name, ms in res.items() for m, v in ms.items()}
 
@@ -115,8 +128,8 @@ class RecTask:
         t, s = self.cfg.train, self.split
         torch.set_num_threads(t.threads)
         n = len(s.items)
-        _, first = fit(self.cfg, n, s.training(s.val_start, t.max_examples), self.examples["validation"], t.epochs)
-        model, final = fit(self.cfg, n, s.training(s.test_start, t.max_examples), None, first["best_epoch"])
+        _, first = fit(self.cfg, n, s.training(VALIDATION, t.max_examples), self.examples["validation"], t.epochs)
+        model, final = fit(self.cfg, n, s.training(TEST, t.max_examples), None, first["best_epoch"])
         torch.set_num_threads(1)
         self.history = {
             "model": "two-tower (recency-weighted history mean + MLP; item table, bias, repeat term)",
@@ -167,17 +180,21 @@ class RecTask:
 
     # ---- publishing ----
     def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:
-        """Each known customer's recent items at the start of the test window (seeds the in-process store)."""
+        """Each known customer's recent items at the start of the test window (seeds the in-process store) and,
+        with ``exclude_seen``, everything each one has seen (the serving side's seen set)."""
         s = self.split
-        hist = {u: [s.items[i] for i in h] for u, h in s.histories(s.test_start).items()}
+        hist = {u: [s.items[i] for i in h] for u, h in s.histories(TEST).items()}
         save_histories(version_dir / HISTORIES_FILE, hist)
-        return {"histories": HISTORIES_FILE}
+        if not self.cfg.retrieval.exclude_seen:
+            return {"histories": HISTORIES_FILE}
+        save_seen(version_dir / SEEN_FILE, {u: [s.items[i] for i in v] for u, v in s.seen(TEST).items()})
+        return {"histories": HISTORIES_FILE, "seen": SEEN_FILE}
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:
         from compress.recommend.baselines import popularity
 
         s, r = self.split, self.cfg.retrieval
-        pop = popularity(s, s.test_start, self.cfg.split.popularity_days)[: r.top_k]
+        pop = popularity(s, TEST, self.cfg.split.popularity_days)[: r.top_k]
         RecState(
             items=s.items,
             titles=s.titles,
@@ -187,16 +204,22 @@ class RecTask:
             history_cap=r.history_cap,
             history_ttl_s=r.history_ttl_s,
             popular=[int(i) for i in pop],
+            exclude_seen=r.exclude_seen,
         ).save(version_dir / STATE_FILE)
         return {"kind": KIND, "path": STATE_FILE, "code_version": CODE_VERSION}
 
     def lineage(self) -> dict[str, Any]:
         s, d = self.split, self.cfg.data
+        sp = self.cfg.split
+        where: dict[str, Any] = (
+            {"kind": "temporal", "validation_start": str(s.val_start), "test_start": str(s.test_start)}
+            if sp.kind == "time"
+            else {"kind": "leave_last", "leave_last": sp.leave_last}
+        )
         split = {
-            "kind": "temporal",
-            "validation_start": str(s.val_start),
-            "test_start": str(s.test_start),
+            **where,
             "end": str(s.end),
+            "exclude_seen": self.cfg.retrieval.exclude_seen,
             "items": len(s.items) - 1,
             "cleaning": s.dropped,
             "validation_customers": len(self.examples["validation"]),
@@ -204,9 +227,13 @@ class RecTask:
             "target": "every product of the customer's invoices in the window, given history before it",
             "baselines": getattr(self, "baselines", {}),
         }
-        rec = file_record(d.resolved_path())
+        files = [{**file_record(d.resolved_path()), "rows": s.dropped.get("rows_read", 0)}]
+        if d.items_path:
+            from compress.config import resolve_path
+
+            files.append({**file_record(resolve_path(d.items_path)), "role": "items"})
         return {
-            "data_files": [{**rec, "rows": s.dropped.get("rows_read", 0)}],
+            "data_files": files,
             "split": split,
             "training": self.history,
         }

@@ -14,7 +14,7 @@ from compress.progress import Heartbeat
 from compress.recommend.config import RecConfig
 from compress.recommend.data import Examples
 from compress.recommend.metrics import ranking_metrics
-from compress.recommend.model import TwoTower
+from compress.recommend.model import NEG, TwoTower
 
 log = logging.getLogger("compress")
 
@@ -26,10 +26,12 @@ def _multi_hot(targets: list[np.ndarray], n: int) -> torch.Tensor:
     return y
 
 
-def evaluate(model: TwoTower, ex: Examples, k: int = 50) -> dict[str, float]:
+def evaluate(model: TwoTower, ex: Examples, k: int = 50, exclude_seen: bool = False) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         s = model.scores(torch.from_numpy(ex.history))
+        if exclude_seen:
+            s = s.scatter(1, torch.from_numpy(ex.seen_matrix()), NEG)
         top = torch.topk(s, k, dim=1).indices.numpy()
     return ranking_metrics(top, ex.targets, s.shape[1] - 1)
 
@@ -39,6 +41,7 @@ def fit(
 ) -> tuple[TwoTower, dict[str, Any]]:
     """Adam for ``epochs`` (early-stopped on validation recall@10 when ``val`` is given); the best state wins."""
     t = cfg.train
+    exclude_seen = cfg.retrieval.exclude_seen
     torch.manual_seed(t.seed)
     model = TwoTower(n_items, t.dim, t.hidden, t.history_len, cfg.retrieval.top_k)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -54,7 +57,11 @@ def fit(
         for i in beat.each(range(0, len(order), t.batch_size)):
             idx = order[i : i + t.batch_size]
             y = _multi_hot([train.targets[j] for j in idx.tolist()], n_items)
-            logp = F.log_softmax(model.scores(hist[idx]), dim=1)
+            scores = model.scores(hist[idx])
+            if exclude_seen:  # what serving excludes does not compete in the softmax either (targets stay)
+                seen = torch.zeros_like(scores, dtype=torch.bool).scatter(1, hist[idx], True) & (y == 0)
+                scores = scores.masked_fill(seen, NEG)
+            logp = F.log_softmax(scores, dim=1)
             loss = (-(y * logp).sum(1) * weight[idx]).sum() / weight[idx].sum()
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -62,7 +69,7 @@ def fit(
             total += float(loss.detach()) * len(idx)
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": round(total / len(train), 4)}
         if val is not None:
-            score = evaluate(model, val)["recall@10"]
+            score = evaluate(model, val, exclude_seen=exclude_seen)["recall@10"]
             row["val_recall@10"] = round(score, 4)
             if score > best:
                 best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0

@@ -28,6 +28,8 @@ class RecState:
     history_ttl_s: int
     popular: list[int] = field(default_factory=list)
     """Item indices by recent popularity (the degraded answer when no history is at hand)."""
+    exclude_seen: bool = False
+    """Never recommend what a customer already has: the version ships ``seen.json`` (see ``seen.py``)."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

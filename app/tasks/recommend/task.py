@@ -37,6 +37,7 @@ from app.tasks.recommend.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
+from app.tasks.recommend.seen import SeenSets
 from app.tasks.recommend.state import HISTORIES_FILE, KIND, RecState, load_histories
 from app.tasks.recommend.store import Event, FeatureStore, StoreUnavailable, make_store, purchased
 
@@ -221,11 +222,13 @@ class RecommendTask(Task):
         metrics: RecMetrics,
         avail: Availability | None = None,
         ann: AnnRetrieval | None = None,
+        seen: SeenSets | None = None,
     ) -> None:
         self.state, self.store, self.metrics = state, store, metrics
         self.avail, self.ann = avail, ann
         self.index = {it: i for i, it in enumerate(state.items) if i}
         self._unavailable: tuple[frozenset[str], np.ndarray] = (frozenset(), np.zeros(0, np.int64))
+        self.seen = seen or SeenSets({})
 
     @classmethod
     def load(cls, files: VersionFiles, ctx: TaskContext) -> RecommendTask:
@@ -242,7 +245,12 @@ class RecommendTask(Task):
             params = dict(files.manifest.recipe.get("index", {}))
             ann = AnnRetrieval.load(files.aux(INDEX_ROLE), files.aux(ITEMS_ROLE), params)
             LOG.info("recommend retrieval: %s (%s)", params.get("factory", "ann"), files.manifest.candidate)
-        return cls(state, store, rec_metrics(ctx), availability(ctx), ann)
+        seen = (
+            SeenSets.load(files.aux("seen"), {it: i for i, it in enumerate(state.items) if i})
+            if state.exclude_seen
+            else None
+        )
+        return cls(state, store, rec_metrics(ctx), availability(ctx), ann, seen)
 
     def infer_fn(self, runtime_infer: InferFn) -> InferFn:
         """ANN versions: the ONNX user tower, then one index search and exact re-scoring for the whole batch."""
@@ -270,8 +278,11 @@ class RecommendTask(Task):
     def exclusions(self, row: dict[str, Any], stored: list[Event] | None, unavailable: np.ndarray) -> np.ndarray:
         """Every item this row must never return, one source per line."""
         sources: list[Any] = [row["exclude"], unavailable]
-        if row["exclude_purchased"] and stored is not None:
+        has_seen = self.state.exclude_seen
+        if (row["exclude_purchased"] or has_seen) and stored is not None:
             sources.append([self.index[x] for x in purchased(stored) if x in self.index])
+        if has_seen:  # the catalogue's rule: the whole known history, not only the store's recent items
+            sources.append(self.seen.of(row["user_id"]) + list(row["history"] or []))
         return np.concatenate([np.asarray(x, np.int64) for x in sources])
 
     @classmethod
@@ -318,7 +329,7 @@ class RecommendTask(Task):
         need = [
             i
             for i, r in enumerate(rows)
-            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"])
+            if r["user_id"] is not None and (r["history"] is None or r["exclude_purchased"] or self.state.exclude_seen)
         ]
         stored: dict[int, list[Event]] = {}
         degraded = np.zeros(len(rows), bool)
