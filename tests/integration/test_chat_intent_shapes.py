@@ -37,6 +37,17 @@ def _bitext(cfg: ChatConfig) -> Path:
     return cfg.data.resolved_path() / cfg.data.utterances
 
 
+def _files_data(folder: Path) -> dict[str, Any]:
+    """``[data]`` of the train/test-files layout; one intent held out whole (the set has no out-of-scope rows)."""
+    return {
+        "path": str(folder),
+        "utterance_files": {"train": "train.csv", "test": "test.csv"},
+        "text_column": "text",
+        "label_column": "category",
+        "oos_intents": [INTENTS[-1]],
+    }
+
+
 def test_one_json_object_of_lists_is_flattened_into_its_own_split(chat_config: ChatConfig, tmp_path: Path) -> None:
     counts = write_splits_object(_bitext(chat_config), tmp_path / "data_full.json", INTENTS, PER_PART)
     cfg = _config(
@@ -65,13 +76,7 @@ def test_train_and_test_files_are_the_split_and_validation_is_carved_from_train(
     chat_config: ChatConfig, tmp_path: Path
 ) -> None:
     write_train_test_files(_bitext(chat_config), tmp_path, INTENTS, n_train=30, n_test=12)
-    data = {
-        "path": str(tmp_path),
-        "utterance_files": {"train": "train.csv", "test": "test.csv"},
-        "text_column": "text",
-        "label_column": "category",
-        "oos_intents": [INTENTS[-1]],  # held out whole, as a set without out-of-scope rows must
-    }
+    data = _files_data(tmp_path)
     cfg = _config(chat_config, data)
     task = get_task(cfg)
     task.prepare()
@@ -86,13 +91,7 @@ def test_train_and_test_files_are_the_split_and_validation_is_carved_from_train(
 
 def test_a_handoff_intent_the_data_lacks_is_an_error_before_training(chat_config: ChatConfig, tmp_path: Path) -> None:
     write_train_test_files(_bitext(chat_config), tmp_path, INTENTS, n_train=12, n_test=4)
-    data = {
-        "path": str(tmp_path),
-        "utterance_files": {"train": "train.csv", "test": "test.csv"},
-        "text_column": "text",
-        "label_column": "category",
-        "oos_intents": [INTENTS[-1]],
-    }
+    data = _files_data(tmp_path)
     for name, expected in (
         ("track_ordr", r"'track_ordr', which is not an intent of the data; did you mean 'track_order'\?"),
         ("contact_human_agent", r"'contact_human_agent', which is not an intent"),
