@@ -101,6 +101,13 @@ class TrainSection(_Cfg):
     hidden: list[int] = [256, 128]
     dropout: float = Field(default=0.2, ge=0, lt=1)
     patience: int = Field(default=3, ge=1)
+    blank_rows: float = Field(
+        default=0.02,
+        ge=0,
+        lt=0.5,
+        description="share of training rows shown with every feature missing or unseen (labels kept), so a "
+        "request without usable features scores near the base rate; 0 = off",
+    )
 
 
 class PruneSection(_Cfg):

@@ -21,6 +21,7 @@ from compress.errors import CompressError, GateFailed
 from compress.gate import describe
 from compress.progress import Stages
 from compress.publish import file_info, publish
+from compress.refusal import what_to_try
 from compress.registry import get_task
 from compress.selection import Selection
 from compress.selection import select as choose
@@ -110,10 +111,13 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         if result.selected is None:
             reasons = "; ".join(f"{n}: {r}" for n, r in selection.rejected.items())
+            hints = what_to_try(cands, cfg.select, has_student="distilled" in task.torch_transforms())
             raise GateFailed(
                 f"no candidate passed the gate within the budgets (min_compression="
                 f"{cfg.select.min_compression:g}, max_latency_ratio={cfg.select.max_latency_ratio}): "
-                f"{reasons}; nothing was published. Report: {work / REPORT_FILE}"
+                f"{reasons}; nothing was published. "
+                + ("What to try: " + "; ".join(f"({i}) {h}" for i, h in enumerate(hints, 1)) + ". " if hints else "")
+                + f"Report: {work / REPORT_FILE}"
             )
         stages.say(
             "selected %s (%s objective; %d tied within noise)",

@@ -17,21 +17,36 @@ class ChatDataSection(_Cfg):
     ``utterances`` holds (text, intent[, split]) rows; ``pairs`` is the optional responses file (instruction,
     intent, response): without it (``pairs = ""``) the service answers intent + confidence + handoff and no
     canned reply. Out-of-scope traffic is either whole intents held out (``oos_intents``) or the rows carrying
-    ``oos_label``; the bot must hand those to an agent and the gate checks it (OOS AUROC). When ``split_column``
-    names the data set's own split, it is used as published (test rows never capped) instead of a re-split.
+    ``oos_label``; the bot must hand those to an agent and the gate checks it (OOS AUROC). The data set's own
+    split, used as published (test rows never capped) instead of a re-split, comes from a ``split_column``, from
+    one file per part (``utterance_files``), or from the keys of one JSON object of lists (``format =
+    "json_splits"``). Without its own validation part, validation rows are carved from its training part.
     """
 
     path: str
-    format: Literal["auto", "csv", "tsv", "json", "jsonl"] = Field(
-        default="auto", description="auto = from each file's extension (.csv .tsv .json .jsonl)"
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "json_splits"] = Field(
+        default="auto",
+        description="auto = from each file's extension (.csv .tsv .json .jsonl); json_splits = one JSON object "
+        "{part key: [[text, intent], ...]} whose keys are the data set's own split (split_values, oos_splits)",
     )
     utterances: str = "bitext_customer_support_intent_20k.csv"
+    utterance_files: dict[str, str] = Field(
+        default={},
+        description="the data set's own split as one file per part, e.g. {train = 'train.csv', test = 'test.csv'} "
+        "(validation optional: else carved from train); replaces utterances",
+    )
     text_column: str = "utterance"
     label_column: str = "intent"
     split_column: str = Field(default="", description="column with the data set's own split; empty = re-split")
     split_values: dict[str, str] = Field(
         default={"train": "train", "validation": "validation", "test": "test"},
-        description="our part -> the value the split column uses for it (e.g. validation = 'dev')",
+        description="our part -> the value the split column (or the json_splits key) uses for it, e.g. "
+        "validation = 'dev'; without validation, it is carved from train",
+    )
+    oos_splits: dict[str, str] = Field(
+        default={},
+        description="json_splits only: our part -> the key of its out-of-scope list (e.g. test = 'oos_test'); "
+        "those rows are labelled oos_label",
     )
     pairs: str = Field(
         default="bitext_customer_support_llm_training_v1.csv",
@@ -59,15 +74,57 @@ class ChatDataSection(_Cfg):
                 "name the out-of-scope data: data.oos_intents (intents held out) or data.oos_label "
                 "(the label of out-of-scope rows); the gate measures OOS AUROC on them"
             )
-        if self.split_column and set(self.split_values) != {"train", "validation", "test"}:
-            raise ValueError(
-                "data.split_values must map exactly train, validation and test to the split column's "
-                f"values (got {sorted(self.split_values)})"
-            )
+        own = {"split_column": bool(self.split_column), "utterance_files": bool(self.utterance_files)}
+        own["format = 'json_splits'"] = self.format == "json_splits"
+        if sum(own.values()) > 1:
+            raise ValueError(f"name the data set's own split one way only (got {[k for k, v in own.items() if v]})")
+        if self.split_column or self.format == "json_splits":
+            _check_parts("data.split_values", self.split_values)
+        if self.utterance_files:
+            _check_parts("data.utterance_files", self.utterance_files)
+        if self.oos_splits:
+            if self.format != "json_splits":
+                raise ValueError("data.oos_splits names lists of a JSON object: it needs data.format = 'json_splits'")
+            _check_parts("data.oos_splits", self.oos_splits, need=())
+            if not self.oos_label:
+                raise ValueError("data.oos_splits needs data.oos_label: the label its rows get (e.g. 'oos')")
         return self
+
+    @property
+    def own_split(self) -> bool:
+        """Whether the data set's own split is used (split column, one file per part, or JSON object keys)."""
+        return bool(self.split_column or self.utterance_files or self.format == "json_splits")
+
+    @property
+    def own_validation(self) -> bool:
+        """Whether the own split has a validation part (else it is carved from the training part)."""
+        parts = self.utterance_files or self.split_values
+        return "validation" in parts
+
+    def utterance_file_names(self) -> list[str]:
+        """The utterance files, in part order (train, validation, test) when there is one per part."""
+        if self.utterance_files:
+            return [self.utterance_files[k] for k in PART_NAMES if k in self.utterance_files]
+        return [self.utterances]
 
     def resolved_path(self) -> Path:
         return resolve_path(self.path)
+
+
+PART_NAMES = ("train", "validation", "test")
+
+
+def _check_parts(key: str, parts: dict[str, str], need: tuple[str, ...] = ("train", "test")) -> None:
+    """``parts`` maps only our part names, at least ``need`` of them, to distinct values."""
+    unknown = sorted(set(parts) - set(PART_NAMES))
+    missing = [k for k in need if k not in parts]
+    if unknown or missing:
+        raise ValueError(
+            f"{key} maps our parts train, validation (optional: else carved from train) and test to the data "
+            f"set's names (unknown {unknown}, missing {missing})"
+        )
+    if len(set(parts.values())) != len(parts):
+        raise ValueError(f"{key} names one value for two parts ({parts})")
 
 
 class ChatTrainSection(_Cfg):
@@ -90,6 +147,32 @@ class DistillSection(_Cfg):
     temperature: float = Field(default=2.0, gt=0)
     embedding_weight: float = Field(default=1.0, ge=0)
     logit_weight: float = Field(default=1.0, ge=0)
+    search_layers: list[list[int]] = Field(
+        default=[[0, 2, 4, 5], [0, 1, 2, 3, 4, 5]],
+        description="wider students tried when the first falls short on validation (teacher layer indices)",
+    )
+    search_epochs: list[int] = Field(
+        default=[6], description="more epochs tried when the student falls short on validation ([] = none)"
+    )
+    target_ratio: float = Field(
+        default=0.995,
+        gt=0,
+        le=1.5,
+        description="stop the search at the first student whose validation accuracy reaches this share of the "
+        "teacher's (above the gate's ratio: INT8 and the test split cost a little)",
+    )
+    max_search_s: float = Field(
+        default=900, gt=0, description="time bound of the student search (a trial that would pass it is skipped)"
+    )
+
+    @model_validator(mode="after")
+    def _layers_exist(self) -> DistillSection:
+        for layers in [self.layers, *self.search_layers]:
+            if not layers or len(set(layers)) != len(layers) or not all(0 <= i < 6 for i in layers):
+                raise ValueError(f"distill layers {layers}: distinct teacher layer indices 0-5, at least one")
+        if any(e < 1 for e in self.search_epochs):
+            raise ValueError(f"distill.search_epochs {self.search_epochs}: each at least 1")
+        return self
 
 
 class ReplySection(_Cfg):
@@ -102,7 +185,11 @@ class ReplySection(_Cfg):
         default=0.95, gt=0, le=1, description="share of in-scope validation messages answered (not handed off)"
     )
     handoff_reply: str = "I'm not sure I can help with that myself, so I'll hand you to a human agent who can."
-    handoff_intents: list[str] = Field(default=["contact_human_agent"], description="answered, and handed off too")
+    handoff_intents: list[str] = Field(
+        default=[],
+        description="intents answered and handed off too (e.g. a request for a person); each must be an "
+        "in-scope intent of the data, else the run stops with an error",
+    )
     max_pairs_per_intent: int = Field(default=200, ge=1, description="reply-index rows per intent")
     company: dict[str, str] = {}
 
@@ -118,8 +205,8 @@ class ChatConfig(CompressConfig):
 
 
 def _data_files(cfg: ChatConfig) -> list[Path]:
-    """The utterances file is what every chat config needs (the pairs file is optional)."""
-    return [cfg.data.resolved_path() / cfg.data.utterances]
+    """The utterance files are what every chat config needs (the pairs file is optional)."""
+    return [cfg.data.resolved_path() / name for name in cfg.data.utterance_file_names()]
 
 
 SPEC = TaskSpec(id="chat", config=ChatConfig, adapter="compress.chat.task:ChatTask", data_files=_data_files)

@@ -1,7 +1,9 @@
 """Reading an intent data set's files in any of the formats ``[data].format`` names: CSV, TSV, JSON, JSONL.
 
 Every file becomes a list of string-valued records; the columns a caller needs must be present, else one
-``DataError`` line names the file, the missing columns and the ones found.
+``DataError`` line names the file, the missing columns and the ones found. A data set shipped as one JSON object
+of lists (``{"train": [[text, intent], ...], "val": ..., "oos_test": ...}``) is flattened by
+:func:`read_split_object` into (text, intent) rows per key.
 """
 
 from __future__ import annotations
@@ -39,13 +41,47 @@ def _json_records(path: Path, raw: Any) -> list[dict[str, Any]]:
     return raw
 
 
+def _missing_file(path: Path) -> DataError:
+    return DataError(
+        f"data file {path} does not exist: set [data].path in the config (or DATA_DIR) to the data "
+        "folder; the Bitext data are described in shared/data/chatbot/README.md"
+    )
+
+
+def _pair(path: Path, key: str, i: int, item: Any, text_column: str, label_column: str) -> tuple[str, str]:
+    """One list item: ``[text, intent]`` or an object with the text and label columns."""
+    if isinstance(item, list) and len(item) == 2:
+        return _text(item[0]), _text(item[1])
+    if isinstance(item, dict) and text_column in item and label_column in item:
+        return _text(item[text_column]), _text(item[label_column])
+    raise DataError(
+        f"{path}: item {i} of {key!r} is {json.dumps(item)[:80]}; each item must be [text, intent] or an object "
+        f"with {text_column!r} and {label_column!r}"
+    )
+
+
+def read_split_object(path: Path, text_column: str, label_column: str) -> dict[str, list[tuple[str, str]]]:
+    """``{key: [[text, intent], ...]}`` (items may also be objects with the text/label columns) -> rows per key."""
+    if not path.is_file():
+        raise _missing_file(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+        raise DataError(
+            f"{path}: format 'json_splits' needs one JSON object whose values are lists, e.g. "
+            '{"train": [["text", "intent"], ...], "test": [...]}'
+        )
+    return {k: [_pair(path, k, i, item, text_column, label_column) for i, item in enumerate(v)] for k, v in raw.items()}
+
+
 def read_records(path: Path, declared_format: str, need: list[str]) -> list[dict[str, str]]:
     """Rows of ``path`` as {column: text}; ``need`` columns must exist in the first row."""
     if not path.is_file():
-        raise DataError(
-            f"data file {path} does not exist: set [data].path in the config (or DATA_DIR) to the data "
-            "folder; the Bitext data are described in shared/data/chatbot/README.md"
-        )
+        raise _missing_file(path)
     fmt = file_format(path, declared_format)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: Bitext's 20k file starts with a BOM

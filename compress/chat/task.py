@@ -24,7 +24,14 @@ from app.tasks.chat.text import (
 )
 from app.tasks.text import pad_batch
 from compress.chat.config import ChatConfig
-from compress.chat.data import ChatSplit, file_records, read_pairs, read_utterances, split_utterances
+from compress.chat.data import (
+    ChatSplit,
+    check_handoff_intents,
+    file_records,
+    read_pairs,
+    read_utterances,
+    split_utterances,
+)
 from compress.errors import DataError
 from compress.metrics import intent_metrics
 from compress.minilm.model import teacher_files
@@ -53,8 +60,9 @@ class ChatTask:
         """Read and split the data and tokenize every part (published tokenizer with ``version_dir``)."""
         d, r = self.cfg.data, self.cfg.reply
         self.pairs = read_pairs(d)
-        utts, n_utt_rows = read_utterances(d, self.pairs)
+        utts, utt_rows = read_utterances(d, self.pairs)
         self.split: ChatSplit = split_utterances(utts, d, self.cfg.split)
+        check_handoff_intents(r.handoff_intents, self.split, d)
         self.weights, tok_file = teacher_files(self.cfg.train.weights)
         if version_dir is not None:
             tok_file = version_dir / TOKENIZER_FILE
@@ -74,7 +82,7 @@ class ChatTask:
             TensorSpec(name="logits", dtype="FP32", shape=[-1, len(s.intents)]),
             TensorSpec(name="embedding", dtype="FP32", shape=[-1, HIDDEN]),
         ]
-        self.data_files = file_records(d, {d.pairs: len(self.pairs), d.utterances: n_utt_rows})
+        self.data_files = file_records(d, {d.pairs: len(self.pairs), **utt_rows})
         log.info("chat data: %s", self.split.describe(d, self.cfg.split, self.data_files)["rows"])
 
     @staticmethod
@@ -121,26 +129,50 @@ class ChatTask:
         return {"distilled": self._distilled, "emb_int8": self._emb_int8}
 
     def _distilled(self, model: Any) -> tuple[Any, dict[str, Any]]:
-        """Fewer layers initialised from the teacher's, a pruned vocabulary, trained on the teacher's outputs."""
+        """Fewer layers initialised from the teacher's, a pruned vocabulary, trained on the teacher's outputs.
+
+        Depth and epochs are searched on validation (``compress.chat.student_search``): the configured recipe
+        first, wider or longer ones only while the student falls short of the teacher.
+        """
+        from compress.chat.student_search import search_student
         from compress.chat.train import distill, student_tokens
         from compress.minilm.model import make_student
         from compress.minilm.run import run_model, torch_threads
 
         c = self.cfg.distill
         keep = student_tokens(self.tok.encode(self.split.train_pool)) if c.prune_vocab else None
+        val_seqs, val_labels = self.seqs["validation"], self.split.labels["validation"]
+        runs: dict[tuple[int, ...], dict[str, Any]] = {}
+
+        def trial(layers: list[int], epochs: int) -> tuple[Any, float]:
+            student = make_student(model, layers, keep, max_pos=self.cfg.reply.max_tokens)
+            recipe = c.model_copy(update={"layers": layers, "epochs": epochs})
+            hist = distill(
+                student, self.seqs["train"], self.teacher_emb, self.teacher_logits, recipe, self.cfg.train.seed
+            )
+            logits, _ = run_model(student, val_seqs)
+            runs[(*layers, -epochs)] = hist
+            log.info(
+                "student layers %s, %d epochs: validation accuracy %.4f", layers, epochs, _accuracy(logits, val_labels)
+            )
+            return student, _accuracy(logits, val_labels)
+
         with torch_threads(self.cfg.train.threads):
-            student = make_student(model, c.layers, keep, max_pos=self.cfg.reply.max_tokens)
-            hist = distill(student, self.seqs["train"], self.teacher_emb, self.teacher_logits, c, self.cfg.train.seed)
-            _, s_emb = run_model(student, self.seqs["validation"])
-            _, t_emb = run_model(model, self.seqs["validation"])
-        self.history["distilled"] = hist
-        log.info("student distilled: loss %s", hist["loss"])
+            t_logits, t_emb = run_model(model, val_seqs)
+            student, search = search_student(trial, c, _accuracy(t_logits, val_labels))
+            _, s_emb = run_model(student, val_seqs)
+        chosen = search["chosen"]
+        hist = runs[(*chosen["layers"], -chosen["epochs"])]
+        self.history["distilled"] = {**hist, "search": search}
+        log.info("student distilled: layers %s, %d epochs, loss %s", chosen["layers"], chosen["epochs"], hist["loss"])
         vocab = student.word.num_embeddings
         return student, {
-            "student_layers": c.layers,
+            "student_layers": chosen["layers"],
+            "epochs": chosen["epochs"],
             "vocab": vocab,
             "distill_loss": hist["loss"],
             "validation_cosine_to_teacher": round(float((s_emb * t_emb).sum(1).mean()), 5),
+            "search": search,
         }
 
     def _emb_int8(self, model: Any) -> tuple[Any, dict[str, Any]]:
@@ -237,3 +269,7 @@ class ChatTask:
     def lineage(self) -> dict[str, Any]:
         split = self.split.describe(self.cfg.data, self.cfg.split, self.data_files)
         return {"data_files": self.data_files, "split": split, "training": self.history}
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else 0.0

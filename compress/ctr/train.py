@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from compress.config import TrainSection
+from compress.ctr.prior import blank_rows
 from compress.metrics import binary_metrics
 from compress.progress import Heartbeat, progress
 
@@ -76,7 +77,8 @@ def fit(
         for i in beat.each(range(0, len(y), cfg.batch_size)):
             b = order[i : i + cfg.batch_size]
             opt.zero_grad()
-            loss = loss_fn(logit(dense[b], sparse[b]).squeeze(1), y[b])
+            d_b, s_b = blank_rows(dense[b], sparse[b], cfg.blank_rows, gen)
+            loss = loss_fn(logit(d_b, s_b).squeeze(1), y[b])
             loss.backward()
             opt.step()
         m = binary_metrics(predict(model, val), val.y)

@@ -59,3 +59,22 @@ def test_raw_model_matches_the_published_model_on_every_test_row(ctr_compress_ru
         # the rows do exercise missing values and the rare/unseen bucket
         assert (ref["sparse"] == MISSING_ID).any() and (ref["sparse"] == RARE_ID).any()
     assert len(csv_rows) == len(task.split.test) > 1000
+
+
+def test_a_candidate_without_usable_features_scores_near_the_training_base_rate(
+    ctr_compress_run: CompressRun,
+) -> None:
+    """No features at all, or only unseen values: both serving paths score near the prior, not far above it."""
+    task = CtrTask(ctr_compress_run.cfg)
+    for version in (1, 2):
+        vdir = ctr_compress_run.repo / MODEL / str(version)
+        task.prepare(vdir)
+        base = float(task.data["train"].y.mean())
+        f = task.featurizer
+        rows = [{}, {c: f"never-seen-{c}" for c in f.categorical_columns}]
+        model, raw = session(vdir / "model.onnx"), session(vdir / "model_raw.onnx")
+        (p_ref,) = model.run(["pctr"], f.transform_records(rows))
+        (p_raw,) = raw.run(["pctr"], raw_arrays(rows, f))
+        for name, p in zip(("empty", "all-unseen"), p_ref.reshape(-1), strict=True):
+            assert base / 1.5 <= p <= base * 1.5, f"v{version} {name} row scored {p:.4f}; base rate {base:.4f}"
+        np.testing.assert_allclose(p_raw, p_ref, rtol=0, atol=1e-6)
