@@ -209,11 +209,16 @@ def _cpus() -> str:
 
 
 def _section(table: str, args: argparse.Namespace, cmd: str) -> str:
-    return f"""## Peer benchmark: the same ONNX model on Triton, PyTriton, MLServer and this service
+    return f"""## Peer benchmark: the same ONNX model on Triton (C++ and python backends), PyTriton, MLServer and this service
 
 Written by `{cmd}` (about {(args.runs * (1 + 3) * args.duration + 4 * args.warmup) // 60 + 2} minutes; the first run also
 installs the peers into `.cache/peers/`). Same MLP 13->512->256->1 (`loadtest/peers/model.py`) everywhere;
-Triton runs a python-backend `model.py` that calls onnxruntime (`loadtest/peers/triton_model.py`), MLServer a
+"Triton 2.51 + onnxruntime backend (C++)" is the production Triton setup: Triton's C++ ONNX Runtime backend
+(`onnxruntime_backend`, branch r24.10), built once by the harness from its public sources against the
+`onnxruntime` wheel's own library (`loadtest/peers/triton_ort.py`; needs git, cmake, a C++ compiler and Debian's
+`rapidjson-dev` and `googletest`; `--triton-src` and `--ort-header` say where the sources come from), 1 intra-op
+thread, dynamic batching without delay. "Triton 2.51 + python backend" runs a `model.py` that calls onnxruntime
+(`loadtest/peers/triton_model.py`), MLServer a
 small onnxruntime runtime (`loadtest/peers/mlserver_runtime.py`, `max_batch_time` 0 so its adaptive batcher is
 off, `parallel_workers` 0). "server cores used" = CPU seconds of the server's whole process tree (from
 `/proc/<pid>/stat`) / wall seconds; "CPU µs/req" = cores / req/s, the figure least moved by other load.

@@ -109,3 +109,41 @@ def test_post_script_drives_wrk_against_a_real_server(tmp_path: Path) -> None:
         r = harness_wrk.run(url, script, connections=1, duration_s=1)
     assert r.requests > 0 and r.non_2xx == r.requests, r
     assert '"timeout-ms"' in script.read_text() and (tmp_path / "post.json").read_text() == '{"x": 1}'
+
+
+def test_triton_ort_backend_folder_links_the_renamed_server_library(tmp_path: Path) -> None:
+    """The PyTriton wheel renames libtritonserver.so; the C++ backend links the plain name, so ``install`` puts a
+    link to the renamed file beside the backend (and the backend's own files as links)."""
+    from loadtest.peers.triton_ort import BACKEND_LIB, install
+
+    built, libs = tmp_path / "built", tmp_path / "libs"
+    built.mkdir()
+    libs.mkdir()
+    (built / BACKEND_LIB).write_bytes(b"backend")
+    (libs / "libtritonserver-717102f0.so").write_bytes(b"server")
+    target = install(tmp_path / "dist", built, libs)
+    assert (target / BACKEND_LIB).read_bytes() == b"backend", sorted(p.name for p in target.iterdir())
+    assert (target / "libtritonserver.so").resolve() == (libs / "libtritonserver-717102f0.so").resolve()
+    install(tmp_path / "dist", built, libs)  # a second run (cached build) replaces its links, no error
+
+
+def test_triton_ort_build_refuses_what_it_cannot_use(tmp_path: Path) -> None:
+    from loadtest.peers.triton_ort import BuildError, fetch_header, install, ort_library
+
+    with pytest.raises(BuildError, match="REPO@REV:PATH"):
+        fetch_header("https://example.invalid/onnxruntime", tmp_path / "h.h", tmp_path / "log")
+    with pytest.raises(BuildError, match="libonnxruntime.so"):
+        ort_library(tmp_path)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(BuildError, match="libtritonserver"):
+        install(tmp_path / "dist", tmp_path / "b", tmp_path)
+
+
+def test_peer_json_rows_carry_label_and_rps() -> None:
+    from loadtest.peers.__main__ import _rows
+
+    smp = Sample(WrkResult(rps=1000.0, p50_ms=1.0, p99_ms=2.0, requests=10000, non_2xx=0), cores=0.5, rss_mib=100.0)
+    rows = _rows({"Triton": [smp, smp], "shopinfer (python -m app)": [smp]},
+                 {"Triton": "triton-ort", "shopinfer (python -m app)": "shopinfer"})  # fmt: skip
+    assert [(r["label"], r["round"]) for r in rows] == [("triton-ort", 1), ("triton-ort", 2), ("shopinfer", 1)]
+    assert rows[0]["rps"] == 1000.0 and rows[0]["cpu_us_per_req"] == pytest.approx(500.0), rows[0]
