@@ -21,14 +21,29 @@ def _preprocess(src: Path, dst: Path) -> None:
     """ORT's recommended pre-pass (symbolic shape inference); optimisation is skipped to keep MatMul nodes.
 
     Symbolic inference does not know every domain's ops (``ai.onnx.ml`` ``Scaler`` in a scikit-learn graph): such
-    graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need.
+    graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need. When symbolic inference
+    gives up, ORT first dumps the half-inferred graph (``sym_shape_infer_temp.onnx`` plus a randomly named
+    ``.data`` file) into the working directory; those are removed, so a run writes only where it was told to.
     """
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    domains = {node.domain for node in onnx.load(str(src), load_external_data=False).graph.node}
+    if not domains <= _SYMBOLIC_DOMAINS:
+        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
+        return
+    before = set(Path.cwd().iterdir())
     try:
         quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
     except Exception:  # noqa: BLE001 - ORT raises a bare Exception ("Incomplete symbolic shape inference")
+        for path in set(Path.cwd().iterdir()) - before:
+            if path.name == "sym_shape_infer_temp.onnx" or path.suffix == ".data":
+                path.unlink(missing_ok=True)
         quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
+
+
+_SYMBOLIC_DOMAINS = {"", "ai.onnx", "com.microsoft"}
+"""Op domains ORT's symbolic shape inference knows; a graph with any other goes straight to ONNX's inference."""
 
 
 def quantize_dynamic_int8(

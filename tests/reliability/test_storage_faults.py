@@ -55,8 +55,10 @@ def _outcome(status: int, error: str) -> str:
 
 TOLERATED = {"200", "503 overloaded"}
 """Admission may refuse a request on a loaded machine whatever the fault: that is not a fault's doing."""
-CONNECTION_LOST = {"ReadError", "RemoteProtocolError"}
-"""Requests on the connections of a killed worker."""
+CONNECTION_LOST = {"ReadError", "RemoteProtocolError", "ConnectError"}
+"""Requests on the connections of a killed worker. With ``SO_REUSEPORT`` each worker has its own listen queue, and
+Linux resets the connections still in a closing listener's queue: a handshake that lands there fails as a
+``ConnectError`` (the client never reached a live worker), one accepted but unanswered as a ``ReadError``."""
 
 
 async def test_an_empty_repository_for_five_seconds_unloads_nothing(repo: Path, start_server: ServerFactory) -> None:
