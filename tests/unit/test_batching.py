@@ -230,13 +230,14 @@ async def test_cheap_batches_run_on_the_event_loop_and_costly_ones_in_a_worker_t
         time.sleep(per_row["s"] * len(x["x"]))
         return {"y": x["x"] * 2}
 
-    b = DynamicBatcher("test/1", infer, BatchConfig(max_queue_delay_us=0, inline_max_s=0.005))
+    # A 50 ms limit: a trivial batch stays far under it even when a loaded machine preempts the measuring thread.
+    b = DynamicBatcher("test/1", infer, BatchConfig(max_queue_delay_us=0, inline_max_s=0.05))
     b.start()
     await b.submit(rows(1), 1)  # not measured yet: a worker thread
     await b.submit(rows(1, 2), 2)  # measured cheap: on the loop
     loop_thread = threading.get_ident()
     assert threads[0] != loop_thread and threads[1] == loop_thread
-    per_row["s"] = 0.02  # now 20 ms per row: 2 rows are far over the 5 ms limit once measured
+    per_row["s"] = 0.2  # now 200 ms per row: 2 rows are far over the 50 ms limit once measured
     await b.submit(rows(1, 2), 2)  # still estimated cheap (runs inline), and measured slow
     await b.submit(rows(1, 2), 2)  # the estimate (EWMA) has moved past the limit: a worker thread
     assert threads[2] == loop_thread and threads[3] != loop_thread
