@@ -41,7 +41,10 @@ DEFAULT_CANDIDATES = [
 
 class ImportModelSection(_Cfg):
     name: str = Field(description="model name in the repository")
-    onnx: str = Field(description="the FP32 ONNX file (any exporter)")
+    onnx: str = Field(
+        description="the FP32 model: an ONNX file (any exporter), or a TorchScript (torch.jit.save) or torch.export "
+        "(torch.export.save, .pt2) program that the pipeline exports to ONNX with example inputs from [data] eval"
+    )
     output: str = Field(default="", description="output the metric reads; empty = the first FP32 output")
     vocab: str = Field(
         default="",
