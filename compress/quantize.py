@@ -6,6 +6,7 @@ per-tensor scale destroys rare rows. ``exclude`` keeps named layers in FP32 (the
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,14 +22,19 @@ def _preprocess(src: Path, dst: Path) -> None:
     """ORT's recommended pre-pass (symbolic shape inference); optimisation is skipped to keep MatMul nodes.
 
     Symbolic inference does not know every domain's ops (``ai.onnx.ml`` ``Scaler`` in a scikit-learn graph): such
-    graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need.
+    graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need. When symbolic
+    inference stops short (also on tf2onnx graphs), ORT first saves its partial graph as
+    ``sym_shape_infer_temp.onnx`` plus a ``<uuid>.data`` weights file into the *current directory*: it runs in a
+    scratch directory here, so nothing lands in the caller's working tree.
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
-    except Exception:  # noqa: BLE001 - ORT raises a bare Exception ("Incomplete symbolic shape inference")
-        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
+    src, dst = src.resolve(), dst.resolve()
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        try:
+            quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001 - ORT raises a bare Exception ("Incomplete symbolic shape inference")
+            quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
 
 
 def quantize_dynamic_int8(
