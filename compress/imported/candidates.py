@@ -2,8 +2,10 @@
 
 The model-level steps of the project's own tasks (pruning, embedding transforms) need the model's trainer, which
 an imported file does not come with, so only graph-level steps run here: dynamic and static INT8 (with the
-per-layer FP32 fallback), weight-only INT8, and FP16. A step that cannot apply (no MatMul/Gemm layers in a tree
-ensemble, an opset too old, FP16 kernels ORT's CPU provider lacks) is recorded as ``skipped`` with the reason.
+per-layer FP32 fallback), weight-only INT8, and FP16, plus one graph pass of ours, ``fused_gathers``
+(``compress/imported/fuse.py``), alone or before any of those. A step that cannot apply (no MatMul/Gemm layers in
+a tree ensemble, an opset too old, FP16 kernels ORT's CPU provider lacks, no per-field lookups to fuse) is
+recorded as ``skipped`` with the reason.
 """
 
 from __future__ import annotations
