@@ -2,7 +2,8 @@
 
 Each of ``--runs`` runs is ``compress.evaluate.latency_stats`` over every candidate file (interleaved rounds,
 ``--repeats`` calls per batch size); the table gives the median over runs of each run's median, and the median
-over runs of each run's FP32 / candidate ratio, with the load average seen before each run.
+over runs of each run's FP32 / candidate ratio (the smallest and largest run's in brackets), and the load average
+seen before each run.
 
     python -m compress import deepfm.onnx ... --workdir /tmp/deepfm-work
     python -m loadtest.bench_import_workdir /tmp/deepfm-work --feeds X.npz \\
@@ -63,15 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|" + "---|" * (2 * len(keys)))
     for n in names:
         ms = [float(np.median([st[n][b][0] for st in runs])) for b in keys]
-        ratio = [float(np.median([st["fp32"][b][0] / st[n][b][0] for st in runs])) for b in keys]
+        ratios = [[st["fp32"][b][0] / st[n][b][0] for st in runs] for b in keys]
+        shown = [f"{np.median(r):.2f} ({min(r):.2f}-{max(r):.2f})" for r in ratios]
         size = candidate_file(args.workdir, n).stat().st_size
-        print(
-            f"| {n} | {size:,} | "
-            + " | ".join(f"{m:.3f}" for m in ms)
-            + " | "
-            + " | ".join(f"{x:.2f}" for x in ratio)
-            + " |"
-        )
+        print(f"| {n} | {size:,} | " + " | ".join(f"{m:.3f}" for m in ms) + " | " + " | ".join(shown) + " |")
 
 
 if __name__ == "__main__":

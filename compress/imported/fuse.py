@@ -8,7 +8,9 @@ launches, not to the arithmetic. This pass rewrites each such ``Concat`` as: ``G
 (``[sum V_i, D]``), reshaped when the ``Concat`` joined the vectors on the last axis. The per-field id
 computation and the concatenated table are shared by every ``Concat`` that reads the same fields (DeepFM's FM,
 DNN and linear parts). A ``Concat`` of single-column ``Slice`` nodes of one input (the dense features) becomes
-one column ``Gather`` as well. Nodes left without consumers are removed.
+one column ``Gather`` as well. An ``Add`` of a zero-filled ``ConstantOfShape`` that provably does not change its
+other operand's shape (deepctr-torch's start of the linear logit) is dropped. Nodes left without consumers are
+removed.
 
 Exact for every id inside its field's table: the same rows are read, in the same order, by the same float ops.
 An id outside its table (an error in the per-field graph) would read a row of a neighbouring field instead;
@@ -163,6 +165,7 @@ def fuse_field_gathers(src: Path, dst: Path) -> dict[str, Any]:
         return {**stats, "nodes_before": before, "nodes_after": before}
     nodes = [n for i, node in enumerate(g.node) for n in (replaced[i] if i in replaced else [node])]
     g.initializer.extend(new_inits)
+    stats["zero_adds"] = _drop_zero_adds(model, nodes)
     nodes = _without_dead(nodes, {o.name for o in g.output})
     del g.node[:]
     g.node.extend(nodes)
@@ -174,6 +177,50 @@ def fuse_field_gathers(src: Path, dst: Path) -> dict[str, Any]:
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return {**stats, "nodes_before": before, "nodes_after": len(nodes)}
+
+
+def _drop_zero_adds(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> int:
+    """Rewire ``Add(x, ConstantOfShape(s, 0))`` to ``x`` where shape inference (with data propagation, so ``s``
+    computed from ``Shape(input)`` is known) proves the sum has ``x``'s own shape: ``x + 0 = x`` (up to the sign
+    of a zero). deepctr-torch starts its linear logit from such a zero tensor. Returns how many were removed."""
+    producer = {o: n for n in nodes for o in n.output}
+
+    def is_zeros(name: str) -> bool:
+        node = producer.get(name)
+        if node is None or node.op_type != "ConstantOfShape":
+            return False
+        value = next((numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"), np.zeros(1))
+        return bool(np.all(value == 0))
+
+    candidates = [n for n in nodes if n.op_type == "Add" and any(is_zeros(i) for i in n.input)]
+    if not candidates:
+        return 0
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.node[:]
+    probe.graph.node.extend(nodes)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True).graph
+    except Exception:  # noqa: BLE001 - inference fails on some custom domains: then nothing is proven
+        return 0
+    shapes: dict[str, tuple[tuple[int | str, ...], int]] = {}
+    for v in [*inferred.value_info, *inferred.input, *inferred.output]:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in t.shape.dim)
+        if t.HasField("shape") and "?" not in dims:
+            shapes[v.name] = (dims, t.elem_type)
+    outputs = {o.name for o in model.graph.output}
+    removed = 0
+    for add in candidates:
+        x = next((i for i in add.input if not is_zeros(i)), None)
+        if x is None or add.output[0] in outputs or x not in shapes or shapes.get(add.output[0]) != shapes[x]:
+            continue
+        for n in nodes:
+            for k, name in enumerate(n.input):
+                if name == add.output[0]:
+                    n.input[k] = x
+        removed += 1
+    return removed
 
 
 def _without_dead(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:

@@ -1,4 +1,5 @@
-"""``fused_gathers``: per-field embedding lookups fused into one Gather give the same outputs, with fewer nodes."""
+"""``fused_gathers``: per-field embedding lookups fused into one Gather (and zero additions dropped) give the same
+outputs, with fewer nodes."""
 
 from __future__ import annotations
 
@@ -39,7 +40,12 @@ def _per_field_graph(path: Path) -> Path:
     nodes += [
         helper.make_node("Concat", looked, ["fm"], axis=1),  # [B, 3, 4]
         helper.make_node("Concat", looked, ["dnn"], axis=-1),  # [B, 1, 12]
-        helper.make_node("Concat", ["col1", "col4"], ["dense"], axis=1),  # [B, 2]
+        helper.make_node("Concat", ["col1", "col4"], ["dense_cols"], axis=1),  # [B, 2]
+        # deepctr-torch's zero-filled start of its linear logit: x + zeros of x's own shape
+        helper.make_node("Shape", ["dense_cols"], ["dense_shape"]),
+        helper.make_node("ConstantOfShape", ["dense_shape"], ["zeros"]),
+        helper.make_node("Add", ["zeros", "dense_cols"], ["dense_sum"]),
+        helper.make_node("Identity", ["dense_sum"], ["dense"]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -60,9 +66,11 @@ def test_fused_lookups_read_the_same_rows_with_fewer_nodes(tmp_path: Path) -> No
     src = _per_field_graph(tmp_path / "per_field.onnx")
     notes = fuse_field_gathers(src, tmp_path / "fused.onnx")
     assert notes["lookup_concats"] == 2 and notes["fields"] == 3 and notes["dense_concats"] == 1, notes
+    assert notes["zero_adds"] == 1, f"the Add of a zero tensor of the same shape stays: {notes}"
     assert notes["nodes_after"] < notes["nodes_before"], notes
     ops = [n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node]
     assert ops.count("Gather") == 3 and "Slice" not in ops, f"one table lookup + two column picks, saw {ops}"
+    assert "ConstantOfShape" not in ops and "Add" in ops, f"the zero Add (not the offsets Add) is gone: {ops}"
     rng = np.random.default_rng(1)
     x = rng.normal(size=(64, 5)).astype(np.float32)
     for col, rows in FIELDS.items():  # every id of every table, as floats (the exporter casts them)
