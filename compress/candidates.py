@@ -47,6 +47,7 @@ PRECISION = {
     "int8_weights_int4emb": "int8-weights-int4-emb",
     "emb_int8": "emb-int8",
     "pruned": "pruned",
+    "fused_gathers": "fused-gathers",  # imported graphs: per-field embedding lookups fused (FP32)
 }
 
 

@@ -86,6 +86,7 @@ def gemm_to_matmul(path: Path) -> None:
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     new_nodes = []
+    transposed: set[str] = set()
     for node in g.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if (
@@ -100,6 +101,7 @@ def gemm_to_matmul(path: Path) -> None:
         w = numpy_helper.to_array(inits[node.input[1]])
         if attrs.get("transB", 0):
             w = np.ascontiguousarray(w.T)
+            transposed.add(node.input[1])
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(w, node.input[1]))
         mm_out = node.output[0] + "_mm" if len(node.input) > 2 else node.output[0]
         new_nodes.append(
@@ -111,6 +113,10 @@ def gemm_to_matmul(path: Path) -> None:
             )
     del g.node[:]
     g.node.extend(new_nodes)
+    # shape hints of the transposed weights are stale now (the dynamo exporter writes hints for initializers too)
+    kept = [v for v in g.value_info if v.name not in transposed]
+    del g.value_info[:]
+    g.value_info.extend(kept)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 

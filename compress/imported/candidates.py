@@ -2,8 +2,10 @@
 
 The model-level steps of the project's own tasks (pruning, embedding transforms) need the model's trainer, which
 an imported file does not come with, so only graph-level steps run here: dynamic and static INT8 (with the
-per-layer FP32 fallback), weight-only INT8, and FP16. A step that cannot apply (no MatMul/Gemm layers in a tree
-ensemble, an opset too old, FP16 kernels ORT's CPU provider lacks) is recorded as ``skipped`` with the reason.
+per-layer FP32 fallback), weight-only INT8, and FP16, plus one graph pass of ours, ``fused_gathers``
+(``compress/imported/fuse.py``), alone or before any of those. A step that cannot apply (no MatMul/Gemm layers in
+a tree ensemble, an opset too old, FP16 kernels ORT's CPU provider lacks, no per-field lookups to fuse) is
+recorded as ``skipped`` with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ Feeds = dict[str, np.ndarray]
 # dynamic INT8 layers, then the remaining large FP32 weights (embedding tables, row-wise) stored INT8: the MatMul
 # steps alone leave the tables, most of a CTR model's bytes, in FP32
 COMBINED = {"int8_dynamic_s8+int8_weights": "int8_dynamic_s8", "int8_dynamic_u8+int8_weights": "int8_dynamic_u8"}
+# a graph pass of ours run first (compress/imported/fuse.py), alone or followed by any other candidate's steps
+FUSED = "fused_gathers"
 EXTRA_STEPS = ("fp16", "pruned", *COMBINED)
 PRUNING_REASON = (
     "structured pruning needs the training loop (channels are removed, then the model is fine-tuned); "
@@ -147,9 +151,12 @@ class ImportedTask:
 
 def check_names(names: list[str]) -> None:
     """Fail on a typo before any work: imported candidates are single graph-level steps."""
-    bad = [n for n in names if n != "fp32" and n not in GRAPH_STEPS and n not in EXTRA_STEPS]
+    known = (*GRAPH_STEPS, *EXTRA_STEPS)
+    bad = [n for n in names if n != "fp32" and n != FUSED and n.removeprefix(f"{FUSED}+") not in known]
     if bad:
-        raise ConfigError(f"candidates {bad}: an imported model takes one of {['fp32', *GRAPH_STEPS, *EXTRA_STEPS]}")
+        raise ConfigError(
+            f"candidates {bad}: an imported model takes one of {['fp32', FUSED, *known]}, or {FUSED}+ any of those"
+        )
 
 
 class ImportBuilder(Builder):
@@ -160,6 +167,7 @@ class ImportBuilder(Builder):
         super().__init__(cfg, task, workdir)  # type: ignore[arg-type]
         self.itask, self.source = task, source
         self.facts = GraphFacts.of(source)
+        self._fused: tuple[Path | None, dict[str, Any]] | None = None
 
     def export(self, steps: list[str]) -> tuple[Path, dict[str, Any]]:
         if steps:
@@ -171,6 +179,8 @@ class ImportBuilder(Builder):
         return self.itask.metrics(out, "test")
 
     def build(self, name: str) -> Candidate:
+        if name == FUSED or name.startswith(f"{FUSED}+"):
+            return self._fused_build(name)
         per_channel = self.cfg.quantize.per_channel
         steps = name.split("+") if name in COMBINED else [name]
         reasons = [] if name == "fp32" else [r for s in steps if (r := self.facts.skip_reason(s, per_channel))]
@@ -181,6 +191,37 @@ class ImportBuilder(Builder):
         if name in COMBINED:
             return self._combined(name)
         return super().build(name)
+
+    def _fused_build(self, name: str) -> Candidate:
+        """``fused_gathers`` (FP32, the per-field lookups fused) or ``fused_gathers+X``: X built on the fused graph
+        by a builder over it, gated against the imported FP32 reference like every candidate."""
+        from compress.imported.fuse import fuse_field_gathers
+
+        if self._fused is None:
+            dst = self.workdir / f"{FUSED}.onnx"
+            notes = fuse_field_gathers(self.source, dst)
+            self._fused = (dst if notes["lookup_concats"] else None, notes)
+        fused, notes = self._fused
+        if fused is None:
+            reason = (
+                "no Concat of per-field embedding lookups (Gather(table, Cast(Slice(input, column)))) in the graph: "
+                "nothing to fuse"
+            )
+            return Candidate(name, status="skipped", error=reason)
+        rest = name.removeprefix(FUSED).removeprefix("+")
+        if not rest:
+            cand = Candidate(name, recipe={"steps": [FUSED], FUSED: notes})
+            cand.metrics = self.evaluate(fused)
+            self._gate(cand, None, self.source, fused)
+            cand.path, cand.bytes = fused, fused.stat().st_size
+            return cand
+        (self.workdir / FUSED).mkdir(exist_ok=True)
+        sub = ImportBuilder(self.cfg, self.itask, self.workdir / FUSED, fused)  # type: ignore[arg-type]
+        sub.reference = self.reference
+        cand = sub.build(rest)
+        cand.name = name
+        cand.recipe = {**cand.recipe, "steps": [FUSED, *cand.recipe.get("steps", [rest])], FUSED: notes}
+        return cand
 
     def _combined(self, name: str) -> Candidate:
         """Dynamic INT8 layers, then weight-only INT8 for what is still FP32 (the tables); gated, no fallback."""

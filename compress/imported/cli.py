@@ -55,7 +55,9 @@ def _import(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``import`` on the ``python -m compress`` sub-command parser."""
     p = sub.add_parser("import", help="gate, compress and publish an FP32 ONNX model trained elsewhere")
-    p.add_argument("model", nargs="?", help="the FP32 ONNX file (or use --config)")
+    p.add_argument(
+        "model", nargs="?", help="the FP32 ONNX file, TorchScript file or torch.export .pt2 program (or --config)"
+    )
     p.add_argument("--config", help="TOML with [model] onnx = ..., [data], [gate] metric = ...")
     p.add_argument("--data", help="held-out rows: .parquet (label + feature columns) or .npz (one array per input)")
     p.add_argument("--label", help="label column / array")

@@ -27,7 +27,8 @@ from compress.errors import ConfigError
 from compress.imported.metrics import get_metric
 
 # graph-level candidates tried on an imported model (each may be skipped with a reason); ``pruned`` is listed so
-# the report says why structured pruning does not apply
+# the report says why structured pruning does not apply; ``fused_gathers`` (compress/imported/fuse.py) applies to
+# per-field embedding graphs only
 DEFAULT_CANDIDATES = [
     "int8_dynamic_u8",
     "int8_dynamic_s8",
@@ -35,13 +36,18 @@ DEFAULT_CANDIDATES = [
     "int8_weights",
     "int8_dynamic_s8+int8_weights",
     "fp16",
+    "fused_gathers",
+    "fused_gathers+int8_dynamic_s8+int8_weights",
     "pruned",
 ]
 
 
 class ImportModelSection(_Cfg):
     name: str = Field(description="model name in the repository")
-    onnx: str = Field(description="the FP32 ONNX file (any exporter)")
+    onnx: str = Field(
+        description="the FP32 model: an ONNX file (any exporter), or a TorchScript (torch.jit.save) or torch.export "
+        "(torch.export.save, .pt2) program that the pipeline exports to ONNX with example inputs from [data] eval"
+    )
     output: str = Field(default="", description="output the metric reads; empty = the first FP32 output")
     vocab: str = Field(
         default="",

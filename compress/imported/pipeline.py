@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -25,11 +25,12 @@ from app.repository import list_versions, sha256_file
 from app.tasks.ctr.vocab import VocabFeaturizer
 from compress.candidates import Candidate
 from compress.config import resolve_path
-from compress.errors import GateFailed
+from compress.errors import ConfigError, GateFailed
 from compress.gate import describe
 from compress.imported.candidates import ImportBuilder, ImportedTask, build_all, check_names
 from compress.imported.config import ImportConfig
 from compress.imported.data import Rows, load_rows, split
+from compress.imported.program import export_program, program_kind
 from compress.imported.source import Source, evaluated_output, load_source
 from compress.imported.vocab import load_raw_rows, load_vocab, write_ctr_files
 from compress.pipeline import REPORT_FILE, code_version
@@ -98,6 +99,25 @@ def _rows(cfg: ImportConfig, source: Source, vocab: VocabFeaturizer | None) -> t
     return cal, held, {"files": files, "calibration": "seeded split of the eval file", **desc}
 
 
+def _load_model(cfg: ImportConfig, work: Path, stages: Stages) -> Source:
+    """The ONNX file as given, or a TorchScript / torch.export program exported to ONNX on the data's first rows."""
+    path = cfg.model.resolved_path()
+    kind = program_kind(path)
+    if kind == "onnx":
+        return load_source(path, work)
+    if cfg.model.vocab:
+        raise ConfigError(
+            f"{path.name} is a {kind} program: a model imported with vocabularies must be given as ONNX "
+            "(its inputs are the featurized tensors, which the raw data rows cannot provide as export examples)"
+        )
+    stages.say("exporting the %s program to ONNX", kind)
+    exported = export_program(path, kind, cfg.data, resolve_path(cfg.data.eval), work)
+    source = load_source(exported.onnx, work)
+    return replace(
+        source, path=exported.program, sha256=exported.sha256, producer=f"{kind} program", exporter=exported.exporter
+    )
+
+
 def run_import(
     cfg: ImportConfig, repo: Path, *, workdir: Path | None = None, publish_versions: bool = True
 ) -> ImportResult:
@@ -109,7 +129,7 @@ def run_import(
     stages = Stages(cfg.model.name)
     try:
         stages.say("reading %s", cfg.model.onnx)
-        source = load_source(cfg.model.resolved_path(), work)
+        source = _load_model(cfg, work, stages)
         output = evaluated_output(source.outputs, cfg.model.output)
         vocab_path = cfg.model.vocab_path()
         vocab = load_vocab(vocab_path, source.inputs) if vocab_path else None

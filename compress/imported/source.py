@@ -27,9 +27,15 @@ class Source:
     graph: Path
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    exporter: str = ""
+    """How the pipeline made the ONNX graph from a TorchScript / torch.export program; empty for an ONNX file."""
 
     def lineage(self) -> dict[str, object]:
-        return {"path": str(self.path), "sha256": self.sha256, "producer": self.producer, "opset": self.opset}
+        out: dict[str, object] = {"path": str(self.path), "sha256": self.sha256, "producer": self.producer}
+        out["opset"] = self.opset
+        if self.exporter:
+            out["exported_by"] = self.exporter
+        return out
 
 
 def load_source(path: Path, workdir: Path) -> Source:

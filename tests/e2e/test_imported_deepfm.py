@@ -147,6 +147,9 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
         assert rows[name]["status"] == "passed", rows[name]
         ratio = rows["fp32"]["bytes"] / rows[name]["bytes"]
         assert ratio >= 2.0, f"{name} is only {ratio:.2f}x smaller than FP32"
+    fused = rows["fused_gathers"]  # 26 per-field lookups -> one: the same rows read, so the same scores
+    assert fused["status"] == "passed" and fused["metrics"]["auc"] == rows["fp32"]["metrics"]["auc"], fused
+    assert fused["recipe"]["fused_gathers"]["fields"] == 26, fused["recipe"]
     print(json.dumps({n: [c["status"], c["bytes"], c["latency_ms"], c["metrics"]] for n, c in rows.items()}))
 
     server = start_server(repo, APP_DEFAULT_LATEST_VERSIONS="2", APP_TASK_MODELS=json.dumps({"ctr": "ctr-deepfm"}))

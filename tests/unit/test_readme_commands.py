@@ -31,6 +31,7 @@ def test_the_test_command_installs_what_pytest_needs_before_running_it() -> None
     needed = {"cpu", "serve", "train", "dev"}  # the tests import onnxruntime, fastapi, torch, pytest plugins
     assert needed <= extras(tests), f"the test command installs {sorted(extras(tests))}, needs {sorted(needed)}"
     assert needed <= extras(setup), "the first command must leave a venv in which the test command runs at once"
+    assert "tf" in extras(tests), "tests/e2e/test_imported_keras.py trains a Keras model: the test command installs tf"
 
 
 def test_dev_extra_has_pytest_and_the_plugins_the_pytest_settings_use() -> None:
