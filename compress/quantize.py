@@ -22,8 +22,9 @@ def _preprocess(src: Path, dst: Path) -> None:
 
     Symbolic inference does not know every domain's ops (``ai.onnx.ml`` ``Scaler`` in a scikit-learn graph): such
     graphs get ONNX's own shape inference instead, which is all the MatMul quantizers need. When symbolic inference
-    gives up (tf2onnx graphs, for one), ORT first dumps the half-inferred graph (``sym_shape_infer_temp.onnx`` plus a randomly named
-    ``.data`` file) into the working directory; those are removed, so a run writes only where it was told to.
+    gives up (tf2onnx graphs, for one), ORT first dumps the half-inferred graph (``sym_shape_infer_temp.onnx`` plus
+    a randomly named ``.data`` file) into the working directory; those are removed, so a run writes only where it
+    was told to.
     """
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
