@@ -236,13 +236,15 @@ class Options:
         return dict(self.models).get(endpoint.name, endpoint.model)
 
 
+_E2e = tuple[float, float, float, int, float]
+"""One wrk run: good req/s, p99 ms, server CPU ms per request, errors, server cores used."""
+
+
 @dataclass
 class _Series:
     runtime_rps: list[float]
     runtime_cpu: list[float]
-    e2e: dict[
-        str, list[tuple[float, float, float, int, float]]
-    ]  # server -> (good req/s, p99, CPU ms/req, errors, cores)
+    e2e: dict[str, list[_E2e]]  # server ("e2e", "baseline") -> its runs
 
 
 def _version_dir(repo: Path, model: str, endpoint: str) -> Path:

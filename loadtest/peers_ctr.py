@@ -219,7 +219,7 @@ def _rows(samples: dict[tuple[str, int], list[Sample]]) -> list[dict[str, Any]]:
 
 def render(rows: list[dict[str, Any]], sizes: list[int], args: argparse.Namespace) -> str:
     med = statistics.median
-    lines = [f"`wrk -t1 -c{args.connections} -d{args.duration}s`, {args.runs} interleaved rounds (medians); "
+    lines = [f"`wrk -t1 -c{args.connections} -d{args.duration}s`, {args.runs} interleaved repetitions (medians); "
              f"load average {os.getloadavg()[0]:.1f}", "",
              "| candidates | server | req/s | candidates/s | p99 ms | server CPU µs/req | errors | × triton-ort |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
