@@ -115,6 +115,7 @@ def test_request_arrays_leave_judgement_to_the_checked_path(features: dict[str, 
         ({}, {"C1": ["a"]}, "invalid_feature"),
         ({"I1": math.inf}, {"I1": 1}, "invalid_feature"),  # a bad context value is refused even when overridden
         ({"C9": 1}, {}, "unknown_feature"),
+        ({}, {"C1": 10**5000}, "invalid_feature"),  # beyond what str() converts: refused, not a 500
     ],
 )
 def test_request_tensors_refuse_like_merge_rows(

@@ -192,7 +192,10 @@ class CtrTask(Task):
         features = [c.features for c in req.candidates]
         known = self.known
         if all(map(known.issuperset, features)):
-            fast = request_arrays(req.context, features, self.featurizer)
+            try:
+                fast = request_arrays(req.context, features, self.featurizer)
+            except (ValueError, TypeError, ArithmeticError) as e:  # as prepare: e.g. an int too long for str()
+                raise InvalidInput(str(e), code="invalid_feature", status=422) from None
             if fast is not None:
                 return fast
         return self.prepare(merge_rows(req, known, self.dense))
