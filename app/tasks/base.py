@@ -148,6 +148,18 @@ class Call(Generic[T]):
             tracing.skip()  # queue and batch spans come from the batcher
         return out
 
+    async def submit_tensors(self, tensors: Tensors, n_rows: int) -> Tensors:
+        """Queue one item of already-built model inputs (``n_rows`` rows each); the batcher concatenates it with
+        the other items' tensors of the same names and shapes. Returns this item's output rows."""
+        if self._batcher is None:
+            raise ServiceError(f"version {self.model}/{self.version} has no batcher")
+        if tracing.ENABLED:
+            tracing.mark("validate")
+        out = await self._batcher.submit(tensors, n_rows, deadline=self.opts.deadline, priority=self.opts.priority)
+        if tracing.ENABLED:
+            tracing.skip()
+        return out
+
 
 def spread(n: int, limit: int) -> range:
     """At most ``limit`` indices spread evenly over ``n`` rows (drift observes a few rows of a long request)."""

@@ -23,6 +23,7 @@ CAT_RAW = "cat_raw"  # graph input: string [N, C], "" = missing
 RAW_MODEL_FILE = "model_raw.onnx"  # featurization + model, published beside model.onnx
 RAW_MODEL_ROLE = "raw_model"  # its role among the manifest's aux_files
 _NUMBER_TYPES = {int, float, type(None)}
+_SCALAR_TYPES = {str, int, float, type(None)}
 
 
 class Featurizer(Protocol):
@@ -89,5 +90,38 @@ def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: Featurizer) -> 
     n = len(records)
     return {
         DENSE_RAW: _dense_matrix(dense, n, dcols),
+        CAT_RAW: np.array(_cat_texts(cat), dtype=object).reshape(n, len(ccols)),
+    }
+
+
+def request_arrays(
+    context: Mapping[str, Any], features: Sequence[Mapping[str, Any]], featurizer: Featurizer
+) -> dict[str, np.ndarray] | None:
+    """One request's raw arrays straight from its parts: row i = ``context`` overlaid by ``features[i]``, exactly
+    as :func:`raw_arrays` of the merged rows, without building a dict per row.
+
+    Only for values that need no per-value judgement: every dense value a JSON number or null (finite, within
+    float64), every categorical value a string, number or null. Anything else returns None so the caller takes
+    the checked per-row path, which refuses or accepts it with its own message. Names are not checked here.
+    """
+    dcols, ccols = featurizer.dense_columns, featurizer.categorical_columns
+    dctx = [context.get(c) for c in dcols]  # a candidate's own field wins, even an explicit null
+    cctx = [context.get(c, "") for c in ccols]
+    dense: list[Any] = []
+    cat: list[Any] = []
+    for f in features:
+        dense += map(f.get, dcols, dctx)
+        cat += map(f.get, ccols, cctx)
+    if not set(map(type, dense)) <= _NUMBER_TYPES or not set(map(type, cat)) <= _SCALAR_TYPES:
+        return None
+    try:
+        x = np.array(dense, dtype=np.float64)  # None -> NaN
+    except OverflowError:
+        return None
+    if np.isinf(x).any():
+        return None
+    n = len(features)
+    return {
+        DENSE_RAW: x.reshape(n, len(dcols)),
         CAT_RAW: np.array(_cat_texts(cat), dtype=object).reshape(n, len(ccols)),
     }

@@ -1,8 +1,10 @@
 """``POST /v1/ads/ctr``: score ad candidates for one impression (task ``ctr-v1``).
 
 Each candidate row = ``context`` overlaid by the candidate's ``features``; all candidates of a request are ONE
-batcher item of N rows, featurized per batch in the worker thread by the version's own :class:`CtrFeaturizer`
-(the code path training used). Scores come back in candidate order.
+batcher item of N rows. With featurization inside the graph (``model_raw.onnx``, the default) the request's two
+raw arrays are built and checked on arrival, straight from the candidates (no dict per row); with the Python
+featurizer the merged rows are featurized per batch in the worker thread by the version's own
+:class:`CtrFeaturizer` (the code path training used). Scores come back in candidate order.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from app.errors import InvalidInput, PayloadTooLarge, names_hint
 from app.rollout.compare import PCTR_TOLERANCE, Comparison, spearman
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles, spread
 from app.tasks.ctr.features import KIND, FeatureError, dense_value
-from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, Featurizer, raw_arrays
+from app.tasks.ctr.raw import CAT_RAW, RAW_MODEL_ROLE, Featurizer, raw_arrays, request_arrays
 from app.tasks.ctr.schemas import CtrRequest, CtrResponse
 from app.tasks.ctr.vocab import load_featurizer
 
@@ -74,8 +76,11 @@ async def score(req: CtrRequest, call: Call[CtrTask]) -> dict[str, Any]:
         raise PayloadTooLarge(
             f"{n} candidates; at most {limit} per request (setting APP_MAX_CANDIDATES)", code="too_many_candidates"
         )
-    rows = merge_rows(req, task.known, task.dense)
-    outputs = await call.submit(rows)
+    tensors = task.request_tensors(req)  # graph mode: this request's arrays, checked here
+    if tensors is None:
+        outputs = await call.submit(merge_rows(req, task.known, task.dense))
+    else:
+        outputs = await call.submit_tensors(tensors, n)
     pctr = outputs[task.output].reshape(-1).tolist()
     scores = [{"ad_id": c.ad_id, "pctr": p} for c, p in zip(req.candidates, pctr, strict=True)]
     return {"model": call.model, "version": call.version, "scores": scores}
@@ -172,6 +177,28 @@ class CtrTask(Task):
             )
         except (ValueError, TypeError, ArithmeticError) as e:  # FeatureError is a ValueError
             raise InvalidInput(str(e), code="invalid_feature", status=422) from None
+
+    def request_tensors(self, req: CtrRequest) -> Tensors | None:
+        """Graph mode: one request's raw arrays, built and checked here rather than per batch, or None for the
+        per-row path (Python featurizer).
+
+        Plain requests (known names, JSON numbers or null in dense fields, scalars elsewhere) skip the row dicts;
+        any other request goes through :func:`merge_rows`, which refuses what must be refused with its message.
+        """
+        if self.raw_session is None:
+            return None
+        if req.context:
+            check_fields(req.context, self.known, self.dense, "context")
+        features = [c.features for c in req.candidates]
+        known = self.known
+        if all(map(known.issuperset, features)):
+            try:
+                fast = request_arrays(req.context, features, self.featurizer)
+            except (ValueError, TypeError, ArithmeticError) as e:  # as prepare: e.g. an int too long for str()
+                raise InvalidInput(str(e), code="invalid_feature", status=422) from None
+            if fast is not None:
+                return fast
+        return self.prepare(merge_rows(req, known, self.dense))
 
     def infer_fn(self, runtime_infer: InferFn) -> InferFn:
         session = self.raw_session
