@@ -29,6 +29,7 @@ from app.rollout.policy import (
 from app.rollout.rollback import breach
 from app.rollout.router import bucket, choose, sticky_value
 from app.rollout.shadow import Mirror
+from app.rollout.summary import comparisons
 from app.settings import Settings
 from app.tasks.chat.task import ChatTask
 from app.tasks.ctr.task import CtrTask
@@ -218,3 +219,16 @@ def test_agreement_limit_waits_for_enough_comparisons() -> None:
     mirror.record(("m", "canary", "2", "1"), Comparison(0.2))
     found = breach(policy, "m", metrics.families())
     assert found is not None and found[0] == "min_agreement" and "0.200" in found[1], found
+
+
+def test_measure_means_include_negative_correlations_in_one_process() -> None:
+    """A single-worker server reads its own registry (no multiprocess merge): every measure needs its ``_sum``."""
+    metrics = Metrics()
+    mirror = Mirror(ModelRegistry(Settings(), metrics), metrics, 2, 1.0)
+    labels = ("m", "shadow", "2", "1")
+    mirror.record(labels, Comparison(0.5, {"pctr_abs_diff": 0.03, "rank_corr": -0.4}))
+    mirror.record(labels, Comparison(1.0, {"pctr_abs_diff": 0.01, "rank_corr": 1.0}))
+    entry = comparisons(metrics.families(), "m")[("shadow", "2", "1")]
+    assert entry["scored"] == 2 and entry["agreement"] == pytest.approx(0.75), entry
+    assert entry["measures"]["pctr_abs_diff"] == pytest.approx(0.02), entry
+    assert entry["measures"]["rank_corr"] == pytest.approx(0.3), entry
