@@ -118,13 +118,10 @@ async def test_shadow_canary_and_automatic_rollback(
         assert abs(entry["measures"]["pctr_abs_diff"] - float(np.mean(np.abs(ref - cand)))) < 1e-5, entry
 
         # sticky canary: one customer, one version, over HTTP (both workers) and gRPC
+        mark = server.log.stat().st_size
         _policy(repo, "--canary", str(v2), "--weight", "0.5", "--sticky", "header:x-user-id")
-
-        async def split() -> bool:
-            seen = set(await _versions_seen(client, 20))
-            return seen == {1, v2}
-
-        await until(split, 30, "both workers route to the canary", interval_s=0.1)
+        canary_line = f"rollout policy of ad-ctr: stable 1, canary {v2} at 50% (sticky header:x-user-id)"
+        await until(lambda: len(_logged_by(server, mark, canary_line)) == 2, 30, "both workers routing to the canary")
         by_user: dict[str, int] = {}
         channel = grpc.insecure_channel(server.grpc_target)
         stub = tasks_pb2_grpc.TaskServiceStub(channel)
