@@ -19,7 +19,6 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,11 @@ def _config(model: str, configs: list[Path]) -> CompressConfig | None:
     return None
 
 
-def _ctr_requests(cfg: Any, per_request: int, limit: int) -> Iterator[tuple[str, dict[str, Any]]]:
+Phase = tuple[str, str, list[dict[str, Any]]]
+"""(what is replayed, route, request bodies)."""
+
+
+def _ctr_requests(cfg: Any, per_request: int, limit: int) -> list[Phase]:
     """The config's test rows (its seeded split) as ``/v1/ads/ctr`` bodies: ints for dense fields, strings for
     categorical ones, empty fields absent (as a request carries them)."""
     from compress.data import read_table, split_rows
@@ -62,22 +65,30 @@ def _ctr_requests(cfg: Any, per_request: int, limit: int) -> Iterator[tuple[str,
         rec: dict[str, Any] = {c: int(columns[c][i]) for c in d.dense if columns[c][i]}
         rec.update({c: columns[c][i] for c in d.categorical if columns[c][i]})
         rows.append(rec)
-    for start in range(0, len(rows), per_request):
-        chunk = rows[start : start + per_request]
-        yield "/v1/ads/ctr", {"candidates": [{"ad_id": f"a{start + j}", "features": r} for j, r in enumerate(chunk)]}
+    bodies = [
+        {
+            "candidates": [
+                {"ad_id": f"a{start + j}", "features": r} for j, r in enumerate(rows[start : start + per_request])
+            ]
+        }
+        for start in range(0, len(rows), per_request)
+    ]
+    return [(f"test rows, {per_request} per request", "/v1/ads/ctr", bodies)]
 
 
-def _chat_requests(cfg: Any, limit: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _chat_requests(cfg: Any, limit: int) -> list[Phase]:
     """The config's in-scope test messages, then its out-of-scope ones (its seeded per-intent split)."""
     from compress.chat.data import read_pairs, read_utterances, split_utterances
 
     utts, _ = read_utterances(cfg.data, read_pairs(cfg.data))
     split = split_utterances(utts, cfg.data, cfg.split)
-    for text in [*split.texts["test"], *split.oos_test][:limit]:
-        yield "/v1/chat", {"message": text}
+    return [
+        ("in-scope test messages", "/v1/chat", [{"message": t} for t in split.texts["test"][:limit]]),
+        ("out-of-scope test messages", "/v1/chat", [{"message": t} for t in split.oos_test[:limit]]),
+    ]
 
 
-def _requests(cfg: CompressConfig, args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]] | None:
+def _requests(cfg: CompressConfig, args: argparse.Namespace) -> list[Phase] | None:
     task = cfg.model.task
     if task == "ctr":
         return _ctr_requests(cfg, args.candidates, args.rows)
@@ -104,10 +115,26 @@ def _entry(url: str, model: str) -> dict[str, Any]:
     return found[0] if found else {"scored": 0, "dropped": 0, "errors": 0, "agreement": None, "measures": {}}
 
 
-def _all_finished(url: str, model: str, sent: int) -> bool:
-    """Every request's shadow comparison ended (scored, dropped or failed)."""
-    entry = _entry(url, model)
-    return int(entry["scored"] + entry["dropped"] + entry["errors"]) >= sent
+def _ended(entry: dict[str, Any]) -> int:
+    """Shadow comparisons that ended (scored, dropped or failed)."""
+    return int(entry["scored"] + entry["dropped"] + entry["errors"])
+
+
+def _all_finished(url: str, model: str, count: int) -> bool:
+    return _ended(_entry(url, model)) >= count
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The comparisons between two summaries: counts subtracted, means recovered from mean x scored."""
+    n0, n1 = before["scored"], after["scored"]
+    out: dict[str, Any] = {k: after[k] - before[k] for k in ("scored", "dropped", "errors")}
+
+    def mean(a: float | None, b: float | None) -> float | None:
+        return None if b is None or n1 == n0 else (b * n1 - (a or 0.0) * n0) / (n1 - n0)
+
+    out["agreement"] = mean(before["agreement"], after["agreement"])
+    out["measures"] = {k: mean(before["measures"].get(k), v) for k, v in after["measures"].items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,24 +178,26 @@ def main(argv: list[str] | None = None) -> None:
             if requests is None:
                 print(f"{model}: task {cfg.model.task} is not replayed by this script")
                 continue
-            sent, failed, t0 = 0, 0, time.monotonic()
-            for path, body in requests:
-                r = client.post(f"{url}{path}", json=body)
-                sent += 1
-                failed += r.status_code != 200
-            wait_until(partial(_all_finished, url, model, sent), 120, f"{model}: every comparison finished")
-            entry = _entry(url, model)
-            rows_out.append((model, newest, parent, sent, failed, time.monotonic() - t0, entry))
-            print(f"{model}: {sent} requests ({failed} failed) in {time.monotonic() - t0:.0f} s", flush=True)
+            for phase, path, bodies in requests:
+                before, failed, t0 = _entry(url, model), 0, time.monotonic()
+                for n, body in enumerate(bodies, 1):
+                    r = client.post(f"{url}{path}", json=body)
+                    failed += r.status_code != 200
+                    # one at a time: the next request waits for this one's comparison (none dropped for a
+                    # busy worker, unless the machine itself is)
+                    wait_until(partial(_all_finished, url, model, _ended(before) + n), 60, f"{model}: comparison")
+                entry = _delta(before, _entry(url, model))
+                rows_out.append((f"{model} ({phase})", newest, parent, len(bodies), failed, entry))
+                print(f"{model} ({phase}): {len(bodies)} requests ({failed} failed) in {time.monotonic() - t0:.0f} s")
     print("\n| model | live v. / FP32 parent | requests | shadow scored / dropped / errors | live agreement |"
           " live measures (means) | offline (manifest, test split) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for model, newest, parent, sent, failed, _, e in rows_out:
+    for model, newest, parent, sent, failed, e in rows_out:
         measures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(e["measures"].items()))
         agreement = "n/a" if e["agreement"] is None else f"{e['agreement']:.4f}"
         print(
             f"| {model} | {newest} / {parent} | {sent} ({failed} failed) | {e['scored']} / {e['dropped']} / "
-            f"{e['errors']} | {agreement} | {measures} | {_offline(_manifest(args.repo, model, newest))} |"
+            f"{e['errors']} | {agreement} | {measures} | {_offline(_manifest(args.repo, model.split()[0], newest))} |"
         )
 
 
