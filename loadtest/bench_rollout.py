@@ -112,8 +112,8 @@ def _shuffled_copy(src: Path, repo: Path, model: str) -> int:
     return publish(repo, model, stage)[0]
 
 
-def _error_codes(metrics_text: str) -> dict[str, int]:
-    """Requests answered with an error, by code and version, for ad-ctr."""
+def _error_codes(metrics_text: str, model: str = CTR) -> dict[str, int]:
+    """Requests answered with an error, by code and version, for ``model``."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, int] = {}
@@ -121,7 +121,7 @@ def _error_codes(metrics_text: str) -> dict[str, int]:
         if family.name == "inference_requests":
             for sm in family.samples:
                 lab = sm.labels
-                if sm.name.endswith("_total") and lab.get("model") == CTR and lab.get("outcome") == "error":
+                if sm.name.endswith("_total") and lab.get("model") == model and lab.get("outcome") == "error":
                     key = f"{lab['code']} (version {lab['version']})"
                     out[key] = out.get(key, 0) + int(sm.value)
     return out
@@ -229,11 +229,16 @@ def main(argv: list[str] | None = None) -> None:
             table += [(f"{what} ({n})", summarize(n, s)) for n, s in per.items()]
         url = servers["shadow"][0]
         summaries = {m: httpx.get(f"{url}/v2/models/{m}/rollout", timeout=30).json()["shadow"] for m in models}
+        codes = {
+            name: {m: _error_codes(httpx.get(f"{u}/metrics", timeout=30).text, m) for m in models}
+            for name, (u, _) in servers.items()
+        }
     print("| run | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx |\n|---|---|---|---|---|---|")
     for name, r in table:
         print(
             f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_request:,.0f} | {r.non_2xx} |"
         )
+    print(f"error codes answered (inference_requests_total): {codes}")
     for model, entries in summaries.items():
         for e in entries:
             print(
