@@ -103,6 +103,8 @@ async def _heartbeat(registry: ModelRegistry) -> None:
             try:
                 if record["action"] == "load":
                     await registry.load_model(record["model"])
+                elif record["action"] == "sync":  # a sibling changed the model's policy
+                    await registry.sync(only=record["model"])
                 elif record["action"] == "unload":
                     await registry.unload_model(record["model"])
             except ServiceError as e:

@@ -24,8 +24,10 @@ LATENCY_BUCKETS = (
     0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 AGREEMENT_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-DIFFERENCE_BUCKETS = (-0.5, 0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 2.0)
-"""Per-task comparison measures: absolute differences (small is good) and overlaps/correlations (1 is good)."""
+DIFFERENCE_BUCKETS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 2.0)
+"""Per-task comparison measures: absolute differences (small is good) and overlaps/correlations (1 is good).
+No negative bound (a rank correlation below 0 counts in ``le="0.0"``): prometheus_client drops a histogram's
+``_sum`` when its first bound is negative, and the summary's means need it."""
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 

@@ -114,7 +114,8 @@ def all_workers_ready(max_age_s: float = 5.0) -> bool:
 
 
 def broadcast(action: str, model: str) -> None:
-    """Tell sibling workers to repeat a repository-control action (load / unload) this worker just did.
+    """Tell sibling workers to repeat a repository-control action this worker just did: ``load`` / ``unload``, or
+    ``sync`` (a rescan of the model, after its rollout policy changed).
 
     One JSON line appended (``O_APPEND``: small writes never interleave) to a file in the pod's private folder;
     each worker's heartbeat loop applies the lines of the others within about a second.

@@ -4,25 +4,38 @@
 * ``shadow``: 100-candidate ``/v1/ads/ctr`` requests (and short ``/v1/chat`` messages when the repository holds
   ``chat-intent``); policy = the newest version stable, the one before it shadowed at ``--shadow-rate``.
 
+* ``--broken``: a copy of the newest ad-ctr version with its weights shuffled (same shapes, valid hashes: it
+  loads and answers, wrongly) is published into a mirror repository and put on a ``--weight`` canary with a
+  ``min_agreement`` limit; ``--duration`` seconds of 100-candidate requests (wrk) run while the rollout summary is
+  polled. Prints the requests, failures, the canary's requests and comparisons when it was rolled back, the time
+  from the start of the load to the rollback, and the rollback event's reason.
+
 Both servers read the same version folders (symlinked into two temporary repositories, one with the policies).
 Prints a table (medians of ``--runs`` interleaved rounds) and, for the shadow run, the comparisons the policy
 server scored and dropped (``GET /v2/models/{model}/rollout``).
 
     python -m loadtest.bench_rollout --repo model_repo --duration 5 --runs 3 --shadow-rate 0.1
+    python -m loadtest.bench_rollout --repo model_repo --broken --duration 30 --weight 0.2 --min-requests 200
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import tempfile
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.manifest import Manifest
 from app.rollout.policy import set_change, update_policy
+from compress.publish import file_info, publish
 from loadtest.harness import wrk
 from loadtest.harness.criteo import request_rows
 from loadtest.harness.procs import python_server as server
@@ -46,6 +59,13 @@ def _mirror(repo: Path, into: Path, models: list[str]) -> Path:
     return into
 
 
+def _criteo() -> Path:
+    """The Criteo sample under ``DATA_DIR`` (default: the project's ``../shared/data``)."""
+    from compress.config import DEFAULT_DATA_DIR
+
+    return Path(os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR) / "ctr" / "criteo_kaggle_train_10k.txt"
+
+
 def _v2_body(repo: Path) -> dict[str, Any]:
     manifest = json.loads((repo / CTR / str(_versions(repo, CTR)[-1]) / "manifest.json").read_text())
     inputs = []
@@ -56,6 +76,109 @@ def _v2_body(repo: Path) -> dict[str, Any]:
     return {"inputs": inputs}
 
 
+_WEIGHT_DTYPES = ("float32", "float16", "int8", "uint8")
+
+
+def _shuffled_copy(src: Path, repo: Path, model: str) -> int:
+    """Publish ``src`` into ``repo`` with every weight tensor of the network permuted (float or INT8: a quantized
+    version's weights are INT8; the same permutation in ``model.onnx`` and the fused ``model_raw.onnx``; index
+    tensors and featurization constants kept): loadable, same shapes, valid hashes, wrong answers. Returns the new
+    version number."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    def stage(d: Path, version: int) -> Manifest:
+        for f in src.iterdir():
+            if f.name != "manifest.json":
+                shutil.copyfile(f, d / f.name)
+        weights = {i.name for i in onnx.load(str(d / "model.onnx")).graph.initializer}
+        for name in ("model.onnx", "model_raw.onnx"):
+            if not (d / name).is_file():
+                continue
+            graph = onnx.load(str(d / name))
+            for init in graph.graph.initializer:
+                arr = numpy_helper.to_array(init)
+                if init.name in weights and arr.dtype in _WEIGHT_DTYPES and arr.size > 1:
+                    rng = np.random.default_rng(int.from_bytes(init.name.encode()[:8].ljust(8, b"\0"), "big"))
+                    shuffled = rng.permutation(arr.reshape(-1)).reshape(arr.shape)
+                    init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
+            onnx.save(graph, str(d / name))
+        manifest = Manifest.model_validate_json((src / "manifest.json").read_text())
+        artifacts = [a.model_copy(update=file_info(d, a.path)) for a in manifest.artifacts]
+        aux = [a.model_copy(update=file_info(d, a.path)) for a in manifest.aux_files]
+        return manifest.model_copy(update={"version": version, "artifacts": artifacts, "aux_files": aux})
+
+    return publish(repo, model, stage)[0]
+
+
+def _error_codes(metrics_text: str, model: str = CTR) -> dict[str, int]:
+    """Requests answered with an error, by code and version, for ``model``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, int] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "inference_requests":
+            for sm in family.samples:
+                lab = sm.labels
+                if sm.name.endswith("_total") and lab.get("model") == model and lab.get("outcome") == "error":
+                    key = f"{lab['code']} (version {lab['version']})"
+                    out[key] = out.get(key, 0) + int(sm.value)
+    return out
+
+
+def broken(args: argparse.Namespace) -> None:
+    """A shuffled-weights canary under load: when it is rolled back, with how many failed requests, and why."""
+    work = Path(tempfile.mkdtemp(prefix="bench-rollout-broken-"))
+    repo = _mirror(args.repo, work / "repo", [CTR])
+    stable = _versions(args.repo, CTR)[-1]
+    bad = _shuffled_copy(args.repo / CTR / str(stable), repo, CTR)
+    limits: dict[str, float | int] = {"min_agreement": args.min_agreement, "min_requests": args.min_requests}
+    update_policy(repo, CTR, set_change(stable=stable, canary=bad, weight=args.weight, limits=limits))
+    rows_src = args.criteo or _criteo()
+    cands = [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(request_rows(rows_src, 100))]
+    script = wrk.post_script(work / "ctr.lua", {"candidates": cands})
+    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": CTR, "MODEL_REPO": str(repo),
+           "APP_ROLLOUT_CHECK_INTERVAL_S": str(args.check_interval)}  # fmt: skip
+    seen: dict[str, Any] = {}
+    with server(["-m", "app"], env, work / "server.log") as (url, _pid):
+        t0 = time.monotonic()
+        done = threading.Event()
+
+        def watch() -> None:  # the first summary that shows the rollback, and when
+            while not done.is_set():
+                summary = httpx.get(f"{url}/v2/models/{CTR}/rollout", timeout=30).json()
+                if any(e["kind"] == "rollback" for e in summary["events"]):
+                    seen.update(summary=summary, after_s=time.monotonic() - t0)
+                    return
+                done.wait(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = wrk.run(f"{url}/v1/ads/ctr", script, args.concurrency, args.duration)
+        done.set()
+        watcher.join()
+        final = httpx.get(f"{url}/v2/models/{CTR}/rollout", timeout=30).json()
+        codes = _error_codes(httpx.get(f"{url}/metrics", timeout=30).text)
+    print(f"load: {result.requests} requests in {args.duration} s ({result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} "
+          f"ms), non-2xx {result.non_2xx}, socket errors {result.socket_errors}")  # fmt: skip
+    print(f"error codes answered (inference_requests_total): {codes or 'none'}")
+    print(f"policy: stable {stable}, canary {bad} (weights shuffled) at {args.weight:.0%}, limits {limits}")
+    if not seen:
+        print(f"NOT rolled back within {args.duration} s; summary: {json.dumps(final['versions'])} {final['shadow']}")
+        return
+    at = seen["summary"]
+    canary = at["versions"].get(str(bad), {})
+    comp = [e for e in at["shadow"] if e["role"] == "canary"]
+    event = next(e for e in at["events"] if e["kind"] == "rollback")
+    print(f"rolled back {seen['after_s']:.1f} s after the load started; the canary had answered "
+          f"{canary.get('requests')} requests ({canary.get('errors')} errors); comparisons "
+          f"{comp[0] if comp else 'none'}")  # fmt: skip
+    print(f"event: {event['reason']}")
+    after = final["versions"].get(str(bad), {}).get("requests")
+    print(f"canary requests by the end of the load: {after} (answers already routed when the policy changed)")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repo", required=True, type=Path, help="repository with at least two ad-ctr versions")
@@ -64,7 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--shadow-rate", type=float, default=0.1)
+    p.add_argument("--broken", action="store_true", help="the broken-canary rollback run instead")
+    p.add_argument("--weight", type=float, default=0.2, help="--broken: the canary's traffic share")
+    p.add_argument("--min-agreement", type=float, default=0.9, help="--broken: the policy's limit")
+    p.add_argument("--min-requests", type=int, default=200, help="--broken: the policy's minimum sample")
+    p.add_argument("--check-interval", type=float, default=2.0, help="--broken: APP_ROLLOUT_CHECK_INTERVAL_S")
     args = p.parse_args(argv)
+    if args.broken:
+        broken(args)
+        return
     models = [m for m in (CTR, CHAT) if len(_versions(args.repo, m)) >= 2]
     if CTR not in models:
         raise SystemExit(f"{args.repo} needs at least two {CTR} versions")
@@ -76,9 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         vs = _versions(args.repo, model)
         update_policy(hot, model, set_change(stable=vs[-1]))
         update_policy(shadowed, model, set_change(stable=vs[-1], shadow=vs[-2], shadow_rate=args.shadow_rate))
-    from compress.config import DEFAULT_DATA_DIR
-
-    rows_src = args.criteo or Path(DEFAULT_DATA_DIR) / "ctr" / "criteo_kaggle_train_10k.txt"
+    rows_src = args.criteo or _criteo()
     cands = [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(request_rows(rows_src, 100))]
     scripts = {
         "v2 1-row": ("/v2/models/ad-ctr/infer", wrk.post_script(work / "v2.lua", _v2_body(args.repo))),
@@ -100,11 +229,16 @@ def main(argv: list[str] | None = None) -> None:
             table += [(f"{what} ({n})", summarize(n, s)) for n, s in per.items()]
         url = servers["shadow"][0]
         summaries = {m: httpx.get(f"{url}/v2/models/{m}/rollout", timeout=30).json()["shadow"] for m in models}
+        codes = {
+            name: {m: _error_codes(httpx.get(f"{u}/metrics", timeout=30).text, m) for m in models}
+            for name, (u, _) in servers.items()
+        }
     print("| run | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx |\n|---|---|---|---|---|---|")
     for name, r in table:
         print(
             f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_request:,.0f} | {r.non_2xx} |"
         )
+    print(f"error codes answered (inference_requests_total): {codes}")
     for model, entries in summaries.items():
         for e in entries:
             print(

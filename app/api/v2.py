@@ -214,7 +214,7 @@ async def change_rollout(request: Request, model: str) -> Response:
         reason = getattr(e, "reason", "bad_policy")
         raise InvalidInput(f"{reason}: {e}", code="bad_policy", status=422) from None
     await svc.registry.sync(only=model)
-    broadcast("load", model)  # sibling workers rescan now
+    broadcast("sync", model)  # sibling workers rescan now (a sync: an unloaded model stays unloaded)
     return json_response({"policy": None if policy is None else policy.model_dump(mode="json")})
 
 

@@ -1,9 +1,10 @@
 """Automatic rollback: a canary that breaks one of its policy's limits is set to weight 0 by the service.
 
 Only the first worker of a pod judges (from the pod's merged metrics) and writes; the write is atomic and locked
-(:func:`app.rollout.policy.update_policy`) and a no-op when another pod got there first, and every worker
-picks the new policy up like any other policy change. The canary stays loaded (still named), so requests in
-flight on it finish and the stable version answers the next ones: no request fails during the switch.
+(:func:`app.rollout.policy.update_policy`) and a no-op when another pod got there first. The pod's other workers
+are told at once (:func:`app.pod.broadcast`); other pods pick the new policy up at their next rescan. The canary
+stays loaded (still named), so requests in flight on it finish and the stable version answers the next ones: no
+request fails during the switch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from app.pod import broadcast
 from app.rollout.policy import Policy, PolicyError, rollback_change, update_policy
 from app.rollout.summary import comparisons, version_stats
 
@@ -79,4 +81,5 @@ async def check_canaries(registry: ModelRegistry) -> None:
         metrics.rollout_canary_weight.labels(model, str(version)).set(0)
         LOG.error("canary %s/%s rolled back (weight 0): %s: %s", model, version, limit, reason)
         if new is not None:
-            registry.policies[model] = new  # this worker at once; the others at their next rescan
+            registry.policies[model] = new  # this worker at once
+        broadcast("sync", model)  # its sibling workers within about a second (other pods: their next rescan)

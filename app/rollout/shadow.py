@@ -6,9 +6,12 @@
   reference): the agreement a canary's ``min_agreement`` limit reads.
 
 The copy runs after the live answer was computed, as a low-priority request of the other version's own batcher,
-with a short deadline. It is dropped (and counted), never queued, when the worker already runs
-``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or either version has queued work: a slow shadow sheds its own
-samples and never slows live traffic. Its errors are counted, never surfaced.
+with a short deadline. It is dropped (and counted) when the worker already runs ``APP_ROLLOUT_MAX_IN_FLIGHT``
+comparisons, or when either version has queued work: a shadow sample as soon as anything is queued (a slow
+shadow sheds its own samples and never slows live traffic), a canary sample only once the expected queue wait
+passes half the batcher's queue budget. Canary samples are the automatic rollback's evidence: dropped whenever
+anything was queued, a steadily loaded worker scored almost none and a broken canary kept its traffic long
+after its minimum sample. Errors are counted, never surfaced.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.batching import Priority
+from app.batching import DynamicBatcher, Priority
 from app.errors import ServiceError
 from app.request_options import RequestOptions
 from app.rollout.compare import Comparison
@@ -55,7 +58,7 @@ class Mirror:
             self._start(_Copy("shadow", model, version, shadow.version, route, req, result, rows))
 
     def _start(self, copy: _Copy) -> None:
-        if self.in_flight >= self.max_in_flight or self._busy(copy.model, copy.live):
+        if self.in_flight >= self.max_in_flight or self._busy(copy.model, copy.live, copy.role):
             self.metrics.rollout_comparisons.labels(*copy.labels, "dropped").inc()
             return
         self.in_flight += 1
@@ -63,13 +66,13 @@ class Mirror:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _busy(self, model: str, live: int) -> bool:
+    def _busy(self, model: str, live: int, role: str) -> bool:
         """Live work is queued on the answering version: the worker has no spare time for a comparison."""
         try:
             batcher = self.registry.resolve(model, live).batcher
         except ServiceError:
             return True
-        return batcher is not None and batcher.expected_wait_s() > 0.0
+        return batcher is not None and _too_busy(batcher, role)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -79,7 +82,7 @@ class Mirror:
         await asyncio.sleep(0)  # let the live answer go out first
         labels = copy.labels
         try:
-            scored = await self._score(copy.model, copy.other, copy.route, copy.req, copy.rows)
+            scored = await self._score(copy.model, copy.other, copy.route, copy.req, copy.rows, copy.role)
         except _Busy:
             self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
             return
@@ -104,10 +107,10 @@ class Mirror:
         for measure, value in found.measures.items():
             m.rollout_difference.labels(*labels, measure).observe(value)
 
-    async def _score(self, model: str, version: int, route: Route[Any] | None, req: Any, rows: int) -> Any:
+    async def _score(self, model: str, version: int, route: Route[Any] | None, req: Any, rows: int, role: str) -> Any:
         with self.registry.lease(model, version) as mv:
             batcher = mv.batcher
-            if batcher is None or batcher.expected_wait_s() > 0.0:
+            if batcher is None or _too_busy(batcher, role):
                 raise _Busy
             opts = RequestOptions(time.monotonic() + self.timeout_s, Priority.LOW)
             if route is not None:
@@ -140,6 +143,20 @@ class _Copy:
         """(model, role, version, reference): the canary against stable, or the shadow against the live version."""
         version, reference = (self.live, self.other) if self.role == "canary" else (self.other, self.live)
         return (self.model, self.role, str(version), str(reference))
+
+
+CANARY_WAIT_NO_BUDGET_S = 0.05
+"""A canary sample's wait limit on a batcher without a queue budget (no admission limit configured)."""
+
+
+def _too_busy(batcher: DynamicBatcher, role: str) -> bool:
+    """Whether a comparison of ``role`` must be dropped now: any queued work for a shadow; for a canary, an
+    expected wait over half the queue budget (a worker near overload)."""
+    wait: float = batcher.expected_wait_s()
+    if role == "shadow":
+        return wait > 0.0
+    budget = batcher.config.queue_budget_s
+    return wait > (budget / 2 if budget else CANARY_WAIT_NO_BUDGET_S)
 
 
 class _Busy(Exception):

@@ -9,6 +9,8 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,8 @@ from app.rollout.policy import (
 )
 from app.rollout.rollback import breach
 from app.rollout.router import bucket, choose, sticky_value
-from app.rollout.shadow import Mirror
+from app.rollout.shadow import Mirror, _too_busy
+from app.rollout.summary import comparisons
 from app.settings import Settings
 from app.tasks.chat.task import ChatTask
 from app.tasks.ctr.task import CtrTask
@@ -218,3 +221,40 @@ def test_agreement_limit_waits_for_enough_comparisons() -> None:
     mirror.record(("m", "canary", "2", "1"), Comparison(0.2))
     found = breach(policy, "m", metrics.families())
     assert found is not None and found[0] == "min_agreement" and "0.200" in found[1], found
+
+
+def test_measure_means_include_negative_correlations_in_one_process() -> None:
+    """A single-worker server reads its own registry (no multiprocess merge): every measure needs its ``_sum``."""
+    metrics = Metrics()
+    mirror = Mirror(ModelRegistry(Settings(), metrics), metrics, 2, 1.0)
+    labels = ("m", "shadow", "2", "1")
+    mirror.record(labels, Comparison(0.5, {"pctr_abs_diff": 0.03, "rank_corr": -0.4}))
+    mirror.record(labels, Comparison(1.0, {"pctr_abs_diff": 0.01, "rank_corr": 1.0}))
+    entry = comparisons(metrics.families(), "m")[("shadow", "2", "1")]
+    assert entry["scored"] == 2 and entry["agreement"] == pytest.approx(0.75), entry
+    assert entry["measures"]["pctr_abs_diff"] == pytest.approx(0.02), entry
+    assert entry["measures"]["rank_corr"] == pytest.approx(0.3), entry
+
+
+class _Queue:
+    """A batcher's admission view: its expected wait and queue budget."""
+
+    def __init__(self, wait_s: float, budget_s: float | None) -> None:
+        self.wait_s, self.config = wait_s, SimpleNamespace(queue_budget_s=budget_s)
+
+    def expected_wait_s(self) -> float:
+        return self.wait_s
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "budget_s", "shadow_dropped", "canary_dropped"),
+    [(0.0, 0.1, False, False), (0.01, 0.1, True, False), (0.06, 0.1, True, True), (0.04, None, True, False)],
+)
+def test_canary_samples_wait_behind_a_short_queue_shadow_samples_do_not(
+    wait_s: float, budget_s: float | None, shadow_dropped: bool, canary_dropped: bool
+) -> None:
+    queue: Any = _Queue(wait_s, budget_s)
+    assert (_too_busy(queue, "shadow"), _too_busy(queue, "canary")) == (shadow_dropped, canary_dropped), (
+        wait_s,
+        budget_s,
+    )
