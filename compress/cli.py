@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--from-version", type=int, required=True, help="the ANN version whose user tower is reused")
     c.add_argument("--repo", required=True)
     c.add_argument("--retrieval", choices=["ivf_flat", "ivf_pq_fastscan", "hnsw", "exact"], help="default: source's")
-    c.add_argument("--cold-start", choices=["title", "skip"], default="title", help="new items without a vector")
+    c.add_argument("--cold-start", choices=["skip", "title"], default="skip", help="new items (no learned vector)")
     c.add_argument("--item-column", help="default: [data].item")
     c.add_argument("--title-column", help="default: [data].text")
     c.set_defaults(fn=_catalogue)

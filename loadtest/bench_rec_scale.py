@@ -112,6 +112,21 @@ def worker_rss_mib(pid: int) -> float:
     return out
 
 
+def start(stack: ExitStack, env: dict[str, str], log: Path, tries: int = 3) -> tuple[str, int]:
+    """``python -m app`` until ready; retried: under a load average of 20+ a worker's start can fail on a busy
+    SQLite lock of the pod's availability file (5 s timeout), which says nothing about retrieval."""
+    from loadtest.harness.procs import python_server
+
+    for attempt in range(tries):
+        try:
+            return stack.enter_context(python_server(["-m", "app"], env, log))
+        except (TimeoutError, RuntimeError) as e:
+            if attempt == tries - 1:
+                raise
+            print(f"  server start failed ({str(e).splitlines()[0]}), retrying", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
 def answers(url: str, lines: list[str]) -> list[list[str]]:
     import httpx
 
@@ -128,7 +143,6 @@ def measure_size(args: Any, source: Source, n: int, work: Path, body_file: Path)
     """Publish, serve and load every kind at ``n`` items; one row per kind."""
     from compress.config import load_config
     from loadtest.harness import wrk
-    from loadtest.harness.procs import python_server
 
     cfg: Any = load_config(args.config)
     r = cfg.retrieval.model_copy(update={k: v for k, v in args.tune.items()})
@@ -162,8 +176,7 @@ def measure_size(args: Any, source: Source, n: int, work: Path, body_file: Path)
                 "APP_REQUIRED_MODELS": source.manifest.name,
                 "APP_WORKERS": str(args.workers),
             }
-            log = work / f"{n}-{kind}.log"
-            servers[kind] = stack.enter_context(python_server(["-m", "app"], env, log))
+            servers[kind] = start(stack, env, work / f"{n}-{kind}.log")
         got = {kind: answers(url, lines) for kind, (url, _) in servers.items()}
         samples: dict[tuple[str, int], list[Any]] = {}
         for _ in range(args.runs):  # interleaved: every kind and client count once per round

@@ -99,15 +99,15 @@ class TitleNeighbours:
         df = Counter(w for d in self.docs for w in d)
         self.idf = {w: float(np.log(len(self.docs) / n)) for w, n in df.items()}
 
-    def vector(self, title: str, skip: int = 0) -> tuple[np.ndarray, float] | None:
+    def vector(self, title: str, skip: frozenset[int] = frozenset()) -> tuple[np.ndarray, float] | None:
         """Mean vector and repeat propensity of the ``neighbours`` known items sharing the most title words with
-        ``title`` (never item ``skip``: leave-one-out measurements); None when no known title shares a word."""
+        ``title`` (never the indices in ``skip``: held-out measurements); None when no known title shares a word."""
         words = {w for w in _words(title) if w in self.idf}
         if not words:
             return None
         score = np.array([sum(self.idf[w] for w in words & d) for d in self.docs])
         if skip:
-            score[skip - 1] = 0.0
+            score[np.fromiter(skip, np.int64) - 1] = 0.0
         top = np.argsort(-score, kind="stable")[: self.k]
         top = top[score[top] > 0] + 1
         if not len(top):

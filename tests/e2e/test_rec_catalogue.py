@@ -88,7 +88,7 @@ def test_snapshot_publishes_new_items_and_retires_old_ones_with_the_same_user_to
     repo = ann_source.parents[1]
     rc = compress_main(
         ["-q", "catalogue", str(REC_CI_CONFIG), "--snapshot", str(snap), "--repo", str(repo),
-         "--from-version", ann_source.name]
+         "--from-version", ann_source.name, "--cold-start", "title"]
     )  # fmt: skip
     assert rc == 0
     new_dir = ann_source.parent / str(int(ann_source.name) + 1)
