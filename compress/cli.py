@@ -1,4 +1,4 @@
-"""Command line: ``python -m compress run|report|evaluate|demo``. Expected failures print one line and exit 2."""
+"""Command line: ``python -m compress <command>`` (run, report, catalogue...). Expected failures print one line, exit 2."""
 
 from __future__ import annotations
 
@@ -74,6 +74,28 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalogue(args: argparse.Namespace) -> int:
+    from compress.config import load_config
+    from compress.errors import ConfigError
+    from compress.recommend.catalogue import publish_side, read_snapshot, read_source, snapshot, summary
+    from compress.recommend.config import RecConfig
+
+    cfg = load_config(Path(args.config))
+    if not isinstance(cfg, RecConfig):
+        raise ConfigError(f"{args.config}: 'catalogue' needs a recommendation config")
+    repo = Path(args.repo)
+    source = read_source(repo / cfg.model.name / str(args.from_version))
+    items, titles = read_snapshot(
+        Path(args.snapshot), args.item_column or cfg.data.item, args.title_column or cfg.data.text
+    )
+    side, change = snapshot(source, items, titles, args.cold_start)
+    kind = args.retrieval or str(source.manifest.recipe.get("retrieval", "ivf_flat"))
+    note = {**change, "snapshot": str(args.snapshot)}
+    _, vdir = publish_side(repo, source, side, kind, cfg.retrieval, cfg.train.seed, note)
+    print(summary(vdir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m compress", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug-level log lines too")
@@ -105,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("config")
     f.add_argument("--redis-url", help="redis://host:port/db (default: env APP_REDIS_URL, then REDIS_URL)")
     f.set_defaults(fn=_features)
+    c = sub.add_parser(
+        "catalogue", help="publish a new catalogue snapshot over an ANN version's user tower (no retraining)"
+    )
+    c.add_argument("config", help="the recommendation config (model name, [data] columns, [retrieval])")
+    c.add_argument("--snapshot", required=True, help="CSV, TSV or parquet: one row per item now in the catalogue")
+    c.add_argument("--from-version", type=int, required=True, help="the ANN version whose user tower is reused")
+    c.add_argument("--repo", required=True)
+    c.add_argument("--retrieval", choices=["ivf_flat", "ivf_pq_fastscan", "hnsw", "exact"], help="default: source's")
+    c.add_argument("--cold-start", choices=["skip", "title"], default="skip", help="new items (no learned vector)")
+    c.add_argument("--item-column", help="default: [data].item")
+    c.add_argument("--title-column", help="default: [data].text")
+    c.set_defaults(fn=_catalogue)
     from compress.imported.cli import add_parser as add_import
 
     add_import(sub)

@@ -1,423 +1,313 @@
-"""SYNTHETIC 1M-item catalogue: top-K retrieval latency and memory of each recommendation candidate kind.
+"""Recommendation at catalogue scale through the real service: SYNTHETIC catalogues, exact vs ANN retrieval, HTTP.
 
-Nothing here is data and nothing here measures recommendation quality. The item table and the history
-embedding are random vectors (a Gaussian mixture of 1,000 "categories", so that PQ and graph indexes see some
-structure), the customers random 20-item histories; the model has the published config's shapes
-(``compress/configs/recommend.toml``: dim, hidden, history length, top-K, PQ shape, shortlist) and its repeat
-term switched off. Only latency and memory mean anything; the "overlap@10" column says how much of the exact
-top 10 an approximate method returns *on these synthetic vectors* (a sanity check, not a recall).
+For each catalogue size a version per retrieval kind is published into its own temporary repository the way
+``compress`` publishes (``compress.recommend.catalogue.publish_side``: manifest naming the index, the INT8
+re-scoring table, ``rec.json``), each served by ``python -m app``, and all of them driven by wrk in interleaved
+rounds at 1 and 32 connections (medians over ``--runs``). The user tower is the trained model's ONNX tower of
+an ANN version (``--source``, or a ``compress run`` of ``--config`` first); the item vectors are SYNTHETIC:
+the real items keep their learned vectors (indices 1..N_real, so real histories stay readable) and the rest are
+drawn from a Gaussian mixture centred on the real vectors with their covariance (scaled by ``--spread``), so
+neighbourhoods look like the trained model's. Requests are real customers' recent histories (``k`` = 10).
 
-Rows:
+``exact`` scores every item (faiss ``Flat``, fp32 BLAS) with the same re-scoring and filtering: the reference of
+``recall_vs_exact`` (overlap@10 of each kind's answer with exact's, through HTTP, same bodies). ``rss_mib`` is
+the largest serving worker's VmRSS after the load. wrk's percentiles count every answer, failed ones
+(non-2xx, socket errors) included: the ``errors_*`` columns say how many there were.
+The quality of the model is measured on real data by
+``compress run`` (docs/compression.md), not here.
 
-* the ONNX graphs the pipeline builds, exported from ``compress.recommend.model`` exactly as ``compress run`` does:
-  ``fp32`` (Einsum + TopK), ``table_fp16``, ``table_int8`` (row-wise INT8 + fp16 scale), ``table_int8+pq``
-  (PQ shortlist in the graph, exact re-scoring of ``shortlist`` rows);
-* faiss (``pip install faiss-cpu``, the ``loadtest`` extra), fed the user vector of the same model: exact
-  ``IndexFlatIP``; ``IndexPQ`` with the config's PQ shape and ``IndexPQFastScan`` (16 x 4 bit) each re-scoring
-  a ``shortlist`` exactly with the INT8 table; ``IndexHNSWFlat`` (M=32, efSearch=128), an ANN graph index.
-
-Each candidate is timed in its own subprocess (1 thread, as ``[latency] threads = 1``) so "RSS added" is that
-process's peak resident memory minus its memory before loading the file. Build times use 2 threads.
-
-    python -m loadtest.bench_rec_scale                         # 1,000,000 items (retrieval.scale_items), ~10 min
-    python -m loadtest.bench_rec_scale --items 100000 --seconds 2 --no-hnsw
+    python -m loadtest.bench_rec_scale --items 10000,100000,1000000 --json rec_scale.json
+    python -m loadtest.bench_rec_scale --items 100000 --kinds exact,ivf_pq_fastscan --duration 3 --runs 2
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compress.config import PROJECT_ROOT
+from compress.recommend.catalogue import EXACT, ItemSide, Source, publish_side, read_source
 
 CONFIG = PROJECT_ROOT / "compress" / "configs" / "recommend.toml"
-BATCHES = (1, 32)
-HISTORY_ITEMS = 20
-CATEGORIES = 1000
+KINDS = (EXACT, "ivf_flat", "ivf_pq_fastscan", "hnsw")
+CLIENTS = (1, 32)
+K = 10
 
 
-@dataclass
-class Built:
-    """One candidate on disk: what the timing subprocess loads, and what it cost to build."""
-
-    name: str
-    kind: str  # onnx | faiss | faiss_rescore
-    path: Path
-    stored_bytes: int
-    build_s: float
-    notes: str = ""
-    timing: dict[str, Any] = field(default_factory=dict)
-
-
-def synthetic_vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    """``n`` x ``dim`` float32 rows: a category centre plus noise. SYNTHETIC."""
+def synthetic_side(side: ItemSide, n: int, seed: int, spread: float = 0.5) -> ItemSide:
+    """``n`` items: the real ones first (their learned vectors), then SYNTHETIC ones, each a real item's vector
+    plus Gaussian noise with the real vectors' covariance times ``spread``^2, its repeat propensity copied."""
+    real = len(side)
+    if n + 1 <= real:
+        return ItemSide(side.items[: n + 1], side.titles[: n + 1], side.vectors[: n + 1], side.repeat_item[: n + 1])
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CATEGORIES, dim), dtype=np.float32) / np.sqrt(dim)
-    out = np.empty((n, dim), np.float32)
+    x = side.vectors[1:].astype(np.float64)
+    lam, vec = np.linalg.eigh(np.cov(x, rowvar=False))
+    root = (vec * np.sqrt(np.clip(lam, 0, None))).T.astype(np.float32)  # z @ root ~ N(0, cov)
+    extra = n + 1 - real
+    centre = rng.integers(1, real, extra)
+    vectors = np.empty((n + 1, side.vectors.shape[1]), np.float32)
+    vectors[:real] = side.vectors
     step = 1 << 17
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        out[a:b] = centres[rng.integers(0, CATEGORIES, b - a)]
-        out[a:b] += 0.5 * rng.standard_normal((b - a, dim), dtype=np.float32) / np.sqrt(dim)
+    for a in range(0, extra, step):
+        c = centre[a : a + step]
+        z = rng.standard_normal((len(c), root.shape[0]), dtype=np.float32)
+        vectors[real + a : real + a + len(c)] = side.vectors[c] + spread * (z @ root)
+    repeat = np.concatenate([side.repeat_item, side.repeat_item[centre]])
+    items = side.items + [f"SYN{i:08d}" for i in range(extra)]
+    return ItemSide(items, side.titles + [""] * extra, vectors, repeat)
+
+
+def ensure_source(args: Any, work: Path) -> Path:
+    """``--source``, or a ``compress run`` of ``--config`` whose ``ann_ivf_flat`` row is published (its tower)."""
+    if args.source:
+        return Path(args.source)
+    from compress.config import load_config
+    from compress.pipeline import publish_candidate, run
+
+    cfg = load_config(args.config)
+    repo = work / "source-repo"
+    result = run(cfg, repo, workdir=work / "source-work", publish_versions=False)
+    version = publish_candidate(cfg, repo, result, "ann_ivf_flat")
+    return repo / cfg.model.name / str(version)
+
+
+def bodies(source: Source, path: Path, n: int = 500) -> Path:
+    """Real customers' recent histories (the source version's ``histories.json``), one request body a line."""
+    hist = json.loads((source.dir / source.manifest.aux("histories").path).read_text())
+    rows = [h[: source.state.history_len] for h in hist.values() if h][:n]
+    path.write_text("".join(json.dumps({"history": h, "k": K}) + "\n" for h in rows))
+    return path
+
+
+def _artifact_bytes(version_dir: Path) -> dict[str, int]:
+    man = json.loads((version_dir / "manifest.json").read_text())
+    files = {f["role"]: f["bytes"] for f in man["aux_files"]}
+    return {
+        "index_bytes": files["ann_index"],
+        "rescoring_bytes": files["ann_items"],
+        "catalogue_bytes": files["preprocess"],
+        "model_bytes": man["artifacts"][0]["bytes"],
+        "artifact_bytes": sum(files.values()) + man["artifacts"][0]["bytes"],
+    }
+
+
+def worker_rss_mib(pid: int) -> float:
+    """The largest VmRSS among the server's worker processes."""
+    from tests.fixtures.servers import worker_pids
+
+    out = 0.0
+    for w in worker_pids(pid):
+        for line in Path(f"/proc/{w}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out = max(out, int(line.split()[1]) / 1024)
     return out
 
 
-def synthetic_model(cfg: Any, n: int, seed: int) -> Any:
-    """A ``TwoTower`` of the config's shapes over ``n`` SYNTHETIC items (repeat term off, zero bias)."""
-    import torch
+def start(stack: ExitStack, env: dict[str, str], log: Path, tries: int = 3) -> tuple[str, int]:
+    """``python -m app`` until ready; retried: under a load average of 20+ a worker's start can fail on a busy
+    SQLite lock of the pod's availability file (5 s timeout), which says nothing about retrieval."""
+    from loadtest.harness.procs import python_server
 
-    from compress.recommend.model import Fp32Table, TwoTower
-
-    t = cfg.train
-    torch.manual_seed(seed)
-    model = TwoTower(2, t.dim, t.hidden, t.history_len, cfg.retrieval.top_k)  # small, then the real tables
-    model.inp = torch.nn.Embedding(n, t.dim, padding_idx=0, _weight=torch.from_numpy(synthetic_vectors(n, t.dim, seed)))
-    model.table = Fp32Table(torch.from_numpy(synthetic_vectors(n, t.dim, seed + 1)))
-    model.bias = torch.nn.Parameter(torch.zeros(n))
-    model.rep_item = torch.nn.Parameter(torch.full((n,), -30.0))  # softplus(-30) ~ 1e-13: no repeat boost
-    mask = torch.zeros(n)
-    mask[0] = -1e9
-    model.pad_mask = mask
-    return model.eval()
+    for attempt in range(tries):
+        try:
+            return stack.enter_context(python_server(["-m", "app"], env, log))
+        except (TimeoutError, RuntimeError) as e:
+            if attempt == tries - 1:
+                raise
+            print(f"  server start failed ({str(e).splitlines()[0]}), retrying", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
-def pq_at_scale(weight: np.ndarray, m: int, c: int, seed: int, sample: int = 16384) -> Any:
-    """``compress.recommend.model.PQIndex`` with codebooks fitted on a sample (its own k-means) and every row coded.
+def answers(url: str, lines: list[str]) -> list[list[str]]:
+    import httpx
 
-    The class's k-means over all rows would need ~n x c x dim floats per step; the code assignment is the same
-    nearest-centroid rule, done in chunks.
-    """
-    import torch
-
-    from compress.recommend.model import PQIndex
-
-    rng = np.random.default_rng(seed)
-    fit = weight[rng.choice(len(weight), size=min(sample, len(weight)), replace=False)]
-    pq = PQIndex(torch.from_numpy(fit), m, c, seed, iters=10)
-    books = pq.books.numpy()  # [m, c, d/m]
-    sub = weight.reshape(len(weight), m, -1)
-    codes = np.empty((len(weight), m), np.uint8)
-    norms = (books**2).sum(-1)  # [m, c]
-    for a in range(0, len(weight), 1 << 14):
-        x = sub[a : a + (1 << 14)]
-        codes[a : a + len(x)] = (norms[None] - 2 * np.einsum("nmd,mcd->nmc", x, books)).argmin(-1)
-    pq.codes = torch.from_numpy(codes)
-    pq.n = len(weight)
-    return pq
-
-
-def build_onnx(cfg: Any, model: Any, feeds: dict[str, np.ndarray], work: Path) -> list[Built]:
-    """The pipeline's own transforms and exporter (``compress.onnx_tools.export_torch``) at catalogue scale."""
-    import copy
-
-    from compress.onnx_tools import export_torch
-    from compress.recommend.model import table_weight, with_tables
-    from compress.recommend.task import RecTask
-
-    task = RecTask(cfg)
-    r = cfg.retrieval
     out = []
-
-    def export(name: str, m: Any, t0: float, notes: str) -> None:
-        path = work / f"{name.replace('+', '__')}.onnx"
-        export_torch(m, feeds, task.inputs, task.outputs, path)
-        out.append(Built(name, "onnx", path, path.stat().st_size, time.perf_counter() - t0, notes))
-        print(f"  built {name}: {path.stat().st_size / 2**20:,.0f} MiB", file=sys.stderr)
-
-    t0 = time.perf_counter()
-    export("fp32", model, t0, "Einsum + TopK over the fp32 table")
-    t0 = time.perf_counter()
-    path = work / "fp32_matmul.onnx"
-    matmul_layout(out[0].path, path)
-    out.append(
-        Built(
-            "fp32, table stored [D, N] (MatMul)",
-            "onnx",
-            path,
-            path.stat().st_size,
-            time.perf_counter() - t0,
-            "the fp32 graph with its Einsum rewritten as MatMul (not published)",
-        )
-    )
-    t0 = time.perf_counter()
-    fp16, _ = with_tables(model, "fp16")
-    export("table_fp16", fp16, t0, "fp16 table, CastLike to fp32 per call")
-    del fp16
-    t0 = time.perf_counter()
-    int8, _ = with_tables(model, "int8")
-    export("table_int8", int8, t0, "row-wise int8 table + history embedding, fp16 scales")
-    t0 = time.perf_counter()
-    pq_model = copy.deepcopy(int8)
-    pq_model.pq = pq_at_scale(table_weight(model).numpy(), r.pq_subspaces, r.pq_centroids, cfg.train.seed)
-    pq_model.shortlist = r.shortlist
-    export(
-        "table_int8+pq",
-        pq_model,
-        t0,
-        f"PQ {r.pq_subspaces}x{r.pq_centroids} Gather-sum in the graph, exact re-scoring of {r.shortlist}",
-    )
-    gc.collect()
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for body in lines:
+            r = c.post("/v1/recommend", content=body, headers={"Content-Type": "application/json"})
+            r.raise_for_status()
+            out.append([it["item_id"] for it in r.json()["items"]])
     return out
 
 
-def matmul_layout(src: Path, dst: Path) -> None:
-    """``Einsum('bd,nd->bn', u, table)`` -> ``MatMul(u, table^T)`` with the table stored transposed.
+def measure_size(args: Any, source: Source, n: int, work: Path, body_file: Path) -> list[dict[str, Any]]:
+    """Publish, serve and load every kind at ``n`` items; one row per kind."""
+    from compress.config import load_config
+    from loadtest.harness import wrk
 
-    ORT's Einsum copies the [N, D] table into the layout its MatMul needs on every call; at 1M rows that copy,
-    not the arithmetic, dominates. Same model, same scores (up to summation order).
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(src))
-    inits = {i.name: i for i in m.graph.initializer}
-    for node in m.graph.node:
-        eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "")
-        if node.op_type == "Einsum" and eq.replace(" ", "") == "bd,nd->bn" and node.input[1] in inits:
-            w = inits[node.input[1]]
-            w.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(w).T), w.name))
-            node.op_type = "MatMul"
-            del node.attribute[:]
-    onnx.save(m, str(dst))
-
-
-def build_faiss(cfg: Any, vectors: np.ndarray, work: Path, hnsw: bool) -> list[Built]:
-    """faiss indexes over the same table; the re-scoring ones store the row-wise INT8 table beside the codes."""
-    import faiss  # type: ignore[import-not-found,unused-ignore]
-
-    faiss.omp_set_num_threads(2)
-    r, d = cfg.retrieval, vectors.shape[1]
-    rng = np.random.default_rng(cfg.train.seed)
-    train = vectors[rng.choice(len(vectors), size=min(65536, len(vectors)), replace=False)]
-    scale = np.maximum(np.abs(vectors).max(1, keepdims=True) / 127.0, 1e-8).astype(np.float16)
-    qweight = np.clip(np.round(vectors / scale.astype(np.float32)), -127, 127).astype(np.int8)
-    table = work / "int8_table.npz"
-    np.savez(table, qweight=qweight, scale=scale)
-    table_bytes = qweight.nbytes + scale.nbytes
-    ip = faiss.METRIC_INNER_PRODUCT
-    specs: list[tuple[str, str, Any, str]] = [
-        ("faiss flat (exact)", "faiss", faiss.IndexFlatIP(d), "exact inner product, fp32 (BLAS)"),
-        (
-            f"faiss PQ {r.pq_subspaces}x8bit + re-score",
-            "faiss_rescore",
-            faiss.IndexPQ(d, r.pq_subspaces, 8, ip),
-            f"ADC scan, {r.shortlist} re-scored with the int8 table",
-        ),
-        (
-            "faiss PQ fast-scan 16x4bit + re-score",
-            "faiss_rescore",
-            faiss.IndexPQFastScan(d, 16, 4, ip),
-            f"SIMD 4-bit ADC, {r.shortlist} re-scored with the int8 table",
-        ),
-    ]
-    if hnsw:
-        index = faiss.IndexHNSWFlat(d, 32, ip)
-        index.hnsw.efConstruction = 64
-        specs.append(("faiss HNSW flat (ANN)", "faiss", index, "M=32, efConstruction=64, efSearch=128, fp32 vectors"))
-    out = []
-    for name, kind, index, notes in specs:
+    cfg: Any = load_config(args.config)
+    r = cfg.retrieval.model_copy(update={k: v for k, v in args.tune.items()})
+    side = synthetic_side(source.side, n, args.seed, args.spread)
+    print(f"SYNTHETIC catalogue of {n:,} items ({len(source.side) - 1:,} real)", file=sys.stderr)
+    built: dict[str, dict[str, Any]] = {}
+    for kind in args.kinds:
+        repo = work / f"{n}-{kind}"
         t0 = time.perf_counter()
-        if not index.is_trained:
-            index.train(train)
-        index.add(vectors)
-        path = work / (name.split(" (")[0].replace(" ", "_").replace("+", "") + ".faiss")
-        faiss.write_index(index, str(path))
-        size = path.stat().st_size + (table_bytes if kind == "faiss_rescore" else 0)
-        out.append(Built(name, kind, path, size, time.perf_counter() - t0, notes))
-        print(f"  built {name}: {size / 2**20:,.0f} MiB in {out[-1].build_s:.0f}s", file=sys.stderr)
-        del index
-    return out
-
-
-# ---- the timing subprocess ----
-def _status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _timed(fn: Any, seconds: float, min_calls: int = 5) -> tuple[list[float], Any]:
-    out = fn()  # warm-up (arena growth, page-in)
-    times: list[float] = []
-    end = time.perf_counter() + seconds
-    while len(times) < min_calls or time.perf_counter() < end:
-        t = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return times, out
-
-
-def time_one(kind: str, path: Path, feeds_path: Path, shortlist: int, top_k: int, seconds: float) -> dict[str, Any]:
-    """Load one candidate, time batch 1 and 32; peak RSS added, top-10 ids of the 32-row batch."""
-    import onnxruntime  # noqa: F401  (imported before the baseline RSS is read)
-
-    from compress.evaluate import session
-
-    if kind != "onnx":
-        import faiss
-
-        faiss.omp_set_num_threads(1)
-    feeds = dict(np.load(feeds_path))
-    rss0 = _status_kib("VmRSS")
-    if kind == "onnx":
-        sess = session(path, threads=1)
-
-        def run(b: int) -> np.ndarray:
-            ids, _ = sess.run(None, {"history": feeds[f"history{b}"], "exclude": feeds[f"exclude{b}"]})
-            return np.asarray(ids)
-    else:
-        index = faiss.read_index(str(path))
-        if hasattr(index, "hnsw"):
-            index.hnsw.efSearch = 128
-        if kind == "faiss_rescore":
-            t = np.load(path.parent / "int8_table.npz")
-            qweight, scale = t["qweight"], t["scale"].astype(np.float32)[:, 0]
-
-        def run(b: int) -> np.ndarray:
-            u = feeds[f"user{b}"]
-            if kind == "faiss":
-                return np.asarray(index.search(u, top_k)[1])
-            short: np.ndarray = np.asarray(index.search(u, shortlist)[1])
-            exact = np.einsum("bsd,bd->bs", qweight[short].astype(np.float32), u) * scale[short]
-            part = np.argpartition(-exact, top_k - 1, axis=1)[:, :top_k]
-            best = np.take_along_axis(part, np.argsort(-np.take_along_axis(exact, part, 1), 1, kind="stable"), 1)
-            return np.asarray(np.take_along_axis(short, best, 1))
-
-    res: dict[str, Any] = {}
-    for b in BATCHES:
-        times, ids = _timed(lambda b=b: run(b), seconds)
-        times.sort()
-        res[str(b)] = {
-            "p50_ms": float(np.median(times)),
-            "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))],
-            "calls": len(times),
+        _, vdir = publish_side(repo, source, side, kind, r, args.seed, {"synthetic": True, "items": n})
+        man = json.loads((vdir / "manifest.json").read_text())
+        built[kind] = {
+            "repo": repo,
+            "dir": vdir,
+            "publish_s": time.perf_counter() - t0,
+            "index": man["recipe"]["index"],
         }
-        if b == max(BATCHES):
-            res["top10"] = ids[:, :10].tolist()
-    res["rss_added_mib"] = (_status_kib("VmHWM") - rss0) / 1024
-    return res
+        print(f"  built {kind}: {man['recipe']['index']['build_s']:.1f} s", file=sys.stderr)
+    del side
+    script = wrk.rotating_script(work / "bodies.lua", body_file)
+    lines = body_file.read_text().splitlines()[: args.check]
+    rows = []
+    with ExitStack() as stack:
+        servers = {}
+        for kind, b in built.items():
+            env = {
+                "MODEL_REPO": str(b["repo"]),
+                "APP_LOG_LEVEL": "warning",
+                "APP_GRPC_PORT": "0",
+                "APP_TASK_MODELS": json.dumps({"recommend": source.manifest.name}),
+                "APP_REQUIRED_MODELS": source.manifest.name,
+                "APP_WORKERS": str(args.workers),
+            }
+            servers[kind] = start(stack, env, work / f"{n}-{kind}.log")
+        got = {kind: answers(url, lines) for kind, (url, _) in servers.items()}
+        samples: dict[tuple[str, int], list[Any]] = {}
+        for _ in range(args.runs):  # interleaved: every kind and client count once per round
+            for c in CLIENTS:
+                for kind, (url, _) in servers.items():
+                    samples.setdefault((kind, c), []).append(wrk.run(url + "/v1/recommend", script, c, args.duration))
+        rss = {kind: worker_rss_mib(pid) for kind, (_, pid) in servers.items()}
+    ref = got.get(EXACT)
+    for kind, b in built.items():
+        row: dict[str, Any] = {
+            "items": n,
+            "retrieval": kind,
+            "synthetic": True,
+            "build_s": round(b["index"]["build_s"], 2),
+            **_artifact_bytes(b["dir"]),
+            "rss_mib": round(rss[kind], 1),
+            "params": {k: v for k, v in b["index"].items() if k not in ("bytes", "build_s")},
+            "short_answers": sum(len(a) != K for a in got[kind]),
+            "recall_vs_exact": (
+                None
+                if ref is None
+                else round(float(np.mean([len(set(a) & set(e)) / K for a, e in zip(got[kind], ref, strict=True)])), 4)
+            ),
+        }
+        for c in CLIENTS:
+            runs = samples[(kind, c)]
+            row[f"p50_ms_{c}"] = round(statistics.median(x.p50_ms for x in runs), 2)
+            row[f"p99_ms_{c}"] = round(statistics.median(x.p99_ms for x in runs), 2)
+            row[f"rps_{c}"] = round(statistics.median(x.rps for x in runs), 1)
+            row[f"errors_{c}"] = sum(x.errors for x in runs)
+        row["p50_ms"], row["p99_ms"] = row["p50_ms_32"], row["p99_ms_32"]
+        rows.append(row)
+        print(f"  {kind}: p99 {row['p99_ms_1']} / {row['p99_ms_32']} ms, rss {row['rss_mib']} MiB", file=sys.stderr)
+    return rows
 
 
-def _time_subprocess(b: Built, feeds: Path, cfg: Any, seconds: float) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "loadtest.bench_rec_scale",
-        "--time-one",
-        b.kind,
-        str(b.path),
-        "--feeds",
-        str(feeds),
-        "--seconds",
-        str(seconds),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT, env=env, timeout=1800)
-    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return res
-
-
-def overlap(ids: list[list[int]], ref: list[list[int]]) -> float:
-    return float(np.mean([len(set(a) & set(r)) / len(r) for a, r in zip(ids, ref, strict=True)]))
-
-
-def render(rows: list[Built], n: int, cfg: Any, seconds: float) -> str:
-    flat = next((r for r in rows if r.name.startswith("faiss flat")), None)
-    fp32 = rows[0]
-    t = cfg.train
+def render(rows: list[dict[str, Any]], args: Any, load: str) -> str:
+    mib = 2**20
     lines = [
-        f"**SYNTHETIC** catalogue: {n:,} random items (Gaussian mixture), dim {t.dim}, history {t.history_len}, "
-        f"top-K {cfg.retrieval.top_k}, shortlist {cfg.retrieval.shortlist}; latency and memory only. 1 thread, "
-        f"ms per call (p50 / p99 over >= {seconds:g} s per cell); overlap@10 = share of the exact top 10 returned "
-        "(on these synthetic vectors; ONNX rows vs the fp32 graph, faiss rows vs faiss flat).",
+        f"SYNTHETIC catalogues (real items + Gaussian mixture around their vectors, spread {args.spread}); "
+        f"{args.workers} worker(s); wrk -t1, {args.duration:g} s x {args.runs} interleaved rounds per cell "
+        f"(medians); k = {K}; load average before: {load}",
         "",
-        "| candidate | stored MiB | RSS added MiB | build s | b=1 p50 / p99 ms | b=32 p50 / p99 ms | rows/s at b=32 "
-        "| overlap@10 | how |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| items | retrieval | build s | index MiB | artifact MiB | worker RSS MiB | 1 client p50 / p99 ms "
+        "| 32 clients p50 / p99 ms | req/s at 32 | failed at 1 / 32 | recall vs exact |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ref = fp32 if r.kind == "onnx" else flat
-        ov = f"{overlap(r.timing['top10'], ref.timing['top10']):.3f}" if ref is not None else "-"
-        b1, b32 = r.timing["1"], r.timing["32"]
+        rec = "-" if r["recall_vs_exact"] is None else f"{r['recall_vs_exact']:.3f}"
         lines.append(
-            f"| {r.name} | {r.stored_bytes / 2**20:,.1f} | {r.timing['rss_added_mib']:,.0f} | {r.build_s:.1f} | "
-            f"{b1['p50_ms']:.2f} / {b1['p99_ms']:.2f} | {b32['p50_ms']:.1f} / {b32['p99_ms']:.1f} | "
-            f"{32e3 / b32['p50_ms']:,.0f} | {ov} | {r.notes} |"
+            f"| {r['items']:,} | {r['retrieval']} | {r['build_s']:.1f} | {r['index_bytes'] / mib:,.1f} | "
+            f"{r['artifact_bytes'] / mib:,.1f} | {r['rss_mib']:,.0f} | {r['p50_ms_1']:.2f} / {r['p99_ms_1']:.2f} | "
+            f"{r['p50_ms_32']:.2f} / {r['p99_ms_32']:.2f} | {r['rps_32']:,.0f} | {r['errors_1']:,} / {r['errors_32']:,} "
+            f"| {rec} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + verdicts(rows))
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each with the numbers it was judged on."""
+    out = []
+    by = {(r["items"], r["retrieval"]): r for r in rows}
+    top = max(r["items"] for r in rows)
+    low = min(r["items"] for r in rows)
+    exact = by.get((top, EXACT))
+    for (n, kind), r in sorted(by.items()):
+        if kind == EXACT:
+            continue
+        if n == top:
+            ratio = (
+                f", {r['p99_ms_32'] / exact['p99_ms_32']:.3f} of exact's {exact['p99_ms_32']:.1f} ms" if exact else ""
+            )
+            ok = r["p99_ms_32"] <= 15 and (exact is None or r["p99_ms_32"] <= exact["p99_ms_32"] / 10)
+            ok = ok and r["errors_32"] == 0  # wrk's percentiles include refused answers: they must be none
+            failed = f" ({r['errors_32']:,} failed answers in the runs)" if r["errors_32"] else ""
+            out.append(
+                f"- {n:,} {kind}: p99 at 32 clients {r['p99_ms_32']:.1f} ms{ratio}{failed}: {'met' if ok else 'MISSED'}"
+            )
+            first = by.get((low, kind))
+            if first and low < n:  # "the model": the same server at the smallest catalogue (runtime, tower, app)
+                index = (r["index_bytes"] + r["rescoring_bytes"]) / 2**20
+                budget = 2 * index + first["rss_mib"]
+                out.append(
+                    f"- {n:,} {kind}: worker RSS {r['rss_mib']:,.0f} MiB vs 2 x (index + re-scoring table) "
+                    f"{index:,.0f} MiB + the {low:,}-item worker {first['rss_mib']:,.0f} MiB = {budget:,.0f} MiB: "
+                    f"{'met' if r['rss_mib'] <= budget else 'MISSED'}"
+                )
+            if first and low < n:
+                g = r["p50_ms_1"] / first["p50_ms_1"]
+                out.append(
+                    f"- {kind}: p50 (1 client) {low:,} -> {n:,} items grew {g:.2f}x: {'met' if g <= 5 else 'MISSED'}"
+                )
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m loadtest.bench_rec_scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=CONFIG)
-    p.add_argument("--items", type=int, help="SYNTHETIC catalogue size (default: [retrieval].scale_items)")
-    p.add_argument("--seconds", type=float, default=3.0, help="timing time per candidate and batch size")
-    p.add_argument("--no-hnsw", action="store_true", help="skip the HNSW index (its build takes minutes at 1M)")
-    p.add_argument("--no-faiss", action="store_true", help="ONNX candidates only")
+    p.add_argument("--items", default="10000,100000,1000000", help="comma-separated catalogue sizes")
+    p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    p.add_argument("--source", help="a published ANN recommendation version folder (its user tower and vectors)")
+    p.add_argument("--config", type=Path, default=CONFIG, help="[retrieval] parameters; trained when no --source")
+    p.add_argument("--tune", action="append", default=[], metavar="KEY=INT", help="override [retrieval] ints")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    p.add_argument("--runs", type=int, default=3, help="interleaved rounds (medians)")
+    p.add_argument("--check", type=int, default=200, help="bodies compared with exact (recall_vs_exact)")
+    p.add_argument("--spread", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the rows here (a JSON list)")
     p.add_argument("--markdown", type=Path, help="also write the table here")
-    p.add_argument("--time-one", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
-    p.add_argument("--feeds", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from compress.config import load_config
-
-    cfg: Any = load_config(args.config)
-    if args.time_one:
-        kind, path = args.time_one
-        r = cfg.retrieval
-        print(json.dumps(time_one(kind, Path(path), args.feeds, r.shortlist, r.top_k, args.seconds)))
-        return
-    n = args.items or cfg.retrieval.scale_items
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    if unknown := set(args.kinds) - set(KINDS):
+        p.error(f"unknown kinds {sorted(unknown)}")
+    args.tune = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.tune)}
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rec-scale-") as tmp:
         work = Path(tmp)
-        rows, feeds_path = build_all(cfg, n, work, args)
-        for b in rows:
-            b.timing = _time_subprocess(b, feeds_path, cfg, args.seconds)
-            print(
-                f"  timed {b.name}: {b.timing['1']['p50_ms']:.2f} / {b.timing['32']['p50_ms']:.1f} ms", file=sys.stderr
-            )
-    table = render(rows, n, cfg, args.seconds)
+        source = read_source(ensure_source(args, work))
+        body_file = bodies(source, work / "bodies.jsonl")
+        for n in (int(x) for x in args.items.split(",")):
+            rows += measure_size(args, source, n, work, body_file)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+    table = render(rows, args, load)
     print(table)
     if args.markdown:
         args.markdown.write_text(table + "\n")
-
-
-def build_all(cfg: Any, n: int, work: Path, args: Any) -> tuple[list[Built], Path]:
-    """Every candidate written under ``work``, and the shared request feeds (histories, user vectors)."""
-    import torch
-
-    torch.set_num_threads(2)
-    print(f"SYNTHETIC catalogue of {n:,} items", file=sys.stderr)
-    model = synthetic_model(cfg, n, cfg.train.seed)
-    rng = np.random.default_rng(cfg.train.seed + 7)
-    L = cfg.train.history_len
-    feeds: dict[str, np.ndarray] = {}
-    for b in BATCHES:
-        hist = np.zeros((b, L), np.int64)
-        hist[:, :HISTORY_ITEMS] = rng.integers(1, n, (b, HISTORY_ITEMS))
-        feeds[f"history{b}"], feeds[f"exclude{b}"] = hist, np.zeros((b, 1), np.int64)
-        with torch.no_grad():
-            feeds[f"user{b}"] = model.user(torch.from_numpy(hist)).numpy().astype(np.float32)
-    feeds_path = work / "feeds.npz"
-    arrays: dict[str, Any] = feeds
-    np.savez(feeds_path, **arrays)
-    example = {"history": feeds["history32"], "exclude": feeds["exclude32"]}
-    rows = build_onnx(cfg, model, example, work)
-    if not args.no_faiss:
-        vectors = model.table.weight.detach().numpy()
-        rows += build_faiss(cfg, np.ascontiguousarray(vectors), work, not args.no_hnsw)
-    return rows, feeds_path
 
 
 if __name__ == "__main__":

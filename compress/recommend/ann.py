@@ -10,7 +10,9 @@ Kinds (faiss ``index_factory`` strings, inner-product metric over ``[v_i, bias_i
 * ``ivf_flat`` — ``IVF{nlist},Flat``: ``nprobe`` lists scanned exactly (fp32 vectors);
 * ``ivf_pq_fastscan`` — ``IVF{nlist},PQ{M}x4fs``: 4-bit PQ codes scanned with SIMD lookup tables (a few bytes
   per item), the shortlist re-scored by the INT8 table;
-* ``hnsw`` — ``HNSW{M},Flat``: a proximity graph (fp32 vectors + links), no training.
+* ``hnsw`` — ``HNSW{M},Flat``: a proximity graph (fp32 vectors + links), no training;
+* ``exact`` — ``Flat``: every item scored (fp32 BLAS), the same re-scoring: the reference of the scale benchmark
+  and of catalogue snapshots, not a candidate.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def item_side(model: Any) -> tuple[np.ndarray, ItemTable]:
 def index_spec(kind: str, n: int, width: int, r: Any) -> tuple[str, dict[str, Any]]:
     """The factory string and the search-time parameters of one kind for ``n`` items."""
     nlist = r.ann_nlist or max(1, round(math.sqrt(n)))
+    if kind == "exact":
+        return "Flat", {}
     if kind == "ivf_flat":
         return f"IVF{nlist},Flat", {"nlist": nlist, "nprobe": min(r.ann_nprobe, nlist)}
     if kind == "ivf_pq_fastscan":
@@ -94,10 +98,12 @@ def index_spec(kind: str, n: int, width: int, r: Any) -> tuple[str, dict[str, An
 def build_index(
     kind: str, vectors: np.ndarray, r: Any, seed: int, train_rows: int = 65536
 ) -> tuple[Any, dict[str, Any]]:
-    """Train (on a sample of at most ``train_rows``) and fill one index; returns it with its recipe parameters."""
+    """Train (on a sample of 64 rows per IVF list, at most ``train_rows``: k-means needs no more) and fill one
+    index; returns it with its recipe parameters."""
     import faiss  # type: ignore[import-not-found,unused-ignore]
 
     factory, params = index_spec(kind, len(vectors), vectors.shape[1], r)
+    train_rows = min(train_rows, max(10_000, 64 * int(params.get("nlist", 0))))
     index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
         hnsw: Any = faiss.downcast_index(index)

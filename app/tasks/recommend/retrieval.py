@@ -38,7 +38,8 @@ class ItemTable:
     def quantize(cls, vectors: np.ndarray, repeat_item: np.ndarray) -> ItemTable:
         scale = np.maximum(np.abs(vectors).max(1), 1e-8).astype(np.float32) / 127.0
         scale = scale.astype(np.float16).astype(np.float32)  # stored fp16: the scores use what is stored
-        q = np.clip(np.round(vectors / scale[:, None]), -127, 127).astype(np.int8)
+        safe = np.where(scale > 0, scale, 1.0)[:, None]  # an all-zero row (no vector) stays zero
+        q = np.clip(np.round(vectors / safe), -127, 127).astype(np.int8)
         return cls(q, scale, repeat_item.astype(np.float32))
 
     def save(self, path: Path) -> None:

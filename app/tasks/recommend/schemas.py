@@ -47,7 +47,10 @@ class RecommendResponse(BaseModel):
     degraded: bool = Field(description="the feature store did not answer: request history or popularity only")
     history_source: Literal["request", "store", "none"]
     history_used: int = Field(description="history items the model read")
-    unknown_items: list[str] = Field(description="request history/exclude ids not in this version's catalogue")
+    unknown_items: list[str] = Field(
+        description="request history/exclude ids not in this version's catalogue, and history ids its user tower "
+        "cannot read (items added by a catalogue snapshot: recommendable, not usable as history)",
+    )
 
 
 class EventRequest(BaseModel):

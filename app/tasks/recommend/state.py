@@ -30,6 +30,11 @@ class RecState:
     """Item indices by recent popularity (the degraded answer when no history is at hand)."""
     exclude_seen: bool = False
     """Never recommend what a customer already has: the version ships ``seen.json`` (see ``seen.py``)."""
+    history_items: int = 0
+    """Items the user tower's history embedding knows (indices below this); 0 = all. A catalogue snapshot
+    appends items the tower has never seen: they can be recommended, but are skipped when read in a history."""
+    retired: list[int] = field(default_factory=list)
+    """Item indices never returned (dropped from the catalogue, or added without a vector)."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

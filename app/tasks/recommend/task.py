@@ -227,6 +227,8 @@ class RecommendTask(Task):
         self.state, self.store, self.metrics = state, store, metrics
         self.avail, self.ann = avail, ann
         self.index = {it: i for i, it in enumerate(state.items) if i}
+        self.readable = state.history_items or len(state.items)  # history ids the user tower has rows for
+        self.retired = np.asarray(state.retired, np.int64)
         self._unavailable: tuple[frozenset[str], np.ndarray] = (frozenset(), np.zeros(0, np.int64))
         self.seen = seen or SeenSets({})
 
@@ -241,7 +243,7 @@ class RecommendTask(Task):
             LOG.info(seed_message(store.backend, len(hist), n))
         ann = None
         if files.has(INDEX_ROLE):  # the manifest names the retrieval: an ANN index, else the dense graph
-            set_threads(1)  # one worker per core
+            set_threads(1)  # one worker per core (and again in the searching thread: see infer_fn)
             params = dict(files.manifest.recipe.get("index", {}))
             ann = AnnRetrieval.load(files.aux(INDEX_ROLE), files.aux(ITEMS_ROLE), params)
             LOG.info("recommend retrieval: %s (%s)", params.get("factory", "ann"), files.manifest.candidate)
@@ -259,6 +261,9 @@ class RecommendTask(Task):
             return runtime_infer
 
         def infer(t: Tensors) -> Tensors:
+            # OpenMP's thread count is per calling thread: set it in the thread that searches (the batch worker),
+            # not only where the version was loaded; 2 threads on a loaded 2-core box spin and multiply p99
+            set_threads(1)
             out = runtime_infer({"history": t["history"]})
             ids, scores = ann.search(out["user"], out["repeat"], t["history"], t["exclude"], k)
             return {"item_ids": ids, "scores": scores}
@@ -277,7 +282,7 @@ class RecommendTask(Task):
 
     def exclusions(self, row: dict[str, Any], stored: list[Event] | None, unavailable: np.ndarray) -> np.ndarray:
         """Every item this row must never return, one source per line."""
-        sources: list[Any] = [row["exclude"], unavailable]
+        sources: list[Any] = [row["exclude"], unavailable, self.retired]
         has_seen = self.state.exclude_seen
         if (row["exclude_purchased"] or has_seen) and stored is not None:
             sources.append([self.index[x] for x in purchased(stored) if x in self.index])
@@ -302,9 +307,10 @@ class RecommendTask(Task):
             raise InvalidInput(
                 f"{len(req.exclude)} exclude ids; at most {s.max_exclude}", code="too_many_excludes", status=422
             )
-        unknown = [i for i in (req.history or []) if i not in self.index]
+        known = self.readable
+        unknown = [i for i in (req.history or []) if self.index.get(i, known) >= known]
         unknown += [i for i in req.exclude if i not in self.index]
-        hist = None if req.history is None else [self.index[i] for i in req.history if i in self.index]
+        hist = None if req.history is None else [self.index[i] for i in req.history if self.index.get(i, known) < known]
         row = {
             "user_id": req.user_id,
             "history": hist,
@@ -356,7 +362,7 @@ class RecommendTask(Task):
             if r["history"] is not None:
                 seq, source[i] = r["history"], 0
             elif i in stored:
-                seq = [self.index[e.item_id] for e in stored[i] if e.item_id in self.index]
+                seq = [j for e in stored[i] if (j := self.index.get(e.item_id, self.readable)) < self.readable]
                 source[i] = 1 if seq else 2
             else:
                 seq, source[i] = [], 2
