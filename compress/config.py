@@ -171,6 +171,9 @@ class RobustnessSection(_Cfg):
     enabled: bool = Field(default=True, description="measure flip rates and apply the rule; false = skipped")
     rows: int = Field(default=200, ge=1, description="clean test rows perturbed (a seeded sample; all if fewer)")
     seed: int = Field(default=0, description="seed of the row sample and of every perturbation")
+    top_k: int = Field(
+        default=10, ge=1, description="ranking tasks (search, recommend): a flip is a changed set of the top_k results"
+    )
 
 
 class LatencySection(_Cfg):

@@ -98,8 +98,8 @@ def robustness_line(r: dict[str, Any]) -> str:
     s = r["set"]
     return (
         f"Robustness ('flips' column): {s['perturbed_rows']} perturbed copies of {s['clean_rows']} test rows "
-        f"({', '.join(s['kinds'])}, seed {r['seed']}); a flip: {s['definition'] or s['decision']}. "
-        f"Rule: flip rate <= FP32's + {100 * r['max_flip_increase']:.2f} pp."
+        f"({', '.join(s['kinds'])}, seed {r['seed']}; one flip = {100 / max(s['perturbed_rows'], 1):.2f} pp); "
+        f"a flip: {s['definition'] or s['decision']}. Rule: flip rate <= FP32's + {100 * r['max_flip_increase']:.2f} pp."
     )
 
 

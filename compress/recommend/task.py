@@ -174,7 +174,7 @@ class RecTask:
 
     def robustness_set(self, r: RobustnessSection) -> RobustnessSet | str:
         """Sampled test customers (with 2+ history items) with one item of their history dropped (what they saw stays excluded); a flip:
-        the set of the 10 recommended items changed (order within ignored)."""
+        the set of the ``top_k`` recommended items changed (order within ignored)."""
         from compress.robustness.perturb import drop_history_item, sample
 
         feeds = self.feeds["test"]
@@ -184,7 +184,7 @@ class RecTask:
         idx = eligible[sample(len(eligible), r.rows, r.seed)]
         clean = {k: v[idx] for k, v in feeds.items()}
         pert = {**clean, "history": drop_history_item(clean["history"], pad=0, seed=r.seed)}
-        k = min(10, self.cfg.retrieval.top_k)
+        k = min(r.top_k, self.cfg.retrieval.top_k)
         return RobustnessSet(
             clean,
             pert,

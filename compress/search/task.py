@@ -283,7 +283,8 @@ class SearchTask:
 
     def robustness_set(self, r: RobustnessSection) -> RobustnessSet:
         """Sampled test queries with a typo, other casing/punctuation, or a dropped word, each re-ranking its own
-        judged list; a flip: the set of the list's 10 highest-scored products changed (order within ignored)."""
+        judged list; a flip: the set of the list's ``top_k`` highest-scored products changed (order within
+        ignored)."""
         from compress.robustness.perturb import perturb_texts, sample
 
         test = self.split.test
@@ -330,8 +331,8 @@ class SearchTask:
             kinds,
             "topk",
             self.outputs[0].name,
-            k=10,
-            definition="the set of the 10 highest-scored products of the query's judged list changed",
+            k=r.top_k,
+            definition=f"the set of the {r.top_k} highest-scored products of the query's judged list changed",
             scores=scores,
             clean_rows=len(queries),
         )

@@ -184,5 +184,7 @@ def test_report_shows_each_flip_rate_and_the_rule(tmp_path: Path) -> None:
     text = markdown({"candidates": [c.as_dict() for c in cands], "robustness": entry, "gate_rule": "auc"})
     row = next(line for line in text.splitlines() if line.startswith("| flaky |"))
     assert "100.00 %" in row and "robustness: flip rate" in row, row
-    assert "Robustness ('flips' column): 12 perturbed copies of 12 test rows (tilt, seed 0)" in text, text
+    assert (
+        "Robustness ('flips' column): 12 perturbed copies of 12 test rows (tilt, seed 0; one flip = 8.33 pp)" in text
+    ), text
     assert "Rule: flip rate <= FP32's + 1.00 pp" in text, text
