@@ -130,6 +130,30 @@ class Gate(_Strict):
     reason: str = ""
 
 
+class Robustness(_Strict):
+    """The robustness gate's result for this version: how often its decision flips under small input perturbations.
+
+    ``flip_rate`` is the share of perturbed test rows whose decision differs from the same model's decision on
+    the clean row; the rule is ``flip_rate <= fp32_flip_rate + max_increase`` (``limit``); ``margin`` is
+    ``limit - flip_rate``. ``status`` ``skipped`` carries the ``reason`` (disabled, or no perturbation set for
+    the task or graph).
+    """
+
+    status: Literal["reference", "passed", "failed", "not_measured", "skipped"]
+    reason: str = ""
+    flip_rate: float | None = None
+    fp32_flip_rate: float | None = None
+    max_increase: float | None = None
+    limit: float | None = None
+    margin: float | None = None
+    by_kind: dict[str, float] = {}
+    decision: str = Field(default="", description="what a flip is: argmax (intent), pair_order (pCTR), top-10")
+    clean_rows: int | None = None
+    perturbed_rows: int | None = None
+    kinds: list[str] = []
+    definition: str = ""
+
+
 class DataFile(_Strict):
     path: str
     sha256: str
@@ -213,6 +237,8 @@ class Manifest(_Strict):
     candidate: str = Field(description="the compress candidate this version was built from")
     drift: DriftReference | None = None
     """Reference distributions for drift monitoring; without one, the service reports drift as unavailable."""
+    robustness: Robustness | None = None
+    """The robustness gate's result (flip rates under perturbations); None in versions published before it."""
 
     @field_validator("task", mode="before")
     @classmethod

@@ -71,6 +71,8 @@ class Candidate:
     """Extra version files by aux role (e.g. an ANN index), published beside ``model.onnx`` with their hashes."""
     io: tuple[list[TensorSpec], list[TensorSpec]] | None = None
     """The graph's own (inputs, outputs) when they differ from the task's (an ANN version's user tower)."""
+    robustness: dict[str, Any] = field(default_factory=dict)
+    """Flip rate under perturbations vs FP32's and the rule's verdict (``compress.robustness.measure``)."""
 
     @property
     def precision(self) -> str:
@@ -90,6 +92,7 @@ class Candidate:
             "recipe": self.recipe,
             "error": self.error,
             "gate": None if self.gate is None else {"passed": self.gate.passed, "reason": self.gate.reason},
+            "robustness": self.robustness,
         }
 
 

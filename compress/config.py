@@ -150,6 +150,30 @@ class GateSection(_Cfg):
     ]
     fallback: bool = True
     max_fallback_layers: int | None = None
+    max_flip_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="robustness rule: a candidate's decision flip rate under [robustness] perturbations may exceed "
+        "FP32's by at most this much (0.01 = 1 percentage point)",
+    )
+
+
+class RobustnessSection(_Cfg):
+    """The robustness gate (``compress/robustness``): decision flips under small perturbations of test rows.
+
+    Each task perturbs a seeded sample of its test rows (typos, casing and punctuation, a dropped word; a missing
+    or unseen category, jittered numbers; a dropped history item); every candidate and FP32 runs the clean rows
+    and the perturbed copies, and ``[gate].max_flip_increase`` bounds how much more often a candidate's decision
+    flips than FP32's. ``enabled = false`` for data where the perturbations make no sense (recorded as skipped).
+    """
+
+    enabled: bool = Field(default=True, description="measure flip rates and apply the rule; false = skipped")
+    rows: int = Field(default=200, ge=1, description="clean test rows perturbed (a seeded sample; all if fewer)")
+    seed: int = Field(default=0, description="seed of the row sample and of every perturbation")
+    top_k: int = Field(
+        default=10, ge=1, description="ranking tasks (search, recommend): a flip is a changed set of the top_k results"
+    )
 
 
 class LatencySection(_Cfg):
@@ -199,6 +223,7 @@ class CompressConfig(_Cfg):
     prune: PruneSection = PruneSection()
     quantize: QuantizeSection = QuantizeSection()
     gate: GateSection = GateSection()
+    robustness: RobustnessSection = RobustnessSection()
     qat: QatSection = QatSection()
     latency: LatencySection = LatencySection()
     select: SelectSection = SelectSection()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.manifest import Artifact, AuxFile, Gate, Lineage, Manifest, Preprocessing, Serving
+from app.manifest import Artifact, AuxFile, Gate, Lineage, Manifest, Preprocessing, Robustness, Serving
 from app.repository import list_versions
 from compress.candidates import Builder, Candidate, parse_name
 from compress.config import CompressConfig
@@ -23,6 +23,7 @@ from compress.progress import Stages
 from compress.publish import file_info, publish
 from compress.refusal import what_to_try
 from compress.registry import get_task
+from compress.robustness.measure import apply as apply_robustness
 from compress.selection import Selection
 from compress.selection import select as choose
 from compress.tasks import TaskAdapter, task_drift_reference, task_extra_candidates, task_write_aux
@@ -39,6 +40,7 @@ class RunResult:
     selection: Selection | None = None
     published: dict[str, int] = field(default_factory=dict)  # candidate name -> version
     engine: dict[str, Any] = field(default_factory=dict)
+    robustness: dict[str, Any] = field(default_factory=dict)
 
     def report(self, cfg: CompressConfig) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class RunResult:
             "task": cfg.model.task,
             "created_at": datetime.now(UTC).isoformat(),
             "gate_rule": describe(cfg.gate.rules),
+            "robustness": self.robustness,
             "baseline": self.baseline,
             "selected": self.selected.name if self.selected else None,
             "published": self.published,
@@ -102,12 +105,14 @@ def run(cfg: CompressConfig, repo: Path, *, workdir: Path | None = None, publish
         names = ["fp32", *[n for n in cfg.candidates if n != "fp32"]]
         cands = [_build(builder, n) for n in stages.each(names, "candidate")]
         cands += task_extra_candidates(task, builder, cands[0])
-        stages.say("timing %d candidates at batch sizes %s", len(cands), cfg.latency.batch_sizes)
-        builder.measure_latency(cands)
         if cands[0].status != "reference":
             raise CompressError(f"the FP32 reference could not be built: {cands[0].error}")
+        stages.say("robustness: decision flips under perturbed test rows")
+        robustness = apply_robustness(cands, task, cfg)
+        stages.say("timing %d candidates at batch sizes %s", len(cands), cfg.latency.batch_sizes)
+        builder.measure_latency(cands)
         selection = choose(cands, cfg.select)
-        result = RunResult(cands, baseline, selection.chosen, selection)
+        result = RunResult(cands, baseline, selection.chosen, selection, robustness=robustness)
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         if result.selected is None:
             reasons = "; ".join(f"{n}: {r}" for n, r in selection.rejected.items())
@@ -253,6 +258,7 @@ def _publish_one(
             ),
             candidate=cand.name,
             drift=drift,
+            robustness=Robustness(**cand.robustness) if cand.robustness else None,
         )
 
     version, _ = publish(repo, cfg.model.name, stage)

@@ -54,6 +54,13 @@ def what_to_try(cands: Sequence[Candidate], select: Any, *, has_student: bool) -
             "list a distilled candidate (e.g. 'distilled+int8_dynamic_s8'): INT8 of the full model alone "
             "is rarely 4x smaller"
         )
+    flaky = [c.name for c in cands if c.robustness.get("status") == "failed"]
+    if flaky:
+        hints.append(
+            f"{', '.join(flaky)} flipped decisions under perturbed inputs more often than FP32 allows: try the "
+            "QAT or FP32-fallback variants of those candidates, or (if the data's perturbations make no sense) "
+            "raise [gate].max_flip_increase or set [robustness] enabled = false"
+        )
     failed_int8 = [c for c in cands if not _distilled(c) and c.status == "failed" and "int8" in c.name]
     if failed_int8 and not passed:
         hints.append("INT8 candidates failed the gate: [gate].fallback = true keeps the most sensitive layers in FP32")

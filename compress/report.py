@@ -45,6 +45,7 @@ def markdown(report: dict[str, Any]) -> str:
         *[f"ms@{b}" for b in sizes],
         *metrics,
         *[f"Δ{m}" for m in metrics],
+        "flips",
         "kept FP32",
         "note",
     ]
@@ -63,6 +64,7 @@ def markdown(report: dict[str, Any]) -> str:
             *[f"{c['latency_ms'][b]:.3f}" if b in c["latency_ms"] else "-" for b in sizes],
             *[f"{m[k]:.5f}" if k in m else "-" for k in metrics],
             *[f"{m[k] - ref['metrics'][k]:+.5f}" if k in m else "-" for k in metrics],
+            _flips(c.get("robustness") or {}),
             ", ".join(c["kept_fp32"]) or "-",
             note.replace("|", "/"),
         ]
@@ -74,11 +76,31 @@ def markdown(report: dict[str, Any]) -> str:
             "Non-neural baseline on the same test rows: "
             + ", ".join(f"{k} {v:.5f}" for k, v in base.items() if isinstance(v, float))
         )
+    lines.append(robustness_line(report.get("robustness") or {}))
     lines.append(
         f"Gate: {report.get('gate_rule')}. TensorRT: {report.get('tensorrt', {}).get('status')} "
         f"({report.get('tensorrt', {}).get('reason') or 'ok'})."
     )
     return "\n".join(lines)
+
+
+def _flips(r: dict[str, Any]) -> str:
+    """A candidate's flip rate in percent (``-`` when not measured)."""
+    return f"{100 * r['flip_rate']:.2f} %" if r.get("flip_rate") is not None else "-"
+
+
+def robustness_line(r: dict[str, Any]) -> str:
+    """The robustness gate in one sentence: what was perturbed, what a flip is, and the rule (or why skipped)."""
+    if not r:
+        return "Robustness: not measured (report written before the robustness gate)."
+    if "set" not in r:
+        return f"Robustness: skipped ({r.get('skipped', 'no perturbation set')})."
+    s = r["set"]
+    return (
+        f"Robustness ('flips' column): {s['perturbed_rows']} perturbed copies of {s['clean_rows']} test rows "
+        f"({', '.join(s['kinds'])}, seed {r['seed']}; one flip = {100 / max(s['perturbed_rows'], 1):.2f} pp); "
+        f"a flip: {s['definition'] or s['decision']}. Rule: flip rate <= FP32's + {100 * r['max_flip_increase']:.2f} pp."
+    )
 
 
 DPI = 110

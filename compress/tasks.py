@@ -11,8 +11,9 @@ from typing import Any, Protocol, Self, TypeVar
 import numpy as np
 
 from app.manifest import DriftReference, TensorSpec
-from compress.config import CompressConfig, QuantizeSection
+from compress.config import CompressConfig, QuantizeSection, RobustnessSection
 from compress.errors import ConfigError
+from compress.robustness.flips import RobustnessSet
 
 Feeds = dict[str, np.ndarray]
 
@@ -55,6 +56,9 @@ class TaskAdapter(Protocol):
       of the version's own model on the test split (:mod:`app.rollout.bins`); without it, no drift reference.
     * ``write_aux(version_dir, model_path) -> {role: path}``: extra files of a published version (tokenizer,
       reply index), written by the version's own model; called before ``write_preprocessing``.
+    * ``robustness_set(section) -> RobustnessSet | str``: clean test rows, their perturbed copies and how a
+      decision is read (:mod:`compress.robustness`); a string is the reason the task has none for this data.
+      Without the hook, the robustness gate is skipped (recorded with that reason).
     """
 
     inputs: list[TensorSpec]
@@ -159,3 +163,14 @@ def task_drift_reference(task: TaskAdapter, model_path: Path) -> DriftReference 
     """The manifest's ``drift`` block: what live traffic is compared with (None when the task records none)."""
     hook = getattr(task, "drift_reference", None)
     return None if hook is None else DriftReference.model_validate(hook(model_path))
+
+
+def task_robustness_set(task: TaskAdapter, cfg: CompressConfig) -> tuple[RobustnessSet | None, str]:
+    """The task's perturbation set, or None and the reason the robustness gate is skipped."""
+    if not cfg.robustness.enabled:
+        return None, "disabled in the config ([robustness] enabled = false)"
+    hook: Callable[[RobustnessSection], RobustnessSet | str] | None = getattr(task, "robustness_set", None)
+    if hook is None:
+        return None, f"task {cfg.model.task!r} defines no perturbation set (no robustness_set hook)"
+    got = hook(cfg.robustness)
+    return (None, got) if isinstance(got, str) else (got, "")

@@ -32,10 +32,12 @@ from compress.chat.data import (
     read_utterances,
     split_utterances,
 )
+from compress.config import RobustnessSection
 from compress.errors import DataError
 from compress.metrics import intent_metrics
 from compress.minilm.model import teacher_files
 from compress.minilm.onnx import HIDDEN
+from compress.robustness.flips import RobustnessSet
 from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
@@ -208,6 +210,26 @@ class ChatTask:
         rng = np.random.default_rng(self.cfg.split.seed)
         seqs = self.seqs["test"]
         return {b: self._feeds([seqs[i] for i in rng.choice(len(seqs), b, replace=b > len(seqs))]) for b in batch_sizes}
+
+    def robustness_set(self, r: RobustnessSection) -> RobustnessSet | str:
+        """Sampled in-scope test messages with a typo, other casing/punctuation, or a dropped word; a flip: the
+        predicted intent (argmax of ``logits``) changed."""
+        from compress.robustness.perturb import perturb_texts, sample
+
+        texts = self.split.texts["test"]
+        if not texts:
+            return "the data has no in-scope test messages"
+        clean = [texts[i] for i in sample(len(texts), r.rows, r.seed)]
+        pert, kinds, src = perturb_texts(clean, r.seed)
+        return RobustnessSet(
+            self._feeds(self.tok.encode(clean)),
+            self._feeds(self.tok.encode(pert)),
+            src,
+            kinds,
+            "argmax",
+            "logits",
+            definition="the predicted intent (argmax of the logits) changed",
+        )
 
     # ---- publishing ----
     def write_aux(self, version_dir: Path, model_path: Path) -> dict[str, str]:

@@ -11,10 +11,11 @@ import numpy as np
 
 from app.manifest import DriftReference, IndexBounds, TensorSpec
 from app.tasks.ctr.features import CODE_VERSION, KIND, CtrFeaturizer
-from compress.config import CompressConfig
+from compress.config import CompressConfig, RobustnessSection
 from compress.data import Split, data_file_record, labels, read_table, split_rows
 from compress.errors import ConfigError
 from compress.metrics import binary_metrics
+from compress.robustness.flips import RobustnessSet
 
 PREPROCESS_FILE = "preprocess.json"
 
@@ -181,6 +182,32 @@ class CtrTask:
                 *(categorical_feature(c, [r[c] for r in recs], "input") for c in d.categorical),
                 numeric_feature("pctr", pctr.tolist(), "output", tensor="pctr"),
             ],
+        )
+
+    def robustness_set(self, r: RobustnessSection) -> RobustnessSet:
+        """Sampled raw test rows with one categorical field missing or unseen, or every number jittered by 5 %;
+        a flip: the row's pCTR order against a fixed other test row (which of the two ads ranks first) changed."""
+        from compress.ctr.train import Arrays
+        from compress.robustness.perturb import partners, perturb_columns, sample
+
+        d = self.cfg.data
+        idx = sample(len(self.test_records), r.rows, r.seed)
+        clean = {c: [self.test_records[i][c] for i in idx] for c in [*d.dense, *d.categorical]}
+        pert, kinds, src = perturb_columns(clean, d.dense, d.categorical, r.seed)
+
+        def feeds(cols: dict[str, list[str]], n: int) -> dict[str, np.ndarray]:
+            x = self.featurizer.transform_columns(cols, n)
+            return Arrays(x["dense"], x["sparse"], np.zeros(n, np.float32)).feeds()
+
+        return RobustnessSet(
+            feeds(clean, len(idx)),
+            feeds(pert, len(kinds)),
+            src,
+            kinds,
+            "pair_order",
+            "pctr",
+            partner=partners(len(idx), r.seed),
+            definition="the perturbed ad's pCTR order against another test ad (clean) changed",
         )
 
     def write_preprocessing(self, version_dir: Path) -> dict[str, str]:

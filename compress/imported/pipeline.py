@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from app.manifest import Artifact, AuxFile, DataFile, Gate, Lineage, Manifest, Preprocessing, Serving
+from app.manifest import Artifact, AuxFile, DataFile, Gate, Lineage, Manifest, Preprocessing, Robustness, Serving
 from app.repository import list_versions, sha256_file
 from app.tasks.ctr.vocab import VocabFeaturizer
 from compress.candidates import Candidate
@@ -39,6 +39,10 @@ from compress.publish import file_info, publish
 from compress.selection import Selection
 from compress.selection import select as choose
 
+ROBUSTNESS_SKIPPED: Final = (
+    "imported model: compress has no perturbation set for its inputs (the robustness gate runs on models "
+    "trained by `compress run`, whose tasks know their raw inputs)"
+)
 TASK: Final = "generic"  # a raw model: the manifest names no pre-processing, the service serves it on /v2 only
 CTR_TASK: Final = "ctr"  # a model imported with its feature vocabularies: /v1/ads/ctr and /v2
 
@@ -69,6 +73,7 @@ class ImportResult:
             "imported": self.source.lineage(),
             "created_at": datetime.now(UTC).isoformat(),
             "gate_rule": describe(cfg.gate.rules),
+            "robustness": {"skipped": ROBUSTNESS_SKIPPED},
             "baseline": {},
             "selected": self.selected.name if self.selected else None,
             "published": self.published,
@@ -216,6 +221,7 @@ def _publish_one(cfg: ImportConfig, repo: Path, cand: Candidate, result: ImportR
             ),
             serving=Serving(**cfg.publish.model_dump(exclude={"baseline"})),  # [publish] batching defaults
             candidate=cand.name,
+            robustness=Robustness(status="skipped", reason=ROBUSTNESS_SKIPPED),
         )
 
     version, _ = publish(repo, cfg.model.name, stage)

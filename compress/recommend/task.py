@@ -18,6 +18,7 @@ import numpy as np
 from app.manifest import TensorSpec
 from app.tasks.recommend.seen import SEEN_FILE, save_seen
 from app.tasks.recommend.state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, RecState, save_histories
+from compress.config import RobustnessSection
 from compress.recommend.config import RecConfig
 from compress.recommend.data import (
     TEST,
@@ -30,6 +31,7 @@ from compress.recommend.data import (
     read_log,
 )
 from compress.recommend.metrics import ranking_metrics
+from compress.robustness.flips import RobustnessSet
 from compress.tasks import calibration_batches
 
 log = logging.getLogger("compress")
@@ -169,6 +171,30 @@ class RecTask:
             (res,) = sess.run([output], {k: v[i : i + 512] for k, v in feeds.items()})
             out.append(np.asarray(res, np.float64))
         return np.concatenate(out)
+
+    def robustness_set(self, r: RobustnessSection) -> RobustnessSet | str:
+        """Sampled test customers (with 2+ history items) with one item of their history dropped (what they saw stays excluded); a flip:
+        the set of the ``top_k`` recommended items changed (order within ignored)."""
+        from compress.robustness.perturb import drop_history_item, sample
+
+        feeds = self.feeds["test"]
+        eligible = np.flatnonzero((feeds["history"] != 0).sum(axis=1) >= 2)  # one item: nothing left to drop
+        if not len(eligible):
+            return "no test customer has two or more items in their history"
+        idx = eligible[sample(len(eligible), r.rows, r.seed)]
+        clean = {k: v[idx] for k, v in feeds.items()}
+        pert = {**clean, "history": drop_history_item(clean["history"], pad=0, seed=r.seed)}
+        k = min(r.top_k, self.cfg.retrieval.top_k)
+        return RobustnessSet(
+            clean,
+            pert,
+            np.arange(len(idx), dtype=np.int64),
+            ["drop_history_item"] * len(idx),
+            "topk_ids",
+            "item_ids",
+            k=k,
+            definition=f"the set of the {k} recommended items changed",
+        )
 
     def calibration(self) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
         return calibration_batches(self.examples["validation"].history, self.cfg.quantize, self._feeds)

@@ -4,7 +4,7 @@ A compressed model can match FP32 on clean held-out rows and still flip its deci
 full of (a typo, other casing, a missing feature, an unseen category). Each task builds a perturbation set from
 its test split (:mod:`compress.robustness.perturb`, seeded, deterministic); every candidate runs the clean rows
 and their perturbed copies, and :mod:`compress.robustness.flips` counts decision flips. The rule
-(``[robustness].max_flip_increase``): a candidate's flip rate may exceed FP32's by at most that margin.
+(``[gate].max_flip_increase``): a candidate's flip rate may exceed FP32's by at most that margin.
 """
 
 from compress.robustness.flips import RobustnessSet, check, flip_rate

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 Feeds = dict[str, np.ndarray]
-Decision = Literal["argmax", "pair_order", "topk"]
+Decision = Literal["argmax", "pair_order", "topk", "topk_ids"]
+Side = Literal["clean", "perturbed"]
 
 
 @dataclass
@@ -18,7 +20,9 @@ class RobustnessSet:
     ``source[p]`` is the clean row perturbed row ``p`` came from, ``kinds[p]`` its perturbation. ``decision``:
     ``argmax`` (the intent: top class of the output), ``pair_order`` (the pCTR order of the row against a fixed
     random partner row, ``partner[i]``: which of two ads ranks first), ``topk`` (the set of the ``k``
-    highest-scored items).
+    highest-scored items), ``topk_ids`` (the set of the first ``k`` ids of an output that is already a ranked id
+    list). ``scores(output, side)``, when set, turns the model's ``output`` on the clean or perturbed feeds into
+    one row per decision (e.g. a query's pair scores gathered into one padded row per query).
     """
 
     clean: Feeds
@@ -29,16 +33,24 @@ class RobustnessSet:
     output: str
     k: int = 10
     partner: np.ndarray | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    definition: str = ""
+    """What a flip means for this task, in words (recorded in the manifest and the report)."""
+    scores: Callable[[np.ndarray, Side], np.ndarray] | None = None
+    clean_rows: int | None = None
+    """Clean decision units when they differ from the clean feeds' rows (e.g. queries of a pair-scored list)."""
+
+    def decisions(self, output: np.ndarray, side: Side) -> np.ndarray:
+        """The model's output on one side as one row per decision unit."""
+        return output if self.scores is None else self.scores(output, side)
 
     def describe(self) -> dict[str, Any]:
-        n_clean = len(next(iter(self.clean.values())))
+        n_clean = self.clean_rows if self.clean_rows is not None else len(next(iter(self.clean.values())))
         return {
-            "decision": self.decision if self.decision != "topk" else f"top-{self.k}",
+            "decision": self.decision if not self.decision.startswith("topk") else f"top-{self.k}",
             "clean_rows": n_clean,
             "perturbed_rows": len(self.kinds),
             "kinds": sorted(set(self.kinds)),
-            **self.notes,
+            "definition": self.definition,
         }
 
 
@@ -53,6 +65,9 @@ def flipped(clean: np.ndarray, perturbed: np.ndarray, rset: RobustnessSet) -> np
         c, p = clean.reshape(len(clean)), perturbed.reshape(len(perturbed))
         other = c[rset.partner[src]]
         return np.asarray(np.sign(c[src] - other) != np.sign(p - other))
+    if rset.decision == "topk_ids":
+        ids_c, ids_p = clean[src][:, : rset.k], perturbed[:, : rset.k]
+        return np.asarray([set(a.tolist()) != set(b.tolist()) for a, b in zip(ids_c, ids_p, strict=True)])
     top_c = np.argsort(-clean[src], axis=1, kind="stable")[:, : rset.k]
     top_p = np.argsort(-perturbed, axis=1, kind="stable")[:, : rset.k]
     return np.asarray([set(a.tolist()) != set(b.tolist()) for a, b in zip(top_c, top_p, strict=True)])
@@ -76,5 +91,5 @@ def check(candidate: float, fp32: float, max_increase: float) -> str:
         return ""
     return (
         f"robustness: flip rate {100 * candidate:.2f} % > limit {100 * limit:.2f} % "
-        f"(FP32 {100 * fp32:.2f} % + [robustness].max_flip_increase {100 * max_increase:.2f} pp)"
+        f"(FP32 {100 * fp32:.2f} % + [gate].max_flip_increase {100 * max_increase:.2f} pp)"
     )

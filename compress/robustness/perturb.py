@@ -20,6 +20,21 @@ def _rng(seed: int, kind: str) -> np.random.Generator:
     return np.random.default_rng([seed, sum(map(ord, kind))])
 
 
+def sample(n: int, rows: int, seed: int) -> np.ndarray:
+    """Indices (sorted) of a seeded sample of ``rows`` of ``n`` test rows; all of them when there are fewer."""
+    if n <= rows:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(_rng(seed, "sample").choice(n, size=rows, replace=False)).astype(np.int64)
+
+
+def partners(n: int, seed: int) -> np.ndarray:
+    """For each of ``n`` rows, another row (never itself when ``n > 1``): the ad it is ranked against."""
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    shift = _rng(seed, "partners").integers(1, n, n)
+    return ((np.arange(n) + shift) % n).astype(np.int64)
+
+
 def typo(text: str, rng: np.random.Generator) -> str:
     """One character-level typo in a word of 3+ letters: swap two neighbours, drop, double or replace one."""
     words = text.split(" ")

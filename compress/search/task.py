@@ -35,7 +35,9 @@ from app.tasks.search.text import (
     write_catalogue,
     write_vectors,
 )
+from compress.config import RobustnessSection
 from compress.minilm.onnx import HIDDEN
+from compress.robustness.flips import RobustnessSet, Side
 from compress.search.config import SearchConfig
 from compress.search.data import QuerySplit, SearchData, read_judgments, split_queries
 from compress.search.metrics import ranking_metrics
@@ -278,6 +280,62 @@ class SearchTask:
             return {b: self._feeds([qs[int(rng.integers(len(qs)))]]) for b in batch_sizes}
         seqs = self.parts["test"].seqs
         return {b: self._feeds([seqs[i] for i in rng.choice(len(seqs), b, replace=b > len(seqs))]) for b in batch_sizes}
+
+    def robustness_set(self, r: RobustnessSection) -> RobustnessSet:
+        """Sampled test queries with a typo, other casing/punctuation, or a dropped word, each re-ranking its own
+        judged list; a flip: the set of the list's ``top_k`` highest-scored products changed (order within
+        ignored)."""
+        from compress.robustness.perturb import perturb_texts, sample
+
+        test = self.split.test
+        queries = [test[i] for i in sample(len(test), r.rows, r.seed)]
+        texts = [self.data.lists[q].query for q in queries]
+        pert, kinds, src = perturb_texts(texts, r.seed)
+        lists = [self.data.lists[q].products for q in queries]
+        width = max(len(products) for products in lists)
+        sides: dict[Side, tuple[list[list[int]], list[int]]] = {
+            "clean": (self.enc.queries(texts)[0], list(range(len(queries)))),
+            "perturbed": (self.enc.queries(pert)[0], src.tolist()),
+        }
+        groups: dict[Side, list[np.ndarray]] = {}
+        feeds: dict[Side, dict[str, np.ndarray]] = {}
+        distinct = sorted({p for products in lists for p in products})
+        for side, (toks, owner) in sides.items():
+            if self.bi:  # query rows, then each distinct product once
+                row = {p: len(toks) + i for i, p in enumerate(distinct)}
+                seqs = [single_seq(t) for t in toks] + [single_seq(self.product_tokens[p]) for p in distinct]
+                groups[side] = [np.array([row[p] for p in lists[o]]) for o in owner]
+            else:  # one [CLS] query [SEP] product [SEP] row per judged pair
+                seqs, groups[side] = [], []
+                for t, o in zip(toks, owner, strict=True):
+                    start = len(seqs)
+                    seqs.extend(self.enc.pair(t, self.product_tokens[p])[0] for p in lists[o])
+                    groups[side].append(np.arange(start, len(seqs)))
+            feeds[side] = self._feeds(seqs)
+
+        def scores(out: np.ndarray, side: Side) -> np.ndarray:
+            rows = groups[side]
+            m = np.full((len(rows), width), -np.inf)
+            for i, g in enumerate(rows):
+                if self.bi:  # as served: query vector . INT8 product vectors
+                    q8, scale = quantize_rows(np.asarray(out[g], np.float32))
+                    m[i, : len(g)] = dot_scores(out[i], q8, scale)
+                else:
+                    m[i, : len(g)] = np.asarray(out).reshape(-1)[g]
+            return m
+
+        return RobustnessSet(
+            feeds["clean"],
+            feeds["perturbed"],
+            src,
+            kinds,
+            "topk",
+            self.outputs[0].name,
+            k=r.top_k,
+            definition=f"the set of the {r.top_k} highest-scored products of the query's judged list changed",
+            scores=scores,
+            clean_rows=len(queries),
+        )
 
     # ---- publishing ----
     def state(self) -> SearchState:

@@ -14,6 +14,8 @@ from app.tasks.chat.text import load_version
 from compress.cli import main
 from compress.metrics import roc_auc
 from compress.registry import get_task
+from compress.robustness.perturb import TEXT_KINDS
+from tests.fixtures.checks import expect_robustness
 from tests.fixtures.compress_run import CompressRun
 
 MODEL = "chat-intent"
@@ -112,6 +114,7 @@ def test_report_command_lists_every_candidate(
     assert main(["report", MODEL, "--repo", str(chat_compress_run.repo), "--out", str(tmp_path / "p.png")]) == 0
     text = capsys.readouterr().out
     assert f"| {TARGET} |" in text and "**selected**" in text and "ms@32" in text
+    assert "| flips |" in text and "Robustness ('flips' column)" in text, text
 
 
 def test_published_versions_record_token_counts_intents_and_confidence(chat_compress_run: CompressRun) -> None:
@@ -127,3 +130,8 @@ def test_published_versions_record_token_counts_intents_and_confidence(chat_comp
         }, kinds
         intent = next(f for f in ref.features if f.name == "intent")
         assert len(intent.values) >= 5 and intent.proportions[-1] == 0.0, intent
+
+
+def test_published_versions_carry_their_robustness_result(chat_compress_run: CompressRun) -> None:
+    versions = list_versions(chat_compress_run.repo, MODEL)
+    expect_robustness(chat_compress_run.repo, MODEL, versions, set(TEXT_KINDS))

@@ -12,6 +12,8 @@ from app.repository import list_versions, load_verified
 from compress.cli import main
 from compress.pipeline import run
 from compress.publish import publish
+from compress.robustness.perturb import CTR_KINDS
+from tests.fixtures.checks import expect_robustness
 from tests.fixtures.compress_run import CompressRun
 
 MODEL = "ad-ctr"
@@ -66,6 +68,7 @@ def test_report_command_writes_table_and_plot(
     assert main(["report", MODEL, "--repo", str(ctr_compress_run.repo), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| int8_qdq |" in text and "**selected**" in text
+    assert "| flips |" in text and "Robustness ('flips' column): 600 perturbed copies of 200 test rows" in text, text
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -123,3 +126,7 @@ def test_published_versions_record_a_drift_reference_of_inputs_and_pctr(ctr_comp
             assert sum(f.proportions) == pytest.approx(1.0, abs=1e-3), f"{f.name}: {f.proportions}"
         pctr = ref.features[-1]
         assert pctr.role == "output" and pctr.tensor == "pctr" and len(pctr.edges) >= 5, pctr
+
+
+def test_published_versions_carry_their_robustness_result(ctr_compress_run: CompressRun) -> None:
+    expect_robustness(ctr_compress_run.repo, MODEL, ctr_compress_run.result.published.values(), set(CTR_KINDS))

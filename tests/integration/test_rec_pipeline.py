@@ -14,6 +14,7 @@ import pytest
 
 from compress.config import parse_config
 from compress.recommend.config import RecConfig
+from tests.fixtures.checks import expect_robustness
 from tests.fixtures.compress_run import CompressRun
 
 
@@ -33,6 +34,7 @@ def test_publishes_a_gated_compressed_model_that_beats_every_baseline(rec_compre
     assert man["recipe"]["item_table_compression"] >= 3.5
     assert man["lineage"]["split"]["kind"] == "temporal"
     assert man["lineage"]["split"]["cleaning"]["non_product_item"] > 0
+    expect_robustness(rec_compress_run.repo, rec_compress_run.cfg.model.name, [1, 2], {"drop_history_item"})
 
 
 def test_one_batched_call_returns_top_k_for_every_row(rec_compress_run: CompressRun) -> None:

@@ -9,6 +9,8 @@ from app.repository import list_versions
 from app.runtime.ort_options import wants_dequantize_on_load
 from app.tasks.search.text import KIND, VECTORS_FILE, SearchState, read_catalogue, read_vectors
 from compress.pipeline import RunResult
+from compress.robustness.perturb import TEXT_KINDS
+from tests.fixtures.checks import expect_robustness
 from tests.fixtures.compress_run import CompressRun
 
 MODEL = "search-ranker"
@@ -33,6 +35,7 @@ def test_pipeline_publishes_a_gated_ranker_with_both_baselines(search_compress_r
     split = m.lineage.split
     test_q, train_q = set(split["test_queries"]), split["queries"]["train"]
     assert len(test_q) == search_compress_run.cfg.split.test_queries and train_q > 0
+    expect_robustness(search_compress_run.repo, MODEL, versions, set(TEXT_KINDS))
 
 
 def test_every_failed_candidate_names_its_reason(search_compress_run: CompressRun) -> None:

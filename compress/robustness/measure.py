@@ -1,0 +1,82 @@
+"""Every candidate's decision flip rate on its task's perturbation set, and the rule that refuses a candidate.
+
+Generic: the task builds the set (its ``robustness_set`` hook, :func:`compress.tasks.task_robustness_set`); this
+module runs each built model on the clean rows and their perturbed copies, counts decision flips (each model
+against its own clean decisions) and compares a candidate's rate with FP32's. A candidate over the limit is
+refused like one that fails an accuracy rule: its gate fails with the reason, so the selection skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from compress.candidates import Candidate
+from compress.config import CompressConfig
+from compress.gate import GateResult
+from compress.robustness.flips import RobustnessSet, check, flip_rate
+from compress.tasks import TaskAdapter, task_predict, task_robustness_set
+
+RULE = "flip rate <= FP32 flip rate + [gate].max_flip_increase"
+
+
+def measure(rset: RobustnessSet, task: TaskAdapter, path: Path) -> dict[str, Any]:
+    """Flip rate (overall and per perturbation kind) of the model at ``path``."""
+    from compress.evaluate import session
+
+    sess = session(path, threads=2)
+    clean = rset.decisions(task_predict(task, sess, rset.clean, rset.output), "clean")
+    perturbed = rset.decisions(task_predict(task, sess, rset.perturbed, rset.output), "perturbed")
+    return flip_rate(clean, perturbed, rset)
+
+
+def rule(cfg: CompressConfig, rset: RobustnessSet | None, reason: str) -> dict[str, Any]:
+    """The run report's ``robustness`` entry: the rule, the margin, and the set (or why there is none)."""
+    out: dict[str, Any] = {"rule": RULE, "max_flip_increase": cfg.gate.max_flip_increase, "seed": cfg.robustness.seed}
+    return {**out, "set": rset.describe()} if rset is not None else {**out, "skipped": reason}
+
+
+def apply(cands: Sequence[Candidate], task: TaskAdapter, cfg: CompressConfig) -> dict[str, Any]:
+    """Measure FP32 (``cands[0]``) and every candidate that passed the accuracy rules; refuse those over the limit.
+
+    Sets each built candidate's ``robustness`` block and returns the report's ``robustness`` entry. Candidates
+    that already failed are not measured (they cannot be published either way); a candidate whose graph has
+    other inputs or outputs than the task's (an ANN user tower) has no comparable decision and is skipped.
+    """
+    rset, reason = task_robustness_set(task, cfg)
+    built = [c for c in cands if c.path is not None]
+    if rset is None:
+        for c in built:
+            c.robustness = {"status": "skipped", "reason": reason}
+        return rule(cfg, None, reason)
+    ref = cands[0]
+    assert ref.path is not None
+    base = measure(rset, task, ref.path)
+    fp32, inc = base["flip_rate"], cfg.gate.max_flip_increase
+    common = {"fp32_flip_rate": fp32, "max_increase": inc, "limit": round(fp32 + inc, 6), **rset.describe()}
+    ref.robustness = {"status": "reference", "flip_rate": fp32, "margin": inc, "by_kind": base["by_kind"], **common}
+    for c in built[1:] if built and built[0] is ref else built:
+        if c.io is not None:
+            c.robustness = {"status": "skipped", "reason": "its graph has other inputs/outputs than the task's model"}
+        elif c.status != "passed":
+            c.robustness = {"status": "not_measured", "reason": "failed the accuracy gate"}
+        else:
+            m = measure(rset, task, c.path)  # type: ignore[arg-type]
+            refusal = check(m["flip_rate"], fp32, inc)
+            c.robustness = {
+                "status": "failed" if refusal else "passed",
+                "flip_rate": m["flip_rate"],
+                "margin": round(fp32 + inc - m["flip_rate"], 6),
+                "by_kind": m["by_kind"],
+                **common,
+            }
+            if refusal:
+                g = c.gate
+                c.gate = (
+                    GateResult(False, g.rule, g.numbers, [*g.reasons, refusal])
+                    if g
+                    else GateResult(False, RULE, {}, [refusal])
+                )
+                c.status = "failed"
+    return rule(cfg, rset, "")
