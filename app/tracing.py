@@ -66,18 +66,23 @@ def configure(settings: Settings) -> None:
     """Install the OTLP/HTTP exporter when ``APP_TRACING_ENABLED`` (once per process; needs the ``otel`` extra)."""
     if not settings.tracing_enabled or ENABLED:
         return
+    install(otlp_provider(settings.tracing_service_name, settings.tracing_endpoint), settings.tracing_sample_ratio)
+    LOG.info("tracing on: %.3g of root requests, OTLP/HTTP to %s", _ratio, settings.tracing_endpoint or "the default")
+
+
+def otlp_provider(service_name: str, endpoint: str | None) -> Any:
+    """The provider :func:`configure` installs: every span it is asked for sampled (:func:`start_request` has
+    decided already), a batch span processor, OTLP/HTTP to ``endpoint`` (None: the exporter's default)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    resource = Resource.create({"service.name": settings.tracing_service_name})
-    provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)  # start_request has decided already
-    exporter = OTLPSpanExporter(endpoint=settings.tracing_endpoint) if settings.tracing_endpoint else OTLPSpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=ALWAYS_ON)
+    exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    install(provider, settings.tracing_sample_ratio)
-    LOG.info("tracing on: %.3g of root requests, OTLP/HTTP to %s", _ratio, settings.tracing_endpoint or "the default")
+    return provider
 
 
 def install(provider: Any, ratio: float = 1.0) -> None:
@@ -90,6 +95,12 @@ def install(provider: Any, ratio: float = 1.0) -> None:
     _provider, _ratio = provider, ratio
     _tracer = provider.get_tracer("shopinfer")
     ENABLED = True
+
+
+def flush() -> None:
+    """Export the finished spans still queued now (benchmarks charge the export to the requests that made it)."""
+    if _provider is not None:
+        _provider.force_flush()
 
 
 def shutdown() -> None:
