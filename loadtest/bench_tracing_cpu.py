@@ -83,33 +83,39 @@ async def _measure(
     (all generations) by variant."""
     from asgi_lifespan import LifespanManager
 
+    from app import tracing
     from app.main import create_app
     from app.settings import Settings
 
     slow: dict[str, Any] = {"queue_budget_ms": None, "default_timeout_ms": None} if args.inside_callgrind else {}
-    app = create_app(
-        Settings(model_repo=repo, grpc_enabled=False, log_level="warning", **slow)
-    )  # callgrind: 50x slower
+    app = create_app(Settings(model_repo=repo, grpc_enabled=False, log_level="warning", **slow))  # callgrind: 50x
     path, body = "/v1/ads/ctr", json.dumps(bodies_for([1])[1]).encode()
-    variants: dict[str, float | None] = {OFF: None, AGAIN: None}
-    variants.update({f"tracing on, {r:.0%} sampled": r for r in args.ratios})
+    # one provider per traced variant for the whole run, as in a traced server (its exporter keeps its connection)
+    variants: dict[str, tuple[Any, float]] = {OFF: (None, 0.0), AGAIN: (None, 0.0)}
+    for ratio in args.ratios:
+        variants[f"tracing on, {ratio:.0%} sampled"] = (tracing.otlp_provider("shopinfer-bench", endpoint), ratio)
     per: dict[str, list[float]] = {name: [] for name in variants}
     collections = dict.fromkeys(variants, 0)
-    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60):
-        await _until_serving(app, path, body)
-        for ratio in (None, *args.ratios):  # warm-up: imports, first-call paths, a first export
-            await _run(app, path, body, args, ratio, endpoint, counted=False)
-        gc.freeze()  # what the registry does after a load: the warm-up's long-lived objects are not rescanned
-        if args.inside_callgrind:
-            _callgrind("--instr=on")
-        names, order = list(variants), []
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                gc0 = _gc_runs()
-                per[name].append(await _run(app, path, body, args, variants[name], endpoint))
-                collections[name] += _gc_runs() - gc0
-                order.append(name)
-            print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+    try:
+        async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60):
+            await _until_serving(app, path, body)
+            for provider, ratio in variants.values():  # warm-up: first-call paths, each exporter's connection
+                await _run(app, path, body, args, provider, ratio, counted=False)
+            gc.freeze()  # as the registry does after a load: the warm-up's long-lived objects are not rescanned
+            if args.inside_callgrind:
+                _callgrind("--instr=on")
+            names, order = list(variants), []
+            for r in range(args.rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    gc0 = _gc_runs()
+                    per[name].append(await _run(app, path, body, args, *variants[name]))
+                    collections[name] += _gc_runs() - gc0
+                    order.append(name)
+                print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+    finally:
+        for provider, _ in variants.values():
+            if provider is not None:
+                provider.shutdown()
     return per, order, collections
 
 
@@ -131,21 +137,21 @@ async def _until_serving(app: Any, path: str, body: bytes, timeout_s: float = 12
 
 
 async def _run(
-    app: Any, path: str, body: bytes, args: argparse.Namespace, ratio: float | None, endpoint: str, counted: bool = True
+    app: Any, path: str, body: bytes, args: argparse.Namespace, provider: Any, ratio: float, counted: bool = True
 ) -> float:
     """CPU µs per request of one block (under ``--instructions``: 0, its count is dumped by callgrind instead);
-    ``ratio`` None: tracing off (no provider, as with the setting off)."""
+    ``provider`` None: tracing off (as with the setting off), else traced at ``ratio`` with that provider."""
     from app import tracing
 
-    if ratio is not None:
-        tracing.install(tracing.otlp_provider("shopinfer-bench", endpoint), ratio)
+    if provider is not None:
+        tracing.install(provider, ratio)
     try:
         callgrind = args.inside_callgrind and counted
         if callgrind:
             _callgrind("--zero")
         c0 = time.process_time()
         await _block(app, path, body, args.requests, args.concurrency)
-        if ratio is not None:
+        if provider is not None:
             tracing.flush()  # this block's spans are exported on its clock
         spent = time.process_time() - c0
         if callgrind:
@@ -153,8 +159,8 @@ async def _run(
             return 0.0
         return spent / args.requests * 1e6
     finally:
-        if ratio is not None:
-            tracing.shutdown()
+        if provider is not None:
+            tracing.uninstall()
 
 
 def _callgrind(command: str) -> None:
