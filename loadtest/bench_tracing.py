@@ -35,7 +35,10 @@ OFF = "tracing off"
 
 
 class _Sink(BaseHTTPRequestHandler):
-    """Accepts OTLP/HTTP exports (an empty protobuf reply is a valid ``ExportTraceServiceResponse``)."""
+    """Accepts OTLP/HTTP exports (an empty protobuf reply is a valid ``ExportTraceServiceResponse``), keeping the
+    connection open between exports as a collector does."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))

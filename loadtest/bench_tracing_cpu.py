@@ -1,18 +1,25 @@
-"""CPU that tracing adds to a 1-row CTR request, measured in ONE process so that server-to-server spread and
-machine load cannot pose as a tracing cost.
+"""CPU (or instructions) that tracing adds to a 1-row CTR request, measured in ONE process so that the spread
+between server processes and the load on a shared machine cannot pose as a tracing cost.
 
-The real app (lifespan, model, batcher, hot path) is driven through ASGI by ``--concurrency`` coroutines (no
-sockets, no HTTP parser: both are the same with tracing on or off). Short blocks of ``--requests`` requests run
-with tracing off, off again (an A/A pair: the noise floor of the method), and on at each ``--ratios`` sampling
-ratio, the order rotated every round. Each traced block installs a fresh provider exactly as
-``APP_TRACING_ENABLED`` does (batch span processor, OTLP/HTTP to a receiver in another process) and ends with a
-flush inside the timed part, so export work is charged to the block that produced the spans. A block's cost is the
-process CPU time (every thread: event loop, batch worker, ONNX Runtime, span exporter) per request; the table gives
-the medians over rounds of the per-round difference to the "off" block of the same round.
+The real app (lifespan, model, batcher, hot path) is driven through ASGI by ``--concurrency`` coroutines, a task
+per request as uvicorn does (no sockets, no HTTP parser: both are the same with tracing on or off). Short blocks of
+``--requests`` requests run with tracing off, off again (an A/A pair: the noise floor of the method), and on at
+each ``--ratios`` sampling ratio, the order rotated every round. Each traced variant has its own provider for the
+whole run, built as ``APP_TRACING_ENABLED`` builds it (batch span processor, OTLP/HTTP to a receiver in another
+process); a traced block ends with a flush inside the measured part, so its spans' export is charged to it (one
+export per block: more often than the batch processor's 512 spans or 5 s, so a low ratio's row carries more
+per-export overhead than a server does). The admission budget and default deadline are off, so that a slow
+machine cannot turn requests into refusals.
+
+A block's cost is the process CPU time (every thread: event loop, batch worker, ONNX Runtime, span exporter) per
+request, or with ``--instructions`` the instructions callgrind counts (``valgrind`` must be installed; about 50x
+slower, and independent of the machine's load); the table gives the medians over rounds, and of the per-round
+difference to the "off" block of the same round.
 
 Run from the repository root::
 
-    python -m loadtest.bench_tracing_cpu --rounds 15 --requests 3000 --ratios 0,0.01,1
+    python -m loadtest.bench_tracing_cpu --rounds 9 --requests 2000
+    python -m loadtest.bench_tracing_cpu --instructions --rounds 3 --requests 1000
 """
 
 from __future__ import annotations
@@ -87,8 +94,12 @@ async def _measure(
     from app.main import create_app
     from app.settings import Settings
 
-    slow: dict[str, Any] = {"queue_budget_ms": None, "default_timeout_ms": None} if args.inside_callgrind else {}
-    app = create_app(Settings(model_repo=repo, grpc_enabled=False, log_level="warning", **slow))  # callgrind: 50x
+    # no queue budget, no default deadline: a loaded machine (or callgrind, 50x slower) must not turn requests into
+    # refusals, which would change the path being measured
+    settings = Settings(
+        model_repo=repo, grpc_enabled=False, log_level="warning", queue_budget_ms=None, default_timeout_ms=None
+    )
+    app = create_app(settings)
     path, body = "/v1/ads/ctr", json.dumps(bodies_for([1])[1]).encode()
     # one provider per traced variant for the whole run, as in a traced server (its exporter keeps its connection)
     variants: dict[str, tuple[Any, float]] = {OFF: (None, 0.0), AGAIN: (None, 0.0)}
