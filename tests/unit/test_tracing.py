@@ -1,21 +1,26 @@
 """The tracing module without the app: the OTLP pipeline ``APP_TRACING_ENABLED`` installs delivers spans to a real
-HTTP receiver, and the raw-header entry point samples the way :func:`app.tracing.start_request` does."""
+HTTP receiver, the raw-header entry point samples the way :func:`app.tracing.start_request` does, and a traced
+batch's span bookkeeping is not taken for model cost by the batcher."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app import tracing
+from app.batching import BatchConfig, DynamicBatcher
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -108,3 +113,45 @@ def test_raw_headers_are_sampled_by_the_ratio_unless_the_caller_decided(
     assert (trace is not None, len(spans), len(named)) == (traced, int(traced), int(traced)), (trace, spans, named)
     if traced and flags is not None:
         assert format(spans[0].context.trace_id, "032x") == TRACE_ID, spans[0].context
+
+
+class _SlowStart(SpanProcessor):
+    """Span bookkeeping that costs 20 ms a span (4x the inline limit below)."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        time.sleep(0.02)
+
+
+async def test_span_bookkeeping_does_not_count_as_batch_cost_or_move_later_batches_off_the_loop() -> None:
+    threads: list[int] = []
+
+    def infer(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        return {"y": x["x"] * 2}
+
+    provider = TracerProvider()
+    provider.add_span_processor(_SlowStart())
+    tracing.install(provider, 1.0)
+    batcher = DynamicBatcher("test/1", infer, BatchConfig(max_queue_delay_us=0, inline_max_s=0.005))
+    batcher.start()
+
+    async def traced() -> None:
+        trace = tracing.start_http([], lambda: "POST /t", "rid")
+        assert trace is not None
+        await batcher.submit(_rows(2), 2)
+        tracing.end_request(trace, 200)
+
+    try:
+        await batcher.submit(_rows(1), 1)  # not measured yet: a worker thread
+        await batcher.submit(_rows(2), 2)  # measured cheap: on the loop
+        await asyncio.create_task(traced())  # a traced batch: 40 ms of span starts (queue, batch) on the loop
+        await batcher.submit(_rows(2), 2)  # an untraced one right after: still estimated cheap
+    finally:
+        await batcher.close(5)
+        tracing.shutdown()
+    loop = threading.get_ident()
+    assert [t == loop for t in threads] == [False, True, True, True], threads
+
+
+def _rows(n: int) -> dict[str, np.ndarray]:
+    return {"x": np.ones((n, 2), dtype=np.float32)}
