@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             f"interleaved rounds; load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
         )
         print(render(rows, header, reference=OFF))
-        print("\nreq/s ÷ tracing off's in the same round, median (min … max):")
+        print("\nreq/s ÷ tracing off's in the same run, median (min … max):")
         for name, ratios in paired.items():
             print(f"- {name}: {statistics.median(ratios):.3f} ({min(ratios):.3f} … {max(ratios):.3f})")
     sink.shutdown()

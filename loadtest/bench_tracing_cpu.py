@@ -4,7 +4,7 @@ between server processes and the load on a shared machine cannot pose as a traci
 The real app (lifespan, model, batcher, hot path) is driven through ASGI by ``--concurrency`` coroutines, a task
 per request as uvicorn does (no sockets, no HTTP parser: both are the same with tracing on or off). Short blocks of
 ``--requests`` requests run with tracing off, off again (an A/A pair: the noise floor of the method), and on at
-each ``--ratios`` sampling ratio, the order rotated every round. Each traced variant has its own provider for the
+each ``--ratios`` sampling ratio, the order rotated every run. Each traced variant has its own provider for the
 whole run, built as ``APP_TRACING_ENABLED`` builds it (batch span processor, OTLP/HTTP to a receiver in another
 process); a traced block ends with a flush inside the measured part, so its spans' export is charged to it (one
 export per block: more often than the batch processor's 512 spans or 5 s, so a low ratio's row carries more
@@ -13,13 +13,13 @@ machine cannot turn requests into refusals.
 
 A block's cost is the process CPU time (every thread: event loop, batch worker, ONNX Runtime, span exporter) per
 request, or with ``--instructions`` the instructions callgrind counts (``valgrind`` must be installed; about 50x
-slower, and independent of the machine's load); the table gives the medians over rounds, and of the per-round
-difference to the "off" block of the same round.
+slower, and independent of the machine's load); the table gives the medians over runs, and of the per-run
+difference to the "off" block of the same run.
 
 Run from the repository root::
 
-    python -m loadtest.bench_tracing_cpu --rounds 9 --requests 2000
-    python -m loadtest.bench_tracing_cpu --instructions --rounds 3 --requests 1000
+    python -m loadtest.bench_tracing_cpu --runs 9 --requests 2000
+    python -m loadtest.bench_tracing_cpu --instructions --runs 3 --requests 1000
 """
 
 from __future__ import annotations
@@ -116,13 +116,13 @@ async def _measure(
             if args.inside_callgrind:
                 _callgrind("--instr=on")
             names, order = list(variants), []
-            for r in range(args.rounds):
+            for r in range(args.runs):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     gc0 = _gc_runs()
                     per[name].append(await _run(app, path, body, args, *variants[name]))
                     collections[name] += _gc_runs() - gc0
                     order.append(name)
-                print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                print(f"run {r + 1}/{args.runs}", file=sys.stderr, flush=True)
     finally:
         for provider, _ in variants.values():
             if provider is not None:
@@ -207,10 +207,10 @@ def _ratios(text: str) -> list[float]:
 
 
 def table(per: dict[str, list[float]], header: str, unit: str) -> str:
-    """Medians of ``unit`` per request and of the per-round difference to the "off" block of the same round."""
+    """Medians of ``unit`` per request and of the per-run difference to the "off" block of the same run."""
     med: Callable[[list[float]], float] = statistics.median
     off = per[OFF]
-    lines = [header, "", f"| variant | {unit} per request (median) | − off, same round: median (min … max) | × off |",
+    lines = [header, "", f"| variant | {unit} per request (median) | − off, same run: median (min … max) | × off |",
              "|---|---:|---:|---:|"]  # fmt: skip
     for name, values in per.items():
         diffs = [v - o for v, o in zip(values, off, strict=True)]
@@ -221,7 +221,7 @@ def table(per: dict[str, list[float]], header: str, unit: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m loadtest.bench_tracing_cpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--runs", type=int, default=9, help="blocks per variant (the order rotated each time)")
     p.add_argument("--requests", type=int, default=3000, help="requests per block")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (wrk -c8 in the HTTP benchmark)")
     p.add_argument("--ratios", type=_ratios, default=[0, 0.01, 1], help="sampling ratios, one traced block each")
@@ -247,13 +247,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     load = os.getloadavg()
     header = (
-        f"1-row `POST /v1/ads/ctr` through ASGI in one process, {args.concurrency} in flight, {args.rounds} rounds of "
+        f"1-row `POST /v1/ads/ctr` through ASGI in one process, {args.concurrency} in flight, {args.runs} runs of "
         f"{args.requests} requests per variant, order rotated; load average at the end "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
     )
     print(table(per, header, unit))
     if not args.instructions:
-        runs = ", ".join(f"{name} {n * 1000 / (args.rounds * args.requests):.1f}" for name, n in collections.items())
+        runs = ", ".join(f"{name} {n * 1000 / (args.runs * args.requests):.1f}" for name, n in collections.items())
         print(f"\ncyclic GC runs (all generations) per 1,000 requests: {runs}")
 
 
