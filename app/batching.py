@@ -534,7 +534,9 @@ class DynamicBatcher:
             self.name, [it.trace for it in traced], [it.enqueued for it in traced], started, rows
         )
         try:
-            out = self._run_batch(batch, started)
+            # compute is timed from here: the span bookkeeping above must not count as the batch's cost, or one
+            # traced batch would push the inline-run estimate up and send the next untraced ones to the thread
+            out = self._run_batch(batch, time.monotonic())
         except BaseException as e:
             tracing.end_batch(token, e)
             raise

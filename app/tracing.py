@@ -26,7 +26,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.logs import TRACE_ID
@@ -66,18 +66,23 @@ def configure(settings: Settings) -> None:
     """Install the OTLP/HTTP exporter when ``APP_TRACING_ENABLED`` (once per process; needs the ``otel`` extra)."""
     if not settings.tracing_enabled or ENABLED:
         return
+    install(otlp_provider(settings.tracing_service_name, settings.tracing_endpoint), settings.tracing_sample_ratio)
+    LOG.info("tracing on: %.3g of root requests, OTLP/HTTP to %s", _ratio, settings.tracing_endpoint or "the default")
+
+
+def otlp_provider(service_name: str, endpoint: str | None) -> Any:
+    """The provider :func:`configure` installs: every span it is asked for sampled (:func:`start_request` has
+    decided already), a batch span processor, OTLP/HTTP to ``endpoint`` (None: the exporter's default)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    resource = Resource.create({"service.name": settings.tracing_service_name})
-    provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)  # start_request has decided already
-    exporter = OTLPSpanExporter(endpoint=settings.tracing_endpoint) if settings.tracing_endpoint else OTLPSpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=ALWAYS_ON)
+    exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    install(provider, settings.tracing_sample_ratio)
-    LOG.info("tracing on: %.3g of root requests, OTLP/HTTP to %s", _ratio, settings.tracing_endpoint or "the default")
+    return provider
 
 
 def install(provider: Any, ratio: float = 1.0) -> None:
@@ -92,28 +97,59 @@ def install(provider: Any, ratio: float = 1.0) -> None:
     ENABLED = True
 
 
+def flush() -> None:
+    """Export the finished spans still queued now (benchmarks charge the export to the requests that made it)."""
+    if _provider is not None:
+        _provider.force_flush()
+
+
 def shutdown() -> None:
     """Flush and stop (the lifespan's end); tracing is off afterwards."""
-    global ENABLED, _tracer, _provider
-    provider, ENABLED, _tracer, _provider = _provider, False, None, None
+    provider = uninstall()
     if provider is not None:
         provider.shutdown()
 
 
+def uninstall() -> Any:
+    """Tracing off, the provider left running and returned (benchmarks switch between installed providers)."""
+    global ENABLED, _tracer, _provider
+    provider, ENABLED, _tracer, _provider = _provider, False, None, None
+    return provider
+
+
 def start_request(name: str, headers: Mapping[str, str] | None, request_id: str) -> RequestTrace | None:
     """The request's span if it is sampled (it becomes :data:`CURRENT` for this task), else None."""
-    parent = headers.get("traceparent") if headers else None
-    if parent is None:
-        if random.random() >= _ratio:
-            return None
-        context = None
-    else:
-        context = _propagator.extract(headers)
-        if not _api.get_current_span(context).get_span_context().trace_flags.sampled:
-            return None  # the caller decided: not sampled
+    if not headers or "traceparent" not in headers:
+        return _begin(name, None, request_id) if random.random() < _ratio else None
+    context = _followed(headers)
+    return None if context is None else _begin(name, context, request_id)
+
+
+def start_http(raw: Sequence[tuple[bytes, bytes]], name: Callable[[], str], request_id: str) -> RequestTrace | None:
+    """:func:`start_request` for raw ASGI headers: an unsampled request without ``traceparent`` costs one scan of
+    the header names and one ``random()`` (no header dict, no span name)."""
+    for key, _ in raw:
+        if key == b"traceparent":
+            context = _followed(http_headers(raw) or {})
+            return None if context is None else _begin(name(), context, request_id)
+    return _begin(name(), None, request_id) if random.random() < _ratio else None
+
+
+def _followed(headers: Mapping[str, str]) -> Any:
+    """The caller's context when its ``traceparent`` says sampled, else None (the caller decided)."""
+    context = _propagator.extract(headers)
+    return context if _api.get_current_span(context).get_span_context().trace_flags.sampled else None
+
+
+def _begin(name: str, context: Any, request_id: str) -> RequestTrace:
     now = time.time_ns()
-    span = _tracer.start_span(name, context=context, kind=_api.SpanKind.SERVER, start_time=now)
-    span.set_attribute("shopinfer.request_id", request_id)
+    span = _tracer.start_span(
+        name,
+        context=context,
+        kind=_api.SpanKind.SERVER,
+        start_time=now,
+        attributes={"shopinfer.request_id": request_id},
+    )
     trace = RequestTrace(span, now)
     CURRENT.set(trace)
     TRACE_ID.set(format(span.get_span_context().trace_id, "032x"))

@@ -12,12 +12,14 @@ Run from the repository root::
     python -m loadtest.bench_tracing --runs 7 --duration 8
     python -m loadtest.bench_tracing --ratios 0.01,1   # a traced server per sampling ratio (1 = every request)
     python -m loadtest.bench_tracing --baseline-checkout ../main   # adds that checkout's server (tracing absent)
+    python -m loadtest.bench_tracing --aa   # adds a second tracing-off server: how far two identical servers differ
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import threading
 from contextlib import ExitStack
@@ -29,14 +31,24 @@ from loadtest.bench_ctr import bodies_for, prepare, server
 from loadtest.harness import wrk
 from loadtest.peers.measure import Sample, render, run_wrk, summarize
 
+OFF = "tracing off"
+
 
 class _Sink(BaseHTTPRequestHandler):
-    """Accepts OTLP/HTTP exports (an empty protobuf reply is a valid ``ExportTraceServiceResponse``)."""
+    """Accepts OTLP/HTTP exports (an empty protobuf reply is a valid ``ExportTraceServiceResponse``), keeping the
+    connection open between exports as a collector does."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:  # readiness of a receiver run with --sink
+        self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
 
@@ -58,7 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--ratios", type=_ratios, default=[0.01], help="sampling ratios, one traced server each (0.01,1)")
     p.add_argument("--baseline-checkout", type=Path, help="another checkout whose server is measured as well")
+    p.add_argument("--aa", action="store_true", help="a second tracing-off server: the spread between processes")
+    p.add_argument("--sink", type=int, metavar="PORT", help="only run the OTLP receiver on PORT (until killed)")
     args = p.parse_args(argv)
+    if args.sink is not None:
+        ThreadingHTTPServer(("127.0.0.1", args.sink), _Sink).serve_forever()
+        return
 
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -69,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         common = {"MODEL_REPO": str(repo), "APP_WORKERS": "1", "APP_GRPC_ENABLED": "false", "APP_LOG_LEVEL": "warning"}
         endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
         traced = {"APP_TRACING_ENABLED": "true", "APP_TRACING_ENDPOINT": endpoint}
-        variants: dict[str, tuple[dict[str, str], Path | None]] = {"tracing off": ({}, None)}
+        variants: dict[str, tuple[dict[str, str], Path | None]] = {OFF: ({}, None)}
+        if args.aa:
+            variants[f"{OFF} (A/A)"] = ({}, None)
         for ratio in args.ratios:
             variants[f"tracing on, {ratio:.0%} sampled"] = ({**traced, "APP_TRACING_SAMPLE_RATIO": str(ratio)}, None)
         if args.baseline_checkout is not None:
@@ -86,12 +105,18 @@ def main(argv: list[str] | None = None) -> None:
                 url, pid = servers[name]
                 samples[name].append(run_wrk(url + "/v1/ads/ctr", script, args.connections, args.duration, pid))
         rows = [summarize(name, s) for name, s in samples.items()]
+        paired = {
+            name: [a.wrk.rps / b.wrk.rps for a, b in zip(s, samples[OFF], strict=True)] for name, s in samples.items()
+        }
         load = os.getloadavg()
         header = (
             f"1-row `POST /v1/ads/ctr`, 1 worker each, wrk -c{args.connections} {args.duration}s x {args.runs} "
             f"interleaved rounds; load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
         )
-        print(render(rows, header, reference="tracing off"))
+        print(render(rows, header, reference=OFF))
+        print("\nreq/s ÷ tracing off's in the same run, median (min … max):")
+        for name, ratios in paired.items():
+            print(f"- {name}: {statistics.median(ratios):.3f} ({min(ratios):.3f} … {max(ratios):.3f})")
     sink.shutdown()
 
 

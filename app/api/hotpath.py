@@ -83,11 +83,7 @@ class ServingApp(FastAPI):
         if too_big is not None:
             await _send_error(scope, send_with_id, too_big)
             return
-        trace = (
-            tracing.start_request(self._span_name(scope), tracing.http_headers(scope["headers"]), rid)
-            if tracing.ENABLED
-            else None
-        )
+        trace = tracing.start_http(scope["headers"], lambda: self._span_name(scope), rid) if tracing.ENABLED else None
         try:
             response = await endpoint(Request(scope, receive))
         except ServiceError as e:
