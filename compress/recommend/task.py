@@ -19,7 +19,7 @@ from app.manifest import TensorSpec
 from app.tasks.recommend.seen import SEEN_FILE, save_seen
 from app.tasks.recommend.state import CODE_VERSION, HISTORIES_FILE, KIND, STATE_FILE, RecState, save_histories
 from compress.config import RobustnessSection
-from compress.recommend.config import RecConfig
+from compress.recommend.config import RecConfig, recency_tau
 from compress.recommend.data import (
     TEST,
     VALIDATION,
@@ -135,6 +135,7 @@ class RecTask:
         torch.set_num_threads(1)
         self.history = {
             "model": "two-tower (recency-weighted history mean + MLP; item table, bias, repeat term)",
+            "recency_tau_days": recency_tau(self.cfg),
             "selection": first,
             "final": final,
         }

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from compress.progress import Heartbeat
-from compress.recommend.config import RecConfig
+from compress.recommend.config import RecConfig, recency_tau
 from compress.recommend.data import Examples
 from compress.recommend.metrics import ranking_metrics
 from compress.recommend.model import NEG, TwoTower
@@ -46,7 +46,8 @@ def fit(
     model = TwoTower(n_items, t.dim, t.hidden, t.history_len, cfg.retrieval.top_k)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     hist = torch.from_numpy(train.history)
-    weight = torch.from_numpy(np.exp(-train.age_days / t.recency_tau_days)).float()
+    tau = recency_tau(cfg)
+    weight = torch.ones(len(train)) if tau is None else torch.from_numpy(np.exp(-train.age_days / tau)).float()
     gen = torch.Generator().manual_seed(t.seed)
     best, best_state, bad, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
     beat = Heartbeat("train two-tower", epochs * -(-len(train) // t.batch_size))  # early stopping may end it sooner

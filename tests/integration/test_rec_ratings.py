@@ -3,6 +3,8 @@ a positive filter, titles from a second file, and seen items excluded from every
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +15,7 @@ from compress.recommend.data import TEST, VALIDATION, make_split, read_log
 from tests.fixtures.ratings_gen import generate
 
 
-@pytest.fixture(scope="module")
-def ratings_cfg(tmp_path_factory: pytest.TempPathFactory) -> RecConfig:
-    ratings, movies = generate(tmp_path_factory.mktemp("ratings"), interactions=6000, seed=1)
+def _config(ratings: Path, movies: Path) -> RecConfig:
     cfg = parse_config(
         {
             "model": {"name": "ratings-rec", "task": "recommendation"},
@@ -39,6 +39,11 @@ def ratings_cfg(tmp_path_factory: pytest.TempPathFactory) -> RecConfig:
     )
     assert isinstance(cfg, RecConfig)
     return cfg
+
+
+@pytest.fixture(scope="module")
+def ratings_cfg(tmp_path_factory: pytest.TempPathFactory) -> RecConfig:
+    return _config(*generate(tmp_path_factory.mktemp("ratings"), interactions=6000, seed=1))
 
 
 def test_positive_filter_keeps_low_ratings_only_as_seen(ratings_cfg: RecConfig) -> None:
@@ -102,3 +107,29 @@ def test_baselines_never_list_a_seen_item(ratings_cfg: RecConfig) -> None:
     for name, top in lists.items():
         hits = sum(len(np.intersect1d(row[:10], s)) for row, s in zip(top, ex.seen, strict=True))
         assert hits == 0, f"{name}: {hits} seen items in the top 10 lists"
+
+
+def test_two_tower_clearly_beats_item_knn_and_popularity(tmp_path: Path) -> None:
+    """A sparse log (300 users, 2,500 items, ~1.6 % dense), the shape where ID embeddings learn the latent taste
+    and item-kNN's co-rating counts are thin. Measured on generator seeds 1-3: the model's recall@10 was 1.46-1.77x
+    item-kNN's and its NDCG@10 1.55-2.33x, so the 1.2x bar leaves room without being a coin flip. A dense
+    6,000-rating log (100 users, 500 items) is the opposite: item-kNN won there on all three seeds."""
+    import torch
+
+    from compress.recommend.task import RecTask
+    from compress.recommend.train import evaluate
+
+    cfg = _config(*generate(tmp_path, interactions=12_000, users=300, items=2_500, seed=1))
+    task = RecTask(cfg)
+    task.prepare()
+    base = task.baseline()
+    try:
+        model = task.train_fp32()
+    finally:
+        torch.set_num_threads(1)
+    got = evaluate(model, task.examples["test"], exclude_seen=True)
+    assert task.history["recency_tau_days"] is None, "a leave_last split must weigh every training row the same"
+    for m in ("recall@10", "ndcg@10"):
+        knn, pop = base[f"item_knn.{m}"], base[f"popularity.{m}"]
+        assert got[m] >= 1.2 * knn, f"{m}: two-tower {got[m]:.4f} vs item-kNN {knn:.4f} (wanted >= 1.2x)"
+        assert got[m] >= 2 * pop, f"{m}: two-tower {got[m]:.4f} vs recent popularity {pop:.4f} (wanted >= 2x)"
