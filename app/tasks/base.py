@@ -133,31 +133,23 @@ class Call(Generic[T]):
     async def submit(self, rows: list[Any], n_rows: int | None = None) -> Tensors:
         """Queue ``rows`` (already validated) as one item of ``n_rows`` batch rows; the task's ``prepare`` turns
         the rows of the whole batch into tensors in the worker thread. Returns this item's output rows."""
+        return await self._queue(rows, len(rows) if n_rows is None else n_rows, self.task.prepare)
+
+    async def submit_tensors(self, tensors: Tensors, n_rows: int) -> Tensors:
+        """Queue one item of already-built model inputs (``n_rows`` rows each); the batcher concatenates it with
+        the other items' tensors of the same names and shapes. Returns this item's output rows."""
+        return await self._queue(tensors, n_rows, None)
+
+    async def _queue(self, item: Any, n_rows: int, prepare: Callable[[list[Any]], Tensors] | None) -> Tensors:
         if self._batcher is None:
             raise ServiceError(f"version {self.model}/{self.version} has no batcher")
         if tracing.ENABLED:
             tracing.mark("validate")
         out = await self._batcher.submit(
-            rows,
-            len(rows) if n_rows is None else n_rows,
-            deadline=self.opts.deadline,
-            priority=self.opts.priority,
-            prepare=self.task.prepare,
+            item, n_rows, deadline=self.opts.deadline, priority=self.opts.priority, prepare=prepare
         )
         if tracing.ENABLED:
             tracing.skip()  # queue and batch spans come from the batcher
-        return out
-
-    async def submit_tensors(self, tensors: Tensors, n_rows: int) -> Tensors:
-        """Queue one item of already-built model inputs (``n_rows`` rows each); the batcher concatenates it with
-        the other items' tensors of the same names and shapes. Returns this item's output rows."""
-        if self._batcher is None:
-            raise ServiceError(f"version {self.model}/{self.version} has no batcher")
-        if tracing.ENABLED:
-            tracing.mark("validate")
-        out = await self._batcher.submit(tensors, n_rows, deadline=self.opts.deadline, priority=self.opts.priority)
-        if tracing.ENABLED:
-            tracing.skip()
         return out
 
 

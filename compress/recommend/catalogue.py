@@ -21,7 +21,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -194,18 +194,12 @@ def publish_side(
         faiss.write_index(index, str(d / INDEX_FILE))
         del index
         ItemTable.quantize(side.vectors, side.repeat_item).save(d / ITEMS_FILE)
-        st = source.state
-        known = {i for i in range(1, len(side)) if i not in set(side.retired)}
-        RecState(
+        st, retired = source.state, set(side.retired)
+        replace(
+            st,
             items=side.items,
             titles=side.titles,
-            history_len=st.history_len,
-            top_k=st.top_k,
-            max_exclude=st.max_exclude,
-            history_cap=st.history_cap,
-            history_ttl_s=st.history_ttl_s,
-            popular=[i for i in st.popular if i in known],
-            exclude_seen=st.exclude_seen,
+            popular=[i for i in st.popular if 0 < i < len(side) and i not in retired],
             history_items=source.history_items,
             retired=side.retired,
         ).save(d / STATE_FILE)

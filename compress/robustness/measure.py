@@ -56,7 +56,7 @@ def apply(cands: Sequence[Candidate], task: TaskAdapter, cfg: CompressConfig) ->
     fp32, inc = base["flip_rate"], cfg.gate.max_flip_increase
     common = {"fp32_flip_rate": fp32, "max_increase": inc, "limit": round(fp32 + inc, 6), **rset.describe()}
     ref.robustness = {"status": "reference", "flip_rate": fp32, "margin": inc, "by_kind": base["by_kind"], **common}
-    for c in built[1:] if built and built[0] is ref else built:
+    for c in (c for c in built if c is not ref):
         if c.io is not None:
             c.robustness = {"status": "skipped", "reason": "its graph has other inputs/outputs than the task's model"}
         elif c.status != "passed":

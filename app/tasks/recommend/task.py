@@ -310,7 +310,7 @@ class RecommendTask(Task):
         known = self.readable
         unknown = [i for i in (req.history or []) if self.index.get(i, known) >= known]
         unknown += [i for i in req.exclude if i not in self.index]
-        hist = None if req.history is None else [self.index[i] for i in req.history if self.index.get(i, known) < known]
+        hist = None if req.history is None else [j for i in req.history if (j := self.index.get(i, known)) < known]
         row = {
             "user_id": req.user_id,
             "history": hist,
