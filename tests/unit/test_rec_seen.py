@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from app.tasks.recommend.ids import IdMap
 from app.tasks.recommend.seen import SeenSets, save_seen
 from app.tasks.recommend.state import RecState
 from app.tasks.recommend.store import Event, make_store
@@ -30,7 +31,7 @@ def _task(tmp_path: Path, exclude_seen: bool) -> RecommendTask:
     save_seen(tmp_path / "seen.json", {"u": ["a", "c", "not-in-catalogue"]})
     store = make_store(None, 10, 100, max_users=100, max_bytes=10**6, trim_interval_s=60)
     store.load({"u": [Event("b", "purchase")]})
-    seen = SeenSets.load(tmp_path / "seen.json", {it: i for i, it in enumerate(items) if i})
+    seen = SeenSets.load(tmp_path / "seen.json", IdMap(items))
     metrics: Any = _Metrics()
     return RecommendTask(state, store, metrics, seen=seen)
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from app.tasks.recommend.ids import duplicates
+
 KIND = "recommend"
 CODE_VERSION = "rec-v1.0"
 STATE_FILE = "rec.json"
@@ -37,6 +39,9 @@ class RecState:
     """Item indices never returned (dropped from the catalogue, or added without a vector)."""
 
     def save(self, path: Path) -> None:
+        """Write ``rec.json``; refuses a catalogue listing an id twice (the service maps each id to one index)."""
+        if dup := duplicates(self.items):
+            raise ValueError(f"{path.name}: item ids listed more than once: {', '.join(map(repr, dup))}")
         path.write_text(json.dumps(asdict(self)))
 
     @classmethod

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from app.errors import InvalidInput
 from app.rollout.compare import Comparison, overlap_at
 from app.tasks.base import Call, InferFn, Route, Task, TaskContext, Tensors, VersionFiles
 from app.tasks.recommend.availability import Availability, make_availability
+from app.tasks.recommend.ids import IdMap, StringColumn, release_freed_heap
 from app.tasks.recommend.retrieval import INDEX_ROLE, ITEMS_ROLE, AnnRetrieval, set_threads
 from app.tasks.recommend.schemas import (
     AvailabilityRequest,
@@ -223,11 +225,15 @@ class RecommendTask(Task):
         avail: Availability | None = None,
         ann: AnnRetrieval | None = None,
         seen: SeenSets | None = None,
+        ids: IdMap | None = None,
     ) -> None:
-        self.state, self.store, self.metrics = state, store, metrics
+        self.ids = ids if ids is not None else IdMap(state.items)
+        self.titles = StringColumn(state.titles)
+        # the per-item Python strings are dropped: ids and titles live in the compact columns above
+        self.state = replace(state, items=[], titles=[])
+        self.store, self.metrics = store, metrics
         self.avail, self.ann = avail, ann
-        self.index = {it: i for i, it in enumerate(state.items) if i}
-        self.readable = state.history_items or len(state.items)  # history ids the user tower has rows for
+        self.readable = state.history_items or len(self.ids)  # history ids the user tower has rows for
         self.retired = np.asarray(state.retired, np.int64)
         self._unavailable: tuple[frozenset[str], np.ndarray] = (frozenset(), np.zeros(0, np.int64))
         self.seen = seen or SeenSets({})
@@ -247,12 +253,12 @@ class RecommendTask(Task):
             params = dict(files.manifest.recipe.get("index", {}))
             ann = AnnRetrieval.load(files.aux(INDEX_ROLE), files.aux(ITEMS_ROLE), params)
             LOG.info("recommend retrieval: %s (%s)", params.get("factory", "ann"), files.manifest.candidate)
-        seen = (
-            SeenSets.load(files.aux("seen"), {it: i for i, it in enumerate(state.items) if i})
-            if state.exclude_seen
-            else None
-        )
-        return cls(state, store, rec_metrics(ctx), availability(ctx), ann, seen)
+        ids = IdMap(state.items)
+        seen = SeenSets.load(files.aux("seen"), ids) if state.exclude_seen else None
+        task = cls(state, store, rec_metrics(ctx), availability(ctx), ann, seen, ids)
+        del state, ids  # the parsed per-item strings: only the compact columns are kept
+        release_freed_heap()
+        return task
 
     def infer_fn(self, runtime_infer: InferFn) -> InferFn:
         """ANN versions: the ONNX user tower, then one index search and exact re-scoring for the whole batch."""
@@ -276,7 +282,8 @@ class RecommendTask(Task):
             return self._unavailable[1]
         items = self.avail.unavailable()
         if items is not self._unavailable[0]:
-            ids = np.asarray(sorted(self.index[i] for i in items if i in self.index), np.int64)
+            got = self.ids.indices(list(items))
+            ids = np.unique(got[got > 0])
             self._unavailable = (items, ids)
         return self._unavailable[1]
 
@@ -285,9 +292,10 @@ class RecommendTask(Task):
         sources: list[Any] = [row["exclude"], unavailable, self.retired]
         has_seen = self.state.exclude_seen
         if (row["exclude_purchased"] or has_seen) and stored is not None:
-            sources.append([self.index[x] for x in purchased(stored) if x in self.index])
+            got = self.ids.indices(list(purchased(stored)))
+            sources.append(got[got > 0])
         if has_seen:  # the catalogue's rule: the whole known history, not only the store's recent items
-            sources.append(self.seen.of(row["user_id"]) + list(row["history"] or []))
+            sources += [self.seen.of(row["user_id"]), row["history"] or []]
         return np.concatenate([np.asarray(x, np.int64) for x in sources])
 
     @classmethod
@@ -308,24 +316,25 @@ class RecommendTask(Task):
                 f"{len(req.exclude)} exclude ids; at most {s.max_exclude}", code="too_many_excludes", status=422
             )
         known = self.readable
-        unknown = [i for i in (req.history or []) if self.index.get(i, known) >= known]
-        unknown += [i for i in req.exclude if i not in self.index]
-        hist = None if req.history is None else [j for i in req.history if (j := self.index.get(i, known)) < known]
+        at = self.ids.indices(req.history or [])
+        readable = (at > 0) & (at < known)
+        unknown = [i for i, ok in zip(req.history or [], readable.tolist(), strict=True) if not ok]
+        ex = self.ids.indices(req.exclude)
+        unknown += [i for i, j in zip(req.exclude, ex.tolist(), strict=True) if j <= 0]
         row = {
             "user_id": req.user_id,
-            "history": hist,
-            "exclude": [self.index[i] for i in req.exclude if i in self.index],
+            "history": None if req.history is None else at[readable].tolist(),
+            "exclude": ex[ex > 0].tolist(),
             "exclude_purchased": req.exclude_purchased,
         }
         return row, unknown[:100]
 
     def items_out(self, ids: np.ndarray, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
-        s = self.state
         out = []
         for i, sc in zip(ids.tolist(), scores.tolist(), strict=True):
-            if i <= 0 or i >= len(s.items) or sc < -1e8:  # padding / excluded: catalogue exhausted
+            if i <= 0 or i >= len(self.ids) or sc < -1e8:  # padding / excluded: catalogue exhausted
                 continue
-            out.append({"item_id": s.items[i], "score": float(sc), "title": s.titles[i]})
+            out.append({"item_id": self.ids[i], "score": float(sc), "title": self.titles[i]})
             if len(out) == k:
                 break
         return out
@@ -362,7 +371,8 @@ class RecommendTask(Task):
             if r["history"] is not None:
                 seq, source[i] = r["history"], 0
             elif i in stored:
-                seq = [j for e in stored[i] if (j := self.index.get(e.item_id, self.readable)) < self.readable]
+                at = self.ids.indices([e.item_id for e in stored[i]])
+                seq = at[(at > 0) & (at < self.readable)].tolist()
                 source[i] = 1 if seq else 2
             else:
                 seq, source[i] = [], 2
