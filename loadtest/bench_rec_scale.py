@@ -154,7 +154,8 @@ def measure_size(args: Any, source: Source, n: int, work: Path, body_file: Path)
     for kind in args.kinds:
         repo = work / f"{n}-{kind}"
         t0 = time.perf_counter()
-        _, vdir = publish_side(repo, source, side, kind, r, args.seed, {"synthetic": True, "items": n})
+        note = {"synthetic": True, "items": n}
+        _, vdir = publish_side(repo, source, side, kind, r, args.seed, note, threads=args.build_threads)
         man = json.loads((vdir / "manifest.json").read_text())
         built[kind] = {
             "repo": repo,
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", type=Path, default=CONFIG, help="[retrieval] parameters; trained when no --source")
     p.add_argument("--tune", action="append", default=[], metavar="KEY=INT", help="override [retrieval] ints")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--build-threads", type=int, default=1, help="faiss OpenMP threads for index builds")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds (medians)")
     p.add_argument("--check", type=int, default=200, help="bodies compared with exact (recall_vs_exact)")
