@@ -77,7 +77,14 @@ def _features(args: argparse.Namespace) -> int:
 def _catalogue(args: argparse.Namespace) -> int:
     from compress.config import load_config
     from compress.errors import ConfigError
-    from compress.recommend.catalogue import publish_side, read_snapshot, read_source, snapshot, summary
+    from compress.recommend.catalogue import (
+        publish_side,
+        read_snapshot,
+        read_source,
+        snapshot,
+        snapshot_gate,
+        summary,
+    )
     from compress.recommend.config import RecConfig
 
     cfg = load_config(Path(args.config))
@@ -91,7 +98,8 @@ def _catalogue(args: argparse.Namespace) -> int:
     side, change = snapshot(source, items, titles, args.cold_start)
     kind = args.retrieval or str(source.manifest.recipe.get("retrieval", "ivf_flat"))
     note = {**change, "snapshot": str(args.snapshot)}
-    _, vdir = publish_side(repo, source, side, kind, cfg.retrieval, cfg.train.seed, note)
+    gate = snapshot_gate(cfg, source, side)
+    _, vdir = publish_side(repo, source, side, kind, cfg.retrieval, cfg.train.seed, note, gate=gate)
     print(summary(vdir))
     return 0
 

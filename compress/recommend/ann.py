@@ -117,13 +117,17 @@ def build_index(
     return index, {"factory": factory, "metric": "inner product", **params, "shortlist": r.shortlist}
 
 
-def retrieve(sess: Any, retr: AnnRetrieval, history: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
-    """Top-``k`` ids per row through the served path (ONNX user tower, index search, re-scoring)."""
+def retrieve(
+    sess: Any, retr: AnnRetrieval, history: np.ndarray, k: int, chunk: int = 512, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Top-``k`` ids per row through the served path (ONNX user tower, index search, re-scoring, exclusions)."""
     out = []
+    if exclude is None:
+        exclude = np.zeros((len(history), 1), np.int64)
     for a in range(0, len(history), chunk):
         h = history[a : a + chunk]
         user, rep = sess.run(["user", "repeat"], {"history": h})
-        ids, _ = retr.search(user, rep, h, np.zeros((len(h), 1), np.int64), k)
+        ids, _ = retr.search(user, rep, h, exclude[a : a + chunk], k)
         out.append(ids)
     return np.concatenate(out)
 

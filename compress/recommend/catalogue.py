@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -161,6 +161,85 @@ def snapshot(
     return side, change
 
 
+class SnapshotGate(Protocol):
+    def __call__(self, index: Any, table: ItemTable) -> tuple[Gate, dict[str, Any]]: ...
+
+
+def snapshot_gate(cfg: Any, source: Source, side: ItemSide) -> SnapshotGate:
+    """The gate of a snapshot version: the served retrieval over the new catalogue, on the real test customers of
+    ``cfg`` (the split the user tower was trained on), against the parent's exact FP32 figures and ``[gate]``
+    rules. Raises :class:`ConfigError` (nothing is published) when a rule fails.
+
+    It applies where the snapshot keeps every trained item: retiring items the test customers bought lowers
+    recall by the catalogue's own choice, so then the figures are recorded but nothing is refused. A config whose
+    split is not the trained catalogue cannot be evaluated: the version says so in its gate reason."""
+    from compress.gate import check
+
+    man = source.manifest
+    parent = f"{man.name}/{man.version}"
+    known = source.history_items
+    fp32 = man.metrics.get("fp32", {})
+
+    def gate(index: Any, table: ItemTable) -> tuple[Gate, dict[str, Any]]:
+        from compress.recommend.task import load_split
+
+        split = load_split(cfg)
+        if list(split.items) != source.side.items[:known] or not fp32:
+            why = "no FP32 figures in its manifest" if not fp32 else f"{cfg.data.path} is not its training catalogue"
+            reason = f"catalogue snapshot not re-gated ({parent}: {why}); user tower and gate of {parent}"
+            return Gate(passed=man.gate.passed, rule=man.gate.rule, numbers=man.gate.numbers, reason=reason), {
+                "gated": False,
+                "reason": reason,
+            }
+        metrics, users = _test_metrics(cfg, source, side, index, table, split)
+        result = check(metrics, fp32, cfg.gate.rules)
+        lost = sum(1 for j in side.retired if j < known)
+        evaluation: dict[str, Any] = {"test_customers": users, "metrics": metrics, "vs": f"{parent} FP32 exact"}
+        if lost:
+            reason = (
+                f"not applied: {lost} trained items retired, so the test customers' purchases of them cannot be "
+                f"recommended ({result.reason or 'the rule holds anyway'})"
+            )
+            evaluation.update(gated=False, reason=reason)
+            return Gate(passed=True, rule=result.rule, numbers=result.numbers, reason=reason), evaluation
+        if not result.passed:
+            raise ConfigError(
+                f"catalogue snapshot refused: on {users:,} real test customers {result.reason} "
+                f"(rule: {result.rule}, against the exact FP32 model of {parent})"
+            )
+        evaluation["gated"] = True
+        return Gate(passed=True, rule=result.rule, numbers=result.numbers, reason=""), evaluation
+
+    return gate
+
+
+def _test_metrics(
+    cfg: Any, source: Source, side: ItemSide, index: Any, table: ItemTable, split: Any
+) -> tuple[dict[str, float], int]:
+    """recall@10 / NDCG@10 (and @50, coverage) of the served retrieval over ``side`` on the test window: the
+    version's user tower, ``index``, re-scoring by ``table``, retired items (and seen ones, if the config says
+    so) excluded, as the service does."""
+    import onnxruntime as ort
+
+    from app.tasks.recommend.retrieval import AnnRetrieval
+    from compress.recommend.ann import retrieve
+    from compress.recommend.data import TEST
+    from compress.recommend.metrics import ranking_metrics
+
+    ex = split.window(TEST)
+    n = len(ex.history)
+    seen = ex.seen_matrix() if cfg.retrieval.exclude_seen else np.zeros((n, 1), np.int64)
+    retired = np.broadcast_to(np.asarray(side.retired, np.int64), (n, len(side.retired)))
+    exclude = np.concatenate([seen, retired], axis=1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(source.dir / source.manifest.artifact().path), opts, ["CPUExecutionProvider"])
+    retr = AnnRetrieval(index, table, int(cfg.retrieval.shortlist))
+    ids = retrieve(sess, retr, ex.history, source.state.top_k, exclude=exclude)
+    metrics = ranking_metrics(ids, ex.targets, len(side) - 1)
+    return {k: round(v, 6) for k, v in metrics.items()}, n
+
+
 def publish_side(
     repo: Path,
     source: Source,
@@ -171,12 +250,14 @@ def publish_side(
     note: dict[str, Any],
     model: str | None = None,
     threads: int = 1,
+    gate: SnapshotGate | None = None,
 ) -> tuple[int, Path]:
     """Publish ``side`` as a new version of ``model`` (default: the source's name) with the source's user tower.
 
-    ``kind``: an ANN kind of :func:`compress.recommend.ann.index_spec` or ``exact``. The metrics and gate are the
-    source version's (the user tower is the same; the new catalogue has no held-out purchases of its own). Builds
-    use ``threads`` OpenMP threads (1: on a loaded shared machine more threads spin and build slower)."""
+    ``kind``: an ANN kind of :func:`compress.recommend.ann.index_spec` or ``exact``. With ``gate``
+    (:func:`snapshot_gate`) the version is evaluated on real test customers and refused below the rule; without
+    it the metrics and gate are the source version's (SYNTHETIC benchmark catalogues). Builds use ``threads``
+    OpenMP threads (1: on a loaded shared machine more threads spin and build slower)."""
     import faiss  # type: ignore[import-not-found,unused-ignore]
 
     from app.tasks.recommend.retrieval import set_threads
@@ -192,8 +273,10 @@ def publish_side(
         index, params = build_index(kind, side.vectors, retrieval, seed)
         build_s = time.perf_counter() - t0
         faiss.write_index(index, str(d / INDEX_FILE))
-        del index
-        ItemTable.quantize(side.vectors, side.repeat_item).save(d / ITEMS_FILE)
+        table = ItemTable.quantize(side.vectors, side.repeat_item)
+        table.save(d / ITEMS_FILE)
+        checked = gate(index, table) if gate is not None else None
+        del index, table
         st, retired = source.state, set(side.retired)
         replace(
             st,
@@ -222,6 +305,18 @@ def publish_side(
             "rescoring": {"table": "row-wise int8 [v, bias], fp16 scale", "bytes": (d / ITEMS_FILE).stat().st_size},
             "catalogue": {**note, "user_tower_from": f"{man.name}/{man.version}", "retrained": False},
         }
+        verdict = Gate(
+            passed=man.gate.passed,
+            rule=man.gate.rule,
+            numbers=man.gate.numbers,
+            reason=f"catalogue snapshot: user tower and gate of {man.name}/{man.version} (not retrained)",
+        )
+        metrics = man.metrics
+        if checked is not None:
+            verdict, evaluation = checked
+            recipe["catalogue"]["evaluation"] = evaluation
+            if "metrics" in evaluation:
+                metrics = {**man.metrics, "candidate": evaluation["metrics"]}
         return man.model_copy(
             update={
                 "name": name,
@@ -234,12 +329,8 @@ def publish_side(
                 "preprocessing": man.preprocessing.model_copy(update={"path": STATE_FILE})
                 if man.preprocessing
                 else None,
-                "gate": Gate(
-                    passed=man.gate.passed,
-                    rule=man.gate.rule,
-                    numbers=man.gate.numbers,
-                    reason=f"catalogue snapshot: user tower and gate of {man.name}/{man.version} (not retrained)",
-                ),
+                "gate": verdict,
+                "metrics": metrics,
                 "recipe": recipe,
                 "lineage": Lineage(**{**man.lineage.model_dump(), "parent_version": man.version}),
                 "candidate": f"ann_{kind}",

@@ -99,6 +99,9 @@ def test_snapshot_publishes_new_items_and_retires_old_ones_with_the_same_user_to
     cat = man["recipe"]["catalogue"]
     assert (cat["added"], cat["added_with_title_vector"], cat["added_without_vector"], cat["retired"]) == (2, 1, 1, 4)
     assert cat["retrained"] is False and cat["user_tower_from"].endswith(f"/{ann_source.name}"), cat
+    ev = cat["evaluation"]  # 3 trained items retired: measured on the real test customers, the rule not applied
+    assert ev["gated"] is False and ev["test_customers"] > 0 and 0 < ev["metrics"]["recall@10"] <= 1, ev
+    assert man["gate"]["passed"] and "3 trained items retired" in man["gate"]["reason"], man["gate"]
     state = json.loads((new_dir / "rec.json").read_text())
     n_old = len(side.items)
     assert state["items"][:n_old] == side.items and state["items"][n_old:] == ["90001NEW", "90002NEW"], "indices kept"
@@ -114,6 +117,41 @@ def test_snapshot_publishes_new_items_and_retires_old_ones_with_the_same_user_to
     # every catalogue item can be asked for: the 100-item answer of a broad history still holds no retired item
     deep = server.post("/v1/recommend", json={"history": side.items[1:60], "k": 100})
     assert len(_ids(deep)) == 100 and not set(_ids(deep)) & {*dropped, "90002NEW"}, server.saw(deep)
+
+
+def _snapshot_keeping_every_item(source: Source, path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["StockCode", "Description"])
+        w.writerows(zip(source.side.items[1:], source.side.titles[1:], strict=True))
+        w.writerow(["90003NEW", source.side.titles[1] + " SMALL"])
+    return path
+
+
+def test_snapshot_keeping_the_trained_items_is_gated_on_real_test_customers_and_refused_below_the_rule(
+    ann_source: Path, tmp_path: Path
+) -> None:
+    source = read_source(ann_source)
+    snap = _snapshot_keeping_every_item(source, tmp_path / "catalogue.csv")
+    repo, model_dir = ann_source.parents[1], ann_source.parent
+    args = ["--snapshot", str(snap), "--repo", str(repo), "--from-version", ann_source.name, "--cold-start", "title"]
+    assert compress_main(["-q", "catalogue", str(REC_CI_CONFIG), *args]) == 0
+    newest = max(int(d.name) for d in model_dir.iterdir() if d.name.isdigit())
+    man = json.loads((model_dir / str(newest) / "manifest.json").read_text())
+    ev, gate = man["recipe"]["catalogue"]["evaluation"], man["gate"]
+    assert ev["gated"] is True and gate["passed"] is True and gate["reason"] == "", (ev, gate)
+    for m in ("recall@10", "ndcg@10"):
+        assert gate["numbers"][m] == ev["metrics"][m] == man["metrics"]["candidate"][m], (m, gate, ev)
+        assert gate["numbers"][m] >= gate["numbers"][f"{m}_limit"], gate["numbers"]
+
+    strict = tmp_path / "strict.toml"  # the same run's config with a rule no model can meet
+    text = REC_CI_CONFIG.read_text()
+    assert '{ metric = "recall@10", kind = "min_ratio", value = 0.99 }' in text, "the CI config's gate changed"
+    strict.write_text(text.replace('metric = "recall@10", kind = "min_ratio", value = 0.99', 'metric = "recall@10", '
+                                   'kind = "min_ratio", value = 1.5'))  # fmt: skip
+    assert compress_main(["-q", "catalogue", str(strict), *args]) == 2, "a snapshot below the rule must be refused"
+    after = max(int(d.name) for d in model_dir.iterdir() if d.name.isdigit())
+    assert after == newest, f"a refused snapshot published version {after}"
 
 
 def test_scale_smoke_at_100k_items_exact_k_availability_and_overlap_with_exact(
