@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tasks.recommend.ids import UNKNOWN, IdMap, StringColumn
+from app.tasks.recommend.ids import CHUNK, UNKNOWN, IdMap, StringColumn
 from app.tasks.recommend.state import STATE_FILE, RecState
 
 ITEMS = ["", "85123A", "22423", "7", "POST", "caf\u00e9-\u00e9t\u00e9", "84879", "ZZZ-LONGEST-ID-00001"]
@@ -42,3 +42,13 @@ def test_duplicate_ids_are_refused_at_publish(tmp_path: Path) -> None:
         state.save(tmp_path / STATE_FILE)
     assert not (tmp_path / STATE_FILE).exists(), "nothing written for a refused catalogue"
     assert IdMap(items).get("A") == 3, "an old version with a duplicate answers the last index, as its dict did"
+
+
+def test_catalogues_larger_than_one_conversion_chunk() -> None:
+    n = CHUNK + 1000  # built in numpy calls of CHUNK items: the boundary must not shift anything
+    items = [""] + [f"I{i}" for i in range(n)]
+    ids, titles = IdMap(items), StringColumn([f"title {i}" for i in range(n + 1)])
+    probe = [1, CHUNK - 1, CHUNK, CHUNK + 1, n]
+    assert [ids[i] for i in probe] == [items[i] for i in probe]
+    assert ids.indices([items[i] for i in probe]).tolist() == probe
+    assert [titles[i] for i in probe] == [f"title {i}" for i in probe]

@@ -17,6 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 
 UNKNOWN = -1
+CHUNK = 1 << 16
+"""Items converted per numpy call while building: each call holds the GIL, and a worker's event loop (its
+liveness beat) must keep running while a version loads in the loader thread."""
 LOG = logging.getLogger(__name__)
 
 
@@ -48,7 +51,9 @@ class IdMap:
         if any(e.endswith(b"\0") for e in enc):
             raise ValueError("item ids must not end with a NUL character")
         self.width = max([1, *(len(e) for e in enc)])
-        self.ids = np.array(enc, dtype=f"S{self.width}")
+        self.ids = np.empty(len(enc), f"S{self.width}")
+        for a in range(0, len(enc), CHUNK):
+            self.ids[a : a + CHUNK] = enc[a : a + CHUNK]
         self.order = np.argsort(self.ids, kind="stable").astype(np.int32 if len(enc) < 2**31 else np.int64)
         self.sorted = self.ids[self.order]
 
@@ -92,7 +97,10 @@ class StringColumn:
         wide = len(ends) and ends[-1] >= 2**31
         self.offsets = np.zeros(len(enc) + 1, np.int64 if wide else np.int32)
         self.offsets[1:] = ends
-        self.blob = np.frombuffer(b"".join(enc), np.uint8)
+        self.blob = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+        for a in range(0, len(enc), CHUNK):
+            part = b"".join(enc[a : a + CHUNK])
+            self.blob[self.offsets[a] : self.offsets[a] + len(part)] = np.frombuffer(part, np.uint8)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
