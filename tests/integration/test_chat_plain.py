@@ -46,26 +46,25 @@ def test_published_chatbot_answers_plain_phrasing_above_the_measured_floor(chat_
 
 
 def test_plain_handoff_is_bounded_by_a_threshold_calibrated_on_validation(chat_compress_run: CompressRun) -> None:
-    import onnxruntime as ort
+    from compress.evaluate import session
+    from compress.minilm.onnx import predict_trimmed
 
     repo, cfg = chat_compress_run.repo, chat_compress_run.cfg
     vdir = repo / MODEL / str(list_versions(repo, MODEL)[-1])
     manifest = read_manifest(vdir)
     record = manifest.lineage.split["training"]["handoff_threshold"]
     assert record["rule"] == "oos_recall" and record["split"] == "validation", record
-    # recompute it from the validation rows alone: the published threshold is exactly that one
+    # recompute it from the validation rows alone, batched as publishing does: the published threshold is that one
     task: Any = get_task(cfg)
     task.prepare(vdir)
-    sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
-    pre, post = load_version(vdir, manifest)
+    sess = session(vdir / "model.onnx", threads=2)
+    _, post = load_version(vdir, manifest)
 
-    def confidences(texts: list[str]) -> np.ndarray:
-        ids, mask = pre.batch(texts)
-        (logits,) = sess.run(["logits"], {"input_ids": ids, "attention_mask": mask})
-        return np.asarray(softmax(logits).max(axis=1))
+    def confidences(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(softmax(predict_trimmed(sess, feeds, ["logits"])[0]).max(axis=1))
 
-    in_conf = confidences(task.split.texts["validation"])
-    oos_conf = confidences(task.split.oos_validation)
+    in_conf = confidences(task.feeds["validation"])
+    oos_conf = confidences(task._feeds(task.tok.encode(task.split.oos_validation)))
     thr, _ = calibrate_threshold(in_conf, oos_conf, cfg.reply)
     assert abs(post.state.threshold - thr) < 1e-5, f"published {post.state.threshold} vs validation's {thr}"
     assert np.mean(oos_conf < thr) >= cfg.reply.target_oos_recall, "the threshold misses its OOS recall target"
@@ -75,6 +74,6 @@ def test_plain_handoff_is_bounded_by_a_threshold_calibrated_on_validation(chat_c
     # the bound, and below the in-scope coverage quantile's handoff on the same model
     score = score_plain(vdir, load_plain())
     coverage_thr = float(np.quantile(in_conf, 1.0 - cfg.reply.target_coverage))
-    before = float(np.mean(confidences(sorted(plain)) < coverage_thr))
+    before = float(np.mean(confidences(task._feeds(task.tok.encode(sorted(plain)))) < coverage_thr))
     assert score["handoff_rate"] <= MAX_HANDOFF, f"plain handoff {score['handoff_rate']} > {MAX_HANDOFF}"
     assert score["handoff_rate"] <= before, f"plain handoff {score['handoff_rate']} > coverage rule's {before}"
