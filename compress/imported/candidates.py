@@ -257,10 +257,14 @@ class ImportBuilder(Builder):
     def _fp16(self) -> Candidate:
         """FP16 weights and activations (inputs/outputs stay FP32), kept only if ORT's CPU provider runs it."""
         from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
 
         cand = Candidate("fp16")
         dst = self.workdir / "fp16.onnx"
         model = convert_float_to_float16(onnx.load(str(self.source)), keep_io_types=True)
+        # the converter appends the Casts of the kept FP32 inputs after their readers: valid for ORT, not for the
+        # ONNX checker (a vocabulary import's model_raw.onnx merge checks the graph)
+        OnnxModel(model).topological_sort()
         onnx.save(model, str(dst))
         try:
             session(dst)

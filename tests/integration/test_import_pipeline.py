@@ -117,7 +117,8 @@ def _vocab_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     return model, vocab, data
 
 
-def test_vocab_import_gates_robustness_on_perturbed_raw_fields(tmp_path: Path) -> None:
+@pytest.mark.parametrize("candidate", ["int8_dynamic_s8", "fp16"])
+def test_vocab_import_gates_robustness_on_perturbed_raw_fields(tmp_path: Path, candidate: str) -> None:
     model, vocab, data = _vocab_setup(tmp_path)
     repo = tmp_path / "repo"
     cfg = parse_import_config(
@@ -125,7 +126,7 @@ def test_vocab_import_gates_robustness_on_perturbed_raw_fields(tmp_path: Path) -
             "model": {"name": "ctr-vocab", "onnx": str(model), "vocab": str(vocab)},
             "data": {"eval": str(data), "label": "clicked"},
             "gate": {"metric": "auc", "max_flip_increase": 0.02},
-            "candidates": ["fp32", "int8_dynamic_s8"],
+            "candidates": ["fp32", candidate],  # fp16: its kept-FP32 input Casts are sorted before model_raw.onnx
             "latency": {"batch_sizes": [1, 64], "repeats": 5},
             "robustness": {"rows": 100},
         }
@@ -136,10 +137,11 @@ def test_vocab_import_gates_robustness_on_perturbed_raw_fields(tmp_path: Path) -
     assert report["set"]["kinds"] == ["cat_missing", "cat_unseen", "dense_jitter"], report
     ref = result.candidates[0].robustness
     assert ref["status"] == "reference" and 0 < ref["by_kind"]["cat_missing"] <= 1, ref  # the fields move scores
-    cand = next(c for c in result.candidates if c.name == "int8_dynamic_s8")
+    cand = next(c for c in result.candidates if c.name == candidate)
     if cand.status in ("passed", "failed") and cand.robustness.get("flip_rate") is not None:
         over = cand.robustness["flip_rate"] > cand.robustness["limit"]
         assert over == (cand.status == "failed"), (cand.status, cand.robustness)
+    assert list(result.published) == ["fp32", candidate], (result.published, cand.status, cand.error)
     for version in list_versions(repo, "ctr-vocab"):
         m = read_manifest(repo / "ctr-vocab" / str(version))
         assert m.task == "ctr" and m.robustness is not None and m.robustness.status in ("reference", "passed"), m
