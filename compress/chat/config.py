@@ -191,7 +191,21 @@ class ReplySection(_Cfg):
     max_chars: int = Field(default=1000, ge=16)
     truncate: bool = Field(default=True, description="cut longer messages to max_tokens instead of rejecting them")
     target_coverage: float = Field(
-        default=0.95, gt=0, le=1, description="share of in-scope validation messages answered (not handed off)"
+        default=0.95,
+        gt=0,
+        le=1,
+        description="share of in-scope validation messages answered (not handed off): the rule 'coverage', and "
+        "the bound of 'oos_recall' (its threshold never hands off more in-scope validation messages)",
+    )
+    threshold_rule: Literal["auto", "coverage", "oos_recall"] = Field(
+        default="auto",
+        description="how the handoff threshold is calibrated on validation: coverage = the target_coverage "
+        "quantile of in-scope confidences; oos_recall = the lowest threshold handing off target_oos_recall of the "
+        "out-of-scope validation messages (bounded by target_coverage); auto = oos_recall where the validation "
+        "split has out-of-scope messages, else coverage",
+    )
+    target_oos_recall: float = Field(
+        default=0.85, gt=0, le=1, description="share of out-of-scope validation messages handed off (oos_recall)"
     )
     handoff_reply: str = "I'm not sure I can help with that myself, so I'll hand you to a human agent who can."
     handoff_intents: list[str] = Field(

@@ -43,12 +43,14 @@ class Pair:
 
 @dataclass
 class ChatSplit:
-    """Texts and labels per part; ``oos_test`` holds out-of-scope messages (label -1) for the test AUROC."""
+    """Texts and labels per part; ``oos_test`` holds out-of-scope messages (label -1) for the test AUROC,
+    ``oos_validation`` other out-of-scope messages for calibrating the handoff threshold (never tested on)."""
 
     intents: list[str]
     texts: dict[str, list[str]] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     oos_test: list[str] = field(default_factory=list)
+    oos_validation: list[str] = field(default_factory=list)
     train_pool: list[str] = field(default_factory=list)  # every in-scope training-fraction text (uncapped): vocabulary
     labels_report: dict[str, Any] = field(default_factory=dict)  # double-label policy and counts
 
@@ -79,6 +81,7 @@ class ChatSplit:
             "rows": {
                 **{k: len(v) for k, v in self.texts.items()},
                 "oos_test": len(self.oos_test),
+                "oos_validation": len(self.oos_validation),
                 "train_pool (student vocabulary)": len(self.train_pool),
             },
             "files": [Path(f["path"]).name for f in files],
@@ -262,8 +265,15 @@ def split_utterances(utts: Sequence[tuple[str, ...]], data: ChatDataSection, spl
             out.texts[k].extend(chosen)
             labels[k].extend([c] * len(chosen))
     for intent in sorted(i for i in by_intent if _is_oos(i, data)):
-        texts = by_intent[intent].get("test" if own else "", [])
-        out.oos_test.extend(texts[i] for i in rng.permutation(len(texts))[: None if own else data.max_oos_per_intent])
+        if own:
+            texts = by_intent[intent].get("test", [])
+            out.oos_test.extend(texts[i] for i in rng.permutation(len(texts)))
+            out.oos_validation.extend(by_intent[intent].get("validation", []))
+            continue
+        texts, cap = by_intent[intent].get("", []), data.max_oos_per_intent
+        perm = rng.permutation(len(texts))
+        out.oos_test.extend(texts[i] for i in perm[:cap])
+        out.oos_validation.extend(texts[i] for i in perm[cap : 2 * cap])  # after the test rows: test unchanged
     out.labels = {k: np.array(v, dtype=np.int64) for k, v in labels.items()}
     return out
 

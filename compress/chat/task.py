@@ -281,9 +281,7 @@ class ChatTask:
 
         shutil.copyfile(self.tokenizer_file, version_dir / TOKENIZER_FILE)
         sess = session(model_path, threads=2)
-        (logits,) = predict_trimmed(sess, self.feeds["validation"], ["logits"])
-        conf = softmax(logits).max(axis=1)
-        self._threshold = float(np.quantile(conf, 1.0 - self.cfg.reply.target_coverage))
+        self._calibrate(sess)
 
         def embed(texts: list[str]) -> np.ndarray:
             return predict_trimmed(sess, self._feeds(self.tok.encode(texts)), ["embedding"])[0]
@@ -291,6 +289,23 @@ class ChatTask:
         pairs = select_pairs(self.pairs, self.split.intents, self.cfg.reply.max_pairs_per_intent, self.cfg.split.seed)
         build_index(pairs, self.split.intents, embed).save(version_dir / REPLY_INDEX_FILE)
         return {"tokenizer": TOKENIZER_FILE, "reply_index": REPLY_INDEX_FILE}
+
+    def _calibrate(self, sess: Any) -> None:
+        """The handoff threshold of this model, from validation confidences only (``compress.chat.threshold``)."""
+        from compress.chat.threshold import calibrate_threshold
+        from compress.minilm.onnx import predict_trimmed
+
+        def confidences(feeds: dict[str, np.ndarray]) -> np.ndarray:
+            if not len(feeds["input_ids"]):
+                return np.zeros(0)
+            return np.asarray(softmax(predict_trimmed(sess, feeds, ["logits"])[0]).max(axis=1), np.float64)
+
+        oos = self.split.oos_validation
+        in_conf = confidences(self.feeds["validation"])
+        oos_conf = confidences(self._feeds(self.tok.encode(oos))) if oos else np.zeros(0)
+        self._threshold, record = calibrate_threshold(in_conf, oos_conf, self.cfg.reply)
+        self.history["handoff_threshold"] = record
+        log.info("handoff threshold %.4f (%s)", self._threshold, record)
 
     def drift_reference(self, model_path: Path) -> DriftReference:
         """Token counts of the test messages (in- and out-of-scope), and the version's intent and confidence."""

@@ -19,12 +19,15 @@ import numpy as np
 import onnx
 
 from app.manifest import TensorSpec
+from app.tasks.ctr.vocab import VocabFeaturizer
 from compress.candidates import DYNAMIC_STEPS, GRAPH_STEPS, WEIGHT_ONLY_STEPS, Builder, Candidate
+from compress.config import RobustnessSection
 from compress.errors import CompressError, ConfigError
 from compress.evaluate import predict, session
 from compress.imported.config import ImportConfig
 from compress.imported.data import Rows
 from compress.imported.metrics import get_metric
+from compress.robustness.flips import RobustnessSet
 from compress.weight_only import MIN_ELEMENTS
 
 Feeds = dict[str, np.ndarray]
@@ -122,10 +125,17 @@ class ImportedTask:
     """The task adapter the generic ``Builder`` calls: held-out feeds, the metric, calibration batches."""
 
     def __init__(
-        self, cfg: ImportConfig, inputs: list[TensorSpec], outputs: list[TensorSpec], output: str, held: Rows, cal: Rows
+        self,
+        cfg: ImportConfig,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        output: str,
+        held: Rows,
+        cal: Rows,
+        vocab: VocabFeaturizer | None = None,
     ) -> None:
         self.cfg, self.inputs, self.outputs, self.output = cfg, inputs, outputs, output
-        self.held, self.cal = held, cal
+        self.held, self.cal, self.vocab = held, cal, vocab
         self.metric = get_metric(cfg.gate.metric)
         self.fp32: Any = None
 
@@ -137,6 +147,13 @@ class ImportedTask:
 
     def metrics(self, outputs: np.ndarray, split: str) -> dict[str, float]:
         return {self.metric.name: self.metric(outputs, self.held.labels, self.held.groups)}
+
+    def robustness_set(self, r: RobustnessSection) -> RobustnessSet | str:
+        """Perturbed held-out rows: raw fields through the vocabulary, else the float tensors (``robustness``)."""
+        from compress.imported.robustness import robustness_set
+
+        spec = next(t for t in self.outputs if t.name == self.output)
+        return robustness_set(self.held, self.inputs, spec, r, self.vocab)
 
     def calibration(self) -> Callable[[], Iterator[Feeds]]:
         q = self.cfg.quantize
@@ -240,10 +257,14 @@ class ImportBuilder(Builder):
     def _fp16(self) -> Candidate:
         """FP16 weights and activations (inputs/outputs stay FP32), kept only if ORT's CPU provider runs it."""
         from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
 
         cand = Candidate("fp16")
         dst = self.workdir / "fp16.onnx"
         model = convert_float_to_float16(onnx.load(str(self.source)), keep_io_types=True)
+        # the converter appends the Casts of the kept FP32 inputs after their readers: valid for ORT, not for the
+        # ONNX checker (a vocabulary import's model_raw.onnx merge checks the graph)
+        OnnxModel(model).topological_sort()
         onnx.save(model, str(dst))
         try:
             session(dst)

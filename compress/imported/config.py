@@ -16,6 +16,7 @@ from compress.config import (
     LatencySection,
     PublishSection,
     QuantizeSection,
+    RobustnessSection,
     SelectSection,
     _Cfg,
     _fmt_errors,
@@ -82,6 +83,13 @@ class ImportGateSection(_Cfg):
     value: float | None = None
     fallback: bool = True
     max_fallback_layers: int | None = None
+    max_flip_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="robustness rule: a candidate's decision flip rate under perturbed held-out rows may exceed "
+        "FP32's by at most this much (0.01 = 1 percentage point)",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> ImportGateSection:
@@ -106,6 +114,7 @@ class ImportConfig(_Cfg):
     latency: LatencySection = LatencySection()
     select: SelectSection = SelectSection()
     publish: PublishSection = PublishSection()
+    robustness: RobustnessSection = RobustnessSection()
 
     @model_validator(mode="after")
     def _select_batch_is_timed(self) -> ImportConfig:

@@ -36,13 +36,10 @@ from compress.imported.vocab import load_raw_rows, load_vocab, write_ctr_files
 from compress.pipeline import REPORT_FILE, code_version
 from compress.progress import Stages
 from compress.publish import file_info, publish
+from compress.robustness.measure import apply as apply_robustness
 from compress.selection import Selection
 from compress.selection import select as choose
 
-ROBUSTNESS_SKIPPED: Final = (
-    "imported model: compress has no perturbation set for its inputs (the robustness gate runs on models "
-    "trained by `compress run`, whose tasks know their raw inputs)"
-)
 TASK: Final = "generic"  # a raw model: the manifest names no pre-processing, the service serves it on /v2 only
 CTR_TASK: Final = "ctr"  # a model imported with its feature vocabularies: /v1/ads/ctr and /v2
 
@@ -56,6 +53,7 @@ class ImportResult:
     published: dict[str, int] = field(default_factory=dict)
     vocab: VocabFeaturizer | None = None
     held_records: list[dict[str, Any]] = field(default_factory=list)
+    robustness: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task(self) -> str:
@@ -73,7 +71,7 @@ class ImportResult:
             "imported": self.source.lineage(),
             "created_at": datetime.now(UTC).isoformat(),
             "gate_rule": describe(cfg.gate.rules),
-            "robustness": {"skipped": ROBUSTNESS_SKIPPED},
+            "robustness": self.robustness,
             "baseline": {},
             "selected": self.selected.name if self.selected else None,
             "published": self.published,
@@ -140,17 +138,21 @@ def run_import(
         vocab = load_vocab(vocab_path, source.inputs) if vocab_path else None
         cal, held, data = _rows(cfg, source, vocab)
         data["evaluated_output"] = output
-        task = ImportedTask(cfg, source.inputs, source.outputs, output, held, cal)
+        task = ImportedTask(cfg, source.inputs, source.outputs, output, held, cal, vocab)
         builder = ImportBuilder(cfg, task, work, source.graph)
         cands = build_all(builder, cfg.candidates, lambda n: stages.say("candidate %s", n))
         built = [c for c in cands if c.status != "skipped"]
+        stages.say("robustness: decision flips under perturbed held-out rows")
+        robustness = apply_robustness(built, task, cfg)  # type: ignore[arg-type]  # reads [robustness], [gate]
         stages.say("timing %d candidates at batch sizes %s", len(built), cfg.latency.batch_sizes)
         builder.measure_latency(built)
         selection = choose(built, cfg.select)
         for c in cands:
             if c.status == "skipped":
                 selection.rejected[c.name] = f"skipped: {c.error}"
-        result = ImportResult(source, cands, selection, data, vocab=vocab, held_records=held.records or [])
+        result = ImportResult(
+            source, cands, selection, data, vocab=vocab, held_records=held.records or [], robustness=robustness
+        )
         (work / REPORT_FILE).write_text(json.dumps(result.report(cfg), indent=2))
         applied = [c for c in built if c.status != "reference"]
         if selection.chosen is None and applied:
@@ -221,7 +223,7 @@ def _publish_one(cfg: ImportConfig, repo: Path, cand: Candidate, result: ImportR
             ),
             serving=Serving(**cfg.publish.model_dump(exclude={"baseline"})),  # [publish] batching defaults
             candidate=cand.name,
-            robustness=Robustness(status="skipped", reason=ROBUSTNESS_SKIPPED),
+            robustness=Robustness(**cand.robustness) if cand.robustness else None,
         )
 
     version, _ = publish(repo, cfg.model.name, stage)

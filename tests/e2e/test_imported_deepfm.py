@@ -140,7 +140,12 @@ def test_deepctr_deepfm_is_imported_compressed_gated_published_and_served(
     for m in (fp32, best):  # a CTR version: the vocabularies are its state, the featurization is in the graph
         roles = {f.role for f in m.aux_files}
         assert m.task == "ctr" and {"preprocess", "raw_model"} <= roles, (m.task, roles)
+        # robustness gated on perturbed raw fields (missing / unseen category, jittered numbers) via the vocabulary
+        r = m.robustness
+        assert r is not None and r.status in ("reference", "passed") and r.flip_rate is not None, r
+        assert r.limit is not None and r.flip_rate <= r.limit, r
     report = json.loads((repo / "ctr-deepfm" / "2" / "report.json").read_text())
+    assert report["robustness"]["set"]["kinds"] == ["cat_missing", "cat_unseen", "dense_jitter"], report["robustness"]
     rows: dict[str, Any] = {c["name"]: c for c in report["candidates"]}
     assert rows["fp16"]["status"] == "skipped" and "integer ids" in rows["fp16"]["error"], rows["fp16"]
     for name in ("int8_weights", "int8_dynamic_s8+int8_weights"):  # the embedding tables are most of the bytes

@@ -68,6 +68,8 @@ def test_one_json_object_of_lists_is_flattened_into_its_own_split(chat_config: C
     got = {k: len(v) for k, v in s.texts.items()}
     assert got == {"train": counts["train"], "validation": counts["val"], "test": counts["test"]}, got
     assert len(s.oos_test) == counts["oos_test"]  # out-of-scope train/val lists are never trained on
+    assert len(s.oos_validation) == counts["oos_val"]  # the out-of-scope validation list calibrates the threshold
+    assert not set(s.oos_validation) & set(s.oos_test), "out-of-scope validation and test rows overlap"
     assert task.data_files[0]["rows"] == sum(counts.values())  # type: ignore[attr-defined]
     assert "keys of one JSON object" in s.describe(cfg.data, cfg.split, task.data_files)["method"]  # type: ignore[attr-defined]
 

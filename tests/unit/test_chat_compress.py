@@ -67,6 +67,9 @@ def test_split_holds_whole_intents_out_and_is_seeded() -> None:
     assert one.texts == two.texts and one.intents == ["a", "b"]
     assert {len(v) for v in one.texts.values()} == {20, 10} and len(one.oos_test) == 5
     assert all(t.startswith("c ") for t in one.oos_test), one.oos_test
+    # out-of-scope validation: the next rows of the same permutation, disjoint from the test rows
+    assert len(one.oos_validation) == 5 and all(t.startswith("c ") for t in one.oos_validation), one.oos_validation
+    assert not set(one.oos_validation) & set(one.oos_test), (one.oos_validation, one.oos_test)
     assert not any(t.startswith("c ") for part in one.texts.values() for t in part)
     parts = [set(v) for v in one.texts.values()]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
