@@ -115,8 +115,14 @@ def request_arrays(
     for f in features:
         dense += map(f.get, dcols, dctx)
         cat += map(f.get, ccols, cctx)
-    if not set(map(type, dense)) <= _NUMBER_TYPES or not set(map(type, cat)) <= _SCALAR_TYPES:
+    if not set(map(type, dense)) <= _NUMBER_TYPES:
         return None
+    try:  # all strings (the norm): one join proves it, no pass over the types
+        texts = [cat_key(v) or "" for v in cat] if has_space("".join(cat)) else cat
+    except TypeError:
+        if not set(map(type, cat)) <= _SCALAR_TYPES:
+            return None
+        texts = [cat_key(v) or "" for v in cat]
     try:
         x = np.array(dense, dtype=np.float64)  # None -> NaN
     except OverflowError:
@@ -124,7 +130,4 @@ def request_arrays(
     if np.isinf(x).any():
         return None
     n = len(features)
-    return {
-        DENSE_RAW: x.reshape(n, len(dcols)),
-        CAT_RAW: np.array(cat_texts(cat), dtype=object).reshape(n, len(ccols)),
-    }
+    return {DENSE_RAW: x.reshape(n, len(dcols)), CAT_RAW: np.array(texts, dtype=object).reshape(n, len(ccols))}
