@@ -1,12 +1,12 @@
 """How cost grows with the work in one request: throughput, p99 and server CPU per request against CTR
 candidates, chat message length and search candidates, so a storefront can size its pods.
 
-``python -m loadtest.cost_growth --repo model_repo [--endpoints ctr chat search] [--json PATH]``
+``python -m loadtest.cost_growth --repo model_repo [--endpoints ctr ctr-columns chat search] [--json PATH]``
 
 Every shape is measured exactly as :mod:`loadtest.limits` measures one endpoint (``python -m app``, one worker,
 pinned to ``--server-cores``; wrk on the other cores; ONNX Runtime alone on the same tensors for the
 runtime-only column), all shapes against one server with rounds interleaved over every shape. Shapes:
-CTR 1, 10, 100 and 1,000 candidates; chat one short, medium and long message; search 10, 50 and 200 catalogue
+CTR 1, 10, 100 and 1,000 candidates (``ctr``: row body, ``ctr-columns``: columnar body); chat one short, medium and long message; search 10, 50 and 200 catalogue
 candidates. ``candidates/s`` is requests/s times the candidates per request.
 """
 
@@ -19,10 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtest.limits import Endpoint, add_common, chat, ctr, measure_all, options, repository, search
+from loadtest.limits import Endpoint, add_common, chat, ctr, ctr_columns, measure_all, options, repository, search
 
 SHAPES: dict[str, list[Endpoint]] = {
     "ctr": [ctr(n) for n in (1, 10, 100, 1000)],
+    "ctr-columns": [ctr_columns(n) for n in (1, 10, 100, 1000)],
     "chat": [chat(length) for length in ("short", "medium", "long")],
     "search": [search(n) for n in (10, 50, 200)],
 }

@@ -12,7 +12,8 @@ the same request body. Both are measured interleaved over ``--rounds`` and repor
 ``fraction_of_runtime`` is end-to-end requests/s over runtime-only requests/s, and ``cpu_fraction_of_runtime``
 the runtime-only CPU per request over the server's (the steadier figure when other jobs share the cores).
 
-Endpoints: ``ctr`` (100 candidates, ``/v1/ads/ctr``), ``chat`` (one short message, ``/v1/chat``), ``search``
+Endpoints: ``ctr`` (100 candidates, ``/v1/ads/ctr``), ``ctr-columns`` (the same candidates as the columnar
+body of ``/v1/ads/ctr``), ``chat`` (one short message, ``/v1/chat``), ``search``
 (50 catalogue candidates, ``/v1/search/rank``: the runtime sees the query row; the 50 stored product vectors are
 a dot product outside it) and ``recommend`` (a known customer, ``/v1/recommend``: the history is read from the
 feature store, the in-process or SQLite store seeded from the version's histories when no Redis is set, once
@@ -81,6 +82,21 @@ def ctr(n: int = 100) -> Endpoint:
     return Endpoint(
         "ctr", "ad-ctr", "/v1/ads/ctr", f"{n} candidate{'s' if n != 1 else ''}", lambda _: ctr_body(n), _ctr_rows
     )
+
+
+def _ctr_column_rows(_: Loaded, body: dict[str, Any]) -> list[Any]:
+    from app.tasks.ctr.columns import column_rows
+    from app.tasks.ctr.schemas import CtrColumnsRequest
+
+    return list(column_rows(CtrColumnsRequest.model_validate(body)))
+
+
+def ctr_columns(n: int = 100) -> Endpoint:
+    """The same candidates as :func:`ctr`, sent as the columnar body (``ad_ids`` + ``columns``)."""
+    from app.tasks.ctr.columns import to_columns
+
+    return Endpoint("ctr-columns", "ad-ctr", "/v1/ads/ctr", f"{n} candidate{'s' if n != 1 else ''}, columnar body",
+                    lambda _: to_columns(ctr_body(n)), _ctr_column_rows)  # fmt: skip
 
 
 CHAT_MESSAGES = {
@@ -158,7 +174,7 @@ def recommend() -> Endpoint:
     return Endpoint("recommend", "recommend", "/v1/recommend", "a known customer", _known_customer, _recommend_rows)
 
 
-ENDPOINTS = {"ctr": ctr(), "chat": chat(), "search": search(), "recommend": recommend()}
+ENDPOINTS = {"ctr": ctr(), "ctr-columns": ctr_columns(), "chat": chat(), "search": search(), "recommend": recommend()}
 
 
 def load(version_dir: Path) -> Loaded:
@@ -396,13 +412,14 @@ def repository(repo: Path | None, work: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.limits", description=__doc__.split("\n\n")[0])
     add_common(p)
-    p.add_argument("--endpoints", nargs="*", choices=list(ENDPOINTS), help="default: all with --repo, else ctr")
+    p.add_argument("--endpoints", nargs="*", choices=list(ENDPOINTS),
+                   help="default: all with --repo, else ctr and ctr-columns")  # fmt: skip
     args = p.parse_args(argv)
     opts = options(args)
     with tempfile.TemporaryDirectory(prefix="limits-") as tmp:
         work = Path(tmp)
         repo = repository(args.repo, work)
-        names = args.endpoints or (list(ENDPOINTS) if args.repo else ["ctr"])
+        names = args.endpoints or (list(ENDPOINTS) if args.repo else ["ctr", "ctr-columns"])
         rows = measure_all([ENDPOINTS[e] for e in names], repo, opts, work)
     print(render(rows))
     print(f"load average {os.getloadavg()}")

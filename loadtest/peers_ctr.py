@@ -8,8 +8,9 @@ Both servers run the same graph: featurization (vocabulary lookups, ``log1p``, s
 ``model_raw.onnx``, fed the raw fields. Triton gets them as a client that already holds columns would send them:
 ``dense_raw`` FP64 [N, 13] and ``cat_raw`` BYTES [N, 26] as binary tensor data after a small JSON header
 (``Inference-Header-Content-Length``), the answer's ``pctr`` as binary FP32. The service gets the documented JSON
-body (``{"context": {}, "candidates": [{"ad_id", "features": {...}}]}``) and validates, featurizes and answers
-it in JSON. Triton 2.51 comes from the PyTriton wheel and its C++ backend is built from public sources
+body (``{"context": {}, "candidates": [{"ad_id", "features": {...}}]}``) and, as a second row of the table,
+the same candidates as the columnar body (``{"ad_ids": [...], "columns": {...}}``), and validates, featurizes and
+answers them in JSON. Triton 2.51 comes from the PyTriton wheel and its C++ backend is built from public sources
 (:mod:`loadtest.peers.triton_ort`), with 1 intra-op thread and dynamic batching without delay
 (``max_batch_size`` = the largest request). Before timing, both must answer the same scores for every body.
 
@@ -41,6 +42,8 @@ from loadtest.peers.targets import ROOT, triton_dist
 from loadtest.peers.triton_ort import DEFAULT_HEADER, DEFAULT_SRC, Sources, build, install
 
 MODEL = "ctr_raw"
+ROWS, COLUMNS = "shopinfer JSON /v1/ads/ctr", "shopinfer JSON columns /v1/ads/ctr"
+TRITON = "triton-ort binary KServe v2"
 CONFIG = """name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch}
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.repository import list_versions, read_manifest
     from app.tasks.base import VersionFiles
+    from app.tasks.ctr.columns import to_columns
     from app.tasks.ctr.raw import RAW_MODEL_FILE, raw_arrays
     from app.tasks.ctr.vocab import load_featurizer
     from loadtest.limits import ctr_body
@@ -159,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         arrays = raw_arrays(rows, featurizer)
         bin_body, hlen = binary_request(arrays["dense_raw"], arrays["cat_raw"])
         headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(hlen)}
-        cases[n] = {"json": json.dumps(body).encode(), "bin": bin_body, "headers": headers,
-                    "json_script": work / f"json{n}.lua", "bin_script": work / f"bin{n}.lua"}  # fmt: skip
+        cases[n] = {"json": json.dumps(body).encode(), "cols": json.dumps(to_columns(body)).encode(),
+                    "bin": bin_body, "headers": headers, "json_script": work / f"json{n}.lua",
+                    "cols_script": work / f"cols{n}.lua", "bin_script": work / f"bin{n}.lua"}  # fmt: skip
         wrk.post_script(cases[n]["json_script"], body)
+        wrk.post_script(cases[n]["cols_script"], to_columns(body))
         bytes_script(cases[n]["bin_script"], bin_body, headers)
 
     port = free_port()
@@ -180,22 +186,24 @@ def main(argv: list[str] | None = None) -> int:
                       new_session=True)  # fmt: skip
         stack.callback(stop, tproc, 30, group=True)
         s_url, s_pid = stack.enter_context(python_server(["-m", "app"], service_env, work / "service.log"))
-        servers = {"shopinfer JSON /v1/ads/ctr": (f"{s_url}/v1/ads/ctr", s_pid),
-                   "triton-ort binary KServe v2": (f"{t_url}/v2/models/{MODEL}/infer", tproc.pid)}  # fmt: skip
-        for n, c in cases.items():  # same scores from both, or the comparison means nothing
-            ours, _ = _post(servers["shopinfer JSON /v1/ads/ctr"][0], c["json"], {"Content-Type": "application/json"})
-            mine = np.array([s["pctr"] for s in json.loads(ours)["scores"]], np.float32)
-            theirs_raw, hdr = _post(servers["triton-ort binary KServe v2"][0], c["bin"], c["headers"])
+        servers = {ROWS: (f"{s_url}/v1/ads/ctr", s_pid, "json_script"),
+                   COLUMNS: (f"{s_url}/v1/ads/ctr", s_pid, "cols_script"),
+                   TRITON: (f"{t_url}/v2/models/{MODEL}/infer", tproc.pid, "bin_script")}  # fmt: skip
+        for n, c in cases.items():  # same scores from all, or the comparison means nothing
+            theirs_raw, hdr = _post(servers[TRITON][0], c["bin"], c["headers"])
             theirs = binary_scores(theirs_raw, int(hdr["Inference-Header-Content-Length"]))
-            if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-5):
-                raise SystemExit(f"{n} candidates: the servers disagree: {mine[:5]} vs {theirs[:5]}")
+            for body in (c["json"], c["cols"]):
+                ours, _ = _post(servers[ROWS][0], body, {"Content-Type": "application/json"})
+                mine = np.array([s["pctr"] for s in json.loads(ours)["scores"]], np.float32)
+                if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-5):
+                    raise SystemExit(f"{n} candidates: the servers disagree: {mine[:5]} vs {theirs[:5]}")
         for c in cases.values():  # warm-up
-            for name, (url, pid) in servers.items():
-                run_wrk(url, c["json_script" if name.startswith("shop") else "bin_script"], args.connections, 1, pid)
+            for url, pid, script in servers.values():
+                run_wrk(url, c[script], args.connections, 1, pid)
         for r in range(args.runs):
             for n, c in cases.items():
-                for name, (url, pid) in servers.items():
-                    script = c["json_script" if name.startswith("shop") else "bin_script"]
+                for name, (url, pid, key) in servers.items():
+                    script = c[key]
                     smp = run_wrk(url, script, args.connections, args.duration, pid)
                     samples.setdefault((name, n), []).append(smp)
                     print(f"round {r + 1} {n:>5} candidates {name}: {smp.wrk.good_rps:,.0f} req/s "
@@ -228,7 +236,7 @@ def render(rows: list[dict[str, Any]], sizes: list[int], args: argparse.Namespac
         for r in rows:
             if r["candidates"] == n:
                 by.setdefault(r["label"], []).append(r)
-        ref = med(r["rps"] for r in by.get("triton-ort binary KServe v2", [{"rps": 0.0}]))
+        ref = med(r["rps"] for r in by.get(TRITON, [{"rps": 0.0}]))
         for label, rs in by.items():
             rps = med(r["rps"] for r in rs)
             cpu = med(r["cpu_us_per_req"] or float("nan") for r in rs)

@@ -70,11 +70,15 @@ def task_handler(route: Route[Any]) -> Callable[[Request], Awaitable[Response]]:
 
 
 def openapi_extra(route: Route[Any], defs: dict[str, Any]) -> dict[str, Any]:
-    """Request body schema with examples, and every documented error with its codes; nested models go to ``defs``
-    (merged into ``components/schemas`` so every ``$ref`` resolves)."""
-    schema = route.request.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs.update(schema.pop("$defs", {}))
-    content: dict[str, Any] = {"schema": schema}
+    """Request body schema (``oneOf`` the route's bodies when it takes several) with examples, and every documented
+    error with its codes; nested models go to ``defs`` (merged into ``components/schemas`` so every ``$ref``
+    resolves)."""
+    schemas = []
+    for model in (route.request, *route.alternatives):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        defs.update(schema.pop("$defs", {}))
+        schemas.append(schema)
+    content: dict[str, Any] = {"schema": schemas[0] if len(schemas) == 1 else {"oneOf": schemas}}
     if route.examples:
         content["examples"] = {name: {"value": value} for name, value in route.examples.items()}
     errors = {**route.errors, **_COMMON_ERRORS}

@@ -171,6 +171,17 @@ def parse_json(schema: type[Req], body: bytes) -> Req:
         raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request", status=422) from None
 
 
+def validate_doc(schema: type[Req], doc: object) -> Req:
+    """A decoded JSON document -> ``schema``, failures worded and coded as :func:`parse_json`'s (422
+    ``invalid_request``), for routes that decode their bodies themselves."""
+    try:
+        return schema.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request", status=422) from None
+
+
 def parse_utf8_json(schema: type[Req], body: bytes) -> Req:
     """Like :func:`parse_json`, but invalid UTF-8 is its own 400 (``invalid_utf8``): encoding bugs are not JSON bugs."""
     try:
@@ -204,8 +215,15 @@ class Route(Generic[Req]):
     """False for routes that work without a loaded version (e.g. event ingestion)."""
     task: type[Task] | None = None
     """Set by :class:`Task` when the class is defined."""
+    parser: Callable[[bytes], Any] | None = None
+    """The body's own decoder, for a route that also takes bodies other than ``request`` (raising
+    :class:`InvalidInput` like :func:`parse_json`); default: ``request`` parsed by pydantic."""
+    alternatives: tuple[type[BaseModel], ...] = ()
+    """Other bodies ``parser`` accepts, for the OpenAPI document (``oneOf`` with ``request``)."""
 
-    def parse(self, body: bytes) -> Req:
+    def parse(self, body: bytes) -> Any:
+        if self.parser is not None:
+            return self.parser(body)
         return parse_utf8_json(self.request, body) if self.utf8_check else parse_json(self.request, body)
 
     @property

@@ -159,6 +159,30 @@ def test_score_ads_rpc_matches_the_rest_route_and_maps_errors(served: tuple[Serv
     )
 
 
+def test_columnar_body_scores_exactly_like_rows_and_the_rpc(served: tuple[ServerProcess, Path]) -> None:
+    """The same 100 candidates as rows, as columns (``POST /v1/ads/ctr``) and as ``ScoreAds``: identical scores
+    from the real server, and the reference's."""
+    from app.tasks.ctr.columns import to_columns
+
+    server, repo = served
+    records = raw_records(100, offset=8600)
+    rows = {"context": {"I1": 2}, "candidates": [{"ad_id": f"ad{i}", "features": r} for i, r in enumerate(records)]}
+    columns = to_columns(rows)
+    assert len(columns["columns"]) > 30 and "I1" in columns["columns"], sorted(columns["columns"])
+    by_rows, by_columns = server.post("/v1/ads/ctr", json=rows), server.post("/v1/ads/ctr", json=columns)
+    expect_status(by_rows, 200)
+    expect_status(by_columns, 200)
+    assert by_columns.json()["scores"] == by_rows.json()["scores"], server.saw(by_rows, by_columns)
+    msg = tasks_pb2.ScoreAdsRequest(context=tasks_pb2.Features(ints={"I1": 2}))
+    for i, r in enumerate(records):
+        msg.candidates.add(ad_id=f"ad{i}", features=_features(r))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        resp = tasks_pb2_grpc.TaskServiceStub(channel).ScoreAds(msg, timeout=10)
+    assert [(s.ad_id, s.pctr) for s in resp.scores] == [(s["ad_id"], s["pctr"]) for s in by_columns.json()["scores"]]
+    expected = reference_scores(repo / "ad-ctr" / "1", [{"I1": 2, **r} for r in records])
+    np.testing.assert_allclose([s["pctr"] for s in by_columns.json()["scores"]], expected, atol=1e-5, rtol=0)
+
+
 def test_health_is_serving_only_when_ready_and_reflection_lists_the_services(
     served: tuple[ServerProcess, Path],
 ) -> None:

@@ -78,6 +78,57 @@ BAD_CASES = [
 ]
 
 
+def columns_for(ad_ids: list[str], columns: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"ad_ids": ad_ids, "columns": columns, **extra}
+
+
+COLUMN_BAD_CASES = [
+    (columns_for(["a"], {"C99": ["x"]}), 422, "unknown_feature", "columns: unknown features ['C99']"),
+    (columns_for(["a"], {}, context={"Cx": 1}), 422, "unknown_feature", "context: unknown features ['Cx']"),
+    (columns_for(["a", "b"], {"I1": [1]}), 422, "invalid_request", "columns.I1: 1 values for 2 ad_ids"),
+    (columns_for(["a", "b"], {"I1": [1, "abc"]}), 422, "invalid_feature", "columns.I1[1]: dense feature 'I1'"),
+    (columns_for(["a", "b"], {"I1": [True, 1]}), 422, "invalid_feature", "columns.I1[0]: True is not a scalar"),
+    (columns_for(["a", "b"], {"I1": [1, [2]]}), 422, "invalid_feature", "columns.I1[1]: [2] is not a scalar"),
+    (columns_for(["a", "b"], {"C1": ["x", ["a"]]}), 422, "invalid_feature", "columns.C1[1]: ['a'] is not a scalar"),
+    (columns_for(["a", "b"], {"C1": [1, False]}), 422, "invalid_feature", "columns.C1[1]: False is not a scalar"),
+    (columns_for(["a"], {"I2": [{"x": 1}]}), 422, "invalid_feature", "columns.I2[0]: {'x': 1} is not a scalar"),
+    (columns_for(["a"], {"I1": 5}), 422, "invalid_request", "columns.I1: Input should be a valid list"),
+    (columns_for([], {}), 422, "invalid_request", "'ad_ids' must not be empty"),
+    (columns_for([""], {}), 422, "invalid_request", "ad_ids.0: String should have at least 1 character"),
+    (columns_for(["a"], {}, candidates=[]), 422, "invalid_request", "candidates: Extra inputs are not permitted"),
+    (columns_for(["a"], {}, model_version=0), 422, "invalid_request", "model_version: Input should be greater"),
+    ({"columns": {}}, 422, "invalid_request", "ad_ids: Field required"),
+    (columns_for([str(i) for i in range(1001)], {}), 413, "too_many_candidates", "1001 candidates; at most 1000"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "code", "message"), COLUMN_BAD_CASES)
+async def test_bad_columnar_requests_are_coded_4xx_naming_the_column(
+    svc: AppUnderTest, payload: dict[str, Any], status: int, code: str, message: str
+) -> None:
+    r = await svc.client.post(CTR, json=payload)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and error["message"].startswith(message), error
+
+
+async def test_columnar_body_with_odd_values_scores_like_its_rows(svc: AppUnderTest) -> None:
+    """Numeric strings, padded and numeric categories, explicit nulls over the context: each column takes the row
+    path's answer; a columnar body that is not JSON is 400 ``invalid_json`` like a row body."""
+    from app.tasks.ctr.columns import to_columns
+
+    records = raw_records(6, 8200)
+    records[0] = {**records[0], "I1": "12", "C1": 5.0, "C2": "  padded  ", "I2": None, "C3": None}
+    records[1] = {**records[1], "C4": 17, "I3": 2.5}
+    rows = {"context": {"I2": 4, "C3": "ffffffff", "C9": "a"}, "candidates": request_for(records)["candidates"]}
+    by_rows = await svc.client.post(CTR, json=rows)
+    by_columns = await svc.client.post(CTR, json=to_columns(rows))
+    assert by_rows.status_code == by_columns.status_code == 200, (by_rows.text, by_columns.text)
+    assert by_columns.json()["scores"] == by_rows.json()["scores"], (by_columns.json(), by_rows.json())
+    r = await svc.client.post(CTR, content=b'{"columns": {', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", (r.status_code, r.text)
+
+
 @pytest.mark.parametrize(("payload", "status", "code"), BAD_CASES)
 async def test_bad_requests_are_coded_4xx(svc: AppUnderTest, payload: dict[str, Any], status: int, code: str) -> None:
     r = await svc.client.post(CTR, json=payload)
@@ -150,7 +201,10 @@ def test_service_error_is_not_http_aware() -> None:
 
 async def test_graph_and_python_featurization_give_the_same_scores(ctr_repo: Path) -> None:
     """``model_raw.onnx`` (featurization inside the graph, the default) and the reference Python featurizer +
-    ``model.onnx`` answer the same request identically; odd values take the same path to the same answer."""
+    ``model.onnx`` answer the same request identically; odd values take the same path to the same answer, and
+    the columnar body gets the row body's scores in both modes."""
+    from app.tasks.ctr.columns import to_columns
+
     records = raw_records(300, 9000)
     records[0] = {**records[0], "I1": "12", "C1": 5.0, "C2": "  padded  ", "I2": None}
     body = {"candidates": [{"ad_id": str(i), "features": r} for i, r in enumerate(records)]}
@@ -162,6 +216,9 @@ async def test_graph_and_python_featurization_give_the_same_scores(ctr_repo: Pat
             r = await svc.client.post("/v1/ads/ctr", json=body)
             assert r.status_code == 200, r.text
             scores[mode] = np.array([s["pctr"] for s in r.json()["scores"]])
+            cols = await svc.client.post("/v1/ads/ctr", json=to_columns(body))
+            assert cols.status_code == 200, cols.text
+            assert cols.json()["scores"] == r.json()["scores"], f"{mode}: columnar and row bodies disagree"
             bad = await svc.client.post("/v1/ads/ctr", json={"candidates": [{"ad_id": "x", "features": {"I1": "abc"}}]})
             assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_feature", (
                 bad.status_code,

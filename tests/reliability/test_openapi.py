@@ -102,7 +102,9 @@ def test_schema_and_validation_agree_on_edge_cases(repo: Path, start_server: Ser
         schema: dict[str, Any] = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         return schema
 
-    assert body_schema("/v1/ads/ctr")["properties"]["candidates"].get("minItems") == 1, body_schema("/v1/ads/ctr")
+    rows, columns = body_schema("/v1/ads/ctr")["oneOf"]  # the row body and the columnar one
+    assert rows["properties"]["candidates"].get("minItems") == 1, rows
+    assert columns["properties"]["ad_ids"].get("minItems") == 1 and "columns" in columns["required"], columns
     search = body_schema("/v1/search/rank")
     assert search["properties"]["candidates"].get("minItems") == 1, search
     assert body_schema("/v1/chat")["properties"]["message"].get("minLength") == 1, body_schema("/v1/chat")

@@ -58,7 +58,7 @@ def _dense_matrix(flat: list[Any], n: int, columns: Sequence[str]) -> np.ndarray
     return np.array([raw_dense(v, columns[i % d]) for i, v in enumerate(flat)], dtype=np.float64).reshape(n, d)
 
 
-def _cat_texts(flat: list[Any]) -> list[Any]:
+def cat_texts(flat: list[Any]) -> list[Any]:
     """``cat_key`` over row-major values with missing as ``""``; canonical strings (the norm) are kept as is.
 
     C-level passes decide: if every value is a string and none holds whitespace, nothing needs stripping.
@@ -67,11 +67,14 @@ def _cat_texts(flat: list[Any]) -> list[Any]:
         joined = "".join(flat)  # TypeError unless every value is a string
     except TypeError:
         return [cat_key(v) or "" for v in flat]
-    if joined.isascii():  # a few memchr scans beat one regex pass over the whole text
-        spaced = any(ch in joined for ch in _ASCII_SPACE)
-    else:
-        spaced = _SPACE.search(joined) is not None
-    return [cat_key(v) or "" for v in flat] if spaced else flat
+    return [cat_key(v) or "" for v in flat] if has_space(joined) else flat
+
+
+def has_space(text: str) -> bool:
+    """Whether ``text`` holds a character ``str.strip()`` removes."""
+    if text.isascii():  # a few memchr scans beat one regex pass over the whole text
+        return any(ch in text for ch in _ASCII_SPACE)
+    return _SPACE.search(text) is not None
 
 
 def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: Featurizer) -> dict[str, np.ndarray]:
@@ -90,7 +93,7 @@ def raw_arrays(records: Sequence[Mapping[str, Any]], featurizer: Featurizer) -> 
     n = len(records)
     return {
         DENSE_RAW: _dense_matrix(dense, n, dcols),
-        CAT_RAW: np.array(_cat_texts(cat), dtype=object).reshape(n, len(ccols)),
+        CAT_RAW: np.array(cat_texts(cat), dtype=object).reshape(n, len(ccols)),
     }
 
 
@@ -112,8 +115,14 @@ def request_arrays(
     for f in features:
         dense += map(f.get, dcols, dctx)
         cat += map(f.get, ccols, cctx)
-    if not set(map(type, dense)) <= _NUMBER_TYPES or not set(map(type, cat)) <= _SCALAR_TYPES:
+    if not set(map(type, dense)) <= _NUMBER_TYPES:
         return None
+    try:  # all strings (the norm): one join proves it, no pass over the types
+        texts = [cat_key(v) or "" for v in cat] if has_space("".join(cat)) else cat
+    except TypeError:
+        if not set(map(type, cat)) <= _SCALAR_TYPES:
+            return None
+        texts = [cat_key(v) or "" for v in cat]
     try:
         x = np.array(dense, dtype=np.float64)  # None -> NaN
     except OverflowError:
@@ -121,7 +130,4 @@ def request_arrays(
     if np.isinf(x).any():
         return None
     n = len(features)
-    return {
-        DENSE_RAW: x.reshape(n, len(dcols)),
-        CAT_RAW: np.array(_cat_texts(cat), dtype=object).reshape(n, len(ccols)),
-    }
+    return {DENSE_RAW: x.reshape(n, len(dcols)), CAT_RAW: np.array(texts, dtype=object).reshape(n, len(ccols))}
