@@ -153,7 +153,7 @@ class ImportedTask:
         from compress.imported.robustness import robustness_set
 
         spec = next(t for t in self.outputs if t.name == self.output)
-        return robustness_set(self.held, self.inputs, spec, r, self.vocab)
+        return robustness_set(self.held, self.inputs, spec, r, self.vocab, classes=self.metric.name == "accuracy")
 
     def calibration(self) -> Callable[[], Iterator[Feeds]]:
         q = self.cfg.quantize

@@ -38,9 +38,13 @@ def robustness_set(
     output: TensorSpec,
     r: RobustnessSection,
     vocab: VocabFeaturizer | None = None,
+    classes: bool = False,
 ) -> RobustnessSet | str:
-    """The set for an imported model's held-out rows, or the reason there is none."""
-    decision = _decision(output)
+    """The set for an imported model's held-out rows, or the reason there is none.
+
+    ``classes``: the metric reads class scores (accuracy), which decides an output whose width is variable.
+    """
+    decision = _decision(output, classes)
     if isinstance(decision, tuple):
         return decision[0]
     n = len(held.labels)
@@ -69,13 +73,19 @@ def robustness_set(
 Perturbed = tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str], np.ndarray]
 
 
-def _decision(output: TensorSpec) -> Decision | tuple[str]:
-    """``pair_order`` for one score per row, ``argmax`` for a fixed number of scores; else (reason,)."""
+def _decision(output: TensorSpec, classes: bool) -> Decision | tuple[str]:
+    """``pair_order`` for one score per row, ``argmax`` for a fixed number of scores; else (reason,).
+
+    A variable width (exporters often write ``[-1, -1]`` for ``[batch, 1]``) is read as the metric reads it: the
+    score metrics take one score per row, ``accuracy`` takes the top class.
+    """
     width = output.shape[1:]
     if len(width) == 0 or (len(width) == 1 and width[0] == 1):
         return "pair_order"
     if len(width) == 1 and width[0] > 1:
         return "argmax"
+    if len(width) == 1 and width[0] < 1:
+        return "argmax" if classes else "pair_order"
     return (
         f"output {output.name!r} has shape {output.shape}: compress reads a decision from one score per row "
         "(order) or a fixed number of class scores (top class)",

@@ -75,3 +75,13 @@ def test_nothing_to_perturb_or_no_decision_is_a_reason() -> None:
     got = robustness_set(floats, [spec], TensorSpec(name="seq", dtype="FP32", shape=[-1, -1, 4]), R)
     assert isinstance(got, str) and "seq" in got, got
     assert not isinstance(robustness_set(floats, [spec], SCORE, R), str), "a float input was not perturbed"
+
+
+def test_variable_output_width_is_read_as_the_metric_reads_it() -> None:
+    floats = Rows({"x": np.linspace(0.1, 2, 20, dtype=np.float32).reshape(10, 2)}, np.zeros(10), None)
+    spec = TensorSpec(name="x", dtype="FP32", shape=[-1, 2])
+    out = TensorSpec(name="ctr", dtype="FP32", shape=[-1, -1])  # how exporters often write [batch, 1]
+    scores = robustness_set(floats, [spec], out, R)
+    top = robustness_set(floats, [spec], out, R, classes=True)
+    assert not isinstance(scores, str) and scores.decision == "pair_order", scores
+    assert not isinstance(top, str) and top.decision == "argmax", top
