@@ -8,7 +8,11 @@ each ``--ratios`` sampling ratio, the order rotated every run. Each traced varia
 whole run, built as ``APP_TRACING_ENABLED`` builds it (batch span processor, OTLP/HTTP to a receiver in another
 process); a traced block ends with a flush inside the measured part, so its spans' export is charged to it (one
 export per block: more often than the batch processor's 512 spans or 5 s, so a low ratio's row carries more
-per-export overhead than a server does). The admission budget and default deadline are off, so that a slow
+per-export overhead than a server does). The processors' timer is set past the run (``OTEL_BSP_SCHEDULE_DELAY``)
+so that the flush is a block's only export: under callgrind a block lasts about 50x longer, and the 5 s timer
+would export a few spans at a time many times a block, each export with about 0.5 ms of HTTP-client CPU, a cost
+a server pays once per 5 s whatever its request rate (and one that grew with the machine's load, as a loaded
+machine stretches a block further). The admission budget and default deadline are off, so that a slow
 machine cannot turn requests into refusals.
 
 A block's cost is the process CPU time (every thread: event loop, batch worker, ONNX Runtime, span exporter) per
@@ -103,6 +107,7 @@ async def _measure(
     path, body = "/v1/ads/ctr", json.dumps(bodies_for([1])[1]).encode()
     # one provider per traced variant for the whole run, as in a traced server (its exporter keeps its connection)
     variants: dict[str, tuple[Any, float]] = {OFF: (None, 0.0), AGAIN: (None, 0.0)}
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = str(24 * 3600 * 1000)  # exports only at a block's flush (docstring)
     for ratio in args.ratios:
         variants[f"tracing on, {ratio:.0%} sampled"] = (tracing.otlp_provider("shopinfer-bench", endpoint), ratio)
     per: dict[str, list[float]] = {name: [] for name in variants}

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="index,union-attr,arg-type,operator"
+# (span attributes and contexts are Optional in the SDK types; the assertions check them)
 """The tracing module without the app: the OTLP pipeline ``APP_TRACING_ENABLED`` installs delivers spans to a real
 HTTP receiver, the raw-header entry point samples the way :func:`app.tracing.start_request` does, and a traced
 batch's span bookkeeping is not taken for model cost by the batcher."""
@@ -18,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from app import tracing
 from app.batching import BatchConfig, DynamicBatcher
@@ -115,10 +118,10 @@ def test_raw_headers_are_sampled_by_the_ratio_unless_the_caller_decided(
         assert format(spans[0].context.trace_id, "032x") == TRACE_ID, spans[0].context
 
 
-class _SlowStart(SpanProcessor):
-    """Span bookkeeping that costs 200 ms a span (4x the inline limit below)."""
+class _SlowEnd(SpanProcessor):
+    """Span bookkeeping that costs 200 ms a span (4x the inline limit below); spans reach processors finished."""
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_end(self, span: Any) -> None:
         time.sleep(0.2)  # the cost being simulated, not a wait for anything
 
 
@@ -130,7 +133,7 @@ async def test_span_bookkeeping_does_not_count_as_batch_cost_or_move_later_batch
         return {"y": x["x"] * 2}
 
     provider = TracerProvider()
-    provider.add_span_processor(_SlowStart())
+    provider.add_span_processor(_SlowEnd())
     tracing.install(provider, 1.0)
     # a 50 ms limit: a trivial batch stays far under it even when a loaded machine preempts the measuring thread
     batcher = DynamicBatcher("test/1", infer, BatchConfig(max_queue_delay_us=0, inline_max_s=0.05))
@@ -145,7 +148,7 @@ async def test_span_bookkeeping_does_not_count_as_batch_cost_or_move_later_batch
     try:
         await batcher.submit(_rows(1), 1)  # not measured yet: a worker thread
         await batcher.submit(_rows(2), 2)  # measured cheap: on the loop
-        await asyncio.create_task(traced())  # a traced batch: 400 ms of span starts (queue, batch) on the loop
+        await asyncio.create_task(traced())  # a traced batch: 400 ms of span records (queue, batch) on the loop
         await batcher.submit(_rows(2), 2)  # an untraced one right after: still estimated cheap
     finally:
         await batcher.close(5)
@@ -156,3 +159,89 @@ async def test_span_bookkeeping_does_not_count_as_batch_cost_or_move_later_batch
 
 def _rows(n: int) -> dict[str, np.ndarray]:
     return {"x": np.ones((n, 2), dtype=np.float32)}
+
+
+def _memory(ratio: float) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider, ratio)
+    return exporter
+
+
+def _traced_request(raw: list[tuple[bytes, bytes]], fail_batch: bool) -> tracing.RequestTrace | None:
+    """A request through every tracing step the service takes, the batch as the batcher runs it."""
+    trace = tracing.start_http(raw, lambda: "POST /v1/ads/ctr", "rid-7")
+    if trace is None:
+        return None
+    tracing.mark("parse")
+    tracing.mark("validate")
+    tracing.skip()
+    item = tracing.item_context()
+    token = tracing.begin_batch("ad-ctr/1", [item, item], [time.monotonic()] * 2, time.monotonic(), 3)
+    tracing.batch_child("feature_store.read", time.time_ns(), backend="memory", users=2)
+    tracing.end_batch(token, RuntimeError("model exploded") if fail_batch else None)
+    tracing.mark("postprocess")
+    tracing.annotate("ad-ctr", "1", "ok")
+    tracing.end_request(trace, 200)
+    return trace
+
+
+@pytest.mark.parametrize("fail_batch", [False, True])
+def test_a_sampled_request_is_traced_fully_and_an_unsampled_one_records_nothing(fail_batch: bool) -> None:
+    exporter = _memory(1.0)
+    try:
+        traced = contextvars.copy_context().run(_traced_request, [(b"host", b"x")], fail_batch)
+        assert traced is not None, "ratio 1 samples every request"
+        tracing.uninstall()
+        tracing.install(exporter_provider := TracerProvider(), 0.0)
+        exporter_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        assert contextvars.copy_context().run(_traced_request, [(b"host", b"x")], fail_batch) is None
+    finally:
+        tracing.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["POST /v1/ads/ctr", "batch", "feature_store.read", "parse", "postprocess", "queue", "queue",
+                     "validate"], names  # fmt: skip
+    request = spans["POST /v1/ads/ctr"]
+    assert request.kind is SpanKind.SERVER and request.parent is None and request.context.trace_flags.sampled
+    assert dict(request.attributes) == {"shopinfer.request_id": "rid-7", "shopinfer.model": "ad-ctr",
+                                        "shopinfer.version": "1", "shopinfer.code": "ok",
+                                        "http.response.status_code": 200}, request.attributes  # fmt: skip
+    rid = request.context.span_id
+    for name in ("parse", "validate", "queue", "postprocess"):
+        child = spans[name]
+        assert child.parent.span_id == rid and child.context.trace_id == request.context.trace_id, child
+        assert request.start_time <= child.start_time <= child.end_time <= request.end_time, (name, child)
+    assert spans["parse"].end_time == spans["validate"].start_time, "marks lie end to end"
+    batch = spans["batch"]
+    assert [link.context.span_id for link in batch.links] == [rid, rid], batch.links
+    assert dict(batch.attributes)["shopinfer.batch_rows"] == 3, batch.attributes
+    read = spans["feature_store.read"]
+    assert read.parent.span_id == batch.context.span_id and dict(read.attributes)["users"] == 2, read
+    if fail_batch:
+        assert batch.status.status_code is StatusCode.ERROR and "model exploded" in str(batch.status.description)
+        event = batch.events[0]
+        assert event.name == "exception" and event.attributes["exception.type"] == "RuntimeError", event.attributes
+    else:
+        assert batch.status.status_code is StatusCode.UNSET and not batch.events, (batch.status, batch.events)
+
+
+def test_an_incoming_sampled_traceparent_is_honoured_at_ratio_zero() -> None:
+    exporter = _memory(0.0)
+    raw = [(b"traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()), (b"tracestate", b"vendor=v1")]
+    try:
+        trace = contextvars.copy_context().run(_traced_request, raw, False)
+    finally:
+        tracing.shutdown()
+    assert trace is not None, "a sampled traceparent is followed whatever the ratio"
+    spans = list(exporter.get_finished_spans())
+    request = next(s for s in spans if s.name == "POST /v1/ads/ctr")
+    assert format(request.context.trace_id, "032x") == TRACE_ID, request.context
+    assert request.parent is not None and request.parent.is_remote, request.parent
+    assert format(request.parent.span_id, "016x") == "00f067aa0ba902b7", request.parent
+    assert request.context.trace_state.get("vendor") == "v1", request.context.trace_state
+    in_trace = sorted(s.name for s in spans if format(s.context.trace_id, "032x") == TRACE_ID)
+    assert in_trace == ["POST /v1/ads/ctr", "parse", "postprocess", "queue", "queue", "validate"], in_trace
+    batch = next(s for s in spans if s.name == "batch")  # a batch may serve several traces: its own, linked
+    assert [link.context.span_id for link in batch.links] == [request.context.span_id] * 2, batch.links
