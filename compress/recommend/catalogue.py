@@ -219,9 +219,9 @@ def _test_metrics(
     """recall@10 / NDCG@10 (and @50, coverage) of the served retrieval over ``side`` on the test window: the
     version's user tower, ``index``, re-scoring by ``table``, retired items (and seen ones, if the config says
     so) excluded, as the service does."""
-    import onnxruntime as ort
 
     from app.tasks.recommend.retrieval import AnnRetrieval
+    from compress.evaluate import session
     from compress.recommend.ann import retrieve
     from compress.recommend.data import TEST
     from compress.recommend.metrics import ranking_metrics
@@ -231,9 +231,7 @@ def _test_metrics(
     seen = ex.seen_matrix() if cfg.retrieval.exclude_seen else np.zeros((n, 1), np.int64)
     retired = np.broadcast_to(np.asarray(side.retired, np.int64), (n, len(side.retired)))
     exclude = np.concatenate([seen, retired], axis=1)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(source.dir / source.manifest.artifact().path), opts, ["CPUExecutionProvider"])
+    sess = session(source.dir / source.manifest.artifact().path)
     retr = AnnRetrieval(index, table, int(cfg.retrieval.shortlist))
     ids = retrieve(sess, retr, ex.history, source.state.top_k, exclude=exclude)
     metrics = ranking_metrics(ids, ex.targets, len(side) - 1)
