@@ -171,14 +171,9 @@ def live_busy(registry: ModelRegistry) -> bool:
         if batcher is None or not batcher.busy:
             continue
         policy = registry.policies.get(mv.model)
-        if policy is None or not _shadow_only(policy, mv.version):
+        if policy is None or not policy.shadow_only(mv.version):
             return True
     return False
-
-
-def _shadow_only(policy: Policy, version: int) -> bool:
-    canary = policy.canary.version if policy.canary is not None else None
-    return policy.shadow is not None and version == policy.shadow.version and version not in (policy.stable, canary)
 
 
 def _too_busy(batcher: DynamicBatcher, role: str) -> bool:
