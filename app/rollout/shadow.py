@@ -9,12 +9,15 @@ The copy runs after the live answer was computed, as a low-priority request of t
 with a short deadline. Shadow samples only use time the live path leaves idle: a sample is scored only when no
 live batch is queued or running in this worker (every loaded version's batcher but the shadow-only ones), checked
 when it is drawn and again just before it is submitted, and one sample at a time (the shadow version's own
-batcher, one batch of one request); every other drawn sample is dropped (counted). A slow shadow (an FP32 teacher
-costs ~13 live chat requests per sample) thus sheds its own samples and never queues behind or ahead of live work.
+batcher, one batch of one request); every other drawn sample is dropped (counted). The shadow-only version's
+batches run in threads at the lowest CPU priority (:meth:`DynamicBatcher.set_background`): a live batch that
+arrives while a sample runs gets the contended core first. A slow shadow (an FP32 teacher costs ~13 live chat
+requests per sample) thus sheds its own samples and never queues behind or ahead of live work.
 Canary samples are the automatic rollback's evidence and are kept longer: dropped when the worker already runs
 ``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or once the expected queue wait of either version passes half the
 batcher's queue budget (dropped whenever anything was queued, a steadily loaded worker scored almost none and a
-broken canary kept its traffic long after its minimum sample). Errors are counted, never surfaced.
+broken canary kept its traffic long after its minimum sample). A comparison that misses its deadline or is
+refused by the other version's admission counts as dropped too; other errors are counted, never surfaced.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.batching import DynamicBatcher, Priority
-from app.errors import ServiceError
+from app.errors import DeadlineExceeded, Overloaded, ServiceError
 from app.request_options import RequestOptions
 from app.rollout.compare import Comparison
 from app.rollout.policy import Policy
@@ -94,7 +97,7 @@ class Mirror:
         labels = copy.labels
         try:
             scored = await self._score(copy.model, copy.other, copy.route, copy.req, copy.rows, copy.role)
-        except _Busy:
+        except (_Busy, DeadlineExceeded, Overloaded):  # no time for it (a low-priority thread may get none): shed
             self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
             return
         except Exception as e:  # noqa: BLE001 - a comparison's failure is counted, never surfaced

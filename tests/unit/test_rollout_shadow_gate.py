@@ -185,3 +185,12 @@ def test_shadow_only_versions() -> None:
     )
     assert not both.shadow_only(2), "the canary answers live requests"
     assert not Policy.model_validate({"stable": 1}).shadow_only(1)
+
+
+async def test_a_sample_past_its_deadline_is_shed_not_an_error(setup: Any) -> None:
+    s = setup
+    s.mirror.timeout_s = 0.05  # the shadow's batch never finishes while the test holds its gate
+    _answer(s)
+    await _until("the sample to be counted", lambda: sum(_counts(s.metrics)) == 1)
+    entry = comparisons(s.metrics.families(), "m")[("shadow", "2", "1")]
+    assert (entry["scored"], entry["dropped"], entry["errors"]) == (0, 1, 0), entry
