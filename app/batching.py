@@ -23,9 +23,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import os
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,10 +70,6 @@ class BatchConfig:
     """Run a batch on the event-loop thread when its measured cost is at most this (0 = always a worker thread):
     for sub-100 µs batches the thread hand-off (queue, wake-up, result callback) costs more than the work."""
 
-
-BACKGROUND_NICE = 19
-"""CPU priority (nice) of a background batcher's worker threads: the lowest, so a contended core runs live
-batches first (Linux CFS weighs nice 19 at 15 against 1024 for nice 0)."""
 
 EWMA_ALPHA = 0.2
 """Weight of the newest batch in the seconds-per-row estimate: follows a change of regime within ~10 batches."""
@@ -237,21 +230,6 @@ class DynamicBatcher:
             self.limiter = AdaptiveLimit(a)
             self._stats.in_flight_limit(int(self.limiter.limit))
         self._cost = BatchCost()  # seconds of a batch as fixed + per-row cost: decides inline runs
-        self.background = False
-
-    def set_background(self, on: bool) -> None:
-        """Run this version's batches in threads at the lowest CPU priority (``on``: a policy's shadow-only
-        version), or at the process's (it answers live requests again). With one ORT intra-op thread (the
-        default) the whole inference runs in that thread. A thread's priority, once lowered, cannot be raised
-        back without privileges, so a change swaps the executor; running batches finish on the old one."""
-        if on == self.background or self._closed:
-            return
-        self.background = on
-        old = self._executor
-        self._executor = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix=f"infer-{self.name}",
-                                            initializer=_lower_priority if on else None)  # fmt: skip
-        old.shutdown(wait=False)
-        LOG.info("%s: batches run at %s CPU priority", self.name, "the lowest (shadow only)" if on else "normal")
 
     @property
     def queued_rows(self) -> int:
@@ -521,7 +499,7 @@ class DynamicBatcher:
     def _cheap(self, batch: list[_Item]) -> bool:
         """Whether ``batch`` is expected to cost at most ``inline_max_s`` (fixed + per-row cost, measured)."""
         limit = self.config.inline_max_s
-        return limit > 0 and not self.background and self._cost.estimate(sum(it.rows for it in batch)) <= limit
+        return limit > 0 and self._cost.estimate(sum(it.rows for it in batch)) <= limit
 
     async def _run_individually(self, batch: list[_Item]) -> list[Tensors | None]:
         loop = asyncio.get_running_loop()
@@ -597,17 +575,6 @@ class DynamicBatcher:
             self._s_per_row = spr if prev is None else prev + EWMA_ALPHA * (spr - prev)
         self._stats.ran(total, elapsed)
         return [by_item[id(it)] for it in batch]
-
-
-def _lower_priority() -> None:
-    """Executor thread initializer: this thread alone to :data:`BACKGROUND_NICE` (Linux: a thread id is a
-    ``PRIO_PROCESS`` target; elsewhere it would renice the whole process, so it does nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except OSError as e:
-        LOG.warning("could not lower a background batch thread's priority: %r", e)
 
 
 def _assemble(batch: list[_Item]) -> list[tuple[list[_Item], Tensors]]:

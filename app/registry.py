@@ -383,9 +383,6 @@ class ModelRegistry:
         loaded = self._loaded.setdefault(model, {})
         for version in sorted(wanted - set(loaded), reverse=True):
             await self._load(model, version)
-        for version, mv in loaded.items():  # a shadow-only version's batches yield the CPU to live ones
-            if mv.batcher is not None:
-                mv.batcher.set_background(policy is not None and policy.shadow_only(version))
         any_wanted_ready = any(loaded[v].state is VersionState.READY for v in wanted if v in loaded)
         for version, mv in list(loaded.items()):
             gone = version not in on_disk

@@ -9,9 +9,9 @@ The copy runs after the live answer was computed, as a low-priority request of t
 with a short deadline. Shadow samples only use time the live path leaves idle: a sample is scored only when no
 live batch is queued or running in this worker (every loaded version's batcher but the shadow-only ones), checked
 when it is drawn and again just before it is submitted, and one sample at a time (the shadow version's own
-batcher, one batch of one request); every other drawn sample is dropped (counted). The shadow-only version's
-batches run in threads at the lowest CPU priority (:meth:`DynamicBatcher.set_background`): a live batch that
-arrives while a sample runs gets the contended core first. A slow shadow (an FP32 teacher costs ~13 live chat
+batcher, one batch of one request); every other drawn sample is dropped (counted). The shadow's threads keep
+the process's CPU priority on purpose: a lowered one starves on a busy host while its thread holds the GIL
+(featurizing, tokenizing), which stalls the live threads of the whole worker. A slow shadow (an FP32 teacher costs ~13 live chat
 requests per sample) thus sheds its own samples and never queues behind or ahead of live work.
 Canary samples are the automatic rollback's evidence and are kept longer: dropped when the worker already runs
 ``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or once the expected queue wait of either version passes half the

@@ -99,7 +99,6 @@ async def test_shadow_canary_and_automatic_rollback(
         assert set(await _versions_seen(client, 10)) == {1}, server.saw()
 
         # shadow: every request copied to version 2, compared with the live answer
-        shadow_mark = server.log.stat().st_size
         _policy(repo, "--shadow", str(v2), "--shadow-rate", "1.0")
 
         shadowed: list[dict[str, Any]] = []
@@ -110,14 +109,6 @@ async def test_shadow_canary_and_automatic_rollback(
             return bool(shadowed) and shadowed[0]["scored"] >= 10
 
         await until(scored, 60, "10 shadow comparisons scored", interval_s=0.1)
-        low = rf"\[(w\d+)\] app\.batching: ad-ctr/{v2}: batches run at the lowest \(shadow only\) CPU priority"
-        lowered: set[str] = set()
-
-        def both_lowered() -> bool:
-            lowered.update(re.findall(low, server.log.read_bytes()[shadow_mark:].decode(errors="replace")))
-            return lowered == {"w0", "w1"}
-
-        await until(both_lowered, 30, f"both workers running version {v2} (shadow only) at the lowest priority")
         entry = shadowed[0]
         assert (entry["version"], entry["reference"]) == (v2, 1), entry
         ref = reference_scores(repo / "ad-ctr" / "1", RECORDS)

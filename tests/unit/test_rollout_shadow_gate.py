@@ -1,11 +1,8 @@
-"""Shadow samples only use time the live path leaves idle, one at a time, in threads at the lowest CPU priority
-(real batchers, a fake registry)."""
+"""Shadow samples only use time the live path leaves idle, one at a time (real batchers, a fake registry)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batching import BACKGROUND_NICE, BatchConfig, DynamicBatcher, Tensors
+from app.batching import BatchConfig, DynamicBatcher, Tensors
 from app.metrics import Metrics
 from app.rollout.policy import Policy
 from app.rollout.shadow import Mirror, live_busy
@@ -152,27 +149,6 @@ async def test_a_version_that_is_shadow_and_stable_counts_as_live(setup: Any) ->
     assert live_busy(s.registry), "without a policy every loaded version is live"
     s.shadow_gate.open.set()
     await running
-
-
-def _thread_nice(inputs: Tensors) -> Tensors:
-    nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    return {"nice": np.full((len(inputs["x"]), 1), nice)}
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are a Linux feature")
-async def test_a_background_batcher_runs_at_the_lowest_cpu_priority_and_can_return() -> None:
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    assert base < BACKGROUND_NICE, f"the test process already runs at nice {base}: nothing to observe"
-    b = _batcher("m/2", _thread_nice)
-    try:
-        assert int((await b.submit(ROW, 1))["nice"][0, 0]) == base
-        b.set_background(True)
-        assert int((await b.submit(ROW, 1))["nice"][0, 0]) == BACKGROUND_NICE
-        b.set_background(False)
-        assert int((await b.submit(ROW, 1))["nice"][0, 0]) == base, "a version that answers live again"
-    finally:
-        await b.close(5)
-    assert os.getpriority(os.PRIO_PROCESS, 0) == base, "only the batch threads were reniced, not the process"
 
 
 def test_shadow_only_versions() -> None:
