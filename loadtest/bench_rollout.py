@@ -146,7 +146,7 @@ def broken(args: argparse.Namespace) -> None:
     rows_src = args.criteo or _criteo()
     cands = [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(request_rows(rows_src, 100))]
     script = wrk.post_script(work / "ctr.lua", {"candidates": cands})
-    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": CTR, "MODEL_REPO": str(repo),
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": CTR, "MODEL_REPO": str(repo),
            "APP_ROLLOUT_CHECK_INTERVAL_S": str(args.check_interval)}  # fmt: skip
     seen: dict[str, Any] = {}
     with server(["-m", "app"], env, work / "server.log") as (url, _pid):
@@ -214,7 +214,7 @@ def paced_runs(args: argparse.Namespace) -> None:
         loads["ctr 100 candidates"] = (CTR, "/v1/ads/ctr", {"candidates": cands})
     if CHAT in models:
         loads["chat short"] = (CHAT, "/v1/chat", {"message": "where is my order?"})
-    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": ",".join(models)}
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": ",".join(models)}
     arms = ("no shadow", f"shadow {args.shadow_rate:.0%}")
     print(f"load average before: {os.getloadavg()}")
     lines = ["| load | arm | offered req/s | achieved req/s | p50 ms | p99 ms | client send lag p99 ms | "
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if CHAT in models:
         scripts["chat short"] = ("/v1/chat", wrk.post_script(work / "chat.lua", {"message": "where is my order?"}))
-    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": ",".join(models)}
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": ",".join(models)}
     table: list[tuple[str, Row]] = []
     summaries: dict[str, Any] = {}
     with ExitStack() as stack:

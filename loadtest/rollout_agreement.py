@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "MODEL_REPO": str(repo),
         "APP_WORKERS": str(args.workers),
         "APP_LOG_LEVEL": "warning",
+        "APP_GRPC_PORT": "0",  # HTTP only: no clash with another server's gRPC port
         "APP_REQUIRED_MODELS": ",".join(m for m, *_ in plan),
         "APP_ROLLOUT_TIMEOUT_MS": "10000",  # a slow FP32 shadow on a loaded machine still counts
     }
