@@ -99,9 +99,10 @@ class _Pool:
             self.opened -= 1
             self.freed.notify()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for _, writer in self.idle:
             writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in self.idle), return_exceptions=True)
 
 
 async def _paced(
@@ -148,7 +149,7 @@ async def _paced(
             await asyncio.sleep(wait)
         tasks.append(asyncio.ensure_future(one(due)))
     await asyncio.gather(*tasks)
-    pool.close()
+    await pool.close()
     if not latencies:
         raise RuntimeError(f"no answer from {url} in {duration_s} s at {rate:.0f} req/s ({counts})")
     lat_ms = np.asarray(latencies) * 1000
