@@ -235,6 +235,11 @@ class DynamicBatcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
+    @property
+    def busy(self) -> bool:
+        """Whether any item is queued or any batch is running (shadow scoring waits for a version to be idle)."""
+        return self._queued_rows > 0 or self._in_flight > 0
+
     def start(self) -> None:
         """Start the collector task on the running event loop, supervised: a crash is logged and restarted."""
         if self._loop_task is None:

@@ -10,12 +10,20 @@
   polled. Prints the requests, failures, the canary's requests and comparisons when it was rolled back, the time
   from the start of the load to the rollback, and the rollback event's reason.
 
+* ``--rate R`` (requests/s, or ``auto``): the shadow cost at the same offered load. Open loop
+  (:mod:`loadtest.harness.paced`, wrk2-style: every request due at a fixed time, latency counted from then), the
+  no-policy and the shadow server get the same request times; ``auto`` = half of the no-shadow capacity measured
+  first (a closed-loop wrk run on the no-policy server). Per arm, medians over ``--runs`` interleaved rounds
+  (the order alternates each round): offered and achieved req/s, p50/p99, the client's own send lag, server
+  cores, and the shadow samples scored and dropped during the measured runs.
+
 Both servers read the same version folders (symlinked into two temporary repositories, one with the policies).
 Prints a table (medians of ``--runs`` interleaved rounds) and, for the shadow run, the comparisons the policy
 server scored and dropped (``GET /v2/models/{model}/rollout``).
 
     python -m loadtest.bench_rollout --repo model_repo --duration 5 --runs 3 --shadow-rate 0.1
     python -m loadtest.bench_rollout --repo model_repo --broken --duration 30 --weight 0.2 --min-requests 200
+    python -m loadtest.bench_rollout --repo model_repo --rate auto --duration 10 --runs 3 --shadow-rate 0.1
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import httpx
 from app.manifest import Manifest
 from app.rollout.policy import set_change, update_policy
 from compress.publish import file_info, publish
-from loadtest.harness import wrk
+from loadtest.harness import cpu, paced, wrk
 from loadtest.harness.criteo import request_rows
 from loadtest.harness.procs import python_server as server
 from loadtest.peers.measure import Row, interleaved, summarize
@@ -138,7 +146,7 @@ def broken(args: argparse.Namespace) -> None:
     rows_src = args.criteo or _criteo()
     cands = [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(request_rows(rows_src, 100))]
     script = wrk.post_script(work / "ctr.lua", {"candidates": cands})
-    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": CTR, "MODEL_REPO": str(repo),
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": CTR, "MODEL_REPO": str(repo),
            "APP_ROLLOUT_CHECK_INTERVAL_S": str(args.check_interval)}  # fmt: skip
     seen: dict[str, Any] = {}
     with server(["-m", "app"], env, work / "server.log") as (url, _pid):
@@ -179,6 +187,98 @@ def broken(args: argparse.Namespace) -> None:
     print(f"canary requests by the end of the load: {after} (answers already routed when the policy changed)")
 
 
+def _scored_dropped(url: str, model: str) -> tuple[int, int]:
+    """The shadow comparisons this server has scored and dropped so far (every worker's, merged)."""
+    entries = httpx.get(f"{url}/v2/models/{model}/rollout", timeout=30).json()["shadow"]
+    found = [e for e in entries if e["role"] == "shadow"]
+    return (int(found[0]["scored"]), int(found[0]["dropped"])) if found else (0, 0)
+
+
+def paced_runs(args: argparse.Namespace) -> None:
+    """The same offered load (open loop) on a server without and one with a shadow, interleaved."""
+    import statistics
+
+    models = [m for m in (CTR, CHAT) if len(_versions(args.repo, m)) >= 2]
+    if not models:
+        raise SystemExit(f"{args.repo} needs at least two versions of {CTR} or {CHAT}")
+    work = Path(tempfile.mkdtemp(prefix="bench-rollout-paced-"))
+    plain = _mirror(args.repo, work / "plain", models)
+    shadowed = _mirror(args.repo, work / "shadow", models)
+    for model in models:
+        vs = _versions(args.repo, model)
+        update_policy(shadowed, model, set_change(stable=vs[-1], shadow=vs[-2], shadow_rate=args.shadow_rate))
+    loads: dict[str, tuple[str, str, Any]] = {}
+    if CTR in models:
+        rows_src = args.criteo or _criteo()
+        cands = [{"ad_id": f"a{i}", "features": r} for i, r in enumerate(request_rows(rows_src, 100))]
+        loads["ctr 100 candidates"] = (CTR, "/v1/ads/ctr", {"candidates": cands})
+    if CHAT in models:
+        loads["chat short"] = (CHAT, "/v1/chat", {"message": "where is my order?"})
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": ",".join(models)}
+    arms = ("no shadow", f"shadow {args.shadow_rate:.0%}")
+    print(f"load average before: {os.getloadavg()}")
+    lines = ["| load | arm | offered req/s | achieved req/s | p50 ms | p99 ms | client send lag p99 ms | "
+             "server cores | non-2xx / errors | shadow scored / dropped |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    ratios: list[str] = []
+    with ExitStack() as stack:
+        servers = {
+            arm: stack.enter_context(server(["-m", "app"], {**env, "MODEL_REPO": str(repo)}, work / f"{i}.log"))
+            for i, (arm, repo) in enumerate(zip(arms, (plain, shadowed), strict=True))
+        }
+        for what, (model, path, body) in loads.items():
+            script = wrk.post_script(work / f"{model}.lua", body)
+            raw = json.dumps(body).encode()
+            rate = args.rate
+            if rate == "auto":
+                closed = wrk.run(servers[arms[0]][0] + path, script, args.concurrency, args.duration)
+                rate = closed.rps / 2
+                print(f"{what}: no-shadow capacity (wrk closed loop, {args.concurrency} connections, "
+                      f"{args.duration} s) {closed.rps:,.0f} req/s -> offered {rate:,.0f} req/s")  # fmt: skip
+            rate = float(rate)
+            for arm in arms:  # a fresh server's first seconds (allocations, first batches) are not measured
+                paced.run(servers[arm][0] + path, raw, rate, args.warmup, warmup_s=0)
+            per: dict[str, list[tuple[paced.PacedResult, float, int, int]]] = {arm: [] for arm in arms}
+            for r in range(args.runs):
+                for arm in arms if r % 2 == 0 else arms[::-1]:
+                    url, pid = servers[arm]
+                    tree = cpu.process_tree(pid)
+                    s0, c0, t0 = _scored_dropped(url, model), cpu.cpu_seconds(tree), time.monotonic()
+                    res = paced.run(url + path, raw, rate, args.duration, warmup_s=args.warmup)
+                    c1, t1, s1 = cpu.cpu_seconds(tree), time.monotonic(), _scored_dropped(url, model)
+                    per[arm].append((res, (c1 - c0) / (t1 - t0), s1[0] - s0[0], s1[1] - s0[1]))
+            med = statistics.median
+            row: dict[str, tuple[float, float]] = {}
+            for arm in arms:
+                got = per[arm]
+                rps, p99 = med(g[0].rps for g in got), med(g[0].p99_ms for g in got)
+                row[arm] = (rps, p99)
+                lines.append(
+                    f"| {what} | {arm} | {rate:,.0f} | {rps:,.0f} | {med(g[0].p50_ms for g in got):.1f} | {p99:.1f} | "
+                    f"{med(g[0].send_lag_p99_ms for g in got):.1f} | {med(g[1] for g in got):.2f} | "
+                    f"{sum(g[0].non_2xx for g in got)} / {sum(g[0].errors for g in got)} | "
+                    f"{sum(g[2] for g in got)} / {sum(g[3] for g in got)} |"
+                )
+            (r0, p0), (r1, p1) = row[arms[0]], row[arms[1]]
+            ratios.append(f"{what}: achieved req/s x{r1 / r0:.3f}, p99 x{p1 / p0:.3f} (shadow / no shadow)")
+            p99s = {arm: [round(g[0].p99_ms, 1) for g in per[arm]] for arm in arms}
+            ratios.append(f"{what}: p99 per run {p99s}")
+    print(f"load average after: {os.getloadavg()}")
+    print("\n".join(lines))
+    print("\n".join(ratios))
+
+
+def _rate(text: str) -> str | float:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a positive number of requests/s or 'auto', not {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repo", required=True, type=Path, help="repository with at least two ad-ctr versions")
@@ -187,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--shadow-rate", type=float, default=0.1)
+    p.add_argument("--rate", type=_rate, help="offered req/s (open loop) or 'auto' (half the no-shadow capacity): the paced "
+                   "shadow run instead")  # fmt: skip
+    p.add_argument("--warmup", type=float, default=2.0, help="--rate: seconds sent before each measured run")
     p.add_argument("--broken", action="store_true", help="the broken-canary rollback run instead")
     p.add_argument("--weight", type=float, default=0.2, help="--broken: the canary's traffic share")
     p.add_argument("--min-agreement", type=float, default=0.9, help="--broken: the policy's limit")
@@ -195,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.broken:
         broken(args)
+        return
+    if args.rate is not None:
+        paced_runs(args)
         return
     models = [m for m in (CTR, CHAT) if len(_versions(args.repo, m)) >= 2]
     if CTR not in models:
@@ -215,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if CHAT in models:
         scripts["chat short"] = ("/v1/chat", wrk.post_script(work / "chat.lua", {"message": "where is my order?"}))
-    env = {"APP_LOG_LEVEL": "warning", "APP_REQUIRED_MODELS": ",".join(models)}
+    env = {"APP_LOG_LEVEL": "warning", "APP_GRPC_PORT": "0", "APP_REQUIRED_MODELS": ",".join(models)}
     table: list[tuple[str, Row]] = []
     summaries: dict[str, Any] = {}
     with ExitStack() as stack:

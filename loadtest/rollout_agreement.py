@@ -9,8 +9,11 @@ the manifest's offline metrics of both versions.
 
     python -m loadtest.rollout_agreement --repo model_repo
 
-Models: ``ctr`` (test rows as ``/v1/ads/ctr`` requests of ``--candidates`` candidates) and ``chat`` (in-scope
-test messages, then the out-of-scope ones, as ``/v1/chat`` messages). Other tasks are listed as not replayed.
+Models: ``ctr`` (test rows as ``/v1/ads/ctr`` requests of ``--candidates`` candidates), ``chat`` (in-scope
+test messages, then the out-of-scope ones, as ``/v1/chat`` messages), ``search`` (each test query with its
+judged products, by id, as ``/v1/search/rank``) and ``recommend`` (each test-window user's history before the
+window, newest first, as an anonymous ``/v1/recommend`` request for 10 items). Other tasks are listed as not
+replayed.
 """
 
 from __future__ import annotations
@@ -88,12 +91,42 @@ def _chat_requests(cfg: Any, limit: int) -> list[Phase]:
     ]
 
 
+def _search_requests(cfg: Any, limit: int) -> list[Phase]:
+    """The config's test queries (its seeded query split), each with its judged products as id-only candidates."""
+    from compress.search.data import read_judgments, split_queries
+
+    data = read_judgments(cfg.data)
+    split = split_queries(len(data.lists), cfg.split)
+    bodies = [
+        {"query": data.lists[i].query, "candidates": [{"product_id": p} for p in data.lists[i].products]}
+        for i in split.test[:limit]
+    ]
+    return [("test queries, judged products by id", "/v1/search/rank", bodies)]
+
+
+def _recommend_requests(cfg: Any, limit: int) -> list[Phase]:
+    """The users with a basket in the config's test window: their history before it, as anonymous requests."""
+    from compress.recommend.data import TEST
+    from compress.recommend.task import load_split
+
+    split = load_split(cfg)
+    window = split.window(TEST)
+    bodies = [
+        {"history": [split.items[int(i)] for i in row if i > 0], "k": 10} for row in window.history[:limit].tolist()
+    ]
+    return [("test-window users' histories", "/v1/recommend", [b for b in bodies if b["history"]])]
+
+
 def _requests(cfg: CompressConfig, args: argparse.Namespace) -> list[Phase] | None:
     task = cfg.model.task
     if task == "ctr":
         return _ctr_requests(cfg, args.candidates, args.rows)
     if task == "chat":
         return _chat_requests(cfg, args.rows)
+    if task == "search":
+        return _search_requests(cfg, args.rows)
+    if task == "recommend":
+        return _recommend_requests(cfg, args.rows)
     return None
 
 
@@ -168,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "MODEL_REPO": str(repo),
         "APP_WORKERS": str(args.workers),
         "APP_LOG_LEVEL": "warning",
+        "APP_GRPC_PORT": "0",  # HTTP only: no clash with another server's gRPC port
         "APP_REQUIRED_MODELS": ",".join(m for m, *_ in plan),
         "APP_ROLLOUT_TIMEOUT_MS": "10000",  # a slow FP32 shadow on a loaded machine still counts
     }

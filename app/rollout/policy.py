@@ -107,6 +107,11 @@ class Policy(_Strict):
             out.add(self.shadow.version)
         return out
 
+    def shadow_only(self, version: int) -> bool:
+        """Whether ``version`` is only this policy's shadow: it answers no live request."""
+        canary = self.canary.version if self.canary is not None else None
+        return self.shadow is not None and version == self.shadow.version and version not in (self.stable, canary)
+
     def with_event(
         self, kind: Literal["set", "promote", "rollback", "clear"], version: int | None, reason: str
     ) -> Policy:

@@ -2,7 +2,8 @@
 
 Only the first worker of a pod judges (from the pod's merged metrics) and writes; the write is atomic and locked
 (:func:`app.rollout.policy.update_policy`) and a no-op when another pod got there first. The pod's other workers
-are told at once (:func:`app.pod.broadcast`); other pods pick the new policy up at their next rescan. The canary
+are told at once (:func:`app.pod.broadcast`); other pods through the Redis notice a ``compress policy set`` sends
+(``APP_REDIS_CHANNEL``, when ``APP_REDIS_URL`` is set), or else at their next rescan. The canary
 stays loaded (still named), so requests in flight on it finish and the stable version answers the next ones: no
 request fails during the switch.
 """
@@ -10,9 +11,11 @@ request fails during the switch.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from app.logs import redact, redact_url
 from app.pod import broadcast
 from app.rollout.policy import Policy, PolicyError, rollback_change, update_policy
 from app.rollout.summary import comparisons, version_stats
@@ -82,4 +85,27 @@ async def check_canaries(registry: ModelRegistry) -> None:
         LOG.error("canary %s/%s rolled back (weight 0): %s: %s", model, version, limit, reason)
         if new is not None:
             registry.policies[model] = new  # this worker at once
-        broadcast("sync", model)  # its sibling workers within about a second (other pods: their next rescan)
+        broadcast("sync", model)  # its sibling workers within about a second
+        if new is not None:
+            await announce(registry.settings.redis_url, registry.settings.redis_channel, model, new.stable)
+
+
+async def announce(url: str | None, channel: str, model: str, stable: int) -> bool:
+    """Other pods rescan at once: the notice ``compress policy set`` sends (``{"model", "version"}``, the stable
+    version) on the repository notice channel. Failures warn: the policy file is the truth, a lost notice costs
+    one rescan interval. True when Redis took it."""
+    if not url:
+        return False
+    import redis.asyncio as aioredis
+
+    client: Any = aioredis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    try:
+        receivers = await client.publish(channel, json.dumps({"model": model, "version": stable}))
+    except Exception as e:  # noqa: BLE001 - Redis is optional; the other pods' rescans still see the file
+        LOG.warning("rollback of %s written, but the %r notice to %s failed: %s", model, channel, redact_url(url),
+                    redact(repr(e)))  # fmt: skip
+        return False
+    finally:
+        await client.aclose()
+    LOG.info("sent the %r notice for the rollback of %s to %d listener(s)", channel, model, receivers)
+    return True

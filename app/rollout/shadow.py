@@ -6,12 +6,18 @@
   reference): the agreement a canary's ``min_agreement`` limit reads.
 
 The copy runs after the live answer was computed, as a low-priority request of the other version's own batcher,
-with a short deadline. It is dropped (and counted) when the worker already runs ``APP_ROLLOUT_MAX_IN_FLIGHT``
-comparisons, or when either version has queued work: a shadow sample as soon as anything is queued (a slow
-shadow sheds its own samples and never slows live traffic), a canary sample only once the expected queue wait
-passes half the batcher's queue budget. Canary samples are the automatic rollback's evidence: dropped whenever
-anything was queued, a steadily loaded worker scored almost none and a broken canary kept its traffic long
-after its minimum sample. Errors are counted, never surfaced.
+with a short deadline. Shadow samples only use time the live path leaves idle: a sample is scored only when no
+live batch is queued or running in this worker (every loaded version's batcher but the shadow-only ones), checked
+when it is drawn and again just before it is submitted, and one sample at a time (the shadow version's own
+batcher, one batch of one request); every other drawn sample is dropped (counted). The shadow's threads keep
+the process's CPU priority on purpose: a lowered one starves on a busy host while its thread holds the GIL
+(featurizing, tokenizing), which stalls the live threads of the whole worker. A slow shadow (an FP32 teacher costs ~13 live chat
+requests per sample) thus sheds its own samples and never queues behind or ahead of live work.
+Canary samples are the automatic rollback's evidence and are kept longer: dropped when the worker already runs
+``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or once the expected queue wait of either version passes half the
+batcher's queue budget (dropped whenever anything was queued, a steadily loaded worker scored almost none and a
+broken canary kept its traffic long after its minimum sample). A comparison that misses its deadline or is
+refused by the other version's admission counts as dropped too; other errors are counted, never surfaced.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.batching import DynamicBatcher, Priority
-from app.errors import ServiceError
+from app.errors import DeadlineExceeded, Overloaded, ServiceError
 from app.request_options import RequestOptions
 from app.rollout.compare import Comparison
 from app.rollout.policy import Policy
@@ -44,6 +50,7 @@ class Mirror:
         self.registry, self.metrics = registry, metrics
         self.max_in_flight, self.timeout_s = max_in_flight, timeout_s
         self.in_flight = 0
+        self.shadow_in_flight = 0
         self.rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -58,32 +65,39 @@ class Mirror:
             self._start(_Copy("shadow", model, version, shadow.version, route, req, result, rows))
 
     def _start(self, copy: _Copy) -> None:
-        if self.in_flight >= self.max_in_flight or self._busy(copy.model, copy.live, copy.role):
+        shadow = copy.role == "shadow"
+        if (
+            self.in_flight >= self.max_in_flight
+            or (shadow and (self.shadow_in_flight >= SHADOW_AT_ONCE or live_busy(self.registry)))
+            or (not shadow and self._busy(copy.model, copy.live))
+        ):
             self.metrics.rollout_comparisons.labels(*copy.labels, "dropped").inc()
             return
         self.in_flight += 1
+        self.shadow_in_flight += shadow
         task = asyncio.get_running_loop().create_task(self._run(copy))
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(lambda t: self._done(t, shadow))
 
-    def _busy(self, model: str, live: int, role: str) -> bool:
-        """Live work is queued on the answering version: the worker has no spare time for a comparison."""
+    def _busy(self, model: str, live: int) -> bool:
+        """A canary sample: the answering version's queue is near its budget (no spare time for a comparison)."""
         try:
             batcher = self.registry.resolve(model, live).batcher
         except ServiceError:
             return True
-        return batcher is not None and _too_busy(batcher, role)
+        return batcher is not None and _too_busy(batcher, "canary")
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], shadow: bool) -> None:
         self._tasks.discard(task)
         self.in_flight -= 1
+        self.shadow_in_flight -= shadow
 
     async def _run(self, copy: _Copy) -> None:
         await asyncio.sleep(0)  # let the live answer go out first
         labels = copy.labels
         try:
             scored = await self._score(copy.model, copy.other, copy.route, copy.req, copy.rows, copy.role)
-        except _Busy:
+        except (_Busy, DeadlineExceeded, Overloaded):  # no time for it (a low-priority thread may get none): shed
             self.metrics.rollout_comparisons.labels(*labels, "dropped").inc()
             return
         except Exception as e:  # noqa: BLE001 - a comparison's failure is counted, never surfaced
@@ -110,8 +124,8 @@ class Mirror:
     async def _score(self, model: str, version: int, route: Route[Any] | None, req: Any, rows: int, role: str) -> Any:
         with self.registry.lease(model, version) as mv:
             batcher = mv.batcher
-            if batcher is None or _too_busy(batcher, role):
-                raise _Busy
+            if batcher is None or _too_busy(batcher, role) or (role == "shadow" and live_busy(self.registry)):
+                raise _Busy  # live work arrived since the sample was drawn: it goes first, the sample is shed
             opts = RequestOptions(time.monotonic() + self.timeout_s, Priority.LOW)
             if route is not None:
                 if not isinstance(mv.task, route.owner):
@@ -145,19 +159,36 @@ class _Copy:
         return (self.model, self.role, str(version), str(reference))
 
 
+SHADOW_AT_ONCE = 1
+"""Shadow samples scored at once per worker: one, so a shadow holds at most one batch of one request."""
+
 CANARY_WAIT_NO_BUDGET_S = 0.05
 """A canary sample's wait limit on a batcher without a queue budget (no admission limit configured)."""
 
 
+def live_busy(registry: ModelRegistry) -> bool:
+    """Whether this worker's live path has work: a batch queued or running on any loaded version that is not
+    only a policy's shadow (live answers, canary references and v2 requests alike)."""
+    for mv in registry.loaded():
+        batcher = mv.batcher
+        if batcher is None or not batcher.busy:
+            continue
+        policy = registry.policies.get(mv.model)
+        if policy is None or not policy.shadow_only(mv.version):
+            return True
+    return False
+
+
 def _too_busy(batcher: DynamicBatcher, role: str) -> bool:
-    """Whether a comparison of ``role`` must be dropped now: any queued work for a shadow; for a canary, an
-    expected wait over half the queue budget (a worker near overload)."""
-    wait: float = batcher.expected_wait_s()
+    """Whether a comparison of ``role`` must be dropped now, seen from the version that would score it: any
+    queued or running work for a shadow; for a canary, an expected wait over half the queue budget (a worker
+    near overload)."""
     if role == "shadow":
-        return wait > 0.0
+        return bool(batcher.busy)
+    wait: float = batcher.expected_wait_s()
     budget = batcher.config.queue_budget_s
     return wait > (budget / 2 if budget else CANARY_WAIT_NO_BUDGET_S)
 
 
 class _Busy(Exception):
-    """The other version already has queued work: the sample is dropped."""
+    """The other version (or, for a shadow, the live path) has work: the sample is dropped."""

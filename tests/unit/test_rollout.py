@@ -237,10 +237,11 @@ def test_measure_means_include_negative_correlations_in_one_process() -> None:
 
 
 class _Queue:
-    """A batcher's admission view: its expected wait and queue budget."""
+    """A batcher's admission view: its expected wait, queue budget, and whether anything is queued or running."""
 
     def __init__(self, wait_s: float, budget_s: float | None) -> None:
         self.wait_s, self.config = wait_s, SimpleNamespace(queue_budget_s=budget_s)
+        self.busy = wait_s > 0
 
     def expected_wait_s(self) -> float:
         return self.wait_s
