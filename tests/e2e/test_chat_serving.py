@@ -24,7 +24,7 @@ MODEL = "chat-intent"
 
 @pytest.fixture(scope="module")
 def held_out(chat_config: ChatConfig) -> tuple[list[tuple[str, str]], list[str]]:
-    """(message, intent) from the test split, 3 per in-scope intent, and 20 out-of-scope messages."""
+    """(message, intent) from the test split, 3 per in-scope intent, and every out-of-scope test message."""
     d = chat_config.data
     utts, _ = read_utterances(d, read_pairs(d))
     split = split_utterances(utts, d, chat_config.split)
@@ -34,7 +34,7 @@ def held_out(chat_config: ChatConfig) -> tuple[list[tuple[str, str]], list[str]]
         if seen.get(int(label), 0) < 3:
             seen[int(label)] = seen.get(int(label), 0) + 1
             picked.append((text, split.intents[int(label)]))
-    return picked, split.oos_test[:: max(1, len(split.oos_test) // 20)][:20]
+    return picked, list(split.oos_test)
 
 
 @pytest.fixture
@@ -75,11 +75,16 @@ def test_held_out_messages_get_their_intent_and_a_reply_from_it(
 
 
 def test_out_of_scope_messages_are_handed_off(
-    chat_server: ServerProcess, held_out: tuple[list[tuple[str, str]], list[str]]
+    chat_config: ChatConfig, chat_server: ServerProcess, held_out: tuple[list[tuple[str, str]], list[str]]
 ) -> None:
+    # the threshold is chosen to hand off target_oos_recall of the out-of-scope *validation* messages; on the
+    # unseen test messages the served rate must land near it (0.1 of slack for ~120 messages' sampling noise)
     _, oos = held_out
     handed = [chat_server.post("/v1/chat", json={"message": m}).json()["handoff"] for m in oos]
-    assert np.mean(handed) >= 0.8, f"only {sum(handed)}/{len(oos)} out-of-scope messages were handed off"
+    bound = chat_config.reply.target_oos_recall - 0.1
+    assert len(oos) >= 50 and np.mean(handed) >= bound, (
+        f"only {sum(handed)}/{len(oos)} out-of-scope messages were handed off (bound {bound:.2f})"
+    )
 
 
 @pytest.mark.parametrize(
