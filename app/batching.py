@@ -35,6 +35,7 @@ import numpy as np
 from app import tracing
 from app.adaptive_limit import AdaptiveConfig, AdaptiveLimit
 from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge, ServiceError
+from app.runtime import preempt
 from app.supervisor import Supervised, supervise
 
 LOG = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class _Item:
     prepare: Prepare | None = None
     state: _State = _State.QUEUED
     trace: Any = None  # the request span's context when the request is traced (app.tracing)
+    preemptible: bool = False  # a shadow sample: its batch yields to live work (app.runtime.preempt)
 
 
 @dataclass
@@ -325,12 +327,17 @@ class DynamicBatcher:
         deadline: float | None = None,
         priority: Priority = Priority.LOW,
         prepare: Prepare | None = None,
+        preemptible: bool = False,
     ) -> Tensors:
         """Queue ``rows`` rows and wait for this item's slice of the batch outputs.
 
         ``inputs`` are model tensors, or (with ``prepare``) a list of already-validated raw rows that are turned
         into tensors for the whole batch at once, in the worker thread: per-request pre-processing overhead is
         then paid once per batch.
+
+        ``preemptible`` (shadow samples): a batch of only such items is terminated when a live item is queued in
+        this process while it runs, and answers :class:`app.runtime.preempt.Preempted`; every other item counts
+        as live work.
         """
         if self._closed:
             raise BatcherClosed(f"version {self.name} is draining")
@@ -346,6 +353,7 @@ class DynamicBatcher:
         item = _Item(inputs, rows, deadline, now, asyncio.get_running_loop().create_future(), prepare)
         if tracing.ENABLED:
             item.trace = tracing.item_context()
+        item.preemptible = preemptible
         self._queues.by_priority[priority].append(item)
         self._queued_rows += rows
         self._stats.queue_depth(self._queued_rows)
@@ -353,6 +361,8 @@ class DynamicBatcher:
         # one timer handle, not asyncio.timeout(): no Timeout object, no task cancel/uncancel per request (4 % of
         # a 1-row request's CPU); the timer answers the future itself, so the collector always sees it done
         timer = None if deadline is None else item.future.get_loop().call_later(deadline - now, self._expire, item)
+        if not preemptible:
+            preempt.live_started()  # a running shadow sample gives way (terminated); paired with live_ended below
         try:
             return await item.future
         except asyncio.CancelledError:
@@ -361,6 +371,8 @@ class DynamicBatcher:
         finally:
             if timer is not None:
                 timer.cancel()
+            if not preemptible:
+                preempt.live_ended()
 
     def _expire(self, item: _Item) -> None:
         """The item's deadline passed: answer it ``DeadlineExceeded`` and take it out of the queue (or let its
@@ -482,7 +494,7 @@ class DynamicBatcher:
                 else:
                     results = [*await loop.run_in_executor(self._executor, self._run, batch)]
             except Exception as e:  # noqa: BLE001 - any runtime failure is retried per item
-                if len(batch) == 1 or self._closed:
+                if len(batch) == 1 or self._closed or isinstance(e, preempt.Preempted):
                     for item in batch:
                         self._fail(item, e)
                     return
@@ -527,6 +539,9 @@ class DynamicBatcher:
     def _run(self, batch: list[_Item]) -> list[Tensors]:
         """Worker thread: assemble inputs, run, check row counts, split back per item (in ``batch`` order)."""
         started = time.monotonic()  # compute = featurizing raw rows (if any) + the runtime call
+        if batch[0].preemptible and all(it.preemptible for it in batch):
+            with preempt.preemptible():
+                return self._run_batch(batch, started)
         if tracing.ENABLED:
             traced = [it for it in batch if it.trace is not None]
             if traced:

@@ -18,3 +18,5 @@ class RequestOptions:
     request_id: str = ""
     headers: Any = None
     """The request's headers (ASGI raw list) or gRPC metadata (dict), for a rollout's ``header:`` stickiness key."""
+    preemptible: bool = False
+    """A shadow sample: its batch gives way to live work (:mod:`app.runtime.preempt`); never set from a request."""

@@ -9,10 +9,13 @@ The copy runs after the live answer was computed, as a low-priority request of t
 with a short deadline. Shadow samples only use time the live path leaves idle: a sample is scored only when no
 live batch is queued or running in this worker (every loaded version's batcher but the shadow-only ones), checked
 when it is drawn and again just before it is submitted, and one sample at a time (the shadow version's own
-batcher, one batch of one request); every other drawn sample is dropped (counted). The shadow's threads keep
-the process's CPU priority on purpose: a lowered one starves on a busy host while its thread holds the GIL
-(featurizing, tokenizing), which stalls the live threads of the whole worker. A slow shadow (an FP32 teacher costs ~13 live chat
-requests per sample) thus sheds its own samples and never queues behind or ahead of live work.
+batcher, one batch of one request); every other drawn sample is dropped (counted). A sample that has started
+is preemptible (:mod:`app.runtime.preempt`): a live request queued in this worker while it runs terminates its
+ONNX Runtime call within one kernel and the sample is dropped, so a costly shadow (an FP32 teacher costs ~13 live
+chat requests per sample) never holds a core a live request is waiting for. The shadow's threads keep the
+process's CPU priority on purpose: a lowered one starves on a busy host while its thread holds the GIL
+(featurizing, tokenizing), which stalls the live threads of the whole worker. A slow shadow thus sheds its own
+samples and never queues behind or ahead of live work.
 Canary samples are the automatic rollback's evidence and are kept longer: dropped when the worker already runs
 ``APP_ROLLOUT_MAX_IN_FLIGHT`` comparisons or once the expected queue wait of either version passes half the
 batcher's queue budget (dropped whenever anything was queued, a steadily loaded worker scored almost none and a
@@ -126,12 +129,14 @@ class Mirror:
             batcher = mv.batcher
             if batcher is None or _too_busy(batcher, role) or (role == "shadow" and live_busy(self.registry)):
                 raise _Busy  # live work arrived since the sample was drawn: it goes first, the sample is shed
-            opts = RequestOptions(time.monotonic() + self.timeout_s, Priority.LOW)
+            opts = RequestOptions(time.monotonic() + self.timeout_s, Priority.LOW, preemptible=role == "shadow")
             if route is not None:
                 if not isinstance(mv.task, route.owner):
                     raise ServiceError(f"{model}/{version} cannot serve {route.path}")
                 return await route.handler(req, Call(mv.task, batcher, opts, model, version, self.registry.ctx))
-            return await batcher.submit(req.inputs, rows, deadline=opts.deadline, priority=opts.priority)
+            return await batcher.submit(
+                req.inputs, rows, deadline=opts.deadline, priority=opts.priority, preemptible=opts.preemptible
+            )
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.manifest import Manifest, TensorSpec
+from app.runtime import preempt
 from app.runtime.base import RuntimeIncompatible, RuntimeOptions, dummy_inputs
 from app.runtime.ort_options import session_options
 from app.runtime.select import RuntimeChoice, ort_providers
@@ -95,7 +96,10 @@ class OnnxRuntime:
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._require()
-        results = self._session.run(self._output_names, inputs)
+        if preempt.requested():  # a shadow sample: terminated if live work arrives while it runs
+            results = preempt.run(self._session, self._output_names, inputs)
+        else:
+            results = self._session.run(self._output_names, inputs)
         return dict(zip(self._output_names, results, strict=True))
 
     def unload(self) -> None:

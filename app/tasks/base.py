@@ -146,7 +146,12 @@ class Call(Generic[T]):
         if tracing.ENABLED:
             tracing.mark("validate")
         out = await self._batcher.submit(
-            item, n_rows, deadline=self.opts.deadline, priority=self.opts.priority, prepare=prepare
+            item,
+            n_rows,
+            deadline=self.opts.deadline,
+            priority=self.opts.priority,
+            prepare=prepare,
+            preemptible=self.opts.preemptible,
         )
         if tracing.ENABLED:
             tracing.skip()  # queue and batch spans come from the batcher
