@@ -134,9 +134,10 @@ class Robustness(_Strict):
     """The robustness gate's result for this version: how often its decision flips under small input perturbations.
 
     ``flip_rate`` is the share of perturbed test rows whose decision differs from the same model's decision on
-    the clean row; the rule is ``flip_rate <= fp32_flip_rate + max_increase`` (``limit``); ``margin`` is
-    ``limit - flip_rate``. ``status`` ``skipped`` carries the ``reason`` (disabled, or no perturbation set for
-    the task or graph).
+    the clean row; the rule is ``flip_rate <= fp32_flip_rate + max_increase`` (``limit``), unless the excess is
+    chance: ``p_value`` (one-sided exact McNemar test on ``only_candidate_flips`` vs ``only_fp32_flips``, the rows
+    where exactly one of the two flips) at or above ``significance``; ``margin`` is ``limit - flip_rate``.
+    ``status`` ``skipped`` carries the ``reason`` (disabled, or no perturbation set for the task or graph).
     """
 
     status: Literal["reference", "passed", "failed", "not_measured", "skipped"]
@@ -146,6 +147,10 @@ class Robustness(_Strict):
     max_increase: float | None = None
     limit: float | None = None
     margin: float | None = None
+    significance: float | None = None
+    only_candidate_flips: int | None = None
+    only_fp32_flips: int | None = None
+    p_value: float | None = None
     by_kind: dict[str, float] = {}
     decision: str = Field(default="", description="what a flip is: argmax (intent), pair_order (pCTR), top-10")
     clean_rows: int | None = None

@@ -157,6 +157,14 @@ class GateSection(_Cfg):
         description="robustness rule: a candidate's decision flip rate under [robustness] perturbations may exceed "
         "FP32's by at most this much (0.01 = 1 percentage point)",
     )
+    flip_significance: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="robustness rule: a candidate over the margin is refused only when its excess flips are unlikely "
+        "to be chance (one-sided exact McNemar test on the rows where exactly one of it and FP32 flips, p below "
+        "this); 1.0 refuses on any excess over the margin",
+    )
 
 
 class RobustnessSection(_Cfg):

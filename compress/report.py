@@ -99,7 +99,12 @@ def robustness_line(r: dict[str, Any]) -> str:
     return (
         f"Robustness ('flips' column): {s['perturbed_rows']} perturbed copies of {s['clean_rows']} test rows "
         f"({', '.join(s['kinds'])}, seed {r['seed']}; one flip = {100 / max(s['perturbed_rows'], 1):.2f} pp); "
-        f"a flip: {s['definition'] or s['decision']}. Rule: flip rate <= FP32's + {100 * r['max_flip_increase']:.2f} pp."
+        f"a flip: {s['definition'] or s['decision']}. Rule: flip rate <= FP32's + {100 * r['max_flip_increase']:.2f} pp"
+        + (
+            f", unless the excess is chance (paired exact test, p >= {r['flip_significance']:g})."
+            if r.get("flip_significance", 1.0) < 1.0
+            else "."
+        )
     )
 
 

@@ -12,28 +12,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compress.candidates import Candidate
 from compress.config import CompressConfig
 from compress.gate import GateResult
-from compress.robustness.flips import RobustnessSet, check, flip_rate
+from compress.robustness.flips import RobustnessSet, check, excess_p_value, flip_rate, flipped
 from compress.tasks import TaskAdapter, task_predict, task_robustness_set
 
-RULE = "flip rate <= FP32 flip rate + [gate].max_flip_increase"
+RULE = (
+    "flip rate <= FP32 flip rate + [gate].max_flip_increase, unless the excess is chance "
+    "(one-sided exact McNemar p >= [gate].flip_significance)"
+)
 
 
-def measure(rset: RobustnessSet, task: TaskAdapter, path: Path) -> dict[str, Any]:
-    """Flip rate (overall and per perturbation kind) of the model at ``path``."""
+def measure(rset: RobustnessSet, task: TaskAdapter, path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """Flip rate (overall and per perturbation kind) of the model at ``path``, and which perturbed rows flipped."""
     from compress.evaluate import session
 
     sess = session(path, threads=2)
     clean = rset.decisions(task_predict(task, sess, rset.clean, rset.output), "clean")
     perturbed = rset.decisions(task_predict(task, sess, rset.perturbed, rset.output), "perturbed")
-    return flip_rate(clean, perturbed, rset)
+    return flip_rate(clean, perturbed, rset), flipped(clean, perturbed, rset)
 
 
 def rule(cfg: CompressConfig, rset: RobustnessSet | None, reason: str) -> dict[str, Any]:
     """The run report's ``robustness`` entry: the rule, the margin, and the set (or why there is none)."""
-    out: dict[str, Any] = {"rule": RULE, "max_flip_increase": cfg.gate.max_flip_increase, "seed": cfg.robustness.seed}
+    out: dict[str, Any] = {
+        "rule": RULE,
+        "max_flip_increase": cfg.gate.max_flip_increase,
+        "flip_significance": cfg.gate.flip_significance,
+        "seed": cfg.robustness.seed,
+    }
     return {**out, "set": rset.describe()} if rset is not None else {**out, "skipped": reason}
 
 
@@ -52,9 +62,15 @@ def apply(cands: Sequence[Candidate], task: TaskAdapter, cfg: CompressConfig) ->
         return rule(cfg, None, reason)
     ref = cands[0]
     assert ref.path is not None
-    base = measure(rset, task, ref.path)
-    fp32, inc = base["flip_rate"], cfg.gate.max_flip_increase
-    common = {"fp32_flip_rate": fp32, "max_increase": inc, "limit": round(fp32 + inc, 6), **rset.describe()}
+    base, base_flips = measure(rset, task, ref.path)
+    fp32, inc, alpha = base["flip_rate"], cfg.gate.max_flip_increase, cfg.gate.flip_significance
+    common = {
+        "fp32_flip_rate": fp32,
+        "max_increase": inc,
+        "limit": round(fp32 + inc, 6),
+        "significance": alpha,
+        **rset.describe(),
+    }
     ref.robustness = {"status": "reference", "flip_rate": fp32, "margin": inc, "by_kind": base["by_kind"], **common}
     for c in (c for c in built if c is not ref):
         if c.io is not None:
@@ -62,13 +78,17 @@ def apply(cands: Sequence[Candidate], task: TaskAdapter, cfg: CompressConfig) ->
         elif c.status != "passed":
             c.robustness = {"status": "not_measured", "reason": "failed the accuracy gate"}
         else:
-            m = measure(rset, task, c.path)  # type: ignore[arg-type]
-            refusal = check(m["flip_rate"], fp32, inc)
+            m, flips = measure(rset, task, c.path)  # type: ignore[arg-type]
+            p_value = excess_p_value(flips, base_flips)
+            refusal = check(m["flip_rate"], fp32, inc, p_value, alpha)
             c.robustness = {
                 "status": "failed" if refusal else "passed",
                 "flip_rate": m["flip_rate"],
                 "margin": round(fp32 + inc - m["flip_rate"], 6),
                 "by_kind": m["by_kind"],
+                "only_candidate_flips": int(np.count_nonzero(flips & ~base_flips)),
+                "only_fp32_flips": int(np.count_nonzero(base_flips & ~flips)),
+                "p_value": round(p_value, 6),
                 **common,
             }
             if refusal:

@@ -13,7 +13,7 @@ from compress.candidates import Candidate
 from compress.config import PROJECT_ROOT, CompressConfig, RobustnessSection, load_config
 from compress.gate import GateResult
 from compress.report import markdown
-from compress.robustness import RobustnessSet, check, flip_rate
+from compress.robustness import RobustnessSet, check, excess_p_value, flip_rate
 from compress.robustness.measure import apply
 from compress.robustness.perturb import (
     UNSEEN,
@@ -94,6 +94,25 @@ def test_rule_refuses_a_candidate_over_the_margin_with_a_reason() -> None:
     assert check(0.035, 0.03, 0.01) == "", "within the margin must pass"
     reason = check(0.05, 0.03, 0.01)
     assert "flip rate 5.00 % > limit 4.00 %" in reason and "FP32 3.00 %" in reason, reason
+    assert check(0.05, 0.03, 0.01, p_value=0.2, alpha=0.05) == "", "an excess within chance must pass"
+    reason = check(0.05, 0.03, 0.01, p_value=0.01, alpha=0.05)
+    assert "limit 4.00 %" in reason and "p = 0.01 < [gate].flip_significance 0.05" in reason, reason
+
+
+def test_excess_p_value_is_a_paired_exact_test_on_the_rows_where_one_model_flips() -> None:
+    both = np.ones(50, bool)
+    assert excess_p_value(both, both) == 1.0, "no row differs: nothing to test"
+    # the search figures that motivated it: 75 rows, the candidate alone flips 3 more than FP32 alone
+    fp32 = np.zeros(75, bool)
+    fp32[:2] = True
+    cand = np.zeros(75, bool)
+    cand[2:7] = True
+    p = excess_p_value(cand, fp32)  # 5 vs 2 of 7 discordant rows: P(X >= 5 | Binom(7, 1/2)) = 29/128
+    assert abs(p - 29 / 128) < 1e-12, p
+    many = np.zeros(400, bool)
+    many[:30] = True  # 30 rows only the candidate flips, 0 only FP32: clearly not chance
+    assert excess_p_value(many, np.zeros(400, bool)) < 1e-8
+    assert excess_p_value(np.zeros(75, bool), cand) == 1.0, "fewer flips than FP32 is never an excess"
 
 
 def test_sample_and_partners_are_seeded_and_never_self() -> None:
