@@ -218,7 +218,8 @@ def paced_runs(args: argparse.Namespace) -> None:
     arms = ("no shadow", f"shadow {args.shadow_rate:.0%}")
     print(f"load average before: {os.getloadavg()}")
     lines = ["| load | arm | offered req/s | achieved req/s | p50 ms | p99 ms | client send lag p99 ms | "
-             "server cores | non-2xx / errors | shadow scored / dropped |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "p99 from send ms | server cores | non-2xx / errors | shadow scored / dropped |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     ratios: list[str] = []
     with ExitStack() as stack:
         servers = {
@@ -247,19 +248,23 @@ def paced_runs(args: argparse.Namespace) -> None:
                     c1, t1, s1 = cpu.cpu_seconds(tree), time.monotonic(), _scored_dropped(url, model)
                     per[arm].append((res, (c1 - c0) / (t1 - t0), s1[0] - s0[0], s1[1] - s0[1]))
             med = statistics.median
-            row: dict[str, tuple[float, float]] = {}
+            row: dict[str, tuple[float, float, float]] = {}
             for arm in arms:
                 got = per[arm]
                 rps, p99 = med(g[0].rps for g in got), med(g[0].p99_ms for g in got)
-                row[arm] = (rps, p99)
+                sent = med(g[0].sent_p99_ms for g in got)
+                row[arm] = (rps, p99, sent)
                 lines.append(
                     f"| {what} | {arm} | {rate:,.0f} | {rps:,.0f} | {med(g[0].p50_ms for g in got):.1f} | {p99:.1f} | "
-                    f"{med(g[0].send_lag_p99_ms for g in got):.1f} | {med(g[1] for g in got):.2f} | "
+                    f"{med(g[0].send_lag_p99_ms for g in got):.1f} | {sent:.1f} | {med(g[1] for g in got):.2f} | "
                     f"{sum(g[0].non_2xx for g in got)} / {sum(g[0].errors for g in got)} | "
                     f"{sum(g[2] for g in got)} / {sum(g[3] for g in got)} |"
                 )
-            (r0, p0), (r1, p1) = row[arms[0]], row[arms[1]]
-            ratios.append(f"{what}: achieved req/s x{r1 / r0:.3f}, p99 x{p1 / p0:.3f} (shadow / no shadow)")
+            (r0, p0, q0), (r1, p1, q1) = row[arms[0]], row[arms[1]]
+            ratios.append(
+                f"{what}: achieved req/s x{r1 / r0:.3f}, p99 x{p1 / p0:.3f}, p99 from send x{q1 / q0:.3f} "
+                "(shadow / no shadow)"
+            )
             p99s = {arm: [round(g[0].p99_ms, 1) for g in per[arm]] for arm in arms}
             ratios.append(f"{what}: p99 per run {p99s}")
     print(f"load average after: {os.getloadavg()}")

@@ -39,6 +39,9 @@ class PacedResult:
     errors: int
     """Connection failures and requests not answered within the timeout."""
     send_lag_p99_ms: float
+    sent_p99_ms: float = 0.0
+    """p99 from when the request was written to the answer: the server's share (plus the client's read lag), not
+    the client's own lateness in sending it (a load generator on the server's cores is slowed by the server)."""
 
 
 def request_bytes(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[str, int, bytes]:
@@ -113,6 +116,7 @@ async def _paced(
     pool = _Pool(host, port, max_connections)
     latencies: list[float] = []
     lags: list[float] = []
+    served: list[float] = []
     counts = {"non_2xx": 0, "errors": 0}
     clock = time.perf_counter  # not loop.time(): uvloop's is libuv's cached millisecond clock
     t0 = clock() + 0.05
@@ -139,6 +143,7 @@ async def _paced(
         if counted:
             latencies.append(done - due)
             lags.append(sent - due)
+            served.append(done - sent)
             counts["non_2xx"] += not 200 <= status < 300
 
     tasks: list[asyncio.Task[None]] = []
@@ -163,6 +168,7 @@ async def _paced(
         non_2xx=counts["non_2xx"],
         errors=counts["errors"],
         send_lag_p99_ms=float(np.percentile(np.asarray(lags) * 1000, 99)),
+        sent_p99_ms=float(np.percentile(np.asarray(served) * 1000, 99)),
     )
 
 

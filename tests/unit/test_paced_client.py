@@ -48,6 +48,7 @@ async def test_every_due_request_is_sent_and_counted_by_status(status: int, ok: 
     assert result.requests == 60, f"requests due in the measured 0.2 s at 300/s: {result.requests}"
     assert (result.non_2xx, result.errors) == (60 - ok, 0), result
     assert result.rps == ok / 0.2, result
+    assert 0 < result.sent_p99_ms < 10_000, f"p99 from send must be measured on the answered requests: {result}"
 
 
 def test_request_bytes() -> None:
