@@ -143,6 +143,18 @@ class GateRule(_Cfg):
     value: float
 
 
+def flip_significance_field() -> Any:
+    """``[gate].flip_significance`` (own and imported models): the robustness rule's chance threshold."""
+    return Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="robustness rule: a candidate over the margin is refused only when its excess flips are unlikely "
+        "to be chance (one-sided exact McNemar test on the rows where exactly one of it and FP32 flips, p below "
+        "this); 1.0 refuses on any excess over the margin",
+    )
+
+
 class GateSection(_Cfg):
     rules: list[GateRule] = [
         GateRule(metric="auc", kind="min_ratio", value=0.999),
@@ -157,14 +169,7 @@ class GateSection(_Cfg):
         description="robustness rule: a candidate's decision flip rate under [robustness] perturbations may exceed "
         "FP32's by at most this much (0.01 = 1 percentage point)",
     )
-    flip_significance: float = Field(
-        default=0.05,
-        gt=0,
-        le=1,
-        description="robustness rule: a candidate over the margin is refused only when its excess flips are unlikely "
-        "to be chance (one-sided exact McNemar test on the rows where exactly one of it and FP32 flips, p below "
-        "this); 1.0 refuses on any excess over the margin",
-    )
+    flip_significance: float = flip_significance_field()
 
 
 class RobustnessSection(_Cfg):

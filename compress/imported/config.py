@@ -21,6 +21,7 @@ from compress.config import (
     _Cfg,
     _fmt_errors,
     check_select_batch_timed,
+    flip_significance_field,
     read_toml,
     resolve_path,
 )
@@ -90,14 +91,7 @@ class ImportGateSection(_Cfg):
         description="robustness rule: a candidate's decision flip rate under perturbed held-out rows may exceed "
         "FP32's by at most this much (0.01 = 1 percentage point)",
     )
-    flip_significance: float = Field(
-        default=0.05,
-        gt=0,
-        le=1,
-        description="robustness rule: a candidate over the margin is refused only when its excess flips are unlikely "
-        "to be chance (one-sided exact McNemar test on the rows where exactly one of it and FP32 flips, p below "
-        "this); 1.0 refuses on any excess over the margin",
-    )
+    flip_significance: float = flip_significance_field()
 
     @model_validator(mode="after")
     def _known(self) -> ImportGateSection:
