@@ -247,6 +247,11 @@ class DynamicBatcher:
         if self._loop_task is None:
             self._loop_task = supervise(f"batcher-{self.name}", self._collect, self._collector_crashed)
 
+    def estimate_s(self, rows: int) -> float:
+        """Expected seconds of a batch of ``rows`` rows (fixed + per-row cost of recent batches); infinity before a
+        batch has run."""
+        return self._cost.estimate(rows)
+
     @property
     def seconds_per_row(self) -> float | None:
         """Measured worker cost of one row (EWMA over recent batches); None until a batch has run."""

@@ -115,7 +115,13 @@ class InferenceService:
         self.registry = registry
         self.metrics = metrics
         self.drift = drift.install(settings, metrics)
-        self.mirror = Mirror(registry, metrics, settings.rollout_max_in_flight, settings.rollout_timeout_ms / 1000)
+        self.mirror = Mirror(
+            registry,
+            metrics,
+            settings.rollout_max_in_flight,
+            settings.rollout_timeout_ms / 1000,
+            settings.rollout_shadow_min_chance,
+        )
 
     def routed_version(self, model: str, req: Any, opts: RequestOptions) -> int | None:
         """The version a request without a pinned version goes to: the policy's canary for its share of requests

@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     rollout_max_in_flight: int = Field(default=2, ge=1)
     """Shadow and canary comparisons running at once per worker process; more are dropped (counted), never
     queued."""
+    rollout_shadow_min_chance: float = Field(default=0.25, ge=0, le=1)
+    """A shadow sample starts only when it is this likely to finish before the worker's next live request (at the
+    recent arrival rate and the shadow's measured cost per sample); a live arrival terminates it (it is dropped),
+    so a likelier-terminated start would only take CPU from the host's other processes. 0 = always start."""
     rollout_timeout_ms: int = Field(default=1000, ge=1)
     """Deadline of one comparison's request to the other version (a slower one is counted as an error)."""
     rollout_check_interval_s: float = Field(default=2.0, gt=0)

@@ -26,6 +26,7 @@ refused by the other version's admission counts as dropped too; other errors are
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ from app.errors import DeadlineExceeded, Overloaded, ServiceError
 from app.request_options import RequestOptions
 from app.rollout.compare import Comparison
 from app.rollout.policy import Policy
+from app.runtime import preempt
 from app.tasks.base import Call, Route, Task
 
 if TYPE_CHECKING:
@@ -49,9 +51,12 @@ LOG = logging.getLogger(__name__)
 class Mirror:
     """One per worker: starts comparisons after live answers, bounded by ``max_in_flight``."""
 
-    def __init__(self, registry: ModelRegistry, metrics: Metrics, max_in_flight: int, timeout_s: float) -> None:
+    def __init__(
+        self, registry: ModelRegistry, metrics: Metrics, max_in_flight: int, timeout_s: float, min_chance: float = 0.0
+    ) -> None:
         self.registry, self.metrics = registry, metrics
         self.max_in_flight, self.timeout_s = max_in_flight, timeout_s
+        self.min_chance = min_chance
         self.in_flight = 0
         self.shadow_in_flight = 0
         self.rng = random.Random()
@@ -71,7 +76,9 @@ class Mirror:
         shadow = copy.role == "shadow"
         if (
             self.in_flight >= self.max_in_flight
-            or (shadow and (self.shadow_in_flight >= SHADOW_AT_ONCE or live_busy(self.registry)))
+            or (
+                shadow and (self.shadow_in_flight >= SHADOW_AT_ONCE or live_busy(self.registry) or self._unlikely(copy))
+            )
             or (not shadow and self._busy(copy.model, copy.live))
         ):
             self.metrics.rollout_comparisons.labels(*copy.labels, "dropped").inc()
@@ -81,6 +88,24 @@ class Mirror:
         task = asyncio.get_running_loop().create_task(self._run(copy))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, shadow))
+
+    def _unlikely(self, copy: _Copy) -> bool:
+        """A shadow sample that would probably be terminated by the next live arrival before it ends (its
+        version's cost per sample at the worker's recent arrival rate): not started. The cost is the shadow
+        batcher's measured one; until a sample has finished, the manifest's latency at batch 1 (measured at
+        publish time; terminated runs teach nothing), else unknown and the sample starts."""
+        if self.min_chance <= 0:
+            return False
+        try:
+            mv = self.registry.resolve(copy.model, copy.other)
+        except ServiceError:
+            return True
+        if mv.batcher is None:
+            return True
+        cost = mv.batcher.estimate_s(copy.rows)
+        if cost == float("inf"):
+            cost = published_cost_s(mv.manifest.latency, copy.rows)
+        return cost != float("inf") and preempt.completion_chance(cost) < self.min_chance
 
     def _busy(self, model: str, live: int) -> bool:
         """A canary sample: the answering version's queue is near its budget (no spare time for a comparison)."""
@@ -169,6 +194,22 @@ SHADOW_AT_ONCE = 1
 
 CANARY_WAIT_NO_BUDGET_S = 0.05
 """A canary sample's wait limit on a batcher without a queue budget (no admission limit configured)."""
+
+
+def published_cost_s(latency: dict[str, float], rows: int) -> float:
+    """Seconds of a batch of ``rows`` rows from a manifest's latency table (ms per batch by batch size, measured
+    at publish time): interpolated between the sizes around ``rows``, the smallest size's time below it, scaled
+    from the largest above it; infinity without a table."""
+    points = sorted((int(k), ms) for k, ms in latency.items() if k.isdigit() and int(k) > 0)
+    if not points:
+        return float("inf")
+    if rows <= points[0][0]:
+        return points[0][1] / 1000
+    for (lo, lo_ms), (hi, hi_ms) in itertools.pairwise(points):
+        if rows <= hi:
+            return (lo_ms + (hi_ms - lo_ms) * (rows - lo) / (hi - lo)) / 1000
+    top, top_ms = points[-1]
+    return top_ms * rows / top / 1000
 
 
 def live_busy(registry: ModelRegistry) -> bool:

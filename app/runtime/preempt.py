@@ -17,7 +17,9 @@ preemptible batch to its end.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +28,12 @@ from app.errors import Overloaded
 
 _live = 0
 """Live (not preemptible) items queued or running in this process; written on the event loop thread only."""
+
+_RATE_WINDOW_S = 1.0
+"""Time constant of the live arrival rate (an exponentially decaying count of arrivals per second)."""
+
+_rate = 0.0
+_last = 0.0
 
 _running: dict[int, Any] = {}
 """The ``RunOptions`` of the preemptible runs in progress, by id (written by worker threads)."""
@@ -39,8 +47,11 @@ class Preempted(Overloaded):
 
 def live_started() -> None:
     """A live item was queued: terminate the preemptible runs in progress (called on the event loop)."""
-    global _live
+    global _live, _rate, _last
     _live += 1
+    now = time.monotonic()
+    _rate = _rate * math.exp((_last - now) / _RATE_WINDOW_S) + 1.0 / _RATE_WINDOW_S
+    _last = now
     if _running:
         for options in list(_running.values()):
             options.terminate = True
@@ -55,6 +66,18 @@ def live_ended() -> None:
 def live_items() -> int:
     """Live items in flight in this process (what a preemptible run waits to be zero)."""
     return _live
+
+
+def arrival_rate() -> float:
+    """Live items queued per second in this process, recently (exponentially decaying over about a second)."""
+    return _rate * math.exp((_last - time.monotonic()) / _RATE_WINDOW_S)
+
+
+def completion_chance(cost_s: float) -> float:
+    """The chance that a preemptible run of ``cost_s`` seconds ends before the next live arrival, if arrivals
+    keep their recent rate (Poisson): ``exp(-rate x cost)``. A run that is likely to be terminated only takes CPU
+    from the other processes on the host (other workers, the load generator) and scores nothing."""
+    return math.exp(-arrival_rate() * cost_s)
 
 
 @contextmanager

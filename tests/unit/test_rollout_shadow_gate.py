@@ -16,8 +16,9 @@ import pytest
 from app.batching import BatchConfig, DynamicBatcher, Tensors
 from app.metrics import Metrics
 from app.rollout.policy import Policy
-from app.rollout.shadow import Mirror, live_busy
+from app.rollout.shadow import Mirror, live_busy, published_cost_s
 from app.rollout.summary import comparisons
+from app.runtime import preempt
 
 POLICY = Policy.model_validate({"stable": 1, "shadow": {"version": 2, "rate": 1.0}})
 ROW = {"x": np.ones((1, 2), np.float32)}
@@ -170,3 +171,47 @@ async def test_a_sample_past_its_deadline_is_shed_not_an_error(setup: Any) -> No
     await _until("the sample to be counted", lambda: sum(_counts(s.metrics)) == 1)
     entry = comparisons(s.metrics.families(), "m")[("shadow", "2", "1")]
     assert (entry["scored"], entry["dropped"], entry["errors"]) == (0, 1, 0), entry
+
+
+def _arrivals(n: int) -> None:
+    """``n`` live items queued and answered just now (the worker's recent arrival rate)."""
+    for _ in range(n):
+        preempt.live_started()
+        preempt.live_ended()
+
+
+async def test_a_sample_likely_to_be_terminated_before_it_ends_is_not_started(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At ~100 live arrivals a second a 50 ms shadow sample finishes with chance exp(-5) < 0.25: dropped without
+    running; a 0.1 ms one (exp(-0.01)) is scored. The cost comes from the manifest until a sample has run."""
+    s = setup
+    s.live_gate.open.set()
+    s.shadow_gate.open.set()
+    s.mirror.min_chance = 0.25
+    monkeypatch.setattr(preempt, "_rate", 0.0)
+    _arrivals(100)
+    assert 50 < preempt.arrival_rate() <= 100, preempt.arrival_rate()
+    s.registry.versions[2].manifest = SimpleNamespace(latency={"1": 50.0})
+    _answer(s)
+    assert _counts(s.metrics) == (0, 1), f"a sample that would be terminated was started: {_counts(s.metrics)}"
+    assert not s.shadow_gate.entered.is_set(), "the dropped sample must never reach the shadow's runtime"
+    s.registry.versions[2].manifest = SimpleNamespace(latency={"1": 0.1})
+    _answer(s)
+    await _until("the cheap sample to be scored", lambda: _counts(s.metrics)[0] == 1)
+    assert _counts(s.metrics) == (1, 1), _counts(s.metrics)
+    # the measured cost (the shadow batcher's own finished batch) now decides, whatever the manifest says
+    s.registry.versions[2].manifest = SimpleNamespace(latency={"1": 50.0})
+    await _until("the shadow slot to be freed", lambda: s.mirror.shadow_in_flight == 0)
+    assert s.shadow.estimate_s(1) < 0.05, s.shadow.estimate_s(1)
+    _arrivals(1)
+    _answer(s)
+    await _until("the second cheap sample to be scored", lambda: _counts(s.metrics)[0] == 2)
+
+
+def test_published_cost_interpolates_the_manifest_latency_table() -> None:
+    table = {"1": 0.02, "64": 0.2, "512": 1.6}
+    assert published_cost_s(table, 1) == 0.02 / 1000
+    assert abs(published_cost_s(table, 288) - 0.9 / 1000) < 1e-12, "halfway between 64 and 512 rows"
+    assert abs(published_cost_s(table, 1024) - 3.2 / 1000) < 1e-12, "scaled from the largest size"
+    assert published_cost_s({}, 10) == float("inf"), "no table: unknown"
