@@ -355,10 +355,10 @@ class DynamicBatcher:
         now = time.monotonic()
         if deadline is not None and deadline <= now:
             raise DeadlineExceeded("the request deadline passed before it was queued")
-        item = _Item(inputs, rows, deadline, now, asyncio.get_running_loop().create_future(), prepare)
+        item = _Item(inputs, rows, deadline, now, asyncio.get_running_loop().create_future(), prepare,
+                     preemptible=preemptible)  # fmt: skip
         if tracing.ENABLED:
             item.trace = tracing.item_context()
-        item.preemptible = preemptible
         self._queues.by_priority[priority].append(item)
         self._queued_rows += rows
         self._stats.queue_depth(self._queued_rows)

@@ -75,7 +75,11 @@ def flipped(clean: np.ndarray, perturbed: np.ndarray, rset: RobustnessSet) -> np
 
 def flip_rate(clean: np.ndarray, perturbed: np.ndarray, rset: RobustnessSet) -> dict[str, Any]:
     """Overall and per-kind flip rates (fractions of perturbed rows whose decision changed)."""
-    f = flipped(clean, perturbed, rset)
+    return rates(flipped(clean, perturbed, rset), rset)
+
+
+def rates(f: np.ndarray, rset: RobustnessSet) -> dict[str, Any]:
+    """:func:`flip_rate` of already computed flips (one bool per perturbed row)."""
     kinds = np.asarray(rset.kinds)
     return {
         "flip_rate": round(float(f.mean()), 6),
@@ -94,12 +98,16 @@ def excess_p_value(candidate: np.ndarray, fp32: np.ndarray) -> float:
     """
     from scipy.stats import binomtest
 
-    only_candidate = int(np.count_nonzero(candidate & ~fp32))
-    only_fp32 = int(np.count_nonzero(fp32 & ~candidate))
+    only_candidate, only_fp32 = discordant(candidate, fp32)
     n = only_candidate + only_fp32
     if n == 0:
         return 1.0
     return float(binomtest(only_candidate, n, 0.5, alternative="greater").pvalue)
+
+
+def discordant(candidate: np.ndarray, fp32: np.ndarray) -> tuple[int, int]:
+    """(rows only the candidate flips, rows only FP32 flips) of two models' flips on the same perturbed rows."""
+    return int(np.count_nonzero(candidate & ~fp32)), int(np.count_nonzero(fp32 & ~candidate))
 
 
 def check(candidate: float, fp32: float, max_increase: float, p_value: float = 0.0, alpha: float = 1.0) -> str:

@@ -12,12 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from compress.candidates import Candidate
 from compress.config import CompressConfig
 from compress.gate import GateResult
-from compress.robustness.flips import RobustnessSet, check, excess_p_value, flip_rate, flipped
+from compress.robustness.flips import RobustnessSet, check, discordant, excess_p_value, flipped, rates
 from compress.tasks import TaskAdapter, task_predict, task_robustness_set
 
 RULE = (
@@ -26,14 +24,15 @@ RULE = (
 )
 
 
-def measure(rset: RobustnessSet, task: TaskAdapter, path: Path) -> tuple[dict[str, Any], np.ndarray]:
+def measure(rset: RobustnessSet, task: TaskAdapter, path: Path) -> tuple[dict[str, Any], Any]:
     """Flip rate (overall and per perturbation kind) of the model at ``path``, and which perturbed rows flipped."""
     from compress.evaluate import session
 
     sess = session(path, threads=2)
     clean = rset.decisions(task_predict(task, sess, rset.clean, rset.output), "clean")
     perturbed = rset.decisions(task_predict(task, sess, rset.perturbed, rset.output), "perturbed")
-    return flip_rate(clean, perturbed, rset), flipped(clean, perturbed, rset)
+    f = flipped(clean, perturbed, rset)
+    return rates(f, rset), f
 
 
 def rule(cfg: CompressConfig, rset: RobustnessSet | None, reason: str) -> dict[str, Any]:
@@ -80,14 +79,15 @@ def apply(cands: Sequence[Candidate], task: TaskAdapter, cfg: CompressConfig) ->
         else:
             m, flips = measure(rset, task, c.path)  # type: ignore[arg-type]
             p_value = excess_p_value(flips, base_flips)
+            only_candidate, only_fp32 = discordant(flips, base_flips)
             refusal = check(m["flip_rate"], fp32, inc, p_value, alpha)
             c.robustness = {
                 "status": "failed" if refusal else "passed",
                 "flip_rate": m["flip_rate"],
                 "margin": round(fp32 + inc - m["flip_rate"], 6),
                 "by_kind": m["by_kind"],
-                "only_candidate_flips": int(np.count_nonzero(flips & ~base_flips)),
-                "only_fp32_flips": int(np.count_nonzero(base_flips & ~flips)),
+                "only_candidate_flips": only_candidate,
+                "only_fp32_flips": only_fp32,
                 "p_value": round(p_value, 6),
                 **common,
             }
